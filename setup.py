@@ -1,0 +1,56 @@
+"""vinocr: fine-tune PaddlePaddle text recognisers for VINs and licence plates.
+
+Paddle itself is an extra so GPU users can keep ``paddlepaddle-gpu``:
+``pip install -e .[cpu]`` on CPU machines, ``pip install -e .[gpu]`` (or install the matching
+``paddlepaddle-gpu`` wheel for your CUDA first, then ``pip install -e .``) on GPU machines.
+"""
+from pathlib import Path
+
+from setuptools import find_packages, setup
+
+HERE = Path(__file__).parent
+
+# Console scripts: each is also runnable as ``python tools/<name>.py``.
+CONSOLE_SCRIPTS = [
+    "vinocr-data=vinocr.cli.data:main",
+    "vinocr-synth=vinocr.cli.synth:main",
+    "vinocr-config=vinocr.cli.config:main",
+]
+
+setup(
+    name="vinocr",
+    version="0.1.0",
+    description="Fine-tune PP-OCRv4 text recognisers for VINs and licence plates (PaddlePaddle)",
+    long_description=(HERE / "README.md").read_text(encoding="utf-8"),
+    long_description_content_type="text/markdown",
+    python_requires=">=3.9",
+    packages=find_packages(include=["vinocr", "vinocr.*", "techniques", "techniques.*"]),
+    package_data={"vinocr": ["resources/dicts/*.txt"]},
+    install_requires=[
+        "paddleocr>=3.0,<3.8",
+        # paddlex (via paddleocr) pins opencv-contrib-python 4.10; the same minor keeps cv2 whole.
+        "opencv-python>=4.8,<4.11",
+        "numpy>=1.24,<3",
+        "pyyaml>=6.0",
+        "visualdl>=2.5.3,<2.6",
+        "scikit-image>=0.21",
+        "lmdb>=1.4",
+        # The pretrained PP-OCRv4 recogniser is read from this exact package's files.
+        "rapidocr_onnxruntime==1.4.4",
+        "onnxruntime>=1.16",
+        "onnx>=1.14",
+        "paddle2onnx>=1.3",
+        "safetensors>=0.4",
+        "tqdm>=4.60",
+        "matplotlib>=3.7",
+        "Pillow>=9.0",
+    ],
+    extras_require={
+        "cpu": ["paddlepaddle>=3.0,<3.4"],
+        "gpu": ["paddlepaddle-gpu>=3.0,<3.4"],
+        "test": ["pytest>=7", "pytest-xdist>=3"],
+    },
+    entry_points={
+        "console_scripts": CONSOLE_SCRIPTS,
+    },
+)

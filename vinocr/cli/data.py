@@ -1,0 +1,268 @@
+"""``vinocr-data``: validate, stats, split, make-lmdb, augment and preview-aug for datasets."""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import Any, Dict, List, Optional
+
+import numpy as np
+
+from vinocr.cli.common import cli_entry, setup_logging
+from vinocr.data.base import TextDataset, encode_image
+from vinocr.data.registry import DATASET_TYPES, detect_format, open_dataset
+from vinocr.errors import VinocrError
+
+logger = logging.getLogger("vinocr.data")
+PROG = "vinocr-data"
+
+
+def _open(args: argparse.Namespace, charset: Any = None) -> TextDataset:
+    kwargs: Dict[str, Any] = {}
+    fmt = detect_format(args.path) if args.format == "auto" else args.format
+    if fmt == "lrlpr":
+        kwargs["frames"] = getattr(args, "frames", "lr")
+    dataset = open_dataset(args.path, fmt, charset=charset, strict=getattr(args, "strict", False),
+                           **kwargs)
+    logger.info("opened %s (%s): %d samples", args.path, fmt, len(dataset))
+    return dataset
+
+
+def _add_common(p: argparse.ArgumentParser, charset_default: Optional[str] = "vin") -> None:
+    p.add_argument("path", help="label file, LMDB folder, LRLPR root, corrections or image folder")
+    p.add_argument("--format", default="auto", choices=["auto", *sorted(DATASET_TYPES)],
+                   help="dataset format (default: detected from the path)")
+    p.add_argument("--charset", default=charset_default,
+                   help="vin, plate, ppocr or a dictionary file")
+    p.add_argument("--frames", default="lr", choices=["lr", "hr", "both"],
+                   help="LRLPR tracks: which frames are samples")
+
+
+# ---------------------------------------------------------------------------- validate
+def cmd_validate(args: argparse.Namespace) -> int:
+    from vinocr.data.validate import ERROR_CLASSES, validate_dataset, write_fixed
+
+    dataset = _open(args, charset=None)
+    report, clean = validate_dataset(dataset, args.charset, lengths=args.length,
+                                     check_digit=args.check_digit)
+    shown: Dict[str, int] = {}
+    for issue in report.issues:
+        shown[issue.kind] = shown.get(issue.kind, 0) + 1
+        if shown[issue.kind] <= args.max_report:
+            print(f"{issue.kind:<15} {issue.where}: {issue.message}")
+    counts = report.counts()
+    for kind, n in counts.items():
+        if n > args.max_report:
+            print(f"{kind:<15} ... {n - args.max_report} more")
+    print(f"\n{report.total} samples checked, {len(clean)} clean, "
+          f"{len(report.bad_indices)} with errors")
+    for kind in ERROR_CLASSES:
+        print(f"  {kind:<15} {counts[kind]}")
+    if args.json:
+        Path(args.json).write_text(json.dumps({
+            "path": str(args.path), "total": report.total, "clean": len(clean),
+            "counts": counts, "issues": [vars(i) for i in report.issues]}, indent=2),
+            encoding="utf-8")
+    if args.export_fixed:
+        out = write_fixed(clean, args.export_fixed)
+        print(f"wrote {len(clean)} clean samples to {out}")
+    return 0 if report.ok else 1
+
+
+# ------------------------------------------------------------------------------- stats
+def cmd_stats(args: argparse.Namespace) -> int:
+    from vinocr.data.stats import dataset_stats, format_stats
+
+    dataset = _open(args, charset=args.charset)
+    stats = dataset_stats(dataset, max_images=args.max_images)
+    if args.json:
+        print(json.dumps(stats, indent=2, ensure_ascii=False))
+    else:
+        print(format_stats(stats))
+    return 0
+
+
+# ------------------------------------------------------------------------------- split
+def _write_label_file(dataset: TextDataset, indices: List[int], out_file: Path) -> None:
+    from vinocr.data.base import FileBackedDataset
+
+    lines = []
+    for i in indices:
+        if isinstance(dataset, FileBackedDataset) or "path" in dataset.meta(i):
+            path = Path(dataset.meta(i)["path"]).resolve()
+            rel = os.path.relpath(path, out_file.parent.resolve())
+        else:
+            image_dir = out_file.parent / (out_file.stem + "_images")
+            image_dir.mkdir(parents=True, exist_ok=True)
+            target = image_dir / f"{i:09d}.png"
+            target.write_bytes(dataset.read_bytes(i))
+            rel = os.path.relpath(target, out_file.parent)
+        lines.append(f"{rel}\t{dataset.label(i)}")
+    tmp = out_file.with_suffix(".tmp")
+    tmp.write_text("\n".join(lines) + ("\n" if lines else ""), encoding="utf-8")
+    tmp.replace(out_file)
+
+
+def cmd_split(args: argparse.Namespace) -> int:
+    from vinocr.data.split import grouped_split
+
+    dataset = _open(args, charset=args.charset)
+    names = args.names.split(",")
+    splits = grouped_split(dataset.labels(), args.fractions, names, seed=args.seed)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    for name, indices in splits.items():
+        if args.lmdb:
+            from vinocr.data.lmdb_dataset import write_lmdb
+
+            write_lmdb(out / name, ((dataset.read_bytes(i), dataset.label(i)) for i in indices))
+            target = out / name
+        else:
+            target = out / f"{name}.txt"
+            _write_label_file(dataset, indices, target)
+        n_labels = len({dataset.label(i) for i in indices})
+        print(f"{name:<6} {len(indices):>8} samples  {n_labels:>8} labels  -> {target}")
+    return 0
+
+
+# --------------------------------------------------------------------------- make-lmdb
+def cmd_make_lmdb(args: argparse.Namespace) -> int:
+    from vinocr.data.lmdb_dataset import write_lmdb
+
+    dataset = _open(args, charset=args.charset)
+    out = Path(args.out)
+    if (out / "data.mdb").exists() and not args.overwrite:
+        raise VinocrError(f"{out}: an LMDB exists there already (use --overwrite)")
+    if args.overwrite:
+        for name in ("data.mdb", "lock.mdb"):
+            (out / name).unlink(missing_ok=True)
+    n = write_lmdb(out, ((dataset.read_bytes(i), dataset.label(i)) for i in range(len(dataset))))
+    print(f"wrote {n} samples to {out} (DTRB keys image-%09d, label-%09d, num-samples)")
+    return 0
+
+
+# ----------------------------------------------------------------------------- augment
+def _pipeline(args: argparse.Namespace):
+    from vinocr.data.augment import build_augment
+
+    if args.config:
+        from vinocr.config import load_config
+
+        cfg = load_config(args.config, args.opt or [])
+        section = cfg["Train"].get("augment")
+        if section is None:
+            raise VinocrError(f"{args.config}: Train.augment is not set")
+    else:
+        section = {"preset": args.preset, "p": 1.0}
+    pipeline = build_augment(section)
+    if pipeline is None:
+        raise VinocrError("the augmentation config is empty (preset none, no transforms)")
+    return pipeline
+
+
+def _looks_like_test_split(path: Path) -> bool:
+    parts = [p.lower() for p in path.resolve().parts[-3:]]
+    return any(p.split(".")[0] in ("test", "testing") or p.startswith("test_") or
+               p.endswith("_test") or p.startswith("test.") for p in parts)
+
+
+def cmd_augment(args: argparse.Namespace) -> int:
+    from vinocr.data.augment import augment_dataset
+
+    if _looks_like_test_split(Path(args.path)):
+        raise VinocrError(f"{args.path}: refusing to augment a test split (test data must stay "
+                          "real so its accuracy means something)")
+    if args.augs_per_sample < 0:
+        raise VinocrError(f"--augs-per-sample must be >= 0, got {args.augs_per_sample}")
+    dataset = _open(args, charset=args.charset)
+    pipeline = _pipeline(args)
+    samples = ((dataset.load_image(i), dataset.label(i), f"{i:09d}") for i in range(len(dataset)))
+    out = augment_dataset(samples, args.out, pipeline, args.augs_per_sample, args.seed)
+    print(f"wrote {len(dataset) * (1 + args.augs_per_sample)} samples "
+          f"({len(dataset)} originals + {args.augs_per_sample} augmented copies each) to {out}")
+    return 0
+
+
+def cmd_preview_aug(args: argparse.Namespace) -> int:
+    from vinocr.data.augment import preview_grid, save_preview
+
+    dataset = _open(args, charset=args.charset)
+    if len(dataset) == 0:
+        raise VinocrError(f"{args.path}: no samples to preview")
+    rng = np.random.default_rng(args.seed)
+    picks = rng.choice(len(dataset), size=min(args.n, len(dataset)), replace=False)
+    images = [dataset.load_image(int(i)) for i in sorted(picks)]
+    grid = preview_grid(images, _pipeline(args), rng, n_aug=args.per_row)
+    save_preview(args.out, grid)
+    print(f"wrote {args.out} ({len(images)} samples x {args.per_row} augmentations)")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog=PROG, description="Dataset tools for vinocr.")
+    parser.add_argument("--log-level", default="WARNING")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("validate", help="find unreadable images, bad labels, duplicates ...")
+    _add_common(p)
+    p.add_argument("--length", type=int, nargs="+", help="allowed label lengths (vin: 17)")
+    p.add_argument("--check-digit", default="auto", choices=["auto", "always", "never"],
+                   help="VIN check digit: auto = mandatory for North American VINs only")
+    p.add_argument("--export-fixed", metavar="OUT",
+                   help="write clean samples to OUT (.txt label file, else an LMDB folder)")
+    p.add_argument("--max-report", type=int, default=50, help="lines listed per error class")
+    p.add_argument("--json", metavar="FILE", help="also write the full report as JSON")
+    p.set_defaults(func=cmd_validate)
+
+    p = sub.add_parser("stats", help="counts, label lengths, characters, image sizes")
+    _add_common(p, charset_default=None)
+    p.add_argument("--max-images", type=int, default=None, help="measure at most N image sizes")
+    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    p.set_defaults(func=cmd_stats)
+
+    p = sub.add_parser("split", help="train/val/test split grouped by label text")
+    _add_common(p, charset_default=None)
+    p.add_argument("--out", required=True, help="output folder for train.txt, val.txt, test.txt")
+    p.add_argument("--fractions", type=float, nargs="+", default=[0.8, 0.1, 0.1])
+    p.add_argument("--names", default="train,val,test")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--lmdb", action="store_true", help="write each split as an LMDB")
+    p.set_defaults(func=cmd_split)
+
+    p = sub.add_parser("make-lmdb", help="convert any dataset into a DTRB LMDB")
+    _add_common(p, charset_default=None)
+    p.add_argument("--out", required=True)
+    p.add_argument("--overwrite", action="store_true")
+    p.set_defaults(func=cmd_make_lmdb)
+
+    for name, func, help_ in (("augment", cmd_augment, "offline augmentation: originals + N "
+                               "augmented copies"),
+                              ("preview-aug", cmd_preview_aug, "PNG grid of augmented samples")):
+        p = sub.add_parser(name, help=help_)
+        _add_common(p, charset_default=None)
+        p.add_argument("--out", required=True)
+        p.add_argument("--preset", default="vin", choices=["vin", "alpr"])
+        p.add_argument("-c", "--config", help="take Train.augment from this config instead")
+        p.add_argument("-o", "--opt", nargs="+", help="config overrides Key.sub=value")
+        p.add_argument("--seed", type=int, default=0)
+        if name == "augment":
+            p.add_argument("--augs-per-sample", type=int, required=True)
+        else:
+            p.add_argument("--n", type=int, default=8, help="samples (rows)")
+            p.add_argument("--per-row", type=int, default=7, help="augmented copies per row")
+        p.set_defaults(func=func)
+    return parser
+
+
+@cli_entry(PROG)
+def main(argv: Optional[List[str]] = None) -> int:
+    args = build_parser().parse_args(argv)
+    setup_logging(args.log_level)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

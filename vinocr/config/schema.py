@@ -1,0 +1,172 @@
+"""The config schema: sections of typed fields with defaults.
+
+Validation fills defaults and rejects unknown keys and wrong types with one-line errors that name
+the key, the file that set it and the valid keys (or the expected type). Other parts of vinocr add
+their own sections through :func:`register_section`, so the schema grows with the code that reads
+it rather than in one central list.
+"""
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+from typing import Any, Callable, Dict, Mapping, Optional, Tuple, Union
+
+from vinocr.errors import ConfigError
+
+_TYPE_NAMES = {int: "int", float: "float", bool: "bool", str: "str", list: "list", dict: "mapping"}
+
+
+@dataclass
+class Field:
+    """A leaf setting. ``types`` are accepted Python types (an int is accepted where float is
+    expected); ``choices`` restricts values; ``check`` may raise ConfigError for deeper checks."""
+
+    types: Tuple[type, ...]
+    default: Any = None
+    help: str = ""
+    nullable: bool = False
+    choices: Optional[Tuple[Any, ...]] = None
+    check: Optional[Callable[[Any, str], None]] = None
+
+    def expected(self) -> str:
+        names = " or ".join(_TYPE_NAMES.get(t, t.__name__) for t in self.types)
+        return names + (" or null" if self.nullable else "")
+
+
+@dataclass
+class Section:
+    """A mapping of named fields and sub-sections. ``open_keys`` allows free-form extra keys
+    (e.g. a technique's own parameters)."""
+
+    fields: Dict[str, Union[Field, "Section"]] = field(default_factory=dict)
+    help: str = ""
+    open_keys: bool = False
+
+
+def _dataset_check(value: Any, key: str) -> None:
+    # Deferred import: the data package imports heavy readers, and the schema must stay cheap.
+    from vinocr.data.registry import check_dataset_spec
+
+    check_dataset_spec(value, key)
+
+
+def _augment_check(value: Any, key: str) -> None:
+    try:
+        from vinocr.data.augment import build_augment
+    except ImportError:  # pragma: no cover - the augment package ships with vinocr
+        return
+    try:
+        build_augment(value)
+    except ConfigError as exc:
+        raise ConfigError(f"{key}: {exc}") from None
+
+
+def _image_shape_check(value: Any, key: str) -> None:
+    if len(value) != 3 or not all(isinstance(v, int) and v > 0 for v in value):
+        raise ConfigError(f"{key}: expected [C, H, W] of 3 positive ints, got {value!r}")
+
+
+def _loader_section(batch_size: int, shuffle: bool, drop_last: bool, augment: bool) -> Section:
+    fields: Dict[str, Union[Field, Section]] = {
+        "dataset": Field((dict,), None, "dataset sources (see README: Data formats)",
+                         nullable=True, check=_dataset_check),
+        "batch_size": Field((int,), batch_size, "samples per batch (per process)"),
+        "num_workers": Field((int,), 2, "loader worker processes"),
+        "shuffle": Field((bool,), shuffle),
+        "drop_last": Field((bool,), drop_last),
+    }
+    if augment:
+        fields["augment"] = Field((dict,), None, "online augmentation (preset, p, num_ops, "
+                                  "transforms)", nullable=True, check=_augment_check)
+    return Section(fields)
+
+
+SCHEMA = Section({
+    "Global": Section({
+        "seed": Field((int,), 0, "seed of every random choice (data order, augmentation, init)"),
+        "run_dir": Field((str,), "runs/default", "where checkpoints, logs and the resolved config "
+                         "go"),
+        "charset": Field((str,), "vin", "built-in charset (vin, plate, ppocr) or dictionary file"),
+        "image_shape": Field((list,), [3, 48, 320], "recogniser input [C, H, W]",
+                             check=_image_shape_check),
+        "max_text_length": Field((int,), 25, "longest label the CTC encoder accepts"),
+        "strict_data": Field((bool,), False, "fail on out-of-charset/empty labels instead of "
+                             "skipping them"),
+        "device": Field((str,), "auto", choices=("auto", "cpu", "gpu")),
+        "use_amp": Field((bool,), True, "mixed precision where Paddle supports it (GPU)"),
+        "log_level": Field((str,), "INFO", choices=("DEBUG", "INFO", "WARNING", "ERROR")),
+    }),
+    "Train": _loader_section(32, True, True, augment=True),
+    "Eval": _loader_section(64, False, False, augment=False),
+})
+
+
+def register_section(name: str, section: Section) -> None:
+    """Add (or replace) a top-level section; used by the modules that own those settings."""
+    SCHEMA.fields[name] = section
+
+
+def _check_field(spec: Field, value: Any, key: str, origin: str) -> Any:
+    where = f"{key} (set in {origin})" if origin else key
+    if value is None:
+        if spec.nullable:
+            return None
+        raise ConfigError(f"{where}: expected {spec.expected()}, got null")
+    ok = any(isinstance(value, t) and not (t is int and isinstance(value, bool))
+             for t in spec.types)
+    if not ok and float in spec.types and isinstance(value, int) and not isinstance(value, bool):
+        value, ok = float(value), True
+    if not ok:
+        raise ConfigError(f"{where}: expected {spec.expected()}, got "
+                          f"{type(value).__name__} {value!r}")
+    if spec.choices is not None and value not in spec.choices:
+        raise ConfigError(f"{where}: {value!r} is not one of "
+                          f"{', '.join(map(str, spec.choices))}")
+    if spec.check is not None:
+        try:
+            spec.check(value, key)
+        except ConfigError as exc:
+            message = str(exc)
+            raise ConfigError(message if not origin else f"{message} (set in {origin})") from None
+    return value
+
+
+def _validate_section(section: Section, data: Mapping[str, Any], prefix: str,
+                      origins: Mapping[str, str]) -> Dict[str, Any]:
+    out: Dict[str, Any] = {}
+    for key, value in data.items():
+        dotted = f"{prefix}.{key}" if prefix else key
+        spec = section.fields.get(key)
+        if spec is None:
+            if section.open_keys:
+                out[key] = value
+                continue
+            origin = origins.get(dotted, "")
+            valid = ", ".join(sorted(section.fields)) or "(none)"
+            scope = f"in {prefix}" if prefix else "at top level"
+            src = f" (set in {origin})" if origin else ""
+            raise ConfigError(f"unknown key '{dotted}'{src}; valid keys {scope}: {valid}")
+        if isinstance(spec, Section):
+            if value is None:
+                value = {}
+            if not isinstance(value, Mapping):
+                origin = origins.get(dotted, "")
+                src = f" (set in {origin})" if origin else ""
+                raise ConfigError(f"{dotted}{src}: expected a mapping of settings, got "
+                                  f"{type(value).__name__} {value!r}")
+            out[key] = _validate_section(spec, value, dotted, origins)
+        else:
+            out[key] = _check_field(spec, value, dotted, origins.get(dotted, ""))
+    for key, spec in section.fields.items():
+        if key in out:
+            continue
+        dotted = f"{prefix}.{key}" if prefix else key
+        out[key] = (_validate_section(spec, {}, dotted, origins) if isinstance(spec, Section)
+                    else copy.deepcopy(spec.default))
+    return out
+
+
+def validate_config(data: Mapping[str, Any], origins: Optional[Mapping[str, str]] = None,
+                    schema: Optional[Section] = None) -> Dict[str, Any]:
+    """Check ``data`` against the schema and return it with every default filled in."""
+    return _validate_section(schema or SCHEMA, data, "", origins or {})
