@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 import datetime
 import logging
+import re
 from pathlib import Path
 from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, Union
 
@@ -22,6 +23,24 @@ logger = logging.getLogger(__name__)
 
 BASE_KEY = "_base_"
 RESOLVED_NAME = "config.yml"
+
+
+class _Loader(yaml.SafeLoader):
+    """SafeLoader that also reads ``5e-4`` and ``1e3`` as floats (YAML 1.1 wants ``5.0e-4``)."""
+
+
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"""^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?
+                |[-+]?(?:[0-9][0-9_]*)(?:[eE][-+]?[0-9]+)
+                |\.[0-9_]+(?:[eE][-+][0-9]+)?
+                |[-+]?\.(?:inf|Inf|INF)
+                |\.(?:nan|NaN|NAN))$""", re.X),
+    list("-+0123456789."))
+
+
+def yaml_load(text: str) -> Any:
+    return yaml.load(text, Loader=_Loader)
 
 
 class Config(dict):
@@ -46,7 +65,7 @@ def _read_yaml(path: Path) -> Dict[str, Any]:
     except UnicodeDecodeError:
         raise ConfigError(f"{path}: not valid UTF-8") from None
     try:
-        data = yaml.safe_load(text)
+        data = yaml_load(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line = f":{mark.line + 1}" if mark is not None else ""
@@ -60,28 +79,32 @@ def _read_yaml(path: Path) -> Dict[str, Any]:
     return data
 
 
-def _merge(dst: Dict[str, Any], src: Mapping[str, Any], origins: Dict[str, str], origin: str,
-           prefix: str = "") -> None:
+def _merge(dst: Dict[str, Any], src: Mapping[str, Any], origins: Dict[str, str],
+           src_origins: Mapping[str, str], default_origin: str, prefix: str = "") -> None:
+    """Deep-merge ``src`` into ``dst``; each leaf's origin comes from ``src_origins`` when known."""
     for key, value in src.items():
         dotted = f"{prefix}.{key}" if prefix else str(key)
+        origin = src_origins.get(dotted, default_origin)
         if isinstance(value, Mapping) and isinstance(dst.get(key), dict):
             origins.setdefault(dotted, origin)
-            _merge(dst[key], value, origins, origin, dotted)
+            _merge(dst[key], value, origins, src_origins, default_origin, dotted)
         else:
             dst[key] = copy.deepcopy(value)
             for k in [k for k in origins if k == dotted or k.startswith(dotted + ".")]:
                 del origins[k]
-            _record(value, dotted, origins, origin)
+            _record(value, dotted, origins, src_origins, origin)
 
 
-def _record(value: Any, dotted: str, origins: Dict[str, str], origin: str) -> None:
-    origins[dotted] = origin
+def _record(value: Any, dotted: str, origins: Dict[str, str], src_origins: Mapping[str, str],
+            origin: str) -> None:
+    origins[dotted] = src_origins.get(dotted, origin)
     if isinstance(value, Mapping):
         for key, sub in value.items():
-            _record(sub, f"{dotted}.{key}", origins, origin)
+            _record(sub, f"{dotted}.{key}", origins, src_origins, origin)
 
 
-def _load_tree(path: Path, origins: Dict[str, str], stack: Tuple[Path, ...]) -> Dict[str, Any]:
+def _load_tree(path: Path, stack: Tuple[Path, ...]) -> Tuple[Dict[str, Any], Dict[str, str]]:
+    """The merged content of ``path`` and its bases, with the file each leaf came from."""
     path = path.resolve()
     if path in stack:
         chain = " -> ".join(str(p) for p in stack + (path,))
@@ -93,13 +116,15 @@ def _load_tree(path: Path, origins: Dict[str, str], stack: Tuple[Path, ...]) -> 
     if not isinstance(bases, list) or not all(isinstance(b, str) for b in bases):
         raise ConfigError(f"{path}: _base_ must be a path or a list of paths")
     merged: Dict[str, Any] = {}
+    origins: Dict[str, str] = {}
     for base in bases:
         base_path = (path.parent / base)
         if not base_path.is_file():
             raise ConfigError(f"{path}: _base_ file not found: {base}")
-        _merge(merged, _load_tree(base_path, origins, stack + (path,)), origins, str(base_path))
-    _merge(merged, data, origins, _display(path))
-    return merged
+        base_tree, base_origins = _load_tree(base_path, stack + (path,))
+        _merge(merged, base_tree, origins, base_origins, _display(base_path))
+    _merge(merged, data, origins, {}, _display(path))
+    return merged, origins
 
 
 def _display(path: Path) -> str:
@@ -118,7 +143,7 @@ def parse_override(text: str) -> Tuple[List[str], Any]:
     if not key.strip() or any(not p for p in parts):
         raise ConfigError(f"-o {text}: bad key {key!r}")
     try:
-        value = yaml.safe_load(raw) if raw.strip() else ""
+        value = yaml_load(raw) if raw.strip() else ""
     except yaml.YAMLError:
         value = raw
     return parts, value
@@ -142,7 +167,7 @@ def apply_overrides(data: Dict[str, Any], overrides: Iterable[str],
         dotted = ".".join(parts)
         for k in [k for k in origins if k == dotted or k.startswith(dotted + ".")]:
             del origins[k]
-        _record(value, dotted, origins, f"-o {text}")
+        _record(value, dotted, origins, {}, f"-o {text}")
         prefix = ""
         for part in parts[:-1]:
             prefix = f"{prefix}.{part}" if prefix else part
@@ -161,10 +186,10 @@ def load_config(paths: Union[str, Path, Sequence[Union[str, Path]], None] = None
     origins: Dict[str, str] = {}
     merged: Dict[str, Any] = {}
     for p in paths:
-        tree = _load_tree(Path(p), origins, ())
-        _merge(merged, tree, origins, _display(Path(p)))
+        tree, tree_origins = _load_tree(Path(p), ())
+        _merge(merged, tree, origins, tree_origins, _display(Path(p)))
     if data:
-        _merge(merged, data, origins, "<dict>")
+        _merge(merged, data, origins, {}, "<dict>")
     apply_overrides(merged, overrides, origins)
     cfg = Config(validate_config(merged, origins))
     cfg.sources = [str(p) for p in paths] + [f"-o {o}" for o in overrides]

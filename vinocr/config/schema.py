@@ -55,10 +55,7 @@ def _augment_check(value: Any, key: str) -> None:
         from vinocr.data.augment import build_augment
     except ImportError:  # pragma: no cover - the augment package ships with vinocr
         return
-    try:
-        build_augment(value)
-    except ConfigError as exc:
-        raise ConfigError(f"{key}: {exc}") from None
+    build_augment(value, key=key)
 
 
 def _image_shape_check(value: Any, key: str) -> None:

@@ -1,0 +1,79 @@
+"""Fixtures: small datasets generated inside the tests (no bundled binaries, no network)."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import List, Tuple
+
+import cv2
+import numpy as np
+import pytest
+
+from vinocr.vin import with_check_digit
+
+VALID_VINS = ["1M8GDM9AXKP042788", "SAL1A2A40SA606662", "1HGCM82633A004352",
+              "WBA3A5C51CF256651", "JHMCM56557C404453"]
+
+
+def text_image(text: str, height: int = 32, seed: int = 0) -> np.ndarray:
+    """A small BGR crop with ``text`` drawn in it (distinct bytes per text and seed)."""
+    rng = np.random.default_rng(seed)
+    width = 14 * len(text) + 10
+    img = np.full((height, width, 3), 200, np.uint8)
+    img[:] = img + rng.integers(0, 30, size=img.shape, dtype=np.uint8)
+    cv2.putText(img, text, (4, height - 9), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (20, 20, 20), 1)
+    return img
+
+
+def write_png(path: Path, image: np.ndarray) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    ok, buf = cv2.imencode(".png", image)
+    assert ok
+    path.write_bytes(buf.tobytes())
+    return path
+
+
+def make_label_dir(root: Path, labels: List[str], name: str = "labels.txt",
+                   subdir: str = "images") -> Path:
+    lines = []
+    for i, label in enumerate(labels):
+        rel = f"{subdir}/{i:05d}.png"
+        write_png(root / rel, text_image(label, seed=i))
+        lines.append(f"{rel}\t{label}")
+    (root / name).write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return root / name
+
+
+@pytest.fixture
+def vin_labels() -> List[str]:
+    rng = np.random.default_rng(1)
+    alphabet = "0123456789ABCDEFGHJKLMNPRSTUVWXYZ"
+    out = list(VALID_VINS)
+    while len(out) < 24:
+        raw = "1" + "".join(rng.choice(list(alphabet), 16))
+        out.append(with_check_digit(raw))
+    return out
+
+
+@pytest.fixture
+def label_dir(tmp_path: Path, vin_labels: List[str]) -> Tuple[Path, List[str]]:
+    make_label_dir(tmp_path / "ds", vin_labels)
+    return tmp_path / "ds", vin_labels
+
+
+def make_track(root: Path, text: str, layout: str, with_corners: bool = True) -> Path:
+    """A track folder with 2 LR and 2 HR frames; each frame shows a bright plate quadrilateral."""
+    track = root / f"Scenario-A/{layout}/track_{abs(hash(text)) % 100000:05d}"
+    track.mkdir(parents=True, exist_ok=True)
+    corners = {}
+    for kind, (h, w), quad in (("hr", (60, 160), [[20, 10], [140, 14], [138, 50], [22, 46]]),
+                               ("lr", (24, 64), [[8, 4], [56, 6], [55, 20], [9, 18]])):
+        for k in (1, 2):
+            img = np.full((h, w, 3), 30, np.uint8)
+            cv2.fillConvexPoly(img, np.array(quad, np.int32), (230, 230, 230))
+            name = f"{kind}-{k:03d}.png"
+            write_png(track / name, img)
+            corners[name] = quad
+    doc = {"plate_layout": layout, "plate_text": text, "corners": corners if with_corners else {}}
+    (track / "annotations.json").write_text(json.dumps(doc), encoding="utf-8")
+    return track
