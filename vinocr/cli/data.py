@@ -5,6 +5,7 @@ import argparse
 import json
 import logging
 import os
+import re
 import sys
 from pathlib import Path
 from typing import Any, Dict, List, Optional
@@ -164,9 +165,10 @@ def _pipeline(args: argparse.Namespace):
 
 
 def _looks_like_test_split(path: Path) -> bool:
-    parts = [p.lower() for p in path.resolve().parts[-3:]]
-    return any(p.split(".")[0] in ("test", "testing") or p.startswith("test_") or
-               p.endswith("_test") or p.startswith("test.") for p in parts)
+    """True for a dataset named like a test split: ``test.txt``, ``test/``, ``vin_test.txt``,
+    ``test-2024/`` (only the dataset's own name counts, not the folders above it)."""
+    name = (path.stem if path.is_file() else path.name).lower()
+    return bool(re.fullmatch(r"(.*[_\-.])?(test|testing)([_\-.].*)?", name))
 
 
 def cmd_augment(args: argparse.Namespace) -> int:
