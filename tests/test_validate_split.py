@@ -105,3 +105,15 @@ def test_split_cli_writes_grouped_label_files(tmp_path: Path, label_dir):
             assert seen.setdefault(lbl, name) == name
         assert ds[0].image.size > 0
     assert sum(1 for _ in seen) == len(set(labels))
+
+
+def test_synthetic_vins_pass_validation(tmp_path: Path):
+    """`vinocr-synth vin --n 1000 --out D` then `vinocr-data validate D --charset vin` exits 0."""
+    out = tmp_path / "D"
+    synth = subprocess.run([sys.executable, str(REPO / "tools/synth.py"), "vin", "--n", "1000",
+                            "--out", str(out), "--seed", "7"], capture_output=True, text=True)
+    assert synth.returncode == 0, synth.stderr
+    res = subprocess.run([sys.executable, str(REPO / "tools/data.py"), "validate", str(out),
+                          "--charset", "vin"], capture_output=True, text=True)
+    assert res.returncode == 0, res.stdout[-2000:]
+    assert "1000 samples checked, 1000 clean" in res.stdout

@@ -1,0 +1,128 @@
+"""``vinocr-synth``: generate synthetic VIN crops and LRLPR-26-style plate tracks.
+
+Examples::
+
+    vinocr-synth vin --n 1000 --out data/synth_vin --seed 0 --format labelfile
+    vinocr-synth vin --n 200000 --out data/synth_lmdb --format lmdb --styles engraved,dot_peen \
+        --workers 8
+    vinocr-synth plates --tracks 100 --out data/synth_plates --seed 0
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import List, NoReturn, Optional
+
+from vinocr.cli.common import cli_entry, setup_logging
+from vinocr.errors import VinocrError
+
+PROG = "vinocr-synth"
+
+
+class _Parser(argparse.ArgumentParser):
+    """An ArgumentParser whose usage errors become one-line VinocrErrors (exit status 2)."""
+
+    def error(self, message: str) -> NoReturn:
+        raise VinocrError(f"{message} (see '{self.prog} --help')")
+
+
+def _int(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+
+
+def _positive_int(text: str) -> int:
+    value = _int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def _probability(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"must be between 0 and 1, got {value}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from vinocr.data.synth.vin_render import STYLES
+
+    parser = _Parser(prog=PROG, description="Generate synthetic VIN crops and plate tracks.")
+    parser.add_argument("--log-level", default="INFO",
+                        choices=["DEBUG", "INFO", "WARNING", "ERROR"], help="logging verbosity")
+    # Also accepted after the subcommand; SUPPRESS keeps the top-level value when it is absent.
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--log-level", default=argparse.SUPPRESS,
+                        choices=["DEBUG", "INFO", "WARNING", "ERROR"], help="logging verbosity")
+    sub = parser.add_subparsers(dest="command", metavar="{vin,plates}", parser_class=_Parser)
+    sub.required = True
+
+    p = sub.add_parser("vin", parents=[common], help="VIN text-line crops (label file or LMDB)")
+    p.add_argument("--n", type=_positive_int, required=True, help="number of crops")
+    p.add_argument("--out", required=True, help="output directory (must be empty)")
+    p.add_argument("--seed", type=_int, default=0, help="dataset seed (default 0)")
+    p.add_argument("--format", default="labelfile", choices=["labelfile", "lmdb"],
+                   help="labelfile: images/*.png + labels.txt (PaddleOCR); lmdb: DTRB LMDB")
+    p.add_argument("--styles", default=None,
+                   help="comma-separated subset of " + ",".join(STYLES) + " (default: all)")
+    p.add_argument("--delimiter-prob", type=_probability, default=0.3,
+                   help="probability of drawing '*' delimiters around the VIN (default 0.3)")
+    p.add_argument("--workers", type=_positive_int, default=1,
+                   help="worker processes; the output does not depend on it")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace the outputs of an earlier run in --out")
+    p.set_defaults(func=cmd_vin)
+
+    p = sub.add_parser("plates", parents=[common],
+                       help="LRLPR-26-style tracks (5 HR + 5 LR frames each)")
+    p.add_argument("--tracks", type=_positive_int, required=True, help="number of tracks")
+    p.add_argument("--out", required=True, help="output directory (must be empty)")
+    p.add_argument("--seed", type=_int, default=0, help="dataset seed (default 0)")
+    p.add_argument("--layouts", default="brazilian,mercosur",
+                   help="comma-separated layouts, used in turn (default brazilian,mercosur)")
+    p.add_argument("--image-ext", default=".png", choices=[".png", ".jpg"],
+                   help="frame file type (Scenario-A uses .png)")
+    p.add_argument("--workers", type=_positive_int, default=1,
+                   help="worker processes; the output does not depend on it")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace the outputs of an earlier run in --out")
+    p.set_defaults(func=cmd_plates)
+    return parser
+
+
+def cmd_vin(args: argparse.Namespace) -> int:
+    from vinocr.data.synth.writer import generate_vin_dataset
+
+    out = generate_vin_dataset(args.out, args.n, seed=args.seed, fmt=args.format,
+                               styles=args.styles, delimiter_prob=args.delimiter_prob,
+                               workers=args.workers, overwrite=args.overwrite)
+    print(f"wrote {args.n} VIN crops ({args.format}) to {out}")
+    return 0
+
+
+def cmd_plates(args: argparse.Namespace) -> int:
+    from vinocr.data.synth.writer import generate_plate_tracks
+
+    out = generate_plate_tracks(args.out, args.tracks, seed=args.seed, layouts=args.layouts,
+                                workers=args.workers, image_ext=args.image_ext,
+                                overwrite=args.overwrite)
+    print(f"wrote {args.tracks} plate tracks to {out}")
+    return 0
+
+
+@cli_entry(PROG)
+def main(argv: Optional[List[str]] = None) -> int:
+    """Entry point of ``vinocr-synth``; returns the exit status (2 for user errors)."""
+    args = build_parser().parse_args(argv)
+    setup_logging(args.log_level)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
