@@ -12,6 +12,7 @@ with the first offending file:line, the full list in :attr:`TextDataset.skipped`
 """
 from __future__ import annotations
 
+import json
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -72,6 +73,22 @@ def read_image(path: Union[str, Path], where: Optional[str] = None) -> np.ndarra
     except OSError as exc:
         raise DataError(f"cannot read image: {exc.strerror}", label) from None
     return decode_image_bytes(data, label)
+
+
+def read_json_object(path: Union[str, Path]) -> Dict[str, Any]:
+    """A JSON file holding an object; DataError names the file (and line) when it is not one."""
+    p = Path(path)
+    try:
+        doc = json.loads(p.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise DataError("file not found", p) from None
+    except UnicodeDecodeError:
+        raise DataError("not valid UTF-8", p) from None
+    except json.JSONDecodeError as exc:
+        raise DataError(f"invalid JSON: {exc.msg}", p, exc.lineno) from None
+    if not isinstance(doc, dict):
+        raise DataError(f"expected a JSON object, got {type(doc).__name__}", p)
+    return doc
 
 
 def encode_image(image: np.ndarray, ext: str = ".png") -> bytes:

@@ -6,12 +6,14 @@
 """
 from __future__ import annotations
 
-import json
+import logging
 from pathlib import Path
 from typing import Any, Optional, Union
 
-from vinocr.data.base import IMAGE_EXTENSIONS, FileBackedDataset
+from vinocr.data.base import IMAGE_EXTENSIONS, FileBackedDataset, Skipped, read_json_object
 from vinocr.errors import DataError
+
+logger = logging.getLogger(__name__)
 
 TEXT_KEYS = ("text", "corrected_text", "corrected", "label")
 
@@ -35,16 +37,11 @@ class CorrectionsDataset(FileBackedDataset):
             if image is None:
                 if strict:
                     raise DataError("no image with the same name beside this sidecar", sidecar)
-                self.skipped_images = getattr(self, "skipped_images", 0) + 1
+                self.skipped.append(Skipped(str(sidecar), "", "no image beside this sidecar"))
+                logger.warning("%s: no image with the same name beside this sidecar (skipped)",
+                               sidecar)
                 continue
-            try:
-                doc = json.loads(sidecar.read_text(encoding="utf-8"))
-            except UnicodeDecodeError:
-                raise DataError("sidecar is not valid UTF-8", sidecar) from None
-            except json.JSONDecodeError as exc:
-                raise DataError(f"invalid JSON: {exc.msg}", sidecar, exc.lineno) from None
-            if not isinstance(doc, dict):
-                raise DataError("sidecar must hold a JSON object", sidecar)
+            doc = read_json_object(sidecar)
             key = next((k for k in TEXT_KEYS if k in doc), None)
             if key is None:
                 raise DataError(f"sidecar has none of the keys {', '.join(TEXT_KEYS)}", sidecar)

@@ -9,7 +9,6 @@ frames without corners (Scenario-B) are used as they are.
 """
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,7 +17,7 @@ from typing import Any, Dict, List, Optional, Sequence, Union
 import cv2
 import numpy as np
 
-from vinocr.data.base import IMAGE_EXTENSIONS, TextDataset, read_image
+from vinocr.data.base import IMAGE_EXTENSIONS, TextDataset, read_image, read_json_object
 from vinocr.errors import ConfigError, DataError
 
 FRAME_RE = re.compile(r"^(lr|hr)-(\d+)$", re.IGNORECASE)
@@ -83,14 +82,7 @@ def find_tracks(root: Path) -> List[Track]:
     tracks = []
     for ann_path in files:
         track_dir = ann_path.parent
-        try:
-            doc = json.loads(ann_path.read_text(encoding="utf-8"))
-        except UnicodeDecodeError:
-            raise DataError("not valid UTF-8", ann_path) from None
-        except json.JSONDecodeError as exc:
-            raise DataError(f"invalid JSON: {exc.msg}", ann_path, exc.lineno) from None
-        if not isinstance(doc, dict):
-            raise DataError("annotations.json must hold a JSON object", ann_path)
+        doc = read_json_object(ann_path)
         text = doc.get("plate_text", doc.get("text"))
         if not isinstance(text, str):
             raise DataError("missing string key 'plate_text'", ann_path)
