@@ -15,6 +15,7 @@ CONSOLE_SCRIPTS = [
     "vinocr-data=vinocr.cli.data:main",
     "vinocr-synth=vinocr.cli.synth:main",
     "vinocr-config=vinocr.cli.config:main",
+    "vinocr-pretrained=vinocr.cli.pretrained:main",
 ]
 
 setup(

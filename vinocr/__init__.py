@@ -9,3 +9,10 @@ import logging
 __version__ = "0.1.0"
 
 logging.getLogger(__name__).addHandler(logging.NullHandler())
+
+import warnings as _warnings
+
+# Paddle warns about a missing ccache at import and on every BatchNorm in training mode; neither
+# concerns vinocr users and both drown the messages that do.
+_warnings.filterwarnings("ignore", message="No ccache found")
+_warnings.filterwarnings("ignore", message="When training, we now always track global mean")

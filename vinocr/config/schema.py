@@ -58,6 +58,13 @@ def _augment_check(value: Any, key: str) -> None:
     build_augment(value, key=key)
 
 
+def _model_check(value: Any, key: str) -> None:
+    from vinocr.models.registry import list_models
+
+    if value not in list_models():
+        raise ConfigError(f"{key}: unknown model {value!r}; valid: {', '.join(list_models())}")
+
+
 def _image_shape_check(value: Any, key: str) -> None:
     if len(value) != 3 or not all(isinstance(v, int) and v > 0 for v in value):
         raise ConfigError(f"{key}: expected [C, H, W] of 3 positive ints, got {value!r}")
@@ -92,6 +99,17 @@ SCHEMA = Section({
         "device": Field((str,), "auto", choices=("auto", "cpu", "gpu")),
         "use_amp": Field((bool,), True, "mixed precision where Paddle supports it (GPU)"),
         "log_level": Field((str,), "INFO", choices=("DEBUG", "INFO", "WARNING", "ERROR")),
+    }),
+    "Architecture": Section({
+        "name": Field((str,), "ppocrv4_mobile", "ppocrv4_mobile, ppocrv4_teacher or crnn",
+                      check=_model_check),
+        "form": Field((str,), "deploy", "deploy (single conv per layer, fast to train on CPU) "
+                      "or train (re-parameterisable branches)", choices=("deploy", "train")),
+        "pretrained": Field((str,), None, "ppocrv4_mobile (from rapidocr_onnxruntime) or a "
+                            ".safetensors/.pdparams path", nullable=True),
+        "head_transfer": Field((bool,), True, "copy pretrained CTC rows of shared characters"),
+        "strict_load": Field((bool,), False, "fail on any skipped/missing/unexpected key"),
+        "params": Field((dict,), {}, "extra keyword arguments of the architecture"),
     }),
     "Train": _loader_section(32, True, True, augment=True),
     "Eval": _loader_section(64, False, False, augment=False),

@@ -1,0 +1,79 @@
+"""``vinocr-pretrained``: import the rapidocr PP-OCRv4 ONNX, convert .pdparams, inspect weights."""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import List, Optional
+
+from vinocr.cli.common import cli_entry, setup_logging
+
+PROG = "vinocr-pretrained"
+
+
+def cmd_import(args: argparse.Namespace) -> int:
+    from vinocr.models.pretrained import import_rapidocr
+
+    path = import_rapidocr(args.onnx, args.out, force=args.force)
+    print(f"PP-OCRv4 mobile rec (deploy form) -> {path}")
+    print(f"dictionary -> {path.parent / 'ppocrv4_mobile.dict.txt'}")
+    return 0
+
+
+def cmd_convert(args: argparse.Namespace) -> int:
+    from vinocr.models.weights import load_state_file, save_state_file, strip_prefix
+
+    state = load_state_file(args.src)
+    if not args.keep_prefix:
+        state = strip_prefix(state)
+    out = save_state_file(state, args.dst)
+    print(f"wrote {len(state)} tensors to {out}")
+    return 0
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    from vinocr.models.weights import is_deploy_form, is_training_form, load_state_file
+
+    state = load_state_file(args.path)
+    form = ("deploy" if is_deploy_form(state) else "training" if is_training_form(state)
+            else "unknown")
+    total = sum(int(v.size) for v in state.values())
+    print(f"{args.path}: {len(state)} tensors, {total} numbers, {form} form")
+    for key in list(state)[: args.keys]:
+        print(f"  {key} {list(state[key].shape)}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog=PROG, description="Pretrained weights for vinocr "
+                                     "(local files only; nothing is downloaded).")
+    parser.add_argument("--log-level", default="INFO")
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("import", help="convert the rapidocr_onnxruntime PP-OCRv4 rec ONNX into "
+                       "the vinocr cache")
+    p.add_argument("--onnx", help="ONNX path (default: the one inside rapidocr_onnxruntime)")
+    p.add_argument("--out", help="output folder (default: $VINOCR_CACHE_DIR/pretrained)")
+    p.add_argument("--force", action="store_true", help="re-import even if cached")
+    p.set_defaults(func=cmd_import)
+    p = sub.add_parser("convert", help="convert a .pdparams checkpoint (pickle) to safetensors")
+    p.add_argument("src")
+    p.add_argument("dst")
+    p.add_argument("--keep-prefix", action="store_true",
+                   help="keep Student./Teacher. prefixes of distillation checkpoints")
+    p.set_defaults(func=cmd_convert)
+    p = sub.add_parser("info", help="list a weights file's tensors and form")
+    p.add_argument("path")
+    p.add_argument("--keys", type=int, default=10)
+    p.set_defaults(func=cmd_info)
+    return parser
+
+
+@cli_entry(PROG)
+def main(argv: Optional[List[str]] = None) -> int:
+    args = build_parser().parse_args(argv)
+    setup_logging(args.log_level)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,51 @@
+"""Build the configured recogniser and load its pretrained weights (with head transfer)."""
+from __future__ import annotations
+
+import logging
+from typing import Any, Mapping, Optional, Tuple
+
+import numpy as np
+
+from vinocr.charset import Charset, load_charset
+from vinocr.models.recognizer import Recognizer
+from vinocr.models.registry import build_model
+from vinocr.models.weights import (HEAD_BIAS, HEAD_WEIGHT, LoadReport, load_weights,
+                                   transfer_ctc_head)
+
+logger = logging.getLogger(__name__)
+
+#: Architectures that exist in training and deploy forms.
+_REP_ARCHS = ("ppocrv4_mobile", "ppocrv4_teacher")
+
+
+def model_from_config(arch: Mapping[str, Any], charset: Any) -> Tuple[Recognizer,
+                                                                       Optional[LoadReport]]:
+    """``arch`` is the ``Architecture`` config section; ``charset`` the run's charset."""
+    cs: Charset = load_charset(charset)
+    params = dict(arch.get("params") or {})
+    name = arch.get("name", "ppocrv4_mobile")
+    if name in _REP_ARCHS:
+        params.setdefault("deploy", arch.get("form", "deploy") == "deploy")
+    model = build_model(name, cs.num_classes, **params)
+    spec = arch.get("pretrained")
+    if not spec:
+        return model, None
+    from vinocr.models.pretrained import load_pretrained
+
+    pre = load_pretrained(spec)
+    state = dict(pre.state)
+    if (pre.characters is not None and HEAD_WEIGHT in state
+            and list(pre.characters) != list(cs.characters)):
+        if arch.get("head_transfer", True):
+            current = model.state_dict()
+            state, info = transfer_ctc_head(state, pre.characters, cs.characters,
+                                            current[HEAD_WEIGHT].numpy(),
+                                            current[HEAD_BIAS].numpy())
+            logger.info("%s", info)
+        else:
+            logger.warning("dictionary differs from the pretrained one and head_transfer is off: "
+                           "the CTC head starts from scratch")
+            state.pop(HEAD_WEIGHT), state.pop(HEAD_BIAS)
+    report = load_weights(model, state, strict=bool(arch.get("strict_load", False)),
+                          source=pre.source)
+    return model, report

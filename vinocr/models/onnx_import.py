@@ -1,0 +1,161 @@
+"""Exact import of the PP-OCRv4 mobile recogniser that ``rapidocr_onnxruntime`` ships.
+
+The ONNX holds the deploy form (BatchNorm and re-parameterisation branches folded into the convs)
+with every weight as a named ``Constant``. We walk the graph in node order, which is the forward
+order, and collect convolutions, BatchNorms, learnable-affine scalars, linears and LayerNorms. We
+then assign them to our deploy-form model's modules in the same forward order. Shapes are checked
+one by one, so a different ONNX fails loudly instead of loading garbage.
+"""
+from __future__ import annotations
+
+import logging
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Dict, List, Optional, Tuple, Union
+
+import numpy as np
+
+from vinocr.errors import VinocrError
+
+logger = logging.getLogger(__name__)
+
+_LAB_RE = re.compile(r"^(mobile_one_block|whswish_b)_\d+\.w_[01]$")
+
+
+@dataclass
+class OnnxWeights:
+    convs: List[Tuple[np.ndarray, Optional[np.ndarray]]] = field(default_factory=list)
+    bns: List[Dict[str, np.ndarray]] = field(default_factory=list)
+    labs: List[Tuple[np.ndarray, np.ndarray]] = field(default_factory=list)
+    linears: List[Tuple[np.ndarray, np.ndarray]] = field(default_factory=list)
+    layernorms: List[Tuple[np.ndarray, np.ndarray, float]] = field(default_factory=list)
+    characters: List[str] = field(default_factory=list)
+
+
+def read_onnx_weights(path: Union[str, Path]) -> OnnxWeights:
+    import onnx
+    from onnx import numpy_helper
+
+    model = onnx.load(str(path))
+    graph = model.graph
+    consts: Dict[str, np.ndarray] = {}
+    for node in graph.node:
+        if node.op_type == "Constant":
+            for attr in node.attribute:
+                if attr.name == "value":
+                    consts[node.output[0]] = numpy_helper.to_array(attr.t)
+    for init in graph.initializer:
+        consts[init.name] = numpy_helper.to_array(init)
+    out = OnnxWeights()
+    pending_lab: Dict[str, np.ndarray] = {}
+    pending_linear: Optional[np.ndarray] = None
+    ln_seen: List[str] = []
+    for node in graph.node:
+        ins = list(node.input)
+        if node.op_type == "Conv":
+            out.convs.append((consts[ins[1]], consts[ins[2]] if len(ins) > 2 and ins[2] else None))
+        elif node.op_type == "BatchNormalization":
+            eps = next((a.f for a in node.attribute if a.name == "epsilon"), 1e-5)
+            out.bns.append({"weight": consts[ins[1]], "bias": consts[ins[2]],
+                            "_mean": consts[ins[3]], "_variance": consts[ins[4]],
+                            "epsilon": np.float32(eps)})
+        elif node.op_type in ("Mul", "Add"):
+            named = [i for i in ins if _LAB_RE.match(i)]
+            if named:
+                name = named[0]
+                base = name.rsplit(".", 1)[0]
+                if node.op_type == "Mul":
+                    pending_lab[base] = consts[name]
+                else:
+                    out.labs.append((pending_lab.pop(base), consts[name]))
+            elif node.op_type == "Add" and pending_linear is not None:
+                bias = next((consts[i] for i in ins if i.startswith("linear_") and i in consts),
+                            None)
+                if bias is not None:
+                    out.linears.append((pending_linear, bias))
+                    pending_linear = None
+            for i in ins:
+                if i.startswith("layer_norm_") and i.endswith(".w_0") and i not in ln_seen:
+                    ln_seen.append(i)
+        elif node.op_type == "MatMul":
+            weight = next((consts[i] for i in ins if i.startswith("linear_") and i in consts), None)
+            if weight is not None:
+                pending_linear = weight
+    for w_name in ln_seen:
+        b_name = w_name[:-len("w_0")] + "b_0"
+        out.layernorms.append((consts[w_name], consts[b_name], 0.0))
+    for prop in model.metadata_props:
+        if prop.key == "character":
+            out.characters = [c for c in prop.value.splitlines() if c != ""]
+    return out
+
+
+def _deploy_targets(model) -> Dict[str, List[str]]:
+    """Our deploy-form parameter prefixes, in the ONNX's forward order, per kind of layer."""
+    convs, bns, labs = ["backbone.conv1.conv"], ["backbone.conv1.bn"], []
+    backbone = model.backbone
+    for stage in ("blocks2", "blocks3", "blocks4", "blocks5", "blocks6"):
+        for i, block in enumerate(getattr(backbone, stage)):
+            base = f"backbone.{stage}.{i}"
+            convs.append(f"{base}.dw_conv.reparam_conv")
+            labs += [f"{base}.dw_conv.lab", f"{base}.dw_conv.act.lab"]
+            if block.se is not None:
+                convs += [f"{base}.se.conv1", f"{base}.se.conv2"]
+            convs.append(f"{base}.pw_conv.reparam_conv")
+            labs += [f"{base}.pw_conv.lab", f"{base}.pw_conv.act.lab"]
+    neck = "head.ctc_encoder.encoder"
+    for name in ("conv1", "conv2", "conv3", "conv4", "conv1x1"):
+        convs.append(f"{neck}.{name}.conv")
+        bns.append(f"{neck}.{name}.norm")
+    linears, norms = [], []
+    for b in range(len(model.head.ctc_encoder.encoder.svtr_block)):
+        blk = f"{neck}.svtr_block.{b}"
+        linears += [f"{blk}.mixer.qkv", f"{blk}.mixer.proj", f"{blk}.mlp.fc1", f"{blk}.mlp.fc2"]
+        norms += [f"{blk}.norm1", f"{blk}.norm2"]
+    norms.append(f"{neck}.norm")
+    linears.append("head.ctc_head.fc")
+    return {"convs": convs, "bns": bns, "labs": labs, "linears": linears, "norms": norms}
+
+
+def onnx_to_state_dict(path: Union[str, Path]) -> Tuple[Dict[str, np.ndarray], List[str]]:
+    """PaddleOCR-named deploy-form state dict and the dictionary of the rapidocr PP-OCRv4 ONNX."""
+    from vinocr.models.registry import build_model
+
+    weights = read_onnx_weights(path)
+    if not weights.characters:
+        raise VinocrError(f"{path}: ONNX metadata has no 'character' dictionary")
+    num_classes = weights.linears[-1][0].shape[1] if weights.linears else 0
+    model = build_model("ppocrv4_mobile", num_classes=num_classes, deploy=True)
+    expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    targets = _deploy_targets(model)
+    counts = {"convs": len(weights.convs), "bns": len(weights.bns), "labs": len(weights.labs),
+              "linears": len(weights.linears), "norms": len(weights.layernorms)}
+    for kind, names in targets.items():
+        if counts[kind] != len(names):
+            raise VinocrError(f"{path}: found {counts[kind]} {kind} in the ONNX graph, the "
+                              f"PP-OCRv4 mobile topology has {len(names)}: not the expected model")
+    state: Dict[str, np.ndarray] = {}
+    for name, (w, b) in zip(targets["convs"], weights.convs):
+        state[f"{name}.weight"] = w
+        if b is not None:
+            state[f"{name}.bias"] = b
+    for name, bn in zip(targets["bns"], weights.bns):
+        for key in ("weight", "bias", "_mean", "_variance"):
+            state[f"{name}.{key}"] = bn[key]
+    for name, (scale, bias) in zip(targets["labs"], weights.labs):
+        state[f"{name}.scale"] = np.asarray(scale, np.float32).reshape([1])
+        state[f"{name}.bias"] = np.asarray(bias, np.float32).reshape([1])
+    for name, (w, b) in zip(targets["linears"], weights.linears):
+        state[f"{name}.weight"], state[f"{name}.bias"] = w, b
+    for name, (w, b, _) in zip(targets["norms"], weights.layernorms):
+        state[f"{name}.weight"], state[f"{name}.bias"] = w, b
+    missing = sorted(set(expected) - set(state))
+    extra = sorted(set(state) - set(expected))
+    wrong = [(k, state[k].shape, expected[k]) for k in state
+             if k in expected and tuple(state[k].shape) != expected[k]]
+    if missing or extra or wrong:
+        raise VinocrError(f"{path}: ONNX does not map onto PP-OCRv4 mobile: missing {missing[:3]}, "
+                          f"unexpected {extra[:3]}, shape mismatches {wrong[:3]}")
+    return {k: np.ascontiguousarray(v, dtype=np.float32) for k, v in state.items()}, \
+        weights.characters

@@ -1,0 +1,220 @@
+"""Loading weights into a model: a loud report instead of silent skips, and head transfer.
+
+PaddleOCR's loader skips mismatched keys with a warning and keeps the init of missing keys
+without a word. Here every load returns (and logs) a table of loaded, skipped (with both shapes),
+missing and unexpected keys, and ``strict=True`` fails on any of them.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Dict, List, Mapping, Optional, Sequence, Tuple, Union
+
+import numpy as np
+
+from vinocr.errors import VinocrError
+
+logger = logging.getLogger(__name__)
+
+HEAD_WEIGHT = "head.ctc_head.fc.weight"
+HEAD_BIAS = "head.ctc_head.fc.bias"
+
+
+class WeightsError(VinocrError):
+    """A checkpoint cannot be loaded (unreadable file, or mismatches with strict loading)."""
+
+
+@dataclass
+class LoadReport:
+    loaded: List[str] = field(default_factory=list)
+    skipped: List[Tuple[str, Tuple[int, ...], Tuple[int, ...]]] = field(default_factory=list)
+    missing: List[str] = field(default_factory=list)
+    unexpected: List[str] = field(default_factory=list)
+    notes: List[str] = field(default_factory=list)
+
+    @property
+    def clean(self) -> bool:
+        return not (self.skipped or self.missing or self.unexpected)
+
+    def table(self, limit: int = 20) -> str:
+        lines = [f"weights: {len(self.loaded)} loaded, {len(self.skipped)} skipped (shape "
+                 f"mismatch), {len(self.missing)} missing (kept init), {len(self.unexpected)} "
+                 "unexpected (ignored)"]
+        for key, ckpt, model in self.skipped[:limit]:
+            lines.append(f"  skipped    {key}: checkpoint {list(ckpt)} vs model {list(model)}")
+        for key in self.missing[:limit]:
+            lines.append(f"  missing    {key}")
+        for key in self.unexpected[:limit]:
+            lines.append(f"  unexpected {key}")
+        for group in (self.skipped, self.missing, self.unexpected):
+            if len(group) > limit:
+                lines.append(f"  ... {len(group) - limit} more")
+        lines += [f"  note       {n}" for n in self.notes]
+        return "\n".join(lines)
+
+
+def strip_prefix(state: Mapping[str, np.ndarray], prefixes: Sequence[str] = ("Student.",
+                                                                               "student.")
+                 ) -> Dict[str, np.ndarray]:
+    """Distillation checkpoints prefix keys with ``Student.``/``Teacher.``: keep the student's."""
+    for prefix in prefixes:
+        if any(k.startswith(prefix) for k in state):
+            return {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+    return dict(state)
+
+
+def load_state_file(path: Union[str, Path]) -> Dict[str, np.ndarray]:
+    """Tensors from ``.safetensors`` (safe) or ``.pdparams`` (pickle; accepted with a warning)."""
+    p = Path(path)
+    if not p.is_file():
+        raise WeightsError(f"{p}: weights file not found")
+    if p.suffix == ".safetensors":
+        from safetensors.numpy import load_file
+
+        try:
+            return dict(load_file(str(p)))
+        except Exception as exc:  # safetensors raises several types for corrupt files
+            raise WeightsError(f"{p}: not a readable safetensors file ({exc})") from None
+    if p.suffix in (".pdparams", ".pdopt"):
+        import paddle
+
+        logger.warning("%s: .pdparams is a pickle and can run code when opened; convert it once "
+                       "with `vinocr-pretrained convert` and share the .safetensors instead", p)
+        try:
+            raw = paddle.load(str(p))
+        except Exception as exc:
+            raise WeightsError(f"{p}: cannot read Paddle checkpoint ({exc})") from None
+        return {k: (v.numpy() if hasattr(v, "numpy") else np.asarray(v)) for k, v in raw.items()
+                if hasattr(v, "shape")}
+    raise WeightsError(f"{p}: unknown weights format {p.suffix!r} (expected .safetensors or "
+                       ".pdparams)")
+
+
+def save_state_file(state: Mapping[str, np.ndarray], path: Union[str, Path],
+                    metadata: Optional[Dict[str, str]] = None) -> Path:
+    """Write tensors as safetensors atomically (temp file + rename)."""
+    from safetensors.numpy import save_file
+
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    tmp = p.with_name(p.name + ".tmp")
+    save_file({k: np.ascontiguousarray(v) for k, v in state.items()}, str(tmp),
+              metadata=metadata)
+    tmp.replace(p)
+    return p
+
+
+def is_training_form(state: Mapping[str, np.ndarray]) -> bool:
+    return any(".conv_kxk." in k for k in state)
+
+
+def is_deploy_form(state: Mapping[str, np.ndarray]) -> bool:
+    return any(".reparam_conv." in k for k in state)
+
+
+def load_weights(model, state: Mapping[str, np.ndarray], strict: bool = False,
+                 source: str = "checkpoint") -> LoadReport:
+    """Copy matching tensors into ``model``; report the rest. ``strict`` raises on any mismatch.
+
+    A training-form checkpoint (official ``student.pdparams``) loaded into a deploy-form model is
+    re-parameterised first, so the two forms interoperate.
+    """
+    import paddle
+
+    state = strip_prefix(state)
+    report = LoadReport()
+    deploy_model = getattr(model, "is_deploy", False)
+    if deploy_model and is_training_form(state) and not is_deploy_form(state):
+        state, inner = training_to_deploy_state(model, state)
+        # Keys the training-form model could not take are the user's news, not the rep step's.
+        report.unexpected += inner.unexpected
+        report.skipped += inner.skipped
+        missing_branches = inner.missing
+        report.notes.append("training-form checkpoint re-parameterised into the deploy form")
+        if missing_branches:
+            report.notes.append(f"{len(missing_branches)} training-form keys were missing before "
+                                f"re-parameterisation (first: {missing_branches[0]})")
+    model_state = model.state_dict()
+    new_values = {}
+    for key, value in state.items():
+        if key not in model_state:
+            report.unexpected.append(key)
+            continue
+        want = tuple(model_state[key].shape)
+        if tuple(value.shape) != want:
+            report.skipped.append((key, tuple(value.shape), want))
+            continue
+        new_values[key] = value
+        report.loaded.append(key)
+    report.missing = [k for k in model_state if k not in new_values]
+    if strict and not report.clean:
+        raise WeightsError(f"{source}: strict loading failed: {len(report.skipped)} skipped, "
+                           f"{len(report.missing)} missing, {len(report.unexpected)} unexpected "
+                           f"(first: {(report.skipped + report.missing + report.unexpected)[0]})")
+    for key, value in new_values.items():
+        model_state[key].set_value(paddle.to_tensor(value, dtype=model_state[key].dtype))
+    level = logging.INFO if report.clean else logging.WARNING
+    logger.log(level, "%s -> %s\n%s", source, type(model).__name__, report.table())
+    return report
+
+
+def training_to_deploy_state(model, state: Mapping[str, np.ndarray]
+                             ) -> Tuple[Dict[str, np.ndarray], LoadReport]:
+    """Re-parameterise a training-form state dict into ``model``'s deploy-form keys; also return
+    the report of loading it into the training form."""
+    from vinocr.models.registry import build_model
+
+    kwargs = dict(model.arch_kwargs, deploy=False)
+    train_model = build_model(model.arch, model.num_classes, **kwargs)
+    inner = load_weights(train_model, state, source="training-form checkpoint")
+    train_model.eval()
+    train_model.rep()
+    return {k: v.numpy() for k, v in train_model.state_dict().items()}, inner
+
+
+@dataclass
+class HeadTransfer:
+    copied: int
+    fresh: List[str]
+
+    def __str__(self) -> str:
+        fresh = "".join(self.fresh) if self.fresh else "none"
+        return (f"head transfer: {self.copied} classes copied from the pretrained head "
+                f"(blank and space included), {len(self.fresh)} new: {fresh}")
+
+
+def transfer_ctc_head(state: Mapping[str, np.ndarray], source_chars: Sequence[str],
+                      target_chars: Sequence[str], init_weight: np.ndarray,
+                      init_bias: np.ndarray) -> Tuple[Dict[str, np.ndarray], HeadTransfer]:
+    """Map the CTC head rows of a pretrained dictionary onto a new dictionary.
+
+    Class layout on both sides: blank (0), dictionary, space (last). Each target character found in
+    the source dictionary gets the source's column; blank and space map to blank and space; the
+    others keep ``init_weight``/``init_bias`` (fresh). So a VIN head (33 characters, all inside the
+    6623-character PP-OCR dictionary) starts reading VINs at once instead of from accuracy 0.
+    """
+    out = dict(state)
+    src_w, src_b = state[HEAD_WEIGHT], state[HEAD_BIAS]
+    n_src = len(source_chars) + 2
+    if src_w.shape[1] != n_src:
+        raise WeightsError(f"pretrained head has {src_w.shape[1]} classes but its dictionary "
+                           f"gives {n_src} (blank + {len(source_chars)} + space)")
+    n_dst = len(target_chars) + 2
+    if init_weight.shape != (src_w.shape[0], n_dst):
+        raise WeightsError(f"head input width differs: pretrained {src_w.shape[0]}, model "
+                           f"{init_weight.shape[0]}")
+    weight, bias = init_weight.copy(), init_bias.copy()
+    src_index = {c: i + 1 for i, c in enumerate(source_chars)}
+    mapping = {0: 0, n_dst - 1: n_src - 1}
+    fresh = []
+    for j, char in enumerate(target_chars, start=1):
+        if char in src_index:
+            mapping[j] = src_index[char]
+        else:
+            fresh.append(char)
+    for dst, src in mapping.items():
+        weight[:, dst] = src_w[:, src]
+        bias[dst] = src_b[src]
+    out[HEAD_WEIGHT], out[HEAD_BIAS] = weight, bias
+    return out, HeadTransfer(copied=len(mapping), fresh=fresh)
