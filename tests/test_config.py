@@ -105,3 +105,27 @@ def test_resolved_config_round_trip(tmp_path: Path):
                                         if "_base_" not in p.parts))
 def test_shipped_configs_validate(name):
     load_config(REPO / "configs" / name)
+
+
+def test_dataset_value_types_and_ranges_checked_at_config_time():
+    with pytest.raises(ConfigError, match=r"Train\.dataset\.path: expected a path, got int"):
+        load_config(None, ["Train.dataset={type: lmdb, path: 5}"])
+    with pytest.raises(ConfigError, match=r"layouts: expected a list of strings or null"):
+        load_config(None, ["Train.dataset={type: lrlpr, path: x, layouts: Mercosur}"])
+    with pytest.raises(ConfigError, match=r"ratio: expected a finite number >= 0"):
+        load_config(None, ["Train.dataset={sources: [{type: lmdb, path: a, ratio: -1}]}"])
+    with pytest.raises(ConfigError, match=r"batch_size.*must be >= 1"):
+        load_config(None, ["Train.batch_size=0"])
+    with pytest.raises(ConfigError, match=r"Global\.charset: 'nope\.txt' is neither"):
+        load_config(None, ["Global.charset=nope.txt"])
+
+
+def test_duplicate_yaml_keys_and_override_origin(tmp_path: Path):
+    dup = write(tmp_path / "dup.yml", "Global:\n  seed: 1\n  seed: 2\n")
+    with pytest.raises(ConfigError, match=r"dup\.yml:3: .*duplicate key 'seed'"):
+        load_config(dup)
+    base = write(tmp_path / "b.yml", "Train:\n  dataset: {type: lmdb, path: x}\n")
+    with pytest.raises(ConfigError, match=r"set in -o Train\.dataset\.type=nope"):
+        load_config(base, ["Train.dataset.type=nope"])
+    with pytest.raises(ConfigError, match=r"unknown key '1'.*ints\.yml"):
+        load_config(write(tmp_path / "ints.yml", "1: {a: 1}\n"))

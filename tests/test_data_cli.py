@@ -74,3 +74,65 @@ def test_preview_aug_writes_png(label_dir, tmp_path: Path):
     assert res.returncode == 0, res.stderr
     grid = cv2.imread(str(out))
     assert grid is not None and grid.shape[0] >= 3 * 48
+
+
+def test_unwritable_output_is_one_line_error(label_dir):
+    root, _ = label_dir
+    for args in (("make-lmdb", str(root), "--out", "/proc/vinocr_x"),
+                 ("split", str(root), "--out", str(root / "labels.txt" / "x")),
+                 ("preview-aug", str(root), "--out", "/proc/vinocr_x/p.png")):
+        res = run(*args)
+        assert res.returncode == 2, (args, res.stderr)
+        assert "Traceback" not in res.stderr and res.stderr.strip().count("\n") == 0
+
+
+def test_bad_numbers_rejected_by_argument_parser(label_dir, tmp_path: Path):
+    root, _ = label_dir
+    for args in (("split", str(root), "--out", str(tmp_path / "s"), "--seed", "-1"),
+                 ("preview-aug", str(root), "--out", str(tmp_path / "p.png"), "--n", "0"),
+                 ("split", str(root), "--out", str(tmp_path / "s"), "--names", "a,../b,c"),
+                 ("split", str(root), "--out", str(tmp_path / "s"), "--fractions", "1", "nan", "1")):
+        res = run(*args)
+        assert res.returncode == 2 and "Traceback" not in res.stderr, (args, res.stderr)
+    assert not (tmp_path / "b.txt").exists()
+
+
+def test_strict_flag_fails_on_first_bad_label(tmp_path: Path):
+    lf = make_label_dir(tmp_path / "d", ["ABC123", "AB-123"])
+    assert run("stats", str(lf), "--charset", "plate").returncode == 0
+    res = run("stats", str(lf), "--charset", "plate", "--strict")
+    assert res.returncode == 2 and "labels.txt:2" in res.stderr
+
+
+def test_augment_refuses_split_folder_containing_test(tmp_path: Path, vin_labels):
+    make_label_dir(tmp_path / "splits", vin_labels[:3], name="train.txt", subdir="a")
+    make_label_dir(tmp_path / "splits", vin_labels[3:5], name="test.txt", subdir="b")
+    res = run("augment", str(tmp_path / "splits"), "--out", str(tmp_path / "o"),
+              "--augs-per-sample", "1")
+    assert res.returncode == 2 and "test split" in res.stderr
+
+
+def test_track_conversions_keep_rectification(tmp_path: Path):
+    make_track(tmp_path / "t", "ABC1234", "Brazilian")
+    from vinocr.data import LrlprTracks
+    tracks = LrlprTracks(tmp_path / "t", frames="lr")
+    assert run("make-lmdb", str(tmp_path / "t"), "--out", str(tmp_path / "db")).returncode == 0
+    assert run("split", str(tmp_path / "t"), "--out", str(tmp_path / "s"),
+               "--fractions", "1", "0", "0").returncode == 0
+    db = LmdbDataset(tmp_path / "db")
+    split = LabelFileDataset(tmp_path / "s/train.txt")
+    for i in range(len(tracks)):
+        assert db[i].image.shape == tracks[i].image.shape  # rectified, not the raw 24x64 frame
+    assert sorted(im.shape for im, _, _ in split) == sorted(im.shape for im, _, _ in tracks)
+
+
+def test_bad_track_corners_reported_by_validate(tmp_path: Path):
+    track = make_track(tmp_path / "t", "ABC1234", "Brazilian")
+    ann = json.loads((track / "annotations.json").read_text())
+    ann["corners"]["lr-001.png"] = [[0, 0], [1e7, 0], [1e7, 1e5], [0, 1e5]]
+    (track / "annotations.json").write_text(json.dumps(ann))
+    res = run("validate", str(tmp_path / "t"), "--charset", "plate", "--length", "7")
+    assert res.returncode == 1 and "outside the" in res.stdout
+    (track / "annotations.json").write_text(json.dumps(ann).replace("10000000.0", "NaN"))
+    res = run("validate", str(tmp_path / "t"), "--charset", "plate")
+    assert res.returncode == 2 and "finite" in res.stderr

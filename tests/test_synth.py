@@ -283,3 +283,17 @@ def test_cli_bad_arguments(argv: list, tmp_path: Path, capsys: pytest.CaptureFix
     assert err.startswith("vinocr-synth: error:")
     assert len(err.splitlines()) == 1
     assert "Traceback" not in err
+
+
+def test_overwrite_never_deletes_foreign_data(tmp_path):
+    from vinocr.data.synth.writer import generate_vin_dataset
+    from vinocr.errors import VinocrError
+
+    real = tmp_path / "real"
+    (real / "images").mkdir(parents=True)
+    (real / "labels.txt").write_text("images/a.png\tSAL1A2A40SA606662\n")
+    with pytest.raises(VinocrError, match="not written by vinocr-synth"):
+        generate_vin_dataset(real, 2, overwrite=True)
+    assert (real / "labels.txt").read_text().startswith("images/a.png")
+    with pytest.raises(VinocrError, match="seed must be"):
+        generate_vin_dataset(tmp_path / "neg", 2, seed=-1)

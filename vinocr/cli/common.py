@@ -6,6 +6,7 @@ still show one, because those are bugs we want reported.
 """
 from __future__ import annotations
 
+import argparse
 import functools
 import logging
 import os
@@ -22,6 +23,25 @@ def setup_logging(level: str = "INFO") -> None:
     logging.basicConfig(level=getattr(logging, level.upper(), logging.INFO),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
                         datefmt="%H:%M:%S", stream=sys.stderr, force=True)
+
+
+def non_negative_int(text: str) -> int:
+    """argparse type: an int >= 0 (seeds, counts)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
+    return value
+
+
+def positive_int(text: str) -> int:
+    """argparse type: an int >= 1."""
+    value = non_negative_int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
 
 
 def cli_entry(prog: str) -> Callable[[Callable[[Optional[List[str]]], int]],
@@ -43,5 +63,13 @@ def cli_entry(prog: str) -> Callable[[Callable[[Optional[List[str]]], int]],
                 devnull = os.open(os.devnull, os.O_WRONLY)
                 os.dup2(devnull, sys.stdout.fileno())
                 return 0
+            except OSError as exc:
+                # Unwritable output folders, full disks, files where folders should be: the user
+                # can fix these, so they get the path and the reason, not a traceback.
+                where = exc.filename if exc.filename is not None else ""
+                reason = exc.strerror or str(exc)
+                print(f"{prog}: error: {where}: {reason}" if where else f"{prog}: error: {reason}",
+                      file=sys.stderr)
+                return EXIT_USER_ERROR
         return runner
     return wrap

@@ -12,7 +12,7 @@ from typing import Any, Dict, List, Optional
 
 import numpy as np
 
-from vinocr.cli.common import cli_entry, setup_logging
+from vinocr.cli.common import cli_entry, non_negative_int, positive_int, setup_logging
 from vinocr.data.base import TextDataset, encode_image
 from vinocr.data.registry import DATASET_TYPES, detect_format, open_dataset
 from vinocr.errors import VinocrError
@@ -40,6 +40,9 @@ def _add_common(p: argparse.ArgumentParser, charset_default: Optional[str] = "vi
                    help="vin, plate, ppocr or a dictionary file")
     p.add_argument("--frames", default="lr", choices=["lr", "hr", "both"],
                    help="LRLPR tracks: which frames are samples")
+    p.add_argument("--strict", action="store_true",
+                   help="fail on the first empty, out-of-charset or missing sample instead of "
+                   "skipping and reporting it")
 
 
 # ---------------------------------------------------------------------------- validate
@@ -87,19 +90,27 @@ def cmd_stats(args: argparse.Namespace) -> int:
 
 
 # ------------------------------------------------------------------------------- split
+def _safe_in_label_file(rel: str) -> bool:
+    return not any(c in rel for c in "\t\r\n")
+
+
 def _write_label_file(dataset: TextDataset, indices: List[int], out_file: Path) -> None:
+    """A PaddleOCR label file for ``indices``. Image files are referenced in place when the
+    dataset's samples *are* files; otherwise (LMDB, rectified track frames) or when a file name
+    cannot appear in a label file (TAB, newline), the sample is written beside it as PNG."""
     from vinocr.data.base import FileBackedDataset
 
     lines = []
+    image_dir = out_file.parent / (out_file.stem + "_images")
     for i in indices:
-        if isinstance(dataset, FileBackedDataset) or "path" in dataset.meta(i):
+        rel = None
+        if isinstance(dataset, FileBackedDataset):
             path = Path(dataset.meta(i)["path"]).resolve()
             rel = os.path.relpath(path, out_file.parent.resolve())
-        else:
-            image_dir = out_file.parent / (out_file.stem + "_images")
+        if rel is None or not _safe_in_label_file(rel):
             image_dir.mkdir(parents=True, exist_ok=True)
             target = image_dir / f"{i:09d}.png"
-            target.write_bytes(dataset.read_bytes(i))
+            target.write_bytes(encode_image(dataset.load_image(i)))
             rel = os.path.relpath(target, out_file.parent)
         lines.append(f"{rel}\t{dataset.label(i)}")
     tmp = out_file.with_suffix(".tmp")
@@ -107,11 +118,24 @@ def _write_label_file(dataset: TextDataset, indices: List[int], out_file: Path) 
     tmp.replace(out_file)
 
 
+def _check_split_args(fractions: List[float], names: List[str]) -> None:
+    if len(fractions) != len(names):
+        raise VinocrError(f"--fractions has {len(fractions)} values for {len(names)} --names")
+    if any(not np.isfinite(f) or f < 0 for f in fractions) or sum(fractions) <= 0:
+        raise VinocrError(f"--fractions must be finite, >= 0 and not all 0, got {fractions}")
+    if len(set(names)) != len(names):
+        raise VinocrError(f"--names must be distinct, got {','.join(names)}")
+    bad = [n for n in names if not re.fullmatch(r"[A-Za-z0-9][\w\-.]*", n)]
+    if bad:
+        raise VinocrError(f"--names: {bad[0]!r} is not a plain file name (letters, digits, _-.)")
+
+
 def cmd_split(args: argparse.Namespace) -> int:
     from vinocr.data.split import grouped_split
 
-    dataset = _open(args, charset=args.charset)
     names = args.names.split(",")
+    _check_split_args(args.fractions, names)
+    dataset = _open(args, charset=args.charset)
     splits = grouped_split(dataset.labels(), args.fractions, names, seed=args.seed)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -119,7 +143,8 @@ def cmd_split(args: argparse.Namespace) -> int:
         if args.lmdb:
             from vinocr.data.lmdb_dataset import write_lmdb
 
-            write_lmdb(out / name, ((dataset.read_bytes(i), dataset.label(i)) for i in indices))
+            write_lmdb(out / name, ((encode_image(dataset.load_image(i)), dataset.label(i))
+                                    for i in indices))
             target = out / name
         else:
             target = out / f"{name}.txt"
@@ -141,6 +166,7 @@ def cmd_make_lmdb(args: argparse.Namespace) -> int:
         for name in ("data.mdb", "lock.mdb"):
             (out / name).unlink(missing_ok=True)
     n = write_lmdb(out, ((dataset.read_bytes(i), dataset.label(i)) for i in range(len(dataset))))
+    # read_bytes gives the stored file for file datasets and the rectified frame for tracks.
     print(f"wrote {n} samples to {out} (DTRB keys image-%09d, label-%09d, num-samples)")
     return 0
 
@@ -164,22 +190,25 @@ def _pipeline(args: argparse.Namespace):
     return pipeline
 
 
-def _looks_like_test_split(path: Path) -> bool:
+_TEST_NAME = re.compile(r"(.*[_\-.])?(test|tests|testing|testset)([_\-.].*)?")
+
+
+def _looks_like_test_split(path: Path, dataset: Optional[TextDataset] = None) -> bool:
     """True for a dataset named like a test split: ``test.txt``, ``test/``, ``vin_test.txt``,
-    ``test-2024/`` (only the dataset's own name counts, not the folders above it)."""
-    name = (path.stem if path.is_file() else path.name).lower()
-    return bool(re.fullmatch(r"(.*[_\-.])?(test|testing)([_\-.].*)?", name))
+    ``testset/`` (only the dataset's own name counts, not the folders above it), or a folder whose
+    label files include one (``vinocr-data split`` output)."""
+    names = [path.stem if path.is_file() else path.name]
+    names += [Path(f).stem for f in getattr(dataset, "label_files", [])]
+    return any(_TEST_NAME.fullmatch(n.lower()) for n in names)
 
 
 def cmd_augment(args: argparse.Namespace) -> int:
     from vinocr.data.augment import augment_dataset
 
-    if _looks_like_test_split(Path(args.path)):
-        raise VinocrError(f"{args.path}: refusing to augment a test split (test data must stay "
-                          "real so its accuracy means something)")
-    if args.augs_per_sample < 0:
-        raise VinocrError(f"--augs-per-sample must be >= 0, got {args.augs_per_sample}")
     dataset = _open(args, charset=args.charset)
+    if _looks_like_test_split(Path(args.path), dataset):
+        raise VinocrError(f"{args.path}: refusing to augment a test split (test data must stay "
+                          "real so its accuracy means something); point at the train label file")
     pipeline = _pipeline(args)
     samples = ((dataset.load_image(i), dataset.label(i), f"{i:09d}") for i in range(len(dataset)))
     out = augment_dataset(samples, args.out, pipeline, args.augs_per_sample, args.seed)
@@ -198,7 +227,17 @@ def cmd_preview_aug(args: argparse.Namespace) -> int:
     picks = rng.choice(len(dataset), size=min(args.n, len(dataset)), replace=False)
     images = [dataset.load_image(int(i)) for i in sorted(picks)]
     grid = preview_grid(images, _pipeline(args), rng, n_aug=args.per_row)
-    save_preview(args.out, grid)
+    out = Path(args.out)
+    if out.suffix.lower() not in (".png", ""):
+        import cv2
+
+        out.parent.mkdir(parents=True, exist_ok=True)
+        ok, buf = cv2.imencode(out.suffix, grid)
+        if not ok:
+            raise VinocrError(f"{out}: cannot write images with suffix {out.suffix!r}")
+        out.write_bytes(buf.tobytes())
+    else:
+        save_preview(out, grid)
     print(f"wrote {args.out} ({len(images)} samples x {args.per_row} augmentations)")
     return 0
 
@@ -215,13 +254,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help="VIN check digit: auto = mandatory for North American VINs only")
     p.add_argument("--export-fixed", metavar="OUT",
                    help="write clean samples to OUT (.txt label file, else an LMDB folder)")
-    p.add_argument("--max-report", type=int, default=50, help="lines listed per error class")
+    p.add_argument("--max-report", type=non_negative_int, default=50, help="lines listed per error class")
     p.add_argument("--json", metavar="FILE", help="also write the full report as JSON")
     p.set_defaults(func=cmd_validate)
 
     p = sub.add_parser("stats", help="counts, label lengths, characters, image sizes")
     _add_common(p, charset_default=None)
-    p.add_argument("--max-images", type=int, default=None, help="measure at most N image sizes")
+    p.add_argument("--max-images", type=positive_int, default=None, help="measure at most N image sizes")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.set_defaults(func=cmd_stats)
 
@@ -230,7 +269,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="output folder for train.txt, val.txt, test.txt")
     p.add_argument("--fractions", type=float, nargs="+", default=[0.8, 0.1, 0.1])
     p.add_argument("--names", default="train,val,test")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=non_negative_int, default=0)
     p.add_argument("--lmdb", action="store_true", help="write each split as an LMDB")
     p.set_defaults(func=cmd_split)
 
@@ -249,12 +288,13 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--preset", default="vin", choices=["vin", "alpr"])
         p.add_argument("-c", "--config", help="take Train.augment from this config instead")
         p.add_argument("-o", "--opt", nargs="+", help="config overrides Key.sub=value")
-        p.add_argument("--seed", type=int, default=0)
+        p.add_argument("--seed", type=non_negative_int, default=0)
         if name == "augment":
-            p.add_argument("--augs-per-sample", type=int, required=True)
+            p.add_argument("--augs-per-sample", type=non_negative_int, required=True)
         else:
-            p.add_argument("--n", type=int, default=8, help="samples (rows)")
-            p.add_argument("--per-row", type=int, default=7, help="augmented copies per row")
+            p.add_argument("--n", type=positive_int, default=8, help="samples (rows)")
+            p.add_argument("--per-row", type=positive_int, default=7,
+                           help="augmented copies per row")
         p.set_defaults(func=func)
     return parser
 

@@ -27,6 +27,7 @@ class Field:
     nullable: bool = False
     choices: Optional[Tuple[Any, ...]] = None
     check: Optional[Callable[[Any, str], None]] = None
+    minimum: Optional[float] = None
 
     def expected(self) -> str:
         names = " or ".join(_TYPE_NAMES.get(t, t.__name__) for t in self.types)
@@ -65,6 +66,16 @@ def _model_check(value: Any, key: str) -> None:
         raise ConfigError(f"{key}: unknown model {value!r}; valid: {', '.join(list_models())}")
 
 
+def _charset_check(value: Any, key: str) -> None:
+    from pathlib import Path
+
+    from vinocr.charset import BUILTIN_NAMES
+
+    if value not in BUILTIN_NAMES and not Path(value).is_file():
+        raise ConfigError(f"{key}: {value!r} is neither a built-in charset "
+                          f"({', '.join(BUILTIN_NAMES)}) nor an existing dictionary file")
+
+
 def _image_shape_check(value: Any, key: str) -> None:
     if len(value) != 3 or not all(isinstance(v, int) and v > 0 for v in value):
         raise ConfigError(f"{key}: expected [C, H, W] of 3 positive ints, got {value!r}")
@@ -74,8 +85,8 @@ def _loader_section(batch_size: int, shuffle: bool, drop_last: bool, augment: bo
     fields: Dict[str, Union[Field, Section]] = {
         "dataset": Field((dict,), None, "dataset sources (see README: Data formats)",
                          nullable=True, check=_dataset_check),
-        "batch_size": Field((int,), batch_size, "samples per batch (per process)"),
-        "num_workers": Field((int,), 2, "loader worker processes"),
+        "batch_size": Field((int,), batch_size, "samples per batch (per process)", minimum=1),
+        "num_workers": Field((int,), 2, "loader worker processes", minimum=0),
         "shuffle": Field((bool,), shuffle),
         "drop_last": Field((bool,), drop_last),
     }
@@ -90,10 +101,11 @@ SCHEMA = Section({
         "seed": Field((int,), 0, "seed of every random choice (data order, augmentation, init)"),
         "run_dir": Field((str,), "runs/default", "where checkpoints, logs and the resolved config "
                          "go"),
-        "charset": Field((str,), "vin", "built-in charset (vin, plate, ppocr) or dictionary file"),
+        "charset": Field((str,), "vin", "built-in charset (vin, plate, ppocr) or dictionary file",
+                         check=_charset_check),
         "image_shape": Field((list,), [3, 48, 320], "recogniser input [C, H, W]",
                              check=_image_shape_check),
-        "max_text_length": Field((int,), 25, "longest label the CTC encoder accepts"),
+        "max_text_length": Field((int,), 25, "longest label the CTC encoder accepts", minimum=1),
         "strict_data": Field((bool,), False, "fail on out-of-charset/empty labels instead of "
                              "skipping them"),
         "device": Field((str,), "auto", choices=("auto", "cpu", "gpu")),
@@ -134,6 +146,8 @@ def _check_field(spec: Field, value: Any, key: str, origin: str) -> Any:
     if not ok:
         raise ConfigError(f"{where}: expected {spec.expected()}, got "
                           f"{type(value).__name__} {value!r}")
+    if spec.minimum is not None and value < spec.minimum:
+        raise ConfigError(f"{where}: must be >= {spec.minimum}, got {value!r}")
     if spec.choices is not None and value not in spec.choices:
         raise ConfigError(f"{where}: {value!r} is not one of "
                           f"{', '.join(map(str, spec.choices))}")
@@ -146,11 +160,18 @@ def _check_field(spec: Field, value: Any, key: str, origin: str) -> Any:
     return value
 
 
+def _origin_of(dotted: str, origins: Mapping[str, str]) -> str:
+    """Where ``dotted`` was set; for a mapping partly overridden by ``-o``, the override (the most
+    recent change, and the likeliest culprit)."""
+    inner = [o for k, o in origins.items() if k.startswith(dotted + ".") and o.startswith("-o ")]
+    return inner[-1] if inner else origins.get(dotted, "")
+
+
 def _validate_section(section: Section, data: Mapping[str, Any], prefix: str,
                       origins: Mapping[str, str]) -> Dict[str, Any]:
     out: Dict[str, Any] = {}
     for key, value in data.items():
-        dotted = f"{prefix}.{key}" if prefix else key
+        dotted = f"{prefix}.{key}" if prefix else str(key)
         spec = section.fields.get(key)
         if spec is None:
             if section.open_keys:
@@ -171,7 +192,7 @@ def _validate_section(section: Section, data: Mapping[str, Any], prefix: str,
                                   f"{type(value).__name__} {value!r}")
             out[key] = _validate_section(spec, value, dotted, origins)
         else:
-            out[key] = _check_field(spec, value, dotted, origins.get(dotted, ""))
+            out[key] = _check_field(spec, value, dotted, _origin_of(dotted, origins))
     for key, spec in section.fields.items():
         if key in out:
             continue

@@ -68,7 +68,7 @@ class LabelFileDataset(FileBackedDataset):
         root = self.data_dir if self.data_dir is not None else label_file.parent
         if not root.is_dir():
             raise DataError("data_dir not found", root)
-        for lineno, raw in enumerate(label_file.read_bytes().split(b"\n"), start=1):
+        for lineno, raw in enumerate(label_file.read_bytes().splitlines(), start=1):
             parsed = parse_label_line(raw, label_file, lineno)
             if parsed is None:
                 continue

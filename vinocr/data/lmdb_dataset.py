@@ -87,6 +87,8 @@ class LmdbDataset(TextDataset):
             except ValueError:
                 raise DataError(f"wrong LMDB keys: 'num-samples' is not an integer: {raw[:20]!r}",
                                 self.path) from None
+            if n < 0:
+                raise DataError(f"wrong LMDB keys: 'num-samples' is {n}, must be >= 0", self.path)
             for index in range(1, n + 1):
                 raw_label = txn.get(label_key(index))
                 if raw_label is None:

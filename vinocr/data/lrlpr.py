@@ -17,7 +17,8 @@ from typing import Any, Dict, List, Optional, Sequence, Union
 import cv2
 import numpy as np
 
-from vinocr.data.base import IMAGE_EXTENSIONS, TextDataset, read_image, read_json_object
+from vinocr.data.base import (IMAGE_EXTENSIONS, TextDataset, encode_image, read_image,
+                              read_json_object)
 from vinocr.errors import ConfigError, DataError
 
 FRAME_RE = re.compile(r"^(lr|hr)-(\d+)$", re.IGNORECASE)
@@ -34,6 +35,7 @@ class Track:
     lr: List[Path] = field(default_factory=list)
     hr: List[Path] = field(default_factory=list)
     corners: Dict[str, np.ndarray] = field(default_factory=dict)
+    annotations: Optional[Path] = None
 
 
 def parse_corners(value: Any, where: str) -> Optional[np.ndarray]:
@@ -53,6 +55,8 @@ def parse_corners(value: Any, where: str) -> Optional[np.ndarray]:
                         where) from None
     if arr.shape != (4, 2):
         raise DataError(f"corners must be 4 [x, y] points, got shape {arr.shape}", where)
+    if not np.all(np.isfinite(arr)):
+        raise DataError("corners must be finite numbers", where)
     return arr
 
 
@@ -84,15 +88,18 @@ def find_tracks(root: Path) -> List[Track]:
         track_dir = ann_path.parent
         doc = read_json_object(ann_path)
         text = doc.get("plate_text", doc.get("text"))
+        if text is None:
+            raise DataError("missing key 'plate_text'", ann_path)
         if not isinstance(text, str):
-            raise DataError("missing string key 'plate_text'", ann_path)
+            raise DataError(f"'plate_text' must be a string, got {type(text).__name__} {text!r}",
+                            ann_path)
         layout = doc.get("plate_layout", doc.get("layout", track_dir.parent.name))
         scenario = next((p.name for p in track_dir.parents if p.name.lower().startswith("scenario")),
                         "")
         frames: Dict[str, List[Path]] = {"lr": [], "hr": []}
         for image in sorted(track_dir.iterdir()):
             match = FRAME_RE.match(image.stem)
-            if match and image.suffix.lower() in IMAGE_EXTENSIONS:
+            if match and image.suffix.lower() in IMAGE_EXTENSIONS and image.is_file():
                 frames[match.group(1).lower()].append(image)
         corners: Dict[str, np.ndarray] = {}
         raw_corners = doc.get("corners") or {}
@@ -103,7 +110,7 @@ def find_tracks(root: Path) -> List[Track]:
             if parsed is not None:
                 corners[Path(name).stem.lower()] = parsed
         tracks.append(Track(track_dir.name, track_dir, text, str(layout), scenario,
-                            frames["lr"], frames["hr"], corners))
+                            frames["lr"], frames["hr"], corners, ann_path))
     return tracks
 
 
@@ -148,6 +155,13 @@ class LrlprTracks(TextDataset):
         image = read_image(path)
         corners = track.corners.get(path.stem.lower())
         if self.rectify and corners is not None:
+            h, w = image.shape[:2]
+            # Corners far outside the frame are annotation errors; warping by them would allocate
+            # huge images or produce garbage.
+            if (corners[:, 0].min() < -0.5 * w or corners[:, 0].max() > 1.5 * w or
+                    corners[:, 1].min() < -0.5 * h or corners[:, 1].max() > 1.5 * h):
+                raise DataError(f"corners[{path.name!r}] lie outside the {w}x{h} frame: "
+                                f"{corners.tolist()}", track.annotations)
             image = rectify(image, corners)
         return image
 
@@ -156,7 +170,16 @@ class LrlprTracks(TextDataset):
         return self._frame(self.tracks[meta["track_index"]], Path(meta["path"]))
 
     def read_bytes(self, i: int) -> bytes:
-        return Path(self._entries[i].meta["path"]).read_bytes()
+        """The frame as the reader yields it: rectified PNG when corners apply, else the file."""
+        meta = self._entries[i].meta
+        track = self.tracks[meta["track_index"]]
+        path = Path(meta["path"])
+        if self.rectify and path.stem.lower() in track.corners:
+            return encode_image(self._frame(track, path))
+        try:
+            return path.read_bytes()
+        except OSError as exc:
+            raise DataError(f"cannot read frame: {exc.strerror}", path) from None
 
     def load_track(self, j: int) -> Dict[str, Any]:
         """Track ``j`` as ``{"lr": [images], "hr": [images], "text", "layout", "track"}``."""

@@ -10,7 +10,10 @@ Config form (one source, or several with ratios, which makes a :class:`MixedData
 """
 from __future__ import annotations
 
+import collections.abc
 import inspect
+import math
+import typing
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Mapping, Optional, Type, Union
 
@@ -44,6 +47,53 @@ def register_dataset(name: str) -> Callable[[Type[TextDataset]], Type[TextDatase
     return wrap
 
 
+def _matches(value: Any, hint: Any) -> bool:
+    """Does a YAML value fit a reader argument's type hint? (str, Path, int, float, bool, Any,
+    Optional/Union, Sequence[...]; a plain string is *not* accepted as a sequence)."""
+    origin = typing.get_origin(hint)
+    if hint is Any:
+        return True
+    if origin is Union:
+        return any(_matches(value, h) for h in typing.get_args(hint))
+    if hint is type(None):
+        return value is None
+    if hint in (str, Path):  # both appear as YAML strings
+        return isinstance(value, str)
+    if hint is bool:
+        return isinstance(value, bool)
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if hint is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if origin in (list, tuple, collections.abc.Sequence):
+        args = typing.get_args(hint)
+        return isinstance(value, list) and all(_matches(v, args[0]) for v in value) if args \
+            else isinstance(value, list)
+    return True
+
+
+def _describe(hint: Any) -> str:
+    """Plain-words type description for error messages: 'a path or a list of paths', ..."""
+    origin = typing.get_origin(hint)
+    if origin is Union:
+        parts = []
+        args = typing.get_args(hint)
+        if str in args and Path in args:  # "a string or a path" says the same thing twice
+            args = tuple(a for a in args if a is not str)
+        for h in args:
+            text = _describe(h)
+            if text not in parts:
+                parts.append(text)
+        return " or ".join(parts)
+    if origin in (list, tuple, collections.abc.Sequence):
+        args = typing.get_args(hint)
+        inner = _describe(args[0]) if args else "value"
+        return "a list of " + (inner[2:] + "s" if inner.startswith("a ") else inner)
+    names = {str: "a string", Path: "a path", int: "an integer", float: "a number",
+             bool: "true or false", type(None): "null"}
+    return names.get(hint, getattr(hint, "__name__", str(hint)))
+
+
 def reader_params(cls: Type[TextDataset]) -> Dict[str, inspect.Parameter]:
     sig = inspect.signature(cls.__init__)
     return {n: p for n, p in sig.parameters.items() if n not in _INJECTED}
@@ -58,6 +108,7 @@ def _check_source(spec: Any, where: str) -> Dict[str, Any]:
         raise ConfigError(f"{where}.type: unknown dataset type {kind!r}; valid: "
                           f"{', '.join(sorted(DATASET_TYPES))}")
     params = reader_params(DATASET_TYPES[kind])
+    hints = typing.get_type_hints(DATASET_TYPES[kind].__init__)
     kwargs = {}
     for key, value in spec.items():
         if key in SOURCE_KEYS:
@@ -66,14 +117,18 @@ def _check_source(spec: Any, where: str) -> Dict[str, Any]:
             valid = ", ".join(sorted(list(params) + list(SOURCE_KEYS)))
             raise ConfigError(f"{where}.{key}: unknown key for dataset type {kind!r}; "
                               f"valid keys: {valid}")
+        if key in hints and not _matches(value, hints[key]):
+            raise ConfigError(f"{where}.{key}: expected {_describe(hints[key])}, got "
+                              f"{type(value).__name__} {value!r}")
         kwargs[key] = value
     missing = [n for n, p in params.items()
                if p.default is inspect.Parameter.empty and n not in kwargs]
     if missing:
         raise ConfigError(f"{where}: dataset type {kind!r} needs key(s) {', '.join(missing)}")
     ratio = spec.get("ratio")
-    if ratio is not None and (not isinstance(ratio, (int, float)) or isinstance(ratio, bool)):
-        raise ConfigError(f"{where}.ratio: expected a number, got {ratio!r}")
+    if ratio is not None and (not isinstance(ratio, (int, float)) or isinstance(ratio, bool)
+                              or not math.isfinite(ratio) or ratio < 0):
+        raise ConfigError(f"{where}.ratio: expected a finite number >= 0, got {ratio!r}")
     return kwargs
 
 

@@ -62,6 +62,7 @@ def dataset_stats(dataset: TextDataset, max_images: Optional[int] = None) -> Dic
         "source": dataset.describe(),
         "samples": len(dataset),
         "skipped": len(dataset.skipped),
+        "missing_images": len(getattr(dataset, "missing", [])),
         "unique_labels": len(set(labels)),
         "length_histogram": dict(sorted(lengths.items())),
         "char_frequency": dict(chars.most_common()),
@@ -72,8 +73,8 @@ def dataset_stats(dataset: TextDataset, max_images: Optional[int] = None) -> Dic
 
 def format_stats(stats: Dict[str, Any]) -> str:
     lines = [f"dataset       {stats['source']}",
-             f"samples       {stats['samples']} ({stats['skipped']} skipped, "
-             f"{stats['unique_labels']} unique labels)", "", "label length histogram:"]
+             f"samples       {stats['samples']} ({stats['skipped']} skipped labels, "
+             f"{stats['missing_images']} missing images, {stats['unique_labels']} unique labels)", "", "label length histogram:"]
     total = max(1, stats["samples"])
     hist = stats["length_histogram"]
     peak = max(hist.values()) if hist else 1

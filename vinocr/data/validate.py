@@ -83,16 +83,20 @@ class _RawLabelFile:
             if not lf.is_file():
                 raise DataError("label file not found", lf)
             root = data_dir if data_dir is not None else lf.parent
-            for lineno, raw in enumerate(lf.read_bytes().split(b"\n"), start=1):
+            for lineno, raw in enumerate(lf.read_bytes().splitlines(), start=1):
                 parsed = parse_label_line(raw, lf, lineno)
                 if parsed is not None:
                     rel, label = parsed
                     self.rows.append((f"{lf}:{lineno}", label, root / rel, rel))
 
 
-def _iter_samples(dataset: TextDataset) -> Iterable[Tuple[int, str, str, Optional[bytes],
-                                                         Optional[Path], Optional[str]]]:
-    """(index, where, label, raw bytes or None if missing, path, rel) over *every* sample."""
+def _iter_samples(dataset: TextDataset) -> Iterable[tuple]:
+    """(index, where, label, raw bytes | None | DataError, path, rel) over *every* sample.
+
+    ``path`` is set only when the sample's bytes are that file (so a fixed export can point at it);
+    LMDB records and rectified track frames are exported from their bytes instead.
+    """
+    from vinocr.data.base import FileBackedDataset
     from vinocr.data.label_file import LabelFileDataset
 
     if isinstance(dataset, LabelFileDataset):
@@ -101,21 +105,24 @@ def _iter_samples(dataset: TextDataset) -> Iterable[Tuple[int, str, str, Optiona
             data = path.read_bytes() if path.is_file() else None
             yield i, where, label, data, path, rel
         return
-    # Other readers: include the samples they skipped (bad labels) so those are reported too.
+    file_backed = isinstance(dataset, FileBackedDataset)
     n = len(dataset)
     for i in range(n):
         meta = dataset._entries[i].meta
         try:
             data = dataset.read_bytes(i)
-        except DataError:
-            data = None
-        path = Path(meta["path"]) if "path" in meta else None
+        except DataError as exc:
+            data = exc
+        path = Path(meta["path"]) if file_backed and "path" in meta else None
         yield i, meta.get("where", str(i)), dataset._entries[i].label, data, path, meta.get("rel")
+    # Samples the reader skipped for their labels are checked too, so they are reported.
     for k, skipped in enumerate(dataset.skipped):
+        if skipped.reason.startswith("no image"):
+            continue
         path = Path(skipped.where) if Path(skipped.where).suffix.lower() in IMAGE_EXTENSIONS \
             else None
         data = path.read_bytes() if path is not None and path.is_file() else b"?"
-        yield n + k, skipped.where, skipped.label, data, path, None
+        yield n + k, skipped.where, skipped.label, data, path if file_backed else None, None
 
 
 def validate_dataset(dataset: TextDataset, charset: Union[str, Charset],
@@ -130,11 +137,17 @@ def validate_dataset(dataset: TextDataset, charset: Union[str, Charset],
     report = ValidationReport()
     seen: Dict[str, str] = {}
     clean: List[Tuple[str, str, Optional[Path], Optional[bytes]]] = []
+    for skipped in dataset.skipped:
+        if skipped.reason.startswith("no image"):
+            report.total += 1
+            report.add("missing_file", skipped.where, skipped.reason)
     for i, where, raw_label, data, path, rel in _iter_samples(dataset):
         report.total += 1
         label = cs.normalize(raw_label)
         bad_before = len(report.issues)
-        if data is None:
+        if isinstance(data, DataError):
+            report.add("unreadable", where, str(data), i)
+        elif data is None:
             report.add("missing_file", where, f"image not found: {rel or path}", i)
         elif data == b"?":
             pass
@@ -178,7 +191,7 @@ def validate_dataset(dataset: TextDataset, charset: Union[str, Charset],
                         report.add("label_mismatch", where, f"file name carries {token_n!r} but "
                                    f"the label is {label!r}", i)
                         break
-        if len(report.issues) == bad_before and data not in (None, b"?"):
+        if len(report.issues) == bad_before and isinstance(data, bytes) and data != b"?":
             clean.append((label, rel or (path.name if path else f"{i:09d}.png"), path, data))
     return report, clean
 
@@ -193,11 +206,15 @@ def write_fixed(clean: Sequence[Tuple[str, str, Optional[Path], Optional[bytes]]
         lines = []
         image_dir = out_path.parent / (out_path.stem + "_images")
         for k, (label, rel, path, data) in enumerate(clean):
-            if path is None or not path.is_file():
+            rel_out = _relpath(path, out_path.parent) if path is not None and path.is_file() \
+                else None
+            # A file name with TAB or newline cannot be written into a label file: copy it.
+            if rel_out is None or any(c in rel_out for c in "\t\r\n"):
                 image_dir.mkdir(exist_ok=True)
                 path = image_dir / f"{k:09d}.png"
                 path.write_bytes(data or b"")
-            lines.append(f"{_relpath(path, out_path.parent)}\t{label}")
+                rel_out = _relpath(path, out_path.parent)
+            lines.append(f"{rel_out}\t{label}")
         tmp = out_path.with_suffix(out_path.suffix + ".tmp")
         tmp.write_text("\n".join(lines) + ("\n" if lines else ""), encoding="utf-8")
         tmp.replace(out_path)

@@ -76,6 +76,7 @@ def _worker_init() -> None:
 
 def _map_ordered(func: Callable[[int], T], n: int, workers: int) -> Iterator[T]:
     """``func(i)`` for i in range(n), in order, optionally spread over worker processes."""
+    workers = _cap_workers(workers, n)
     if workers <= 1 or n <= 1:
         for i in range(n):
             yield func(i)
@@ -95,6 +96,11 @@ def _prepare_out_dir(out_dir: PathLike, overwrite: bool) -> Path:
         if not overwrite:
             raise VinocrError(f"output directory {out} is not empty; choose a new directory or "
                               "pass --overwrite")
+        if not (out / SETTINGS_FILE).is_file():
+            # Without our marker the folder may hold someone's real data: never delete that.
+            raise VinocrError(f"output directory {out} is not empty and was not written by "
+                              f"vinocr-synth (no {SETTINGS_FILE}); --overwrite only replaces "
+                              "earlier synthetic output")
         for name in _OUTPUTS:
             target = out / name
             if target.is_dir():
@@ -109,6 +115,20 @@ def _check_count(name: str, value: int) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
         raise VinocrError(f"{name} must be a positive integer, got {value!r}")
     return int(value)
+
+
+def _check_seed(seed: int) -> int:
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise VinocrError(f"seed must be an integer >= 0, got {seed!r}")
+    return int(seed)
+
+
+def _cap_workers(workers: int, n: int) -> int:
+    """More processes than cores (or than samples) only adds start-up time."""
+    cap = max(1, min(os.cpu_count() or 1, n))
+    if workers > cap:
+        logger.info("using %d worker processes instead of %d (cores/samples)", cap, workers)
+    return min(workers, cap)
 
 
 def _write_settings(out: Path, settings: Dict[str, Any]) -> None:
@@ -141,6 +161,7 @@ def generate_vin_dataset(out_dir: PathLike, n: int, seed: int = 0, fmt: str = "l
     """
     n = _check_count("n", n)
     workers = _check_count("workers", workers)
+    seed = _check_seed(seed)
     if fmt not in FORMATS:
         raise VinocrError(f"unknown output format {fmt!r}; choose from {', '.join(FORMATS)}")
     if not 0.0 <= float(delimiter_prob) <= 1.0:
@@ -220,6 +241,7 @@ def generate_plate_tracks(out_dir: PathLike, n_tracks: int, seed: int = 0,
     """
     n_tracks = _check_count("n_tracks", n_tracks)
     workers = _check_count("workers", workers)
+    seed = _check_seed(seed)
     if isinstance(layouts, str):
         layouts = layouts.split(",")
     layout_keys = tuple(normalise_layout(l) for l in layouts if str(l).strip())
