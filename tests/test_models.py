@@ -248,3 +248,45 @@ def test_teacher_is_larger_and_compatible():
     assert n(teacher) > 2 * n(student)
     teacher.eval()
     assert teacher(paddle.randn([1, 3, 48, 160])).shape == [1, 20, 35]
+
+
+def test_vin_head_zero_shot_at_least_full(pretrained_full):
+    """Vocabulary transfer never makes zero-shot greedy accuracy worse than the full head."""
+    from vinocr.data.synth import random_vin, render_vin
+    from vinocr.data.preprocess import resize_norm
+
+    vin_model, _ = model_from_config({"name": "ppocrv4_mobile", "pretrained": "ppocrv4_mobile"},
+                                     "vin")
+    vin_model.eval()
+    images, labels = [], []
+    for i in range(24):
+        rng = np.random.default_rng([99, i])
+        vin = random_vin(rng)
+        images.append(resize_norm(render_vin(vin, rng)[0], (3, 48, 320))[0])
+        labels.append(vin)
+    x = paddle.to_tensor(np.stack(images))
+    full = greedy(pretrained_full.predict_proba(x).numpy(), load_charset("ppocr").class_list())
+    vin = greedy(vin_model.predict_proba(x).numpy(), load_charset("vin").class_list())
+    acc = lambda preds: sum(p == t for p, t in zip(preds, labels))
+    assert acc(vin) >= acc(full) and acc(vin) > 0
+
+
+def test_export_matches_dygraph(pretrained_full, tmp_path: Path):
+    from vinocr.export import export_inference, load_predictor
+
+    vin_model, _ = model_from_config({"name": "ppocrv4_mobile", "pretrained": "ppocrv4_mobile"},
+                                     "vin")
+    vin_model.eval()
+    x = crops(320, 2)
+    ref = vin_model.predict_proba(paddle.to_tensor(x)).numpy()
+    out_dir = export_inference(vin_model, tmp_path / "exp", "vin")
+    assert {p.name for p in out_dir.iterdir()} >= {"inference.json", "inference.pdiparams",
+                                                   "inference.yml"}
+    predictor = load_predictor(out_dir)
+    handle = predictor.get_input_handle(predictor.get_input_names()[0])
+    handle.reshape(x.shape)
+    handle.copy_from_cpu(x)
+    predictor.run()
+    got = predictor.get_output_handle(predictor.get_output_names()[0]).copy_to_cpu()
+    assert np.abs(got - ref).max() < 1e-4
+    assert vin_model.state_dict().keys() == build_model("ppocrv4_mobile", 35).state_dict().keys()

@@ -66,6 +66,15 @@ def _model_check(value: Any, key: str) -> None:
         raise ConfigError(f"{key}: unknown model {value!r}; valid: {', '.join(list_models())}")
 
 
+def _decode_check(value: Any, key: str) -> None:
+    from vinocr.charset import PLATE_ALPHABET
+    from vinocr.decode import build_decoder
+
+    # Validate keys and values only (against 0-9 A-Z, which holds every grammar's characters);
+    # the real class list comes from the model's charset later.
+    build_decoder(value, classes=["", *PLATE_ALPHABET, " "], key=key)
+
+
 def _charset_check(value: Any, key: str) -> None:
     from pathlib import Path
 
@@ -123,6 +132,9 @@ SCHEMA = Section({
         "strict_load": Field((bool,), False, "fail on any skipped/missing/unexpected key"),
         "params": Field((dict,), {}, "extra keyword arguments of the architecture"),
     }),
+    "Decode": Field((dict,), {"method": "greedy"}, "CTC decoding: method greedy | beam | vin | "
+                    "plate, beam_size, check_digit, year_rule, patterns, prune_logp",
+                    check=_decode_check),
     "Train": _loader_section(32, True, True, augment=True),
     "Eval": _loader_section(64, False, False, augment=False),
 })

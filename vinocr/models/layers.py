@@ -44,6 +44,10 @@ class ConvBN(nn.Layer):
     def forward(self, x: paddle.Tensor) -> paddle.Tensor:
         return self.bn(self.conv(x))
 
+    def fold_bn(self) -> None:
+        """Inference-only: fold the BatchNorm into the conv (exact in eval mode)."""
+        self.conv, self.bn = fuse_conv_bn(self.conv, self.bn), nn.Identity()
+
 
 class LearnableAffineBlock(nn.Layer):
     """``scale * x + bias`` with two learnable scalars (keys ``scale``, ``bias``)."""
@@ -66,9 +70,24 @@ class Act(nn.Layer):
         super().__init__()
         self.act = nn.Hardswish()
         self.lab = LearnableAffineBlock()
+        self.lab_folded = False  # set when the next 1x1 conv absorbed the affine (export only)
 
     def forward(self, x: paddle.Tensor) -> paddle.Tensor:
-        return self.lab(self.act(x))
+        out = self.act(x)
+        return out if self.lab_folded else self.lab(out)
+
+
+def fuse_conv_bn(conv: nn.Conv2D, bn: nn.Layer) -> nn.Conv2D:
+    """A conv with bias equal to ``bn(conv(x))`` with BatchNorm's running statistics."""
+    if isinstance(bn, nn.Identity):
+        return conv
+    scale, shift = _bn_scale_shift(bn)
+    fused = nn.Conv2D(conv._in_channels, conv._out_channels, conv._kernel_size,
+                      stride=conv._stride, padding=conv._padding, groups=conv._groups)
+    fused.weight.set_value(conv.weight.numpy() * scale[:, None, None, None])
+    bias = conv.bias.numpy() if conv.bias is not None else 0.0
+    fused.bias.set_value((bias * scale + shift).astype("float32"))
+    return fused
 
 
 def _bn_scale_shift(bn: nn.BatchNorm2D) -> Tuple[np.ndarray, np.ndarray]:
@@ -99,10 +118,14 @@ class LearnableRepLayer(nn.Layer):
                              if kernel_size > 1 else None)
         self.lab = LearnableAffineBlock()
         self.act = Act()
+        # Set by fold_affine() for inference export: the affines live inside the convs instead.
+        self.lab_folded = False
 
     def forward(self, x: paddle.Tensor) -> paddle.Tensor:
         if self.is_repped:
-            out = self.lab(self.reparam_conv(x))
+            out = self.reparam_conv(x)
+            if not self.lab_folded:
+                out = self.lab(out)
         else:
             out = 0
             if self.identity is not None:
@@ -117,6 +140,18 @@ class LearnableRepLayer(nn.Layer):
         if self.stride != 2:
             out = self.act(out)
         return out
+
+    def fold_affine(self) -> None:
+        """Fold ``lab`` (scale*y + bias right after the conv) into ``reparam_conv``: exact, and it
+        lets oneDNN fuse conv + hardswish at inference. Deploy form only; not for training."""
+        if not self.is_repped or self.lab_folded:
+            return
+        scale = float(self.lab.scale.numpy()[0])
+        shift = float(self.lab.bias.numpy()[0])
+        conv = self.reparam_conv
+        conv.weight.set_value(conv.weight.numpy() * scale)
+        conv.bias.set_value(conv.bias.numpy() * scale + shift)
+        self.lab_folded = True
 
     def fused_kernel_bias(self) -> Tuple[np.ndarray, np.ndarray]:
         """The single (kernel, bias) equal to the sum of the branches (BatchNorm in eval mode)."""

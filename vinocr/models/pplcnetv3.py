@@ -71,3 +71,26 @@ class PPLCNetV3(nn.Layer):
         for layer in self.sublayers():
             if isinstance(layer, LearnableRepLayer):
                 layer.rep()
+
+    def fold_affine(self) -> None:
+        """Inference-only: fold every learnable affine into a neighbouring conv where exact.
+
+        ``lab`` after each conv folds into that conv. ``act.lab`` after the depthwise conv folds
+        into the following 1x1 pointwise conv when no SE sits between them (a 1x1 conv has no
+        padding, so a constant shift passes through it exactly; a padded k x k conv would not).
+        """
+        self.rep()
+        for stage in STAGES:
+            for block in getattr(self, stage):
+                block.dw_conv.fold_affine()
+                block.pw_conv.fold_affine()
+                act = block.dw_conv.act
+                if block.se is None and not act.lab_folded and block.dw_conv.stride != 2:
+                    s = float(act.lab.scale.numpy()[0])
+                    b = float(act.lab.bias.numpy()[0])
+                    conv = block.pw_conv.reparam_conv
+                    w = conv.weight.numpy()
+                    # pw(s*h + b) = (s*W) h + (bias + s_pw-independent W.sum * b)
+                    conv.bias.set_value(conv.bias.numpy() + b * w.sum(axis=(1, 2, 3)))
+                    conv.weight.set_value(w * s)
+                    act.lab_folded = True

@@ -30,6 +30,19 @@ class Recognizer(nn.Layer):
     def predict_proba(self, x: paddle.Tensor) -> paddle.Tensor:
         return F.softmax(self.forward(x), axis=-1)
 
+    def optimize_for_inference(self) -> "Recognizer":
+        """Exact, inference-only simplifications (after :meth:`rep`): BatchNorms folded into
+        their convs and learnable affines folded into neighbouring convs. The result no longer
+        loads training checkpoints by key; export works on a copy."""
+        self.eval()
+        self.rep()
+        if hasattr(self.backbone, "fold_affine"):
+            self.backbone.fold_affine()
+        for layer in self.sublayers():
+            if hasattr(layer, "fold_bn"):
+                layer.fold_bn()
+        return self
+
     @property
     def is_deploy(self) -> bool:
         return not any(getattr(l, "is_repped", True) is False for l in self.sublayers())

@@ -21,6 +21,12 @@ class ConvBNAct(nn.Layer):
     def forward(self, x: paddle.Tensor) -> paddle.Tensor:
         return self.act(self.norm(self.conv(x)))
 
+    def fold_bn(self) -> None:
+        """Inference-only: fold the BatchNorm into the conv (exact in eval mode)."""
+        from vinocr.models.layers import fuse_conv_bn
+
+        self.conv, self.norm = fuse_conv_bn(self.conv, self.norm), nn.Identity()
+
 
 class Attention(nn.Layer):
     """Global multi-head self-attention (keys ``qkv``, ``proj``)."""

@@ -1,0 +1,90 @@
+"""Paddle inference export: ``inference.json`` + ``inference.pdiparams`` (PIR, Paddle 3) and an
+``inference.yml`` in the layout stock paddleocr reads, with the softmax inside the graph as
+paddleocr's ``CTCLabelDecode`` expects.
+"""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any, Dict, Optional, Sequence, Union
+
+import paddle
+import yaml
+
+from vinocr.charset import Charset, load_charset
+from vinocr.errors import VinocrError
+from vinocr.models.recognizer import Recognizer
+
+logger = logging.getLogger(__name__)
+
+MODEL_NAME = "PP-OCRv4_mobile_rec"
+
+
+class _SoftmaxWrapper(paddle.nn.Layer):
+    def __init__(self, model: Recognizer) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, x):  # paddle.jit needs the first argument to be called ``self``
+        return paddle.nn.functional.softmax(self.model(x), axis=-1)
+
+
+def inference_yml(charset: Charset, image_shape: Sequence[int],
+                  extra: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
+    doc: Dict[str, Any] = {
+        "Global": {"model_name": MODEL_NAME},
+        "PreProcess": {"transform_ops": [
+            {"DecodeImage": {"channel_first": False, "img_mode": "BGR"}},
+            {"RecResizeImg": {"image_shape": [int(v) for v in image_shape]}},
+        ]},
+        "PostProcess": {"name": "CTCLabelDecode", "character_dict": list(charset.characters)},
+    }
+    if extra:
+        doc["vinocr"] = extra
+    return doc
+
+
+def export_inference(model: Recognizer, out_dir: Union[str, Path], charset: Any,
+                     image_shape: Sequence[int] = (3, 48, 320),
+                     extra: Optional[Dict[str, Any]] = None) -> Path:
+    """Save ``model`` (deploy form is used: branches are folded first) for Paddle inference."""
+    cs = load_charset(charset)
+    if model.num_classes != cs.num_classes:
+        raise VinocrError(f"model has {model.num_classes} classes but charset {cs.name!r} needs "
+                          f"{cs.num_classes}")
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    model.eval()
+    # Exact folds (BatchNorm and learnable affines into convs) mean fewer ops at inference and let
+    # oneDNN fuse conv + activation. They change the layer structure, so export works on a copy.
+    import copy
+
+    model = copy.deepcopy(model).optimize_for_inference()
+    wrapped = _SoftmaxWrapper(model)
+    wrapped.eval()
+    spec = [paddle.static.InputSpec([None, 3, int(image_shape[1]), None], "float32", name="x")]
+    static = paddle.jit.to_static(wrapped, input_spec=spec, full_graph=True)
+    paddle.jit.save(static, str(out / "inference"))
+    doc = inference_yml(cs, image_shape, extra)
+    (out / "inference.yml").write_text(yaml.safe_dump(doc, allow_unicode=True, sort_keys=False),
+                                       encoding="utf-8")
+    logger.info("exported %s to %s", model.arch, out)
+    return out
+
+
+def load_predictor(model_dir: Union[str, Path], threads: int = 1, mkldnn: bool = True):
+    """A Paddle inference predictor for an exported directory (oneDNN on CPU by default)."""
+    from paddle import inference
+
+    d = Path(model_dir)
+    json_path, params = d / "inference.json", d / "inference.pdiparams"
+    if not json_path.is_file() or not params.is_file():
+        raise VinocrError(f"{d}: not an exported model (needs inference.json and "
+                          "inference.pdiparams)")
+    config = inference.Config(str(json_path), str(params))
+    config.disable_gpu()
+    config.set_cpu_math_library_num_threads(threads)
+    if mkldnn:
+        config.enable_mkldnn()
+    config.disable_glog_info()
+    return inference.create_predictor(config)
