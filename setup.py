@@ -16,6 +16,7 @@ CONSOLE_SCRIPTS = [
     "vinocr-synth=vinocr.cli.synth:main",
     "vinocr-config=vinocr.cli.config:main",
     "vinocr-pretrained=vinocr.cli.pretrained:main",
+    "vinocr-finetune=vinocr.cli.finetune:main",
 ]
 
 setup(

@@ -1,2 +1,81 @@
-"""Fine-tuning techniques (plugins). Each technique lives in its own module and talks to the
-trainer only through the hook interface; see the technique issue for the registry."""
+"""Fine-tuning techniques: plugins that adapt a pretrained recogniser through the trainer's hooks.
+
+One file per technique; each registers a :class:`~vinocr.engine.hooks.TrainerHooks` subclass under
+a name. Other installed packages add techniques through the entry-point group
+``vinocr.techniques`` (``name = "package.module:Class"``). Names stack with ``+``: an adaptation
+technique first, then loss-level ones, e.g. ``gradual_unfreeze+label_smoothing``.
+"""
+from __future__ import annotations
+
+import logging
+from typing import Any, Callable, Dict, List, Mapping, Type
+
+from vinocr.engine.hooks import HookList, TrainerHooks
+from vinocr.errors import ConfigError
+
+logger = logging.getLogger(__name__)
+
+ENTRY_POINT_GROUP = "vinocr.techniques"
+_REGISTRY: Dict[str, Type[TrainerHooks]] = {}
+_loaded_entry_points = False
+
+
+def register_technique(name: str) -> Callable[[Type[TrainerHooks]], Type[TrainerHooks]]:
+    def wrap(cls: Type[TrainerHooks]) -> Type[TrainerHooks]:
+        cls.name = name
+        _REGISTRY[name] = cls
+        return cls
+    return wrap
+
+
+def _load_entry_points() -> None:
+    global _loaded_entry_points
+    if _loaded_entry_points:
+        return
+    _loaded_entry_points = True
+    from importlib.metadata import entry_points
+
+    for ep in entry_points(group=ENTRY_POINT_GROUP):
+        try:
+            cls = ep.load()
+        except Exception as exc:  # a broken plugin must not break the built-ins
+            logger.warning("technique plugin %s (%s) failed to load: %s", ep.name, ep.value, exc)
+            continue
+        cls.name = ep.name
+        _REGISTRY.setdefault(ep.name, cls)
+
+
+def available_techniques() -> List[str]:
+    _load_built_ins()
+    _load_entry_points()
+    return sorted(_REGISTRY)
+
+
+def _load_built_ins() -> None:
+    # Importing the modules registers them; one file per technique.
+    from techniques import full  # noqa: F401
+
+
+def build_technique(cfg: Mapping[str, Any]) -> HookList:
+    """Hooks for the ``Technique`` config section: ``{name: "a+b", <a's options>, <b's options>}``.
+
+    Options are passed to every named technique that accepts them (each declares its own keys);
+    an option no technique accepts is an error naming it.
+    """
+    names = [n.strip() for n in str(cfg.get("name", "full")).split("+") if n.strip()]
+    valid = available_techniques()
+    options = {k: v for k, v in cfg.items() if k != "name"}
+    hooks, used = [], set()
+    for name in names:
+        if name not in _REGISTRY:
+            raise ConfigError(f"Technique.name: unknown technique {name!r}; valid: "
+                              f"{', '.join(valid)}")
+        cls = _REGISTRY[name]
+        accepted = set(getattr(cls, "OPTIONS", ()))
+        mine = {k: v for k, v in options.items() if k in accepted}
+        used |= set(mine)
+        hooks.append(cls(**mine))
+    unknown = sorted(set(options) - used)
+    if unknown:
+        raise ConfigError(f"Technique.{unknown[0]}: not an option of {'+'.join(names)}")
+    return HookList(hooks)

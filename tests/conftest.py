@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import List, Tuple
 
@@ -10,6 +11,9 @@ import numpy as np
 import pytest
 
 from vinocr.vin import with_check_digit
+
+# Progress bars are for people; in test logs they are noise.
+os.environ.setdefault("VINOCR_NO_PROGRESS", "1")
 
 VALID_VINS = ["1M8GDM9AXKP042788", "SAL1A2A40SA606662", "1HGCM82633A004352",
               "WBA3A5C51CF256651", "JHMCM56557C404453"]

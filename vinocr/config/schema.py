@@ -102,6 +102,16 @@ def _loader_section(batch_size: int, shuffle: bool, drop_last: bool, augment: bo
     if augment:
         fields["augment"] = Field((dict,), None, "online augmentation (preset, p, num_ops, "
                                   "transforms)", nullable=True, check=_augment_check)
+        fields.update({
+            "epochs": Field((int,), 10, minimum=1),
+            "max_steps": Field((int,), None, "stop after this many optimizer steps (smoke runs)",
+                               nullable=True, minimum=1),
+            "log_every_steps": Field((int,), 10, minimum=1),
+            "eval_every_steps": Field((int,), 0, "validate every N steps too (0 = each epoch "
+                                      "only)", minimum=0),
+            "save_epoch_step": Field((int,), 0, "also keep epoch_N every N epochs (0 = off)",
+                                     minimum=0),
+        })
     return Section(fields)
 
 
@@ -119,6 +129,18 @@ SCHEMA = Section({
                              "skipping them"),
         "device": Field((str,), "auto", choices=("auto", "cpu", "gpu")),
         "use_amp": Field((bool,), True, "mixed precision where Paddle supports it (GPU)"),
+        "amp_dtype": Field((str,), "float16", choices=("float16", "bfloat16")),
+        "amp_level": Field((str,), "O1", choices=("O1", "O2")),
+        "deterministic": Field((bool,), False, "deterministic kernels (GPU) for bit-exact resume"),
+        "pretrained_model": Field((str,), None, "start from an earlier run's checkpoint (a run "
+                                  "dir means its best/)", nullable=True),
+        "best_metric": Field((str,), "seq_acc", "validation metric that selects best/",
+                             choices=("seq_acc", "char_acc", "ned", "cer")),
+        "nan_patience": Field((int,), 5, "consecutive non-finite steps that stop the run",
+                              minimum=1),
+        "visualdl": Field((bool,), True, "write VisualDL logs into RUN/visualdl"),
+        "histogram_every_epochs": Field((int,), 5, "weight histograms every N epochs (0 = off)",
+                                        minimum=0),
         "log_level": Field((str,), "INFO", choices=("DEBUG", "INFO", "WARNING", "ERROR")),
     }),
     "Architecture": Section({
@@ -135,6 +157,44 @@ SCHEMA = Section({
     "Decode": Field((dict,), {"method": "greedy"}, "CTC decoding: method greedy | beam | vin | "
                     "plate, beam_size, check_digit, year_rule, patterns, prune_logp",
                     check=_decode_check),
+    "Optimizer": Section({
+        "name": Field((str,), "adamw", choices=("adam", "adamw", "sgd")),
+        "lr": Field((float,), 5e-4, "base learning rate", minimum=0.0),
+        "weight_decay": Field((float,), 1e-4, "never applied to norms, biases, affine scalars",
+                              minimum=0.0),
+        "betas": Field((list,), [0.9, 0.999]),
+        "eps": Field((float,), 1e-8, minimum=0.0),
+        "momentum": Field((float,), 0.9, minimum=0.0),
+        "nesterov": Field((bool,), False),
+        "clip_grad_norm": Field((float,), 5.0, "global-norm clipping (null or 0 = off)",
+                                nullable=True, minimum=0.0),
+        "ema": Field((dict,), {"enabled": False, "decay": 0.999, "warmup_steps": 0},
+                     "exponential moving average of weights"),
+    }),
+    "Scheduler": Section({
+        "name": Field((str,), "cosine", choices=("cosine", "cosine_restarts", "step",
+                                                 "piecewise", "plateau", "constant")),
+        "warmup_epochs": Field((float,), 1.0, minimum=0.0),
+        "min_lr": Field((float,), 1e-6, minimum=0.0),
+        "T_0": Field((int,), 5, minimum=1),
+        "T_mult": Field((int,), 2, minimum=1),
+        "step_size": Field((int,), 10, minimum=1),
+        "gamma": Field((float,), 0.1, minimum=0.0),
+        "milestones": Field((list,), [10, 20]),
+        "values": Field((list,), [5e-4, 5e-5, 5e-6]),
+        "factor": Field((float,), 0.5, minimum=0.0),
+        "patience": Field((int,), 2, minimum=0),
+    }),
+    "EarlyStopping": Section({
+        "metric": Field((str,), "seq_acc", choices=("seq_acc", "char_acc", "ned", "cer")),
+        "patience": Field((int,), 0, "epochs without improvement before stopping (0 = off)",
+                          minimum=0),
+        "min_delta": Field((float,), 0.0, minimum=0.0),
+    }),
+    "Technique": Section({
+        "name": Field((str,), "full", "adaptation technique, optionally + loss-level ones "
+                      "(e.g. gradual_unfreeze+label_smoothing), or auto"),
+    }, open_keys=True),
     "Train": _loader_section(32, True, True, augment=True),
     "Eval": _loader_section(64, False, False, augment=False),
 })

@@ -34,15 +34,33 @@ class CTCHead(nn.Layer):
 
 
 class MultiHead(nn.Layer):
-    """PP-OCRv4's head container. vinocr trains the CTC branch (SVTR neck + linear); the key
-    layout matches PaddleOCR so official checkpoints load. The GTC/NRTR auxiliary branch of the
-    official training recipe is not built here; its checkpoint keys are reported as skipped."""
+    """PP-OCRv4's head container: the CTC branch (SVTR neck + linear) and, with ``gtc=True``, the
+    GTC/NRTR attention branch that only trains (keys ``before_gtc.*``, ``gtc_head.*``, as in
+    PaddleOCR, so official training checkpoints load whole). ``forward`` is always CTC only."""
 
     def __init__(self, in_channels: int, num_classes: int,
-                 neck: Optional[Dict[str, Any]] = None) -> None:
+                 neck: Optional[Dict[str, Any]] = None, gtc: bool = False) -> None:
         super().__init__()
         self.ctc_encoder = SequenceEncoder(in_channels, **(neck or {}))
         self.ctc_head = CTCHead(self.ctc_encoder.out_channels, num_classes)
+        self.has_gtc = gtc
+        if gtc:
+            from vinocr.models.gtc_head import GTCBranch
+
+            # GTC classes = CTC classes + 4 special tokens (PaddleOCR's NRTR convention).
+            branch = GTCBranch(in_channels, num_classes + 4)
+            self.before_gtc, self.gtc_head = branch.before_gtc, branch.gtc_head
 
     def forward(self, x: paddle.Tensor) -> paddle.Tensor:
         return self.ctc_head(self.ctc_encoder(x))
+
+    def gtc_logits(self, features: paddle.Tensor, targets: paddle.Tensor) -> paddle.Tensor:
+        """Teacher-forced GTC logits from the backbone features (training only)."""
+        return self.gtc_head(self.before_gtc(features), targets)
+
+    def drop_gtc(self) -> None:
+        """Remove the training-only branch (before export)."""
+        if self.has_gtc:
+            del self.before_gtc
+            del self.gtc_head
+            self.has_gtc = False

@@ -1,11 +1,25 @@
 """The recogniser: ``backbone`` + ``head``, producing CTC logits [N, T, num_classes]."""
 from __future__ import annotations
 
-from typing import Any, Dict
+from typing import Any, Dict, Tuple
 
+import numpy as np
 import paddle
 import paddle.nn as nn
 import paddle.nn.functional as F
+
+
+def ctc_to_gtc_targets(labels: paddle.Tensor, lengths: paddle.Tensor) -> paddle.Tensor:
+    """CTC label ids [N, L] -> GTC targets [N, L + 2]: ``<s>`` (2), id + 3 per character, ``</s>``
+    (3), padding 0 (PaddleOCR's NRTR class layout: blank, <unk>, <s>, </s>, dictionary...)."""
+    ids = labels.numpy()
+    lens = lengths.numpy().reshape(-1)
+    out = np.zeros((ids.shape[0], ids.shape[1] + 2), dtype="int64")
+    for row, (seq, n) in enumerate(zip(ids, lens)):
+        out[row, 0] = 2
+        out[row, 1:n + 1] = seq[:n] + 3
+        out[row, n + 1] = 3
+    return paddle.to_tensor(out)
 
 
 class Recognizer(nn.Layer):
@@ -27,6 +41,19 @@ class Recognizer(nn.Layer):
     def forward(self, x: paddle.Tensor) -> paddle.Tensor:
         return self.head(self.backbone(x))
 
+    def forward_train(self, x: paddle.Tensor, labels: paddle.Tensor, lengths: paddle.Tensor
+                      ) -> Tuple[paddle.Tensor, Dict[str, paddle.Tensor]]:
+        """CTC logits plus auxiliary losses of training-only branches (GTC), keyed by name."""
+        features = self.backbone(x)
+        logits = self.head(features)
+        aux: Dict[str, paddle.Tensor] = {}
+        if getattr(self.head, "has_gtc", False):
+            from vinocr.models.gtc_head import gtc_loss, trim_gtc_targets
+
+            targets = trim_gtc_targets(ctc_to_gtc_targets(labels, lengths))
+            aux["gtc"] = gtc_loss(self.head.gtc_logits(features, targets), targets)
+        return logits, aux
+
     def predict_proba(self, x: paddle.Tensor) -> paddle.Tensor:
         return F.softmax(self.forward(x), axis=-1)
 
@@ -36,6 +63,8 @@ class Recognizer(nn.Layer):
         loads training checkpoints by key; export works on a copy."""
         self.eval()
         self.rep()
+        if hasattr(self.head, "drop_gtc"):
+            self.head.drop_gtc()
         if hasattr(self.backbone, "fold_affine"):
             self.backbone.fold_affine()
         for layer in self.sublayers():

@@ -1,0 +1,20 @@
+"""``full``: every parameter trains; the reference against which the others are measured."""
+from __future__ import annotations
+
+from typing import Any
+
+from techniques import register_technique
+from vinocr.engine.hooks import TrainerHooks
+
+
+@register_technique("full")
+class FullFineTune(TrainerHooks):
+    OPTIONS = ()
+
+    def prepare_model(self, model: Any, trainer: Any) -> Any:
+        for p in model.parameters():
+            p.stop_gradient = False
+        return model
+
+    def describe(self):
+        return {"name": self.name, "trainable": "all parameters"}

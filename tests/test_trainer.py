@@ -1,0 +1,150 @@
+"""The trainer: exact resume, Ctrl-C safety, NaN guard, early stopping, run outputs."""
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conftest import make_label_dir
+from vinocr.config import load_config
+from vinocr.engine.checkpoint import load_checkpoint
+from vinocr.engine.hooks import LossOutput, TrainerHooks
+from vinocr.engine.trainer import Trainer, TrainingDiverged
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory, ):
+    root = tmp_path_factory.mktemp("data")
+    rng = np.random.default_rng(0)
+    labels = ["".join(rng.choice(list("ABCDEFGH0123456789"), 5)) for _ in range(20)]
+    make_label_dir(root, labels[:16], name="train.txt", subdir="tr")
+    make_label_dir(root, labels[16:], name="val.txt", subdir="va")
+    return root
+
+
+def tiny_config(data: Path, run_dir: Path, **over):
+    cfg = {
+        "Global": {"charset": "plate", "run_dir": str(run_dir), "image_shape": [3, 48, 96],
+                   "seed": 5, "max_text_length": 8, "visualdl": over.pop("visualdl", False),
+                   "histogram_every_epochs": 0},
+        "Architecture": {"name": "crnn", "pretrained": None,
+                         "params": {"hidden": 8, "channels": [4, 4, 8, 8]}},
+        "Decode": {"method": "greedy"},
+        "Optimizer": {"name": "adamw", "lr": 0.01},
+        "Scheduler": {"name": "cosine", "warmup_epochs": 0.5},
+        "Train": {"dataset": {"type": "label_file", "label_files": [str(data / "train.txt")]},
+                  "batch_size": 4, "num_workers": 0, "epochs": 4,
+                  "augment": {"preset": "alpr", "p": 0.5}},
+        "Eval": {"dataset": {"type": "label_file", "label_files": [str(data / "val.txt")]},
+                 "num_workers": 0},
+    }
+    for key, value in over.items():
+        section, name = key.split("__")
+        cfg.setdefault(section, {})[name] = value
+    return load_config(data=cfg)
+
+
+def weights(run: Path, name: str = "latest"):
+    return load_checkpoint(run / name).model_state
+
+
+class InterruptAt(TrainerHooks):
+    """Simulates Ctrl-C in the middle of an epoch."""
+
+    name = "interrupt"
+
+    def __init__(self, epoch: int, step: int) -> None:
+        self.epoch, self.step, self.calls = epoch, step, 0
+
+    def loss(self, out, logits, batch, trainer):
+        if trainer.state.epoch == self.epoch:
+            self.calls += 1
+            if self.calls == self.step:
+                raise KeyboardInterrupt
+        return out
+
+
+def test_resume_is_exact_and_ctrl_c_keeps_latest(data, tmp_path):
+    straight = tmp_path / "straight"
+    report = Trainer(tiny_config(data, straight)).fit()
+    assert report["status"] == "completed" and report["epochs_done"] == 4
+    # the same 4-epoch run stopped after 2 epochs (8 steps), then resumed for the other 2
+    split = tmp_path / "split"
+    first = Trainer(tiny_config(data, split, Train__max_steps=8)).fit()
+    assert first["epochs_done"] == 2
+    Trainer(tiny_config(data, split), resume=str(split)).fit()
+    a, b = weights(straight), weights(split)
+    assert a.keys() == b.keys() and all(np.array_equal(a[k], b[k]) for k in a)
+    # Ctrl-C during epoch 3: latest still holds epoch 2, resuming ends bit-identical
+    ctrl_c = tmp_path / "ctrl_c"
+    with pytest.raises(KeyboardInterrupt):
+        Trainer(tiny_config(data, ctrl_c), hooks=[InterruptAt(2, 2)]).fit()
+    assert load_checkpoint(ctrl_c / "latest").state["epoch"] == 2
+    assert json.loads((ctrl_c / "report.json").read_text())["status"] == "interrupted"
+    Trainer(tiny_config(data, ctrl_c), resume=str(ctrl_c)).fit()
+    c = weights(ctrl_c)
+    assert all(np.array_equal(a[k], c[k]) for k in a)
+
+
+def test_run_directory_contents(data, tmp_path):
+    run = tmp_path / "run"
+    Trainer(tiny_config(data, run, Train__epochs=2, Train__save_epoch_step=1,
+                        visualdl=True)).fit()
+    for name in ("config.yml", "train.log", "training_history.json", "report.json",
+                 "best/model.safetensors", "latest/state.json", "epoch_1/model.safetensors",
+                 "epoch_2/state.json"):
+        assert (run / name).exists(), name
+    history = json.loads((run / "training_history.json").read_text())
+    assert [h["epoch"] for h in history] == [1, 2] and "seq_acc" in history[0]
+    report = json.loads((run / "report.json").read_text())
+    assert report["data"]["train_samples"] == 16 and report["data"]["eval_samples"] == 4
+    assert report["technique"]["name"] == "none" and report["timing"]["train_images_per_sec"] > 0
+    state = load_checkpoint(run / "latest").state
+    assert state["charset"][0] == "0" and state["config"]["Global"]["seed"] == 5
+    from visualdl import LogReader
+
+    files = list((run / "visualdl").glob("*"))
+    reader = LogReader(file_path=str(files[0]))
+    tags = set(reader.get_tags().get("scalar", []))
+    for tag in ("train/loss", "train/lr", "gradients/total_norm", "val/seq_acc", "val/char_acc",
+                "val/ned"):
+        assert tag in tags, (tag, tags)
+
+
+class NanLoss(TrainerHooks):
+    name = "nan"
+
+    def __init__(self, steps) -> None:
+        self.steps, self.calls = set(steps), 0
+
+    def loss(self, out, logits, batch, trainer):
+        self.calls += 1
+        if self.calls in self.steps:
+            return LossOutput(out.loss * float("nan"), out.terms)
+        return out
+
+
+def test_nan_guard_skips_then_stops_with_diagnostic(data, tmp_path):
+    run = tmp_path / "skip"
+    report = Trainer(tiny_config(data, run, Train__epochs=1), hooks=[NanLoss({2})]).fit()
+    assert report["status"] == "completed" and report["skipped_nonfinite_steps"] == 1
+    run = tmp_path / "stop"
+    with pytest.raises(TrainingDiverged, match=r"3 consecutive steps with a non-finite loss.*lr .*latest"):
+        Trainer(tiny_config(data, run, Global__nan_patience=3),
+                hooks=[NanLoss(range(5, 100))]).fit()
+    assert load_checkpoint(run / "latest").state["epoch"] >= 1  # work before it is kept
+
+
+def test_early_stopping(data, tmp_path):
+    run = tmp_path / "es"
+    cfg = tiny_config(data, run, Train__epochs=6, Optimizer__lr=1e-12, Scheduler__name="constant", Scheduler__warmup_epochs=0.0,
+                      EarlyStopping__patience=2)
+    report = Trainer(cfg).fit()
+    assert report["status"] == "early_stopped" and report["epochs_done"] == 3
+
+
+def test_too_few_frames_is_a_config_error(data, tmp_path):
+    from vinocr.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="CTC frames"):
+        Trainer(tiny_config(data, tmp_path / "r", Global__image_shape=[3, 48, 32]))

@@ -1,0 +1,614 @@
+"""Training checkpoints as directories of safetensors plus one JSON file, written atomically.
+
+A checkpoint is a directory such as ``RUN/latest``, ``RUN/best`` or ``RUN/epoch_5``::
+
+    model.safetensors       model parameters (required)
+    optimizer.safetensors   optimizer accumulators (optional)
+    ema.safetensors         EMA shadow weights (optional)
+    state.json              manifest + the trainer's JSON-able state (epoch, step, scheduler, ...)
+
+Opening a checkpoint never unpickles anything: tensors come from safetensors and everything else
+from JSON. Only :func:`convert_pdparams` reads pickles, once, to turn a PaddleOCR checkpoint into
+this format.
+
+Atomic replacement: a save writes a complete checkpoint into a hidden sibling directory
+(``.NAME.tmp-PID-RAND``), fsyncs it, then swaps it in with two renames (old -> ``.NAME.old-...``,
+temp -> NAME) and deletes the old one. A crash can therefore only leave either a complete
+checkpoint at NAME, or no NAME plus a complete ``.NAME.old-...``, which :func:`load_checkpoint` and
+:func:`resolve_checkpoint` rename back (with a warning).
+"""
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import logging
+import os
+import secrets
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path, PurePath
+from typing import Any, Dict, List, Mapping, Optional, Tuple, Union
+
+import numpy as np
+from safetensors.numpy import load_file, save_file
+
+from vinocr.errors import VinocrError
+
+logger = logging.getLogger(__name__)
+
+PathLike = Union[str, Path]
+
+MODEL_FILE = "model.safetensors"
+OPTIMIZER_FILE = "optimizer.safetensors"
+EMA_FILE = "ema.safetensors"
+STATE_FILE = "state.json"
+FORMAT_NAME = "vinocr-checkpoint"
+FORMAT_VERSION = 1
+#: Checkpoint a run directory resolves to.
+LATEST = "latest"
+
+
+class CheckpointError(VinocrError):
+    """A checkpoint cannot be written, found or read."""
+
+
+@dataclass
+class Checkpoint:
+    """A loaded checkpoint. ``state`` is exactly the dict given to :func:`save_checkpoint` (after
+    JSON conversion: numpy values become Python numbers/lists, tuples become lists); ``meta`` is the
+    manifest written alongside it (format version, vinocr version, save time, file sizes)."""
+
+    model_state: Dict[str, np.ndarray]
+    optimizer_state: Optional[Dict[str, np.ndarray]]
+    ema_state: Optional[Dict[str, np.ndarray]]
+    state: Dict[str, Any]
+    path: Path
+    meta: Dict[str, Any] = field(default_factory=dict)
+
+
+# --------------------------------------------------------------------------------------------
+# JSON conversion
+
+def _key_repr(parts: List[str]) -> str:
+    return "".join(parts).lstrip(".") or "<root>"
+
+
+def to_jsonable(value: Any, where: str = "state", strict: bool = True,
+                _parts: Optional[List[str]] = None) -> Any:
+    """``value`` as plain JSON types: numpy scalars/arrays and tensors become numbers/lists, tuples
+    become lists, paths become strings.
+
+    With ``strict`` anything else raises :class:`CheckpointError` naming ``where`` and the key path
+    (e.g. ``state.json: value at 'technique.ema.decay' is a set``); without it such values are
+    dropped with a warning (used when converting foreign pickles, whose contents we do not control).
+    """
+    parts = _parts if _parts is not None else []
+    if value is None or isinstance(value, (bool, str)):
+        return value
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        # int/float subclasses (e.g. IntEnum) are stored as their plain value.
+        return int(value) if isinstance(value, int) else float(value)
+    if isinstance(value, np.generic):
+        return to_jsonable(value.item(), where, strict, parts)
+    if isinstance(value, np.ndarray):
+        # Through the list branch, so element types JSON lacks (complex, datetime, objects) are
+        # reported like any other bad value instead of failing later inside json.dumps.
+        return to_jsonable(value.tolist(), where, strict, parts)
+    if isinstance(value, PurePath):
+        return str(value)
+    if isinstance(value, Mapping):
+        out: Dict[str, Any] = {}
+        for k, v in value.items():
+            if isinstance(k, np.str_):
+                k = str(k)
+            if not isinstance(k, str):
+                # JSON would silently turn the key into a string and the round trip would differ.
+                problem = (f"{where}: key {k!r} at '{_key_repr(parts)}' is "
+                           f"{type(k).__name__}, but JSON object keys must be str")
+                if strict:
+                    raise CheckpointError(problem)
+                logger.warning("%s; dropped", problem)
+                continue
+            converted = to_jsonable(v, where, strict, parts + [f".{k}"])
+            if converted is _DROP:
+                continue
+            out[k] = converted
+        return out
+    if isinstance(value, (list, tuple)):
+        items = [to_jsonable(v, where, strict, parts + [f"[{i}]"]) for i, v in enumerate(value)]
+        return [v for v in items if v is not _DROP]
+    if hasattr(value, "numpy") and hasattr(value, "shape"):
+        # A framework tensor (e.g. a scheduler keeping a paddle.Tensor); avoid importing paddle.
+        return to_jsonable(np.asarray(value.numpy()), where, strict, parts)
+    problem = (f"{where}: value at '{_key_repr(parts)}' is {type(value).__name__}, which is not "
+               "JSON-able")
+    if strict:
+        raise CheckpointError(problem)
+    logger.warning("%s; dropped", problem)
+    return _DROP
+
+
+class _Dropped:
+    """Marker for values :func:`to_jsonable` drops in lenient mode."""
+
+
+_DROP = _Dropped()
+
+
+# --------------------------------------------------------------------------------------------
+# PaddleOCR optimizer state
+
+def paddle_optimizer_state_to_named(state_dict: Mapping[str, Any],
+                                    param_names: Mapping[str, str], sep: str = "/"
+                                    ) -> Tuple[Dict[str, np.ndarray], Dict[str, Any], int]:
+    """Re-key a Paddle ``optimizer.state_dict()`` by structured parameter names.
+
+    Paddle keys accumulators by generated variable names (``linear_0.w_0_moment1_0``) that are
+    only meaningful inside the process that created them. ``param_names`` maps those internal
+    parameter names (``linear_0.w_0``) to structured ones (``head.fc.weight``), which a
+    ``.pdparams`` file preserves; the result uses the trainer's layout
+    (:func:`vinocr.engine.optim.optimizer_state_to_named`): ``head.fc.weight/moment1``,
+    ``.../master_weight``. Returns (tensors, JSON-able non-tensor entries such as
+    ``LR_Scheduler``, number of tensors that match no parameter and were dropped).
+    """
+    # Longest names first, so ``linear_1.w_0`` never claims ``linear_1.w_0_fp32`` style prefixes
+    # of another parameter.
+    internals = sorted(param_names, key=len, reverse=True)
+    named: Dict[str, np.ndarray] = {}
+    extra: Dict[str, Any] = {}
+    dropped = 0
+
+    def accumulator(key: str) -> Optional[Tuple[str, str]]:
+        for internal in internals:
+            if key.startswith(internal + "_"):
+                rest = key[len(internal) + 1:]
+                # Strip the unique-name counter Paddle appends (``moment1_0`` -> ``moment1``).
+                head, _, counter = rest.rpartition("_")
+                return param_names[internal], head if head and counter.isdigit() else rest
+        return None
+
+    for key, value in state_dict.items():
+        if _is_tensor(value):
+            found = accumulator(key)
+            if found is None:
+                dropped += 1
+                continue
+            named[f"{found[0]}{sep}{found[1]}"] = _as_array(value)
+        elif key == "master_weights" and isinstance(value, Mapping):
+            for internal, tensor in value.items():
+                if internal in param_names and _is_tensor(tensor):
+                    named[f"{param_names[internal]}{sep}master_weight"] = _as_array(tensor)
+                else:
+                    dropped += 1
+        else:
+            extra[key] = value
+    return named, to_jsonable(extra, "optimizer state", strict=False), dropped
+
+
+def _is_tensor(value: Any) -> bool:
+    return isinstance(value, np.ndarray) or (hasattr(value, "numpy") and hasattr(value, "shape"))
+
+
+def _as_array(value: Any) -> np.ndarray:
+    return value if isinstance(value, np.ndarray) else np.asarray(value.numpy())
+
+
+# --------------------------------------------------------------------------------------------
+# Low-level file helpers
+
+def _fsync_path(path: Path) -> None:
+    """Flush a file or directory to disk. Directory fsync is not possible everywhere (Windows), and
+    losing it only weakens durability, not atomicity, so failures there are ignored."""
+    try:
+        fd = os.open(str(path), os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def _check_tensors(tensors: Mapping[str, Any], what: str) -> Dict[str, np.ndarray]:
+    out = {}
+    for key, value in tensors.items():
+        if not isinstance(key, str):
+            raise CheckpointError(f"{what}: tensor key {key!r} is not a str")
+        if not _is_tensor(value):
+            raise CheckpointError(f"{what}: value for {key!r} is {type(value).__name__}, not an "
+                                  "array")
+        array = _as_array(value)
+        if array.dtype == object:
+            raise CheckpointError(f"{what}: {key!r} is an object array and cannot be saved")
+        # safetensors needs C-contiguous memory; views from transposes/slices are not.
+        out[key] = np.ascontiguousarray(array)
+    return out
+
+
+def _write_tensors(tensors: Dict[str, np.ndarray], path: Path, kind: str) -> Dict[str, Any]:
+    from vinocr import __version__
+
+    save_file(tensors, str(path), metadata={"vinocr_version": __version__, "kind": kind})
+    _fsync_path(path)
+    return {"bytes": path.stat().st_size, "tensors": len(tensors)}
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split()) or type(exc).__name__
+
+
+def _siblings(path: Path, kind: str) -> List[Path]:
+    """Hidden ``.NAME.tmp-*`` / ``.NAME.old-*`` directories next to ``path``."""
+    parent = path.parent
+    if not parent.is_dir():
+        return []
+    return sorted(p for p in parent.glob(f".{path.name}.{kind}-*") if p.is_dir())
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OSError):
+        return True  # exists but not ours, or cannot tell: assume alive and leave it alone
+    return True
+
+
+def _cleanup_stale(path: Path) -> None:
+    """Remove leftovers of crashed saves: temp dirs of dead processes, and ``.old`` dirs once a
+    complete checkpoint is at ``path`` (they were about to be deleted when the crash came)."""
+    for tmp in _siblings(path, "tmp"):
+        try:
+            pid = int(tmp.name.rsplit(".tmp-", 1)[1].split("-", 1)[0])
+        except (IndexError, ValueError):
+            continue
+        if pid != os.getpid() and not _pid_alive(pid):
+            logger.info("%s: removing the temp directory of an interrupted save", tmp)
+            shutil.rmtree(tmp, ignore_errors=True)
+    if _is_complete(path):
+        for old in _siblings(path, "old"):
+            logger.info("%s: removing the previous checkpoint left by an interrupted save", old)
+            shutil.rmtree(old, ignore_errors=True)
+
+
+def _is_complete(path: Path) -> bool:
+    return (path / STATE_FILE).is_file() and (path / MODEL_FILE).is_file()
+
+
+def _recoverable(path: Path) -> Optional[Path]:
+    """The newest complete ``.NAME.old-*`` when nothing is at ``path``, else None."""
+    if path.exists():
+        return None
+    candidates = [p for p in _siblings(path, "old") if _is_complete(p)]
+    if not candidates:
+        return None
+    return max(candidates, key=lambda p: (p / STATE_FILE).stat().st_mtime)
+
+
+def _recover(path: Path) -> bool:
+    """Put back the previous checkpoint if a save crashed between its two renames."""
+    old = _recoverable(path)
+    if old is None:
+        return False
+    try:
+        os.replace(old, path)
+    except OSError as exc:
+        raise CheckpointError(f"{path}: missing after an interrupted save and {old} cannot be "
+                              f"renamed back ({_one_line(exc)})") from None
+    _fsync_path(path.parent)
+    logger.warning("%s: was missing after an interrupted save; restored the previous checkpoint "
+                   "from %s", path, old.name)
+    return True
+
+
+# --------------------------------------------------------------------------------------------
+# Public API
+
+def save_checkpoint(path: PathLike, model_state: Mapping[str, np.ndarray], state: Mapping[str, Any],
+                    optimizer_state: Optional[Mapping[str, np.ndarray]] = None,
+                    ema_state: Optional[Mapping[str, np.ndarray]] = None) -> Path:
+    """Write a checkpoint directory at ``path``, atomically replacing any checkpoint already there.
+
+    ``state`` must be JSON-able after numpy conversion (see :func:`to_jsonable`); it is checked
+    before anything is written. An existing directory at ``path`` that is not a checkpoint (and
+    not empty) is never replaced, so a mistaken path cannot wipe e.g. a whole run directory.
+    Returns ``path``.
+    """
+    from vinocr import __version__
+
+    path = Path(path)
+    # Validate everything first: a bad value must not cost the previous checkpoint anything.
+    json_state = to_jsonable(dict(state), f"{path / STATE_FILE}")
+    groups = [(MODEL_FILE, "model", model_state), (OPTIMIZER_FILE, "optimizer", optimizer_state),
+              (EMA_FILE, "ema", ema_state)]
+    tensors = {name: _check_tensors(group, f"{path / name}") for name, _, group in groups
+               if group is not None}
+    if path.exists() and not _is_complete(path):
+        if not path.is_dir():
+            raise CheckpointError(f"{path}: exists and is a file, not a checkpoint directory")
+        if any(path.iterdir()):
+            raise CheckpointError(f"{path}: exists and is not a checkpoint (no {STATE_FILE}); "
+                                  "refusing to replace it")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise CheckpointError(f"{path.parent}: cannot create directory "
+                              f"({_one_line(exc)})") from None
+    # A crash may have left the previous checkpoint under .old; put it back before replacing it,
+    # so the swap below sees the normal situation.
+    _recover(path)
+    _cleanup_stale(path)
+
+    token = f"{os.getpid()}-{secrets.token_hex(4)}"
+    tmp = path.parent / f".{path.name}.tmp-{token}"
+    try:
+        tmp.mkdir()
+        files: Dict[str, Any] = {}
+        for name, kind, _ in groups:
+            if name in tensors:
+                files[name] = _write_tensors(tensors[name], tmp / name, kind)
+        now = time.time()
+        doc = {"format": FORMAT_NAME, "format_version": FORMAT_VERSION,
+               "vinocr_version": __version__,
+               "saved_at": _dt.datetime.fromtimestamp(now, _dt.timezone.utc).isoformat(),
+               "saved_at_unix": now, "files": files, "state": json_state}
+        # state.json goes last: its presence marks the directory complete.
+        text = json.dumps(doc, indent=1, ensure_ascii=False, allow_nan=True)
+        with open(tmp / STATE_FILE, "w", encoding="utf-8") as fh:
+            fh.write(text + "\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+        _fsync_path(tmp)
+    except BaseException as exc:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if isinstance(exc, OSError):
+            raise CheckpointError(f"{path}: cannot write checkpoint ({_one_line(exc)})") from None
+        raise
+
+    _swap_into_place(tmp, path, token)
+    logger.info("checkpoint saved: %s (%s)", path, ", ".join(files))
+    return path
+
+
+def _swap_into_place(tmp: Path, path: Path, token: str) -> None:
+    """Rename ``tmp`` to ``path``; a previous checkpoint moves aside first and is deleted after.
+
+    A directory cannot be atomically replaced by rename when the target is non-empty, hence the
+    two renames; the window between them is covered by :func:`_recover`.
+    """
+    old: Optional[Path] = None
+    try:
+        if path.exists():
+            old = path.parent / f".{path.name}.old-{token}"
+            os.replace(path, old)
+        try:
+            os.replace(tmp, path)
+        except BaseException:
+            if old is not None:
+                try:
+                    os.replace(old, path)  # roll back so the previous checkpoint stays in place
+                    old = None
+                except OSError:
+                    logger.error("%s: could not restore the previous checkpoint from %s; the next "
+                                 "load will try again", path, old)
+            raise
+    except BaseException as exc:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if isinstance(exc, OSError):
+            raise CheckpointError(f"{path}: cannot move the new checkpoint into place "
+                                  f"({_one_line(exc)}); the previous one is kept") from None
+        raise
+    _fsync_path(path.parent)
+    if old is not None:
+        # The new checkpoint is complete at `path`; failing to delete the old one is only clutter.
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def checkpoint_exists(path: PathLike) -> bool:
+    """True when a complete checkpoint is at ``path`` or can be recovered there (a save crashed
+    mid-swap). Has no side effects; :func:`load_checkpoint` does the recovery."""
+    path = Path(path)
+    return _is_complete(path) or _recoverable(path) is not None
+
+
+def resolve_checkpoint(path: PathLike) -> Path:
+    """The checkpoint directory meant by ``path``: a checkpoint directory itself, a run directory
+    (its ``latest`` checkpoint) or a file inside a checkpoint directory. Recovers a checkpoint left
+    aside by an interrupted save. Raises :class:`CheckpointError` otherwise."""
+    path = Path(path)
+    _recover(path)
+    if path.is_dir():
+        if _is_complete(path):
+            return path
+        latest = path / LATEST
+        _recover(latest)
+        if _is_complete(latest):
+            return latest
+        if (path / MODEL_FILE).is_file() or (path / STATE_FILE).is_file():
+            missing = STATE_FILE if not (path / STATE_FILE).is_file() else MODEL_FILE
+            raise CheckpointError(f"{path / missing}: missing; {path} is not a complete "
+                                  "checkpoint")
+        found = sorted(p.name for p in path.iterdir() if _is_complete(p))
+        hint = f"; checkpoints inside: {', '.join(found)}" if found else ""
+        raise CheckpointError(f"{path}: not a checkpoint directory and has no complete "
+                              f"'{LATEST}' checkpoint{hint}")
+    if path.is_file():
+        if _is_complete(path.parent):
+            return path.parent
+        raise CheckpointError(f"{path}: not inside a checkpoint directory (no {STATE_FILE} and "
+                              f"{MODEL_FILE} beside it)")
+    raise CheckpointError(f"{path}: checkpoint not found")
+
+
+def _read_tensors(path: Path, expected: Optional[Mapping[str, Any]]) -> Dict[str, np.ndarray]:
+    if not path.is_file():
+        raise CheckpointError(f"{path}: missing (listed in {STATE_FILE})")
+    if expected and "bytes" in expected and path.stat().st_size != expected["bytes"]:
+        raise CheckpointError(f"{path}: {path.stat().st_size} bytes but {STATE_FILE} records "
+                              f"{expected['bytes']}; the file is truncated or was replaced")
+    try:
+        return dict(load_file(str(path)))
+    except Exception as exc:  # safetensors raises several types for corrupt files
+        raise CheckpointError(f"{path}: not a readable safetensors file "
+                              f"({_one_line(exc)})") from None
+
+
+def _read_state_file(ckpt: Path) -> Dict[str, Any]:
+    state_path = ckpt / STATE_FILE
+    if not state_path.is_file():
+        raise CheckpointError(f"{state_path}: missing; {ckpt} is not a complete checkpoint")
+    try:
+        doc = json.loads(state_path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise CheckpointError(f"{state_path}: unreadable JSON ({_one_line(exc)})") from None
+    if not isinstance(doc, dict) or doc.get("format") != FORMAT_NAME:
+        raise CheckpointError(f"{state_path}: not a vinocr checkpoint manifest (no "
+                              f"'format: {FORMAT_NAME}')")
+    version = doc.get("format_version")
+    if not isinstance(version, int) or version > FORMAT_VERSION:
+        raise CheckpointError(f"{state_path}: checkpoint format version {version!r} is newer "
+                              f"than this vinocr supports ({FORMAT_VERSION}); upgrade vinocr")
+    if not isinstance(doc.get("state"), dict) or not isinstance(doc.get("files", {}), dict):
+        raise CheckpointError(f"{state_path}: malformed manifest ('state' or 'files' is not a "
+                              "mapping)")
+    return doc
+
+
+def load_checkpoint(path: PathLike) -> Checkpoint:
+    """Read a checkpoint (any form :func:`resolve_checkpoint` accepts). No pickle is involved.
+
+    Files listed in ``state.json`` must exist with the recorded sizes; a corrupt or missing file
+    raises :class:`CheckpointError` naming it.
+    """
+    ckpt = resolve_checkpoint(path)
+    doc = _read_state_file(ckpt)
+    files: Dict[str, Any] = doc.get("files", {})
+    model = _read_tensors(ckpt / MODEL_FILE, files.get(MODEL_FILE))
+    optional: Dict[str, Optional[Dict[str, np.ndarray]]] = {}
+    for name in (OPTIMIZER_FILE, EMA_FILE):
+        # The manifest is authoritative: a stray file it does not list is ignored, and a listed
+        # file that is missing is an error rather than a silent restart of the optimizer.
+        optional[name] = _read_tensors(ckpt / name, files[name]) if name in files else None
+    meta = {k: v for k, v in doc.items() if k != "state"}
+    logger.info("checkpoint loaded: %s (%d model tensors%s%s)", ckpt, len(model),
+                ", optimizer" if optional[OPTIMIZER_FILE] is not None else "",
+                ", ema" if optional[EMA_FILE] is not None else "")
+    return Checkpoint(model_state=model, optimizer_state=optional[OPTIMIZER_FILE],
+                      ema_state=optional[EMA_FILE], state=doc["state"], path=ckpt, meta=meta)
+
+
+# --------------------------------------------------------------------------------------------
+# PaddleOCR conversion
+
+def _find_pdparams(src: Path) -> Path:
+    if src.suffix == ".pdparams" and src.is_file():
+        return src
+    # PaddleOCR names checkpoints by prefix (``output/rec/best_accuracy``) without extension.
+    candidate = src.with_name(src.name + ".pdparams")
+    if src.suffix != ".pdparams" and candidate.is_file():
+        return candidate
+    if src.is_dir():
+        raise CheckpointError(f"{src}: is a directory; pass the .pdparams file")
+    raise CheckpointError(f"{src}: .pdparams file not found")
+
+
+def convert_pdparams(src: PathLike, dst_dir: PathLike, keep_prefix: bool = False) -> Path:
+    """Convert a PaddleOCR training checkpoint into a vinocr checkpoint directory.
+
+    Reads ``X.pdparams`` and, when present beside it, ``X.pdopt`` (optimizer) and ``X.states``
+    (epoch, best metrics). These are pickles, so reading them can run code: convert only files you
+    trust, then share the safetensors result. Distillation prefixes (``Student.``) are stripped
+    unless ``keep_prefix``. Optimizer tensors are re-keyed to the trainer's
+    ``<parameter>/<accumulator>`` names (:func:`paddle_optimizer_state_to_named`); optimizer extras
+    (``LR_Scheduler``) go to ``state['optimizer_extra']`` and the ``.states`` content to
+    ``state['paddleocr_states']`` (``epoch``/``global_step`` are also copied to the top level).
+    The result holds weights and history but no trainer state (schedule, hooks), so use it as
+    ``Global.pretrained_model`` rather than to resume.
+    """
+    import pickle
+
+    import paddle
+
+    from vinocr.models.weights import strip_prefix
+
+    params_path = _find_pdparams(Path(src))
+    prefix = params_path.with_suffix("")
+    opt_path = prefix.with_name(prefix.name + ".pdopt")
+    states_path = prefix.with_name(prefix.name + ".states")
+    read = [p for p in (params_path, opt_path, states_path) if p.is_file()]
+    logger.warning("reading pickle files (they can run code when opened; only convert files you "
+                   "trust): %s", ", ".join(str(p) for p in read))
+
+    def paddle_load(p: Path, return_numpy: bool) -> Any:
+        try:
+            return paddle.load(str(p), return_numpy=return_numpy)
+        except Exception as exc:
+            raise CheckpointError(f"{p}: cannot read Paddle checkpoint "
+                                  f"({_one_line(exc)})") from None
+
+    # As tensors, not numpy: the tensors keep their internal names (``linear_0.w_0``), the only
+    # link between the optimizer file's keys and the parameters.
+    raw = paddle_load(params_path, return_numpy=False)
+    if not isinstance(raw, Mapping):
+        raise CheckpointError(f"{params_path}: expected a state dict, got {type(raw).__name__}")
+    model = {k: _as_array(v) for k, v in raw.items() if _is_tensor(v)}
+    if not model:
+        raise CheckpointError(f"{params_path}: holds no tensors")
+    internal_names = {k: getattr(v, "name", None) for k, v in raw.items() if _is_tensor(v)}
+    del raw
+    if not keep_prefix:
+        model = strip_prefix(model)
+        # The same keys go, so teacher accumulators below find no parameter and are dropped.
+        internal_names = strip_prefix(internal_names)
+    param_names = {internal: key for key, internal in internal_names.items()
+                   if isinstance(internal, str) and internal}
+
+    state: Dict[str, Any] = {"source": {"format": "paddleocr", "pdparams": str(params_path)}}
+    optimizer: Optional[Dict[str, np.ndarray]] = None
+    if opt_path.is_file():
+        from vinocr.engine.optim import STATE_SEP
+
+        opt_raw = paddle_load(opt_path, return_numpy=True)
+        if not isinstance(opt_raw, Mapping):
+            raise CheckpointError(f"{opt_path}: expected an optimizer state dict, got "
+                                  f"{type(opt_raw).__name__}")
+        named, extra, dropped = paddle_optimizer_state_to_named(opt_raw, param_names, STATE_SEP)
+        if named:
+            optimizer = named
+            state["optimizer_extra"] = extra
+            state["source"]["pdopt"] = str(opt_path)
+            if dropped:
+                logger.info("%s: %d optimizer tensors belong to no kept parameter (e.g. the "
+                            "distillation teacher); not converted", opt_path, dropped)
+        elif dropped:
+            logger.warning("%s: no optimizer tensor matches a parameter of %s (parameter names "
+                           "not stored?); optimizer state not converted", opt_path,
+                           params_path.name)
+    if states_path.is_file():
+        try:
+            with open(states_path, "rb") as fh:
+                # PaddleOCR writes .states with pickle protocol 2 from Python 3; latin1 also reads
+                # Python 2-era files.
+                states = pickle.load(fh, encoding="latin1")
+        except Exception as exc:
+            raise CheckpointError(f"{states_path}: cannot read ({_one_line(exc)})") from None
+        if isinstance(states, Mapping):
+            clean = to_jsonable(states, str(states_path), strict=False)
+            state["paddleocr_states"] = clean
+            for key in ("epoch", "global_step"):
+                if isinstance(clean.get(key), int):
+                    state[key] = clean[key]
+        else:
+            logger.warning("%s: expected a dict, got %s; ignored", states_path,
+                           type(states).__name__)
+        state["source"]["states"] = str(states_path)
+
+    out = save_checkpoint(dst_dir, model, state, optimizer_state=optimizer)
+    logger.info("converted %s -> %s: %d model tensors%s", params_path, out, len(model),
+                f", {len(optimizer)} optimizer tensors" if optimizer is not None else "")
+    return out
+

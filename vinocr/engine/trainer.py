@@ -1,0 +1,578 @@
+"""The trainer: a validated config in, checkpoints, logs and a report out.
+
+It knows hooks (:mod:`vinocr.engine.hooks`), never techniques by name. Determinism: every random
+choice inside an epoch (shuffling, augmentation, dropout) is seeded from ``(Global.seed, epoch)``
+at the epoch's start. So resuming from the ``latest`` checkpoint (always written at an epoch
+boundary) replays exactly what an uninterrupted run would have done. A Ctrl-C mid-epoch keeps the
+previous ``latest`` intact; resuming repeats the interrupted epoch from its start.
+"""
+from __future__ import annotations
+
+import logging
+import math
+import os
+import random
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Dict, List, Mapping, Optional
+
+import numpy as np
+import paddle
+import paddle.nn.functional as F
+
+from vinocr import __version__
+from vinocr.charset import load_charset
+from vinocr.config import write_resolved_config
+from vinocr.data.augment import build_augment
+from vinocr.data.loader import RecognitionSamples, build_loader, set_loader_epoch
+from vinocr.data.registry import build_dataset
+from vinocr.decode import build_decoder
+from vinocr.engine import distributed as dist
+from vinocr.engine.amp import Amp, resolve_amp
+from vinocr.engine.hooks import HookList, LossOutput, TrainerHooks
+from vinocr.engine.runlog import RunLogger, Timer
+from vinocr.errors import ConfigError, VinocrError
+from vinocr.models.factory import model_from_config
+from vinocr.models.weights import HEAD_BIAS, HEAD_WEIGHT, load_weights, transfer_ctc_head
+
+logger = logging.getLogger(__name__)
+
+LOWER_IS_BETTER = ("ned", "cer")
+
+
+class TrainingDiverged(VinocrError):
+    """Too many consecutive non-finite losses or gradients; ``latest`` was saved first."""
+
+
+@dataclass
+class TrainState:
+    epoch: int = 0                 # epochs completed
+    global_step: int = 0
+    best_metric: Optional[float] = None
+    best_epoch: Optional[int] = None
+    bad_epochs: int = 0            # early-stopping counter
+    skipped_steps: int = 0         # non-finite steps skipped in total
+    status: str = "running"
+    last_metrics: Dict[str, Any] = field(default_factory=dict)
+
+
+def resolve_device(device: str) -> str:
+    if device == "auto":
+        return "gpu" if paddle.is_compiled_with_cuda() and paddle.device.cuda.device_count() > 0 \
+            else "cpu"
+    if device == "gpu" and not paddle.is_compiled_with_cuda():
+        raise ConfigError("Global.device: gpu requested but this Paddle build has no CUDA "
+                          "(install paddlepaddle-gpu)")
+    return device
+
+
+def seed_everything(seed: int, epoch: int) -> None:
+    """Seed Python, NumPy and Paddle from ``(seed, epoch)``: epochs replay exactly on resume."""
+    value = (seed * 1_000_003 + epoch * 7_919) % (2 ** 31 - 1)
+    random.seed(value)
+    np.random.seed(value)
+    paddle.seed(value)
+
+
+def is_better(metric: str, value: float, best: Optional[float], min_delta: float = 0.0) -> bool:
+    if best is None:
+        return True
+    if metric in LOWER_IS_BETTER:
+        return value < best - min_delta
+    return value > best + min_delta
+
+
+class Trainer:
+    """Build everything from ``cfg`` and train with ``fit()``.
+
+    Args:
+        cfg: a validated config (:func:`vinocr.config.load_config`).
+        hooks: technique hooks (a :class:`TrainerHooks` or list of them).
+        resume: a run directory or checkpoint to continue exactly.
+    """
+
+    def __init__(self, cfg: Mapping[str, Any], hooks: Optional[Any] = None,
+                 resume: Optional[str] = None) -> None:
+        from vinocr.engine.checkpoint import load_checkpoint, resolve_checkpoint
+
+        self.cfg = cfg
+        g = cfg["Global"]
+        self.hooks: TrainerHooks = (hooks if isinstance(hooks, TrainerHooks)
+                                    else HookList(list(hooks or [])))
+        self.run_dir = Path(g["run_dir"])
+        self.device = resolve_device(g["device"])
+        paddle.set_device(self.device)
+        if g["deterministic"]:
+            paddle.set_flags({"FLAGS_cudnn_deterministic": True})
+        dist.init(self.device)
+        self.is_main = dist.is_main()
+        self.timer = Timer()
+        self.log = RunLogger(self.run_dir, self.is_main, g["visualdl"])
+        if self.is_main:
+            write_resolved_config(cfg, self.run_dir)
+        self.seed = g["seed"]
+        seed_everything(self.seed, -1)
+        self.charset = load_charset(g["charset"])
+        self.image_shape = tuple(g["image_shape"])
+        self._build_data()
+        self.model, load_report = model_from_config(cfg["Architecture"], self.charset)
+        self.load_report = load_report
+        if g["pretrained_model"]:
+            self._load_pretrained_run(g["pretrained_model"])
+        self._check_frames()
+        self.model = self.hooks.prepare_model(self.model, self)
+        self.train_model = dist.wrap(self.model)
+        self.amp = Amp(resolve_amp(g["use_amp"], self.device, g["amp_dtype"], g["amp_level"]))
+        self.decoder = build_decoder(cfg["Decode"], charset=self.charset, key="Decode")
+        self.state = TrainState()
+        self._build_optimization()
+        self.resumed_from: Optional[str] = None
+        if resume:
+            ckpt = load_checkpoint(resolve_checkpoint(resume))
+            self._restore(ckpt)
+            self.resumed_from = str(ckpt.path)
+
+    # ------------------------------------------------------------------ construction
+    def _build_data(self) -> None:
+        g, train_cfg, eval_cfg = self.cfg["Global"], self.cfg["Train"], self.cfg["Eval"]
+        if not train_cfg.get("dataset"):
+            raise ConfigError("Train.dataset is not set: point it at your training data")
+        common = dict(charset=self.charset, strict=g["strict_data"],
+                      max_length=g["max_text_length"])
+        self.train_set = build_dataset(train_cfg["dataset"], "Train.dataset", seed=self.seed,
+                                       **common)
+        if len(self.train_set) == 0:
+            raise ConfigError("Train.dataset has no usable samples after filtering")
+        self.train_set.report_skipped()
+        augment = build_augment(train_cfg.get("augment"), key="Train.augment")
+        self.train_samples = RecognitionSamples(self.train_set, self.charset, self.image_shape,
+                                                g["max_text_length"], augment, self.seed)
+        self.train_loader = build_loader(self.train_samples, train_cfg["batch_size"],
+                                         train_cfg["shuffle"], train_cfg["num_workers"],
+                                         train_cfg["drop_last"] and
+                                         len(self.train_set) >= train_cfg["batch_size"],
+                                         self.seed, dist.rank(), dist.world_size())
+        self.eval_set = None
+        if eval_cfg.get("dataset"):
+            self.eval_set = build_dataset(eval_cfg["dataset"], "Eval.dataset", seed=self.seed,
+                                          **common)
+            self.eval_samples = RecognitionSamples(self.eval_set, self.charset, self.image_shape,
+                                                   g["max_text_length"], None, self.seed)
+            self.eval_loader = build_loader(self.eval_samples, eval_cfg["batch_size"], False,
+                                            eval_cfg["num_workers"], False, self.seed)
+        logger.info("data: %d training samples (%s), %d validation samples", len(self.train_set),
+                    self.train_set.describe(), 0 if self.eval_set is None else len(self.eval_set))
+
+    def _check_frames(self) -> None:
+        """CTC needs at least one frame per character plus one between repeated characters;
+        with fewer, Paddle's CTC loss silently returns 0 and nothing is learnt."""
+        self.model.eval()
+        with paddle.no_grad():
+            frames = int(self.model(paddle.zeros([1, *self.image_shape])).shape[1])
+        need, worst = 0, ""
+        for label in self.train_set.labels():
+            n = len(label) + sum(a == b for a, b in zip(label, label[1:]))
+            if n > need:
+                need, worst = n, label
+        if need > frames:
+            raise ConfigError(
+                f"Global.image_shape {list(self.image_shape)} gives the model {frames} CTC frames, "
+                f"but the label {worst!r} needs {need}; widen the input (width/8 frames for "
+                "PP-OCRv4 and CRNN)")
+        self.frames = frames
+
+    def _load_pretrained_run(self, spec: str) -> None:
+        """Start from an earlier run's checkpoint (incremental learning on new data)."""
+        from vinocr.engine.checkpoint import load_checkpoint, resolve_checkpoint
+
+        path = Path(spec)
+        if path.is_dir() and (path / "best").exists():
+            path = path / "best"
+        ckpt = load_checkpoint(resolve_checkpoint(path))
+        state = dict(ckpt.model_state)
+        chars = ckpt.state.get("charset")
+        if chars is not None and list(chars) != list(self.charset.characters) \
+                and HEAD_WEIGHT in state:
+            current = self.model.state_dict()
+            state, info = transfer_ctc_head(state, chars, self.charset.characters,
+                                            current[HEAD_WEIGHT].numpy(),
+                                            current[HEAD_BIAS].numpy())
+            logger.info("%s", info)
+        load_weights(self.model, state, source=f"Global.pretrained_model {ckpt.path}")
+
+    def _build_optimization(self) -> None:
+        from vinocr.engine.optim import ModelEMA, build_optimizer, build_scheduler
+
+        train_cfg = self.cfg["Train"]
+        self.epochs = train_cfg["epochs"]
+        self.steps_per_epoch = max(1, len(self.train_loader))
+        opt_cfg = self.cfg["Optimizer"]
+        self.schedule = build_scheduler(self.cfg["Scheduler"], opt_cfg["lr"],
+                                        self.steps_per_epoch, self.epochs)
+        self.optimizer = self._make_optimizer()
+        ema_cfg = opt_cfg.get("ema") or {}
+        self.ema = (ModelEMA(self.model, ema_cfg.get("decay", 0.999),
+                             ema_cfg.get("warmup_steps", 0)) if ema_cfg.get("enabled") else None)
+
+    def _make_optimizer(self):
+        from vinocr.engine.optim import build_optimizer
+
+        lr = self.schedule.scheduler if self.schedule.scheduler is not None else \
+            self.cfg["Optimizer"]["lr"]
+        groups = self.hooks.param_groups(self.model, self)
+        return build_optimizer(self.cfg["Optimizer"], self.model, lr, groups)
+
+    def rebuild_optimizer(self) -> None:
+        """After trainable parameters changed: a new optimizer that keeps the moments of the
+        parameters that were already training (new ones start fresh)."""
+        from vinocr.engine.optim import optimizer_state_from_named, optimizer_state_to_named
+
+        named = optimizer_state_to_named(self.optimizer, self.model)
+        self.optimizer = self._make_optimizer()
+        optimizer_state_from_named(self.optimizer, self.model, named)
+        trainable = sum(int(np.prod(p.shape)) for p in self.model.parameters()
+                        if not p.stop_gradient)
+        logger.info("optimizer rebuilt: %d trainable parameters", trainable)
+
+    # ------------------------------------------------------------------ checkpoints
+    def _checkpoint_state(self) -> Dict[str, Any]:
+        s = self.state
+        return {"epoch": s.epoch, "global_step": s.global_step, "best_metric": s.best_metric,
+                "best_epoch": s.best_epoch, "bad_epochs": s.bad_epochs,
+                "skipped_steps": s.skipped_steps, "metrics": s.last_metrics,
+                "schedule": self.schedule.state_dict(), "amp": self.amp.state_dict(),
+                "hooks": self.hooks.state_dict(), "seed": self.seed,
+                "config": dict(self.cfg), "charset": list(self.charset.characters),
+                "arch": self.model.arch, "arch_kwargs": dict(self.model.arch_kwargs),
+                "vinocr_version": __version__, "saved_at": time.strftime("%Y-%m-%dT%H:%M:%S")}
+
+    def save(self, name: str) -> Optional[Path]:
+        if not self.is_main:
+            return None
+        from vinocr.engine.checkpoint import save_checkpoint
+        from vinocr.engine.optim import optimizer_state_to_named
+
+        model_state = {k: v.numpy() for k, v in self.model.state_dict().items()}
+        path = save_checkpoint(self.run_dir / name, model_state, self._checkpoint_state(),
+                               optimizer_state_to_named(self.optimizer, self.model),
+                               self.ema.state_dict() if self.ema is not None else None)
+        return path
+
+    def _restore(self, ckpt: Any) -> None:
+        from vinocr.engine.optim import optimizer_state_from_named
+
+        st = ckpt.state
+        self.hooks.set_state_dict(st.get("hooks", {}))
+        # Hooks may change trainability (e.g. unfreezing) when their state is restored.
+        if self.hooks.on_epoch_start(int(st["epoch"]), self):
+            self.optimizer = self._make_optimizer()
+        load_weights(self.model, ckpt.model_state, strict=True, source=f"resume {ckpt.path}")
+        if ckpt.optimizer_state:
+            optimizer_state_from_named(self.optimizer, self.model, ckpt.optimizer_state)
+        self.schedule.set_state_dict(st["schedule"])
+        self.amp.set_state_dict(st.get("amp", {}))
+        if self.ema is not None and ckpt.ema_state:
+            self.ema.set_state_dict(ckpt.ema_state)
+        self.state = TrainState(epoch=int(st["epoch"]), global_step=int(st["global_step"]),
+                                best_metric=st.get("best_metric"), best_epoch=st.get("best_epoch"),
+                                bad_epochs=int(st.get("bad_epochs", 0)),
+                                skipped_steps=int(st.get("skipped_steps", 0)),
+                                last_metrics=st.get("metrics", {}))
+        logger.info("resumed from %s: %d epochs done, step %d", ckpt.path, self.state.epoch,
+                    self.state.global_step)
+
+    # ------------------------------------------------------------------ training
+    def _ctc_loss(self, logits: paddle.Tensor, labels: paddle.Tensor,
+                  lengths: paddle.Tensor) -> paddle.Tensor:
+        n, t = logits.shape[0], logits.shape[1]
+        per_sample = F.ctc_loss(logits.transpose([1, 0, 2]).astype("float32"),
+                                labels.astype("int32"), paddle.full([n], t, "int64"),
+                                lengths.astype("int64"), blank=0, reduction="none")
+        return per_sample.mean()
+
+    def _grad_norm(self) -> float:
+        total = 0.0
+        for p in self.model.parameters():
+            if p.grad is not None:
+                total += float((p.grad.astype("float32") ** 2).sum())
+        return math.sqrt(total) if math.isfinite(total) else float("inf")
+
+    def _train_step(self, batch: List[paddle.Tensor]) -> Optional[Dict[str, float]]:
+        images, labels, lengths, index = batch
+        with self.amp.autocast():
+            if dist.world_size() == 1 and hasattr(self.model, "forward_train"):
+                logits, aux = self.model.forward_train(images, labels, lengths)
+            else:
+                logits, aux = self.train_model(images), {}
+            ctc = self._ctc_loss(logits, labels, lengths)
+            loss = ctc
+            for value in aux.values():
+                loss = loss + value
+        terms = {"ctc": float(ctc), **{k: float(v) for k, v in aux.items()}}
+        out = self.hooks.loss(LossOutput(loss, terms),
+                              logits, {"images": images, "labels": labels, "lengths": lengths,
+                                       "index": index}, self)
+        loss_value = float(out.loss)
+        if not math.isfinite(loss_value):
+            return self._skip_step("loss", loss_value, index)
+        self.amp.backward(out.loss)
+        self.amp.unscale(self.optimizer)
+        grad_norm = self._grad_norm()
+        if not math.isfinite(grad_norm):
+            return self._skip_step("gradient", grad_norm, index)
+        self.amp.step(self.optimizer)
+        self.optimizer.clear_grad()
+        self.schedule.step_iter()
+        if self.ema is not None:
+            self.ema.update(self.model)
+        self._nan_streak = 0
+        return {"loss": loss_value, "grad_norm": grad_norm, **out.terms}
+
+    def _skip_step(self, what: str, value: float, index: paddle.Tensor) -> None:
+        self.optimizer.clear_grad()
+        self._nan_streak += 1
+        self.state.skipped_steps += 1
+        ids = [int(i) for i in index.numpy().tolist()]
+        logger.warning("non-finite %s (%s) at step %d: step skipped (%d in a row); batch samples "
+                       "%s", what, value, self.state.global_step, self._nan_streak, ids[:16])
+        limit = self.cfg["Global"]["nan_patience"]
+        if self._nan_streak >= limit:
+            self.state.status = "diverged"
+            saved = self.save("latest")
+            raise TrainingDiverged(
+                f"{limit} consecutive steps with a non-finite {what} at step "
+                f"{self.state.global_step} "
+                f"(lr {self.schedule.last_lr():.3g}, loss scale {self.amp.loss_scale}, last "
+                f"batch samples {ids[:8]}); latest saved to {saved}; lower Optimizer.lr, "
+                "check the data with `vinocr-data validate`, or set Global.use_amp: false")
+        return None
+
+    def _log_step(self, metrics: Dict[str, float], images_per_sec: float) -> None:
+        step = self.state.global_step
+        self.log.scalar("train/loss", metrics["loss"], step)
+        for name, value in metrics.items():
+            if name not in ("loss", "grad_norm"):
+                self.log.scalar(f"train/{name}", value, step)
+        self.log.scalar("train/lr", self.schedule.last_lr(), step)
+        self.log.scalar("gradients/total_norm", metrics["grad_norm"], step)
+        self.log.scalar("train/images_per_sec", images_per_sec, step)
+
+    def fit(self) -> Dict[str, Any]:
+        """Train to the configured number of epochs (or early stop); return the run report."""
+        from tqdm import tqdm
+
+        self._nan_streak = 0
+        self.log.hparams({"technique": self.hooks.name, "lr": self.cfg["Optimizer"]["lr"],
+                          "optimizer": self.cfg["Optimizer"]["name"],
+                          "batch_size": self.cfg["Train"]["batch_size"],
+                          "epochs": self.epochs}, ["val/seq_acc", "val/char_acc"])
+        max_steps = self.cfg["Train"]["max_steps"]
+        eval_every = self.cfg["Train"]["eval_every_steps"]
+        log_every = self.cfg["Train"]["log_every_steps"]
+        samples_seen, train_time = 0, 0.0
+        try:
+            while self.state.epoch < self.epochs:
+                epoch = self.state.epoch
+                seed_everything(self.seed, epoch)
+                if self.hooks.on_epoch_start(epoch, self):
+                    self.rebuild_optimizer()
+                set_loader_epoch(self.train_loader, self.train_samples, epoch)
+                self.train_model.train()
+                self.hooks.train_mode(self.model, self)
+                bar = tqdm(total=len(self.train_loader), desc=f"epoch {epoch + 1}/{self.epochs}",
+                           disable=not self.is_main or bool(os.environ.get("VINOCR_NO_PROGRESS")),
+                           file=sys.stderr, dynamic_ncols=True, leave=False)
+                start, losses, epoch_samples = time.perf_counter(), [], 0
+                for batch in self.train_loader:
+                    result = self._train_step(batch)
+                    n = int(batch[0].shape[0]) * dist.world_size()
+                    epoch_samples += n
+                    samples_seen += n
+                    if result is not None:
+                        self.state.global_step += 1
+                        losses.append(result["loss"])
+                        ips = epoch_samples / max(1e-9, time.perf_counter() - start)
+                        step = self.state.global_step
+                        if step % log_every == 0 or step == 1:
+                            self._log_step(result, ips)
+                        bar.set_postfix(loss=f"{result['loss']:.3f}",
+                                        lr=f"{self.schedule.last_lr():.2e}", ips=f"{ips:.1f}")
+                    bar.update(1)
+                    if eval_every and self.state.global_step % eval_every == 0:
+                        self.validate(epoch)
+                        self.train_model.train()
+                        self.hooks.train_mode(self.model, self)
+                    if max_steps and self.state.global_step >= max_steps:
+                        break
+                bar.close()
+                epoch_time = time.perf_counter() - start
+                train_time += epoch_time
+                metrics = self.validate(epoch) if self.eval_set is not None else {}
+                self.state.epoch = epoch + 1
+                stop = self._end_epoch(epoch, metrics, losses, epoch_time, epoch_samples)
+                if stop or (max_steps and self.state.global_step >= max_steps):
+                    break
+            if self.state.status == "running":
+                self.state.status = "completed"
+        except KeyboardInterrupt:
+            self.state.status = "interrupted"
+            logger.warning("interrupted during epoch %d: the checkpoint `latest` (after epoch %d) "
+                           "is intact; continue with --resume %s", self.state.epoch + 1,
+                           self.state.epoch, self.run_dir)
+            self._write_report(train_time, samples_seen)
+            raise
+        except TrainingDiverged:
+            self._write_report(train_time, samples_seen)
+            raise
+        report = self._write_report(train_time, samples_seen)
+        self.log.close()
+        return report
+
+    def _end_epoch(self, epoch: int, metrics: Dict[str, Any], losses: List[float],
+                   epoch_time: float, samples: int) -> bool:
+        g = self.cfg["Global"]
+        metric_name = g["best_metric"]
+        self.schedule.step_epoch(metrics.get(metric_name))
+        record = {"epoch": epoch + 1, "global_step": self.state.global_step,
+                  "train_loss": float(np.mean(losses)) if losses else None,
+                  "lr": self.schedule.last_lr(), "epoch_seconds": epoch_time,
+                  "images_per_sec": samples / max(epoch_time, 1e-9), **metrics}
+        self.state.last_metrics = metrics
+        improved = False
+        if metric_name in metrics and is_better(metric_name, metrics[metric_name],
+                                                self.state.best_metric):
+            self.state.best_metric, self.state.best_epoch = metrics[metric_name], epoch + 1
+            improved = True
+        es = self.cfg["EarlyStopping"]
+        stop = False
+        if es["patience"] and es["metric"] in metrics:
+            # Early stopping uses its own metric and min_delta against the best seen so far.
+            best_es = self.history_best(es["metric"])
+            if best_es is None or is_better(es["metric"], metrics[es["metric"]], best_es,
+                                            es["min_delta"]):
+                self.state.bad_epochs = 0
+            else:
+                self.state.bad_epochs += 1
+                stop = self.state.bad_epochs >= es["patience"]
+        self.log.epoch(record)
+        if self.is_main:
+            self.save("latest")
+            if improved or self.eval_set is None:
+                self.save("best")
+            step = self.cfg["Train"]["save_epoch_step"]
+            if step and (epoch + 1) % step == 0:
+                self.save(f"epoch_{epoch + 1}")
+            hist_every = g["histogram_every_epochs"]
+            if hist_every and (epoch + 1) % hist_every == 0:
+                for name, p in self.model.named_parameters():
+                    if p.ndim > 1:
+                        self.log.histogram(f"weights/{name}", p.numpy(), epoch + 1)
+        self.hooks.on_epoch_end(epoch, metrics, self)
+        summary = ", ".join(f"{k} {v:.4f}" for k, v in metrics.items()
+                            if isinstance(v, float)) or "no validation set"
+        logger.info("epoch %d/%d: loss %s, %s%s", epoch + 1, self.epochs,
+                    f"{record['train_loss']:.4f}" if losses else "n/a", summary,
+                    " (best)" if improved else "")
+        stop = bool(dist.broadcast_object(stop))
+        if stop:
+            self.state.status = "early_stopped"
+            logger.info("early stopping: %s did not improve by %s for %d epochs",
+                        es["metric"], es["min_delta"], es["patience"])
+        dist.barrier()
+        return stop
+
+    def history_best(self, metric: str) -> Optional[float]:
+        values = [r[metric] for r in self.log.history if isinstance(r.get(metric), (int, float))]
+        if not values:
+            return None
+        return min(values) if metric in LOWER_IS_BETTER else max(values)
+
+    # ------------------------------------------------------------------ validation
+    def predict_eval_set(self) -> Dict[str, Any]:
+        """Decoded predictions on the eval set: texts, confidences, labels."""
+        self.model.eval()
+        preds, confs, labels = [], [], []
+        ctx = self.ema.apply_to(self.model) if self.ema is not None else _nullcontext()
+        with ctx, paddle.no_grad():
+            for images, _, _, index in self.eval_loader:
+                probs = self.model.predict_proba(images).numpy()
+                for result, i in zip(self.decoder.decode(probs), index.numpy().tolist()):
+                    preds.append(result.text)
+                    confs.append(result.confidence)
+                    labels.append(self.eval_set.label(int(i)))
+        return {"preds": preds, "confidences": confs, "labels": labels}
+
+    def validate(self, epoch: int) -> Dict[str, Any]:
+        if self.eval_set is None or not self.is_main:
+            return {}
+        from vinocr.engine.evaluation import evaluate_texts
+
+        out = self.predict_eval_set()
+        result = evaluate_texts(out["preds"], out["labels"], out["confidences"],
+                                vin=self.charset.name == "vin")
+        metrics = {k: v for k, v in result.to_dict().items()
+                   if isinstance(v, (int, float)) and not isinstance(v, bool)
+                   and k not in ("n", "n_errors")}
+        step = self.state.global_step
+        for name, value in metrics.items():
+            self.log.scalar(f"val/{name}", value, step)
+        self._log_visuals(result, out, step)
+        return metrics
+
+    def _log_visuals(self, result: Any, out: Dict[str, Any], step: int) -> None:
+        if self.log.writer is None:
+            return
+        from vinocr.engine.visuals import confusion_matrix_image, error_grid
+
+        worst = list(result.worst[:8])
+        if worst:
+            images = [self.eval_set.load_image(i) for i in worst]
+            grid = error_grid(images, [out["labels"][i] for i in worst],
+                              [out["preds"][i] for i in worst],
+                              [out["confidences"][i] for i in worst])
+            self.log.image("val/hardest_errors", grid, step)
+        if result.confusion:
+            self.log.image("val/confusion_matrix", confusion_matrix_image(result.confusion), step)
+
+    # ------------------------------------------------------------------ report
+    def _write_report(self, train_time: float, samples_seen: int) -> Dict[str, Any]:
+        s = self.state
+        report = {
+            "status": s.status, "vinocr_version": __version__, "run_dir": str(self.run_dir),
+            "resumed_from": self.resumed_from,
+            "data": {"train_samples": len(self.train_set), "train_source": self.train_set.describe(),
+                     "train_skipped": len(self.train_set.skipped),
+                     "eval_samples": 0 if self.eval_set is None else len(self.eval_set),
+                     "charset": self.charset.name},
+            "model": {"arch": self.model.arch, "form": "deploy" if self.model.is_deploy
+                      else "train", "pretrained": self.cfg["Architecture"]["pretrained"],
+                      "parameters": int(sum(np.prod(p.shape) for p in self.model.parameters())),
+                      "trainable": int(sum(np.prod(p.shape) for p in self.model.parameters()
+                                           if not p.stop_gradient))},
+            "technique": self.hooks.describe(),
+            "epochs_done": s.epoch, "global_step": s.global_step,
+            "best": {"metric": self.cfg["Global"]["best_metric"], "value": s.best_metric,
+                     "epoch": s.best_epoch},
+            "final_metrics": s.last_metrics, "skipped_nonfinite_steps": s.skipped_steps,
+            "amp": self.amp.settings.reason, "device": self.device,
+            "world_size": dist.world_size(),
+            "timing": {"wall_seconds": self.timer.elapsed(), "train_seconds": train_time,
+                       "train_images_per_sec": samples_seen / max(train_time, 1e-9)},
+            "paths": {"config": str(self.run_dir / "config.yml"),
+                      "best": str(self.run_dir / "best"), "latest": str(self.run_dir / "latest"),
+                      "log": str(self.run_dir / "train.log"),
+                      "history": str(self.run_dir / "training_history.json"),
+                      "visualdl": str(self.run_dir / "visualdl")},
+        }
+        self.log.report(report)
+        return report
+
+
+class _nullcontext:
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *exc: Any) -> bool:
+        return False
