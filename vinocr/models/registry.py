@@ -55,7 +55,7 @@ def ppocrv4_mobile(num_classes: int, deploy: bool = True, scale: float = 0.95,
 def ppocrv4_teacher(num_classes: int, deploy: bool = False, scale: float = 1.5,
                     num_conv_branches: int = 4, neck_depth: int = 4, neck_dims: int = 160,
                     neck_hidden: int = 192, detach_neck_input: bool = False,
-                    drop_rate: float = 0.1) -> Recognizer:
+                    drop_rate: float = 0.1, gtc: bool = False) -> Recognizer:
     """A wider backbone (x1.5: 32..768 channels) and a deeper, wider SVTR neck: a distillation
     teacher for the mobile student (same T = W/8, same classes)."""
     model = ppocrv4_mobile(num_classes, deploy=deploy, scale=scale,
