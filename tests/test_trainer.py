@@ -148,3 +148,12 @@ def test_too_few_frames_is_a_config_error(data, tmp_path):
 
     with pytest.raises(ConfigError, match="CTC frames"):
         Trainer(tiny_config(data, tmp_path / "r", Global__image_shape=[3, 48, 32]))
+
+
+def test_pretrained_model_starts_from_earlier_run(data, tmp_path):
+    first = tmp_path / "first"
+    Trainer(tiny_config(data, first, Train__epochs=1)).fit()
+    second = Trainer(tiny_config(data, tmp_path / "second", Global__pretrained_model=str(first)))
+    best = load_checkpoint(first / "best").model_state
+    now = {k: v.numpy() for k, v in second.model.state_dict().items()}
+    assert all(np.array_equal(best[k], now[k]) for k in best)

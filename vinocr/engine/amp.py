@@ -51,27 +51,41 @@ class Amp:
     def __init__(self, settings: AmpSettings) -> None:
         self.settings = settings
         self.scaler = None
-        if settings.enabled and settings.dtype == "float16":
+        kwargs = self.scaler_kwargs()
+        if kwargs is not None:
             import paddle
 
-            # bf16 has fp32's exponent range and needs no loss scaling.
-            self.scaler = paddle.amp.GradScaler(init_loss_scaling=settings.init_loss_scaling,
-                                                use_dynamic_loss_scaling=True)
+            self.scaler = paddle.amp.GradScaler(**kwargs)
         if not settings.enabled and not Amp._told_fp32:
             logger.info("AMP off: %s", settings.reason)
             Amp._told_fp32 = True
         elif settings.enabled:
             logger.info("AMP on: %s", settings.reason)
 
+    def scaler_kwargs(self) -> Optional[dict]:
+        """GradScaler arguments, or None when no scaler is needed (CPU, AMP off, bf16: bf16 has
+        float32's exponent range and does not underflow)."""
+        if not self.settings.enabled or self.settings.dtype != "float16":
+            return None
+        return {"init_loss_scaling": self.settings.init_loss_scaling,
+                "use_dynamic_loss_scaling": True}
+
+    def autocast_kwargs(self) -> Optional[dict]:
+        """``paddle.amp.auto_cast`` arguments, or None when training runs in float32."""
+        if not self.settings.enabled:
+            return None
+        return {"enable": True, "custom_black_list": set(FP32_OPS), "level": self.settings.level,
+                "dtype": self.settings.dtype}
+
     @contextlib.contextmanager
     def autocast(self) -> Iterator[None]:
-        if not self.settings.enabled:
+        kwargs = self.autocast_kwargs()
+        if kwargs is None:
             yield
             return
         import paddle
 
-        with paddle.amp.auto_cast(enable=True, custom_black_list=set(FP32_OPS),
-                                  level=self.settings.level, dtype=self.settings.dtype):
+        with paddle.amp.auto_cast(**kwargs):
             yield
 
     def backward(self, loss: Any) -> None:
@@ -94,7 +108,7 @@ class Amp:
 
     @property
     def loss_scale(self) -> Optional[float]:
-        if self.scaler is None:
+        if self.scaler is None or getattr(self.scaler, "_scale", None) is None:
             return None
         return float(self.scaler._scale.numpy()) if hasattr(self.scaler._scale, "numpy") \
             else float(self.scaler._scale)

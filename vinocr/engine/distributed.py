@@ -62,6 +62,35 @@ def all_reduce_sum(values: Any) -> Any:
     return t.numpy().tolist()
 
 
+def average_buffers(model: Any) -> None:
+    """Average non-trainable buffers (BatchNorm running statistics) across ranks.
+
+    Gradients are all-reduced, so parameters agree on every rank, but BatchNorm statistics are
+    updated from each rank's own batches. Averaging them once per epoch keeps the ranks identical
+    and gives statistics over all the data rather than one shard.
+    """
+    if world_size() == 1:
+        return
+    import paddle.distributed as dist
+
+    n = float(world_size())
+    for name, tensor in model.state_dict().items():
+        if name.endswith(("_mean", "_variance")):
+            dist.all_reduce(tensor)
+            tensor.set_value(tensor / n)
+
+
+def weights_digest(model: Any) -> str:
+    """SHA-1 over every tensor of the model, to compare ranks or runs."""
+    import hashlib
+
+    h = hashlib.sha1()
+    for name, tensor in sorted(model.state_dict().items()):
+        h.update(name.encode())
+        h.update(tensor.numpy().tobytes())
+    return h.hexdigest()
+
+
 def broadcast_object(obj: Any) -> Any:
     if world_size() == 1:
         return obj

@@ -409,6 +409,7 @@ class Trainer:
                 bar.close()
                 epoch_time = time.perf_counter() - start
                 train_time += epoch_time
+                dist.average_buffers(self.model)
                 metrics = self.validate(epoch) if self.eval_set is not None else {}
                 self.state.epoch = epoch + 1
                 stop = self._end_epoch(epoch, metrics, losses, epoch_time, epoch_samples)
@@ -427,6 +428,13 @@ class Trainer:
             self._write_report(train_time, samples_seen)
             raise
         report = self._write_report(train_time, samples_seen)
+        if dist.world_size() > 1:
+            # Each rank records its final weights so a run can prove the ranks stayed in step.
+            from vinocr.engine.runlog import write_json_atomic
+
+            write_json_atomic(self.run_dir / f"rank{dist.rank()}_weights.json",
+                              {"rank": dist.rank(), "world_size": dist.world_size(),
+                               "weights_sha1": dist.weights_digest(self.model)})
         self.log.close()
         return report
 
