@@ -17,6 +17,10 @@ logger = logging.getLogger(__name__)
 
 ENTRY_POINT_GROUP = "vinocr.techniques"
 _REGISTRY: Dict[str, Type[TrainerHooks]] = {}
+#: Short names accepted on the command line (``--technique gradual``).
+ALIASES = {"gradual": "gradual_unfreeze", "frozen": "frozen_backbone",
+           "discriminative": "discriminative_lr", "kd": "distillation",
+           "smoothing": "label_smoothing"}
 _loaded_entry_points = False
 
 
@@ -53,7 +57,8 @@ def available_techniques() -> List[str]:
 
 def _load_built_ins() -> None:
     # Importing the modules registers them; one file per technique.
-    from techniques import full  # noqa: F401
+    from techniques import (auto, discriminative_lr, distillation, frozen_backbone,  # noqa: F401
+                            full, gradual_unfreeze, label_smoothing, lora)
 
 
 def build_technique(cfg: Mapping[str, Any]) -> HookList:
@@ -62,14 +67,26 @@ def build_technique(cfg: Mapping[str, Any]) -> HookList:
     Options are passed to every named technique that accepts them (each declares its own keys);
     an option no technique accepts is an error naming it.
     """
-    names = [n.strip() for n in str(cfg.get("name", "full")).split("+") if n.strip()]
+    names = [ALIASES.get(n.strip(), n.strip())
+             for n in str(cfg.get("name", "full")).split("+") if n.strip()]
     valid = available_techniques()
     options = {k: v for k, v in cfg.items() if k != "name"}
     hooks, used = [], set()
     for name in names:
         if name not in _REGISTRY:
+            aliases = ", ".join(f"{a}={t}" for a, t in sorted(ALIASES.items()))
             raise ConfigError(f"Technique.name: unknown technique {name!r}; valid: "
-                              f"{', '.join(valid)}")
+                              f"{', '.join(valid)} (aliases: {aliases})")
+    if len(names) > 1:
+        # An option two stacked techniques both take (e.g. lora's and distillation's alpha)
+        # would silently configure both; make the user say which.
+        for key in options:
+            takers = [n for n in names if key in getattr(_REGISTRY[n], "OPTIONS", ())]
+            if len(takers) > 1:
+                raise ConfigError(f"Technique.{key}: ambiguous, an option of "
+                                  f"{' and '.join(takers)}; use the specific spelling (e.g. "
+                                  "lora_alpha, kd_alpha)")
+    for name in names:
         cls = _REGISTRY[name]
         accepted = set(getattr(cls, "OPTIONS", ()))
         mine = {k: v for k, v in options.items() if k in accepted}

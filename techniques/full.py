@@ -12,8 +12,13 @@ class FullFineTune(TrainerHooks):
     OPTIONS = ()
 
     def prepare_model(self, model: Any, trainer: Any) -> Any:
+        from techniques.parts import running_stat_ids
+
+        # BatchNorm running statistics are Paddle parameters too, but never trained.
+        stats = running_stat_ids(model)
         for p in model.parameters():
-            p.stop_gradient = False
+            if id(p) not in stats:
+                p.stop_gradient = False
         return model
 
     def describe(self):

@@ -1,0 +1,435 @@
+"""``distillation``: learn from a larger (or better) teacher's per-frame distributions as well as
+from the labels.
+
+Loss (Hinton et al., 2015, applied per CTC frame)::
+
+    loss = alpha * L_sup + (1 - alpha) * T^2 * mean_{batch, frames} KL(p_teacher^T || p_student^T)
+
+``L_sup`` is the loss the trainer (and any hook before this one) produced: CTC, plus GTC when that
+branch is on. ``p^T = softmax(logits / T)``: a temperature T > 1 spreads the teacher's mass over the
+runner-up classes ("this 8 looks like a B"), which is what the student learns from beyond the
+labels; ``T^2`` keeps the gradient scale of the soft term independent of T. Logged terms: ``ctc``
+(from the trainer) and ``kd`` (``T^2 * KL``, unweighted).
+
+The teacher (``teacher_config``: a YAML config whose ``Architecture`` section builds it, or an
+inline ``teacher_arch`` mapping in the same form; weights from ``teacher_checkpoint``, a checkpoint
+directory / run directory (its ``best``) or a ``.safetensors``/``.pdparams`` file, or from the
+architecture's ``pretrained``) is loaded once in ``prepare_model``, frozen (no gradients) and kept
+in eval mode (BatchNorm uses running statistics, dropout is off): it is a fixed function of the
+input. It lives on the hook, outside the student's layer tree, so it never enters the student's
+checkpoints or optimizer. Class counts must match: the KL compares distributions over the same
+dictionary.
+
+**Sequence length.** Per-frame KL needs both models on the same frame grid. When the teacher gives
+``T_t`` frames and the student ``T_s`` (another downsampling factor), ``length_mismatch``
+decides: ``interpolate`` (default) resamples the teacher's softened per-frame probabilities onto
+the student's grid by linear interpolation along time between frame centres (as
+``align_corners=False``), then renormalises each frame; ``error`` refuses (a config error at start
+when the mismatch shows at ``Global.image_shape``, or at the first batch that shows it). Resampling
+is an approximation: CTC spikes of one frame can be smeared over two frames or halved when
+downsampling, so prefer teachers with the student's frame rate.
+
+**Cache** (``cache: true``): teacher logits are kept per sample in memory as float16, keyed by the
+dataset index *and* a hash of that sample's input tensor: augmentation changes the input each
+epoch (it is seeded by ``(seed, epoch, index)``), and a stale teacher output for another input
+would be wrong, so a hit requires the identical input. One entry per dataset index (a changed input
+replaces it), so memory stays bounded by the dataset size: ``frames x classes x 2`` bytes per
+sample (40 x 35 x 2 = 2.8 kB for VINs, but 40 x 6625 x 2 = 530 kB with the full PP-OCR
+dictionary). It pays off without (or with light) augmentation; the hit rate is logged each epoch.
+Cached or not, the loss always uses the float16-rounded teacher output, so a run (and its exact
+resume, which starts with an empty cache) does not depend on what happened to be cached.
+"""
+from __future__ import annotations
+
+import hashlib
+import logging
+from pathlib import Path
+from typing import Any, Dict, List, Mapping, Optional, Tuple
+
+import numpy as np
+import paddle
+import paddle.nn as nn
+import paddle.nn.functional as F
+
+from techniques import register_technique
+from vinocr.engine.hooks import LossOutput, TrainerHooks
+from vinocr.errors import ConfigError, VinocrError
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["Distillation", "TeacherCache", "kd_loss", "resample_frames"]
+
+LENGTH_MODES = ("interpolate", "error")
+#: Where a recogniser keeps its CTC projection (PP-OCRv4, CRNN).
+_HEAD_WEIGHTS = ("head.ctc_head.fc.weight", "head.fc.weight")
+_EPS = 1e-12
+
+
+# ---------------------------------------------------------------------------------------------
+# Pure functions
+
+def resample_frames(probs: paddle.Tensor, frames: int) -> paddle.Tensor:
+    """Linearly resample per-frame distributions [N, T_in, C] onto ``frames`` frames.
+
+    Frame i of the output sits at input position ``(i + 0.5) * T_in / frames - 0.5`` (frame
+    centres, clamped to the ends) and mixes the two nearest input frames; rows are renormalised so
+    each output frame is a distribution again.
+    """
+    t_in = int(probs.shape[1])
+    if t_in == frames:
+        return probs
+    pos = (np.arange(frames, dtype=np.float64) + 0.5) * t_in / frames - 0.5
+    pos = np.clip(pos, 0.0, t_in - 1)
+    lo = np.floor(pos).astype(np.int64)
+    hi = np.minimum(lo + 1, t_in - 1)
+    frac = pos - lo
+    weights = np.zeros((frames, t_in), np.float32)
+    weights[np.arange(frames), lo] += (1.0 - frac).astype(np.float32)
+    weights[np.arange(frames), hi] += frac.astype(np.float32)
+    out = paddle.matmul(paddle.to_tensor(weights, dtype=probs.dtype), probs)  # [N, frames, C]
+    return out / paddle.clip(out.sum(axis=-1, keepdim=True), min=_EPS)
+
+
+def kd_loss(student_logits: paddle.Tensor, teacher_logits: paddle.Tensor, temperature: float,
+            length_mismatch: str = "interpolate") -> paddle.Tensor:
+    """``T^2 * KL(softmax(teacher/T) || softmax(student/T))`` summed over classes and averaged
+    over frames and batch. Both [N, T, C]; the teacher's frames are resampled onto the student's
+    when ``length_mismatch`` is ``interpolate``."""
+    if int(teacher_logits.shape[-1]) != int(student_logits.shape[-1]):
+        raise ConfigError(f"Technique.teacher_config: the teacher predicts "
+                          f"{teacher_logits.shape[-1]} classes, the student "
+                          f"{student_logits.shape[-1]}; both must use the same dictionary")
+    t = float(temperature)
+    s = student_logits.astype("float32")
+    tl = teacher_logits.astype("float32").detach()
+    log_ps = F.log_softmax(s / t, axis=-1)
+    t_s, t_t = int(s.shape[1]), int(tl.shape[1])
+    if t_t == t_s:
+        log_pt = F.log_softmax(tl / t, axis=-1)
+        pt = paddle.exp(log_pt)
+    else:
+        if length_mismatch != "interpolate":
+            raise ConfigError(f"Technique.length_mismatch: the teacher gives {t_t} frames, the "
+                              f"student {t_s}; set length_mismatch: interpolate to resample")
+        pt = resample_frames(F.softmax(tl / t, axis=-1), t_s)
+        log_pt = paddle.log(paddle.clip(pt, min=_EPS))
+    kl = (pt * (log_pt - log_ps)).sum(axis=-1)  # [N, T]
+    return kl.mean() * (t * t)
+
+
+# ---------------------------------------------------------------------------------------------
+# Cache
+
+class TeacherCache:
+    """Teacher logits per dataset index, valid only for the exact input they were computed on.
+
+    Stored as float16 numpy arrays (half the memory of float32; the logits only feed a softened
+    softmax, where the rounding is far below the signal)."""
+
+    def __init__(self) -> None:
+        self.entries: Dict[int, Tuple[bytes, np.ndarray]] = {}
+        self.hits = self.lookups = 0             # since the start (or resume)
+        self.epoch_hits = self.epoch_lookups = 0
+
+    @staticmethod
+    def input_key(sample: np.ndarray) -> bytes:
+        h = hashlib.blake2b(digest_size=16)
+        h.update(str((sample.dtype.str, sample.shape)).encode())
+        h.update(np.ascontiguousarray(sample).tobytes())
+        return h.digest()
+
+    def get(self, index: int, key: bytes) -> Optional[np.ndarray]:
+        self.lookups += 1
+        self.epoch_lookups += 1
+        entry = self.entries.get(index)
+        if entry is not None and entry[0] == key:
+            self.hits += 1
+            self.epoch_hits += 1
+            return entry[1]
+        return None
+
+    def put(self, index: int, key: bytes, logits: np.ndarray) -> np.ndarray:
+        value = logits.astype(np.float16)
+        self.entries[index] = (key, value)
+        return value
+
+    @property
+    def nbytes(self) -> int:
+        return sum(v.nbytes for _, v in self.entries.values())
+
+    def reset_epoch(self) -> None:
+        self.epoch_hits = self.epoch_lookups = 0
+
+
+# ---------------------------------------------------------------------------------------------
+# Option checks
+
+def _number(value: Any, key: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ConfigError(f"{key}: expected a number, got {type(value).__name__} {value!r}")
+    return float(value)
+
+
+def _existing_path(value: Any, key: str) -> Path:
+    if not isinstance(value, (str, Path)) or not str(value):
+        raise ConfigError(f"{key}: expected a path, got {value!r}")
+    p = Path(value)
+    if not p.exists():
+        raise ConfigError(f"{key}: {p} not found")
+    return p
+
+
+@register_technique("distillation")
+class Distillation(TrainerHooks):
+    """Knowledge distillation from a frozen teacher recogniser (per-frame KL + CTC)."""
+
+    OPTIONS = ("teacher_config", "teacher_arch", "teacher_checkpoint", "alpha", "kd_alpha",
+               "temperature", "cache", "length_mismatch")
+
+    def __init__(self, teacher_config: Any = None, teacher_arch: Any = None,
+                 teacher_checkpoint: Any = None, alpha: Any = None, temperature: Any = 2.0,
+                 cache: Any = False, length_mismatch: Any = "interpolate",
+                 kd_alpha: Any = None, teacher_model: Optional[nn.Layer] = None) -> None:
+        """``teacher_model`` (not a config option) hands over a ready teacher from Python, e.g.
+        in tests or notebooks; it is frozen and put in eval mode like a configured one."""
+        if alpha is not None and kd_alpha is not None:
+            raise ConfigError("Technique.kd_alpha: give either alpha or kd_alpha, not both")
+        key = "Technique.kd_alpha" if kd_alpha is not None else "Technique.alpha"
+        a = _number(kd_alpha if kd_alpha is not None else (0.5 if alpha is None else alpha), key)
+        if not 0.0 <= a <= 1.0:
+            raise ConfigError(f"{key}: must be in [0, 1] (weight of the label loss), got {a}")
+        temp = _number(temperature, "Technique.temperature")
+        if not temp > 0:
+            raise ConfigError(f"Technique.temperature: must be > 0, got {temp}")
+        if not isinstance(cache, bool):
+            raise ConfigError(f"Technique.cache: expected true or false, got {cache!r}")
+        if length_mismatch not in LENGTH_MODES:
+            raise ConfigError(f"Technique.length_mismatch: {length_mismatch!r} is not one of "
+                              f"{', '.join(LENGTH_MODES)}")
+        if teacher_model is None:
+            if (teacher_config is None) == (teacher_arch is None):
+                raise ConfigError("Technique.teacher_config: give the teacher either as "
+                                  "teacher_config (a YAML config) or teacher_arch (an "
+                                  "Architecture mapping), exactly one")
+            if teacher_config is not None:
+                _existing_path(teacher_config, "Technique.teacher_config")
+            elif not isinstance(teacher_arch, Mapping) or not teacher_arch.get("name"):
+                raise ConfigError(f"Technique.teacher_arch: expected a mapping like "
+                                  f"{{name: ppocrv4_teacher, params: {{...}}}}, got "
+                                  f"{teacher_arch!r}")
+        if teacher_checkpoint is not None:
+            _existing_path(teacher_checkpoint, "Technique.teacher_checkpoint")
+        self.teacher_config = teacher_config
+        self.teacher_arch = dict(teacher_arch) if isinstance(teacher_arch, Mapping) else None
+        self.teacher_checkpoint = teacher_checkpoint
+        self.alpha, self.temperature = a, temp
+        self.length_mismatch = length_mismatch
+        self.cache: Optional[TeacherCache] = TeacherCache() if cache else None
+        self.teacher: Optional[nn.Layer] = teacher_model
+        self.teacher_source = "teacher_model (Python)" if teacher_model is not None else ""
+        self.teacher_frames: Optional[int] = None
+        self.student_frames: Optional[int] = None
+        self.teacher_calls = 0  # forward passes run (samples), for the report
+
+    # -------------------------------------------------------------- teacher
+    def _teacher_arch_cfg(self) -> Dict[str, Any]:
+        from vinocr.config import load_config
+
+        if self.teacher_config is not None:
+            # The whole file is validated like any config (with its _base_ chain); only its
+            # Architecture section matters here.
+            return dict(load_config(self.teacher_config)["Architecture"])
+        try:
+            return dict(load_config(data={"Architecture": self.teacher_arch})["Architecture"])
+        except ConfigError as exc:
+            raise ConfigError(f"Technique.teacher_arch: {exc}") from None
+
+    def _teacher_state(self, student_classes: int, charset: Any
+                       ) -> Tuple[Dict[str, np.ndarray], str]:
+        from vinocr.engine.checkpoint import load_checkpoint, resolve_checkpoint
+        from vinocr.models.weights import load_state_file
+
+        path = Path(self.teacher_checkpoint)
+        chars = None
+        if path.is_dir():
+            if (path / "best").exists():
+                path = path / "best"  # a run directory: its best checkpoint, as pretrained_model
+            ckpt = load_checkpoint(resolve_checkpoint(path))
+            state, source, chars = dict(ckpt.model_state), str(ckpt.path), \
+                ckpt.state.get("charset")
+        else:
+            try:
+                state, source = load_state_file(path), str(path)
+            except VinocrError as exc:
+                raise ConfigError(f"Technique.teacher_checkpoint: {exc}") from None
+        for key in _HEAD_WEIGHTS:
+            if key in state and int(state[key].shape[-1]) != student_classes:
+                raise ConfigError(
+                    f"Technique.teacher_checkpoint: the teacher has {state[key].shape[-1]} "
+                    f"classes ({source}), the student {student_classes} (Global.charset "
+                    f"{getattr(charset, 'name', charset)}); distillation needs the same dictionary")
+        if chars is not None and charset is not None and \
+                list(chars) != list(getattr(charset, "characters", chars)):
+            raise ConfigError(f"Technique.teacher_checkpoint: the teacher was trained with another "
+                              f"dictionary than Global.charset {getattr(charset, 'name', '')} "
+                              f"(same size, different characters or order)")
+        return state, source
+
+    def _build_teacher(self, student: nn.Layer, trainer: Any) -> nn.Layer:
+        from vinocr.models.factory import model_from_config
+        from vinocr.models.weights import load_weights
+
+        charset = getattr(trainer, "charset", None)
+        if charset is None:
+            raise ConfigError("Technique.teacher_config: the trainer has no charset to build the "
+                              "teacher with")
+        arch = self._teacher_arch_cfg()
+        if self.teacher_checkpoint is None and not arch.get("pretrained"):
+            raise ConfigError("Technique.teacher_checkpoint: required (or a pretrained entry in "
+                              "the teacher's Architecture); a teacher with random weights "
+                              "teaches nothing")
+        teacher, _ = model_from_config(arch, charset)
+        self.teacher_source = f"{arch.get('name')} ({arch.get('pretrained') or 'no pretrained'})"
+        if self.teacher_checkpoint is not None:
+            state, source = self._teacher_state(int(student.num_classes), charset)
+            report = load_weights(teacher, state, strict=False,
+                                  source=f"Technique.teacher_checkpoint {source}")
+            # Unexpected keys (a GTC branch, say) are harmless; a teacher part left at its random
+            # init is not.
+            if report.missing or report.skipped:
+                first = (report.skipped + report.missing)[0]
+                raise ConfigError(f"Technique.teacher_checkpoint: {source} does not fit the "
+                                  f"teacher architecture {arch.get('name')} "
+                                  f"({len(report.missing)} missing, {len(report.skipped)} "
+                                  f"mismatched; first: {first})")
+            self.teacher_source = f"{arch.get('name')} from {source}"
+        return teacher
+
+    def _freeze_teacher(self) -> None:
+        assert self.teacher is not None
+        for p in self.teacher.parameters():
+            p.stop_gradient = True
+        self.teacher.eval()
+
+    def _run_teacher(self, images: paddle.Tensor) -> np.ndarray:
+        assert self.teacher is not None
+        self.teacher.eval()  # cheap insurance: nobody may have flipped it to training mode
+        with paddle.no_grad():
+            out = self.teacher(images)
+        self.teacher_calls += int(images.shape[0])
+        return out.astype("float32").numpy()
+
+    def teacher_logits(self, images: paddle.Tensor, index: Optional[paddle.Tensor]
+                       ) -> paddle.Tensor:
+        """The teacher's logits [N, T_t, C] for a batch (float16-rounded, through the cache when
+        it is on)."""
+        if self.cache is None or index is None:
+            return paddle.to_tensor(self._run_teacher(images).astype(np.float16)
+                                    .astype(np.float32))
+        arr = images.numpy()
+        ids = [int(i) for i in np.asarray(index.numpy()).reshape(-1)]
+        keys = [TeacherCache.input_key(arr[i]) for i in range(arr.shape[0])]
+        found: List[Optional[np.ndarray]] = [self.cache.get(i, k) for i, k in zip(ids, keys)]
+        missing = [j for j, v in enumerate(found) if v is None]
+        if missing:
+            sub = images if len(missing) == len(found) else \
+                paddle.gather(images, paddle.to_tensor(missing, dtype="int64"))
+            fresh = self._run_teacher(sub)
+            for row, j in enumerate(missing):
+                found[j] = self.cache.put(ids[j], keys[j], fresh[row])
+        return paddle.to_tensor(np.stack(found).astype(np.float32))
+
+    # -------------------------------------------------------------- hooks
+    def prepare_model(self, model: Any, trainer: Any) -> Any:
+        if self.teacher is None:
+            self.teacher = self._build_teacher(model, trainer)
+        self._freeze_teacher()
+        shape = getattr(trainer, "image_shape", None)
+        if shape is not None:
+            self._check_frames(model, trainer, tuple(shape))
+        n_t = sum(int(np.prod(p.shape)) for p in self.teacher.parameters())
+        logger.info("distillation: teacher %s (%s parameters, frozen, eval mode); alpha %g, "
+                    "temperature %g%s", self.teacher_source, f"{n_t:,}", self.alpha,
+                    self.temperature, ", teacher outputs cached" if self.cache else "")
+        return model
+
+    def _check_frames(self, model: nn.Layer, trainer: Any, shape: Tuple[int, ...]) -> None:
+        """Classes and frame counts at the configured input size, before any training."""
+        x = paddle.zeros([1, *shape])
+        was_training = model.training
+        model.eval()
+        with paddle.no_grad():
+            s = model(x)
+            t = self.teacher(x)
+        if was_training:
+            model.train()
+        if int(t.shape[-1]) != int(s.shape[-1]):
+            raise ConfigError(f"Technique.teacher_config: the teacher predicts {t.shape[-1]} "
+                              f"classes, the student {s.shape[-1]}; both must use the same "
+                              "dictionary")
+        self.teacher_frames, self.student_frames = int(t.shape[1]), int(s.shape[1])
+        if self.teacher_frames != self.student_frames:
+            if self.length_mismatch == "error":
+                raise ConfigError(f"Technique.length_mismatch: at Global.image_shape {list(shape)} "
+                                  f"the teacher gives {self.teacher_frames} frames and the "
+                                  f"student {self.student_frames}; set length_mismatch: "
+                                  "interpolate to resample the teacher onto the student's frames")
+            logger.warning("distillation: teacher %d frames, student %d: the teacher's "
+                           "distributions are linearly resampled onto the student's frames",
+                           self.teacher_frames, self.student_frames)
+
+    def on_epoch_start(self, epoch: int, trainer: Any) -> bool:
+        if self.cache is not None:
+            self.cache.reset_epoch()
+        return False
+
+    def train_mode(self, model: Any, trainer: Any) -> None:
+        if self.teacher is not None:
+            self.teacher.eval()
+
+    def loss(self, out: LossOutput, logits: Any, batch: Dict[str, Any], trainer: Any
+             ) -> LossOutput:
+        if self.teacher is None:
+            raise VinocrError("distillation: prepare_model was not called (no teacher)")
+        teacher = self.teacher_logits(batch["images"], batch.get("index"))
+        kd = kd_loss(logits, teacher, self.temperature, self.length_mismatch)
+        total = out.loss * self.alpha + kd * (1.0 - self.alpha)
+        return LossOutput(total, {**out.terms, "kd": float(kd)})
+
+    def on_epoch_end(self, epoch: int, metrics: Dict[str, float], trainer: Any) -> None:
+        c = self.cache
+        if c is None or not c.epoch_lookups:
+            return
+        rate = c.epoch_hits / c.epoch_lookups
+        logger.info("distillation: teacher cache %d of %d hit (%.1f%%) this epoch, %d entries, "
+                    "%.1f MB", c.epoch_hits, c.epoch_lookups, 100 * rate, len(c.entries),
+                    c.nbytes / 2 ** 20)
+        if epoch >= 1 and c.epoch_hits == 0:
+            logger.warning("distillation: no teacher cache hit in epoch %d: augmentation changes "
+                           "every input each epoch, so the cache only costs memory; set "
+                           "Technique.cache: false", epoch + 1)
+
+    def state_dict(self) -> Dict[str, Any]:
+        # The cache itself is not checkpointed (it is memory, not state): counters only.
+        if self.cache is None:
+            return {}
+        return {"cache_hits": self.cache.hits, "cache_lookups": self.cache.lookups}
+
+    def set_state_dict(self, state: Dict[str, Any]) -> None:
+        if self.cache is not None:
+            self.cache.hits = int(state.get("cache_hits", 0))
+            self.cache.lookups = int(state.get("cache_lookups", 0))
+
+    def describe(self) -> Dict[str, Any]:
+        out: Dict[str, Any] = {
+            "name": self.name, "teacher": self.teacher_source, "alpha": self.alpha,
+            "temperature": self.temperature, "length_mismatch": self.length_mismatch,
+            "teacher_frames": self.teacher_frames, "student_frames": self.student_frames,
+            "why": "a stronger teacher's soft per-frame distributions carry class similarities "
+                   "the labels do not; useful for small students and little labelled data"}
+        if self.cache is not None:
+            c = self.cache
+            out["cache"] = {"hits": c.hits, "lookups": c.lookups,
+                            "hit_rate": c.hits / c.lookups if c.lookups else None,
+                            "entries": len(c.entries), "megabytes": c.nbytes / 2 ** 20}
+        return out

@@ -1,0 +1,49 @@
+"""``frozen_backbone``: the backbone keeps its pretrained weights *and* BatchNorm statistics; the
+neck and head (and a GTC auxiliary head) train.
+
+For very small datasets: far fewer parameters to fit, and the visual features the backbone learnt
+on millions of crops cannot be overwritten by a few hundred. The BatchNorms of frozen parts stay in
+eval mode during training (:meth:`train_mode`), otherwise their running statistics would follow the
+new data's batches while the frozen weights around them cannot compensate.
+
+Options: ``freeze`` (parts to freeze; default the three backbone parts) and ``parts`` (see
+:mod:`techniques.parts`).
+"""
+from __future__ import annotations
+
+import logging
+from typing import Any, Dict, List, Mapping, Optional, Sequence
+
+from techniques import register_technique
+from techniques.parts import (BACKBONE_PARTS, PartMap, eval_frozen_batchnorms,
+                              set_trainable_parts, trainable_summary)
+from vinocr.engine.hooks import TrainerHooks
+
+logger = logging.getLogger(__name__)
+
+
+@register_technique("frozen_backbone")
+class FrozenBackbone(TrainerHooks):
+    OPTIONS = ("freeze", "parts")
+
+    def __init__(self, freeze: Optional[Sequence[str]] = None,
+                 parts: Optional[Mapping[str, str]] = None) -> None:
+        self.partmap = PartMap.from_option(parts)
+        # Checked against the part names now (a typo fails at config time, not after data loading).
+        self.frozen: List[str] = self.partmap.resolve(
+            list(BACKBONE_PARTS) if freeze is None else freeze, "Technique.freeze")
+        self.summary: Dict[str, Any] = {}
+
+    def prepare_model(self, model: Any, trainer: Any) -> Any:
+        train = [p for p in self.partmap.names if p not in self.frozen]
+        set_trainable_parts(model, self.partmap, train)
+        self.summary = trainable_summary(model)
+        logger.info("frozen_backbone: frozen %s; %s", ", ".join(self.frozen),
+                    self.summary["summary"])
+        return model
+
+    def train_mode(self, model: Any, trainer: Any) -> None:
+        eval_frozen_batchnorms(model)
+
+    def describe(self) -> Dict[str, Any]:
+        return {"name": self.name, "frozen_parts": list(self.frozen), **self.summary}

@@ -1,0 +1,238 @@
+"""Model *parts* for the fine-tuning techniques: named groups of parameters, by ordered regexes.
+
+A part is what a technique freezes, unfreezes or gives a learning-rate multiplier. The default
+rules cover the built-in architectures (their parameter names do not overlap, so one ordered list
+serves all of them):
+
+==================  ====================================  =================================
+part                PP-OCRv4 (mobile and teacher)         CRNN
+==================  ====================================  =================================
+``stem``            ``backbone.conv1``, ``blocks2``,      ``backbone.features.0-1`` (conv 1)
+                    ``blocks3``
+``early_backbone``  ``backbone.blocks4``                  ``backbone.features.2-4`` (convs 2-3)
+``late_backbone``   ``backbone.blocks5``, ``blocks6``     ``backbone.features.5-9`` (convs 4-6)
+``neck``            ``head.ctc_encoder`` (SVTR)           ``head.rnn`` (BiLSTM)
+``head``            ``head.ctc_head`` (CTC linear)        ``head.fc``
+``aux_head``        ``head.before_gtc``, ``head.gtc_head``  (none)
+==================  ====================================  =================================
+
+The ``Technique.parts`` option replaces these rules with ``{part: regex}`` (in order; a regex is
+searched in the structured parameter name, anchor it with ``^`` as the defaults do; the first
+matching part wins). Every parameter must fall into a part: an unmatched one is an error naming it,
+so a new architecture cannot silently leave parameters out of a schedule.
+
+BatchNorm running statistics (``_mean`` / ``_variance``) are Paddle parameters that never train
+(``stop_gradient`` always True). They belong to the part of their layer (so a part's BatchNorms
+can be found) but are never made trainable and are not counted as parameters here.
+"""
+from __future__ import annotations
+
+import logging
+import re
+from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Set, Tuple
+
+import numpy as np
+import paddle
+
+from vinocr.errors import ConfigError
+
+logger = logging.getLogger(__name__)
+
+#: Keyword for "every part" in part lists (schedules, freeze lists).
+ALL = "all"
+
+#: (part, regex) rules tried in order; see the module docstring.
+DEFAULT_RULES: Tuple[Tuple[str, str], ...] = (
+    # PP-OCRv4: PPLCNetV3 backbone, SVTR neck, CTC linear, optional GTC branch
+    ("stem", r"^backbone\.(conv1|blocks2|blocks3)\."),
+    ("early_backbone", r"^backbone\.blocks4\."),
+    ("late_backbone", r"^backbone\.(blocks5|blocks6)\."),
+    ("neck", r"^head\.ctc_encoder\."),
+    ("head", r"^head\.ctc_head\."),
+    ("aux_head", r"^head\.(before_gtc|gtc_head)\."),
+    # CRNN: features is a Sequential of 6 conv blocks and 4 pools (indices 0-9): the first conv
+    # is the stem, convs 2-3 the early half, convs 4-6 (index 5 onward) the late half.
+    ("stem", r"^backbone\.features\.[01]\."),
+    ("early_backbone", r"^backbone\.features\.[2-4]\."),
+    ("late_backbone", r"^backbone\.features\.[5-9]\."),
+    ("neck", r"^head\.rnn\."),
+    ("head", r"^head\.fc\."),
+)
+
+#: Backbone parts in the default rules, input side first.
+BACKBONE_PARTS: Tuple[str, ...] = ("stem", "early_backbone", "late_backbone")
+
+
+def _batchnorm_layers(model: paddle.nn.Layer) -> List[Tuple[str, paddle.nn.Layer]]:
+    return [(name, layer) for name, layer in model.named_sublayers()
+            if isinstance(layer, paddle.nn.layer.norm._BatchNormBase)]
+
+
+def running_stat_ids(model: paddle.nn.Layer) -> Set[int]:
+    """ids of the BatchNorm running statistics, which Paddle stores as (never-trained) parameters."""
+    ids: Set[int] = set()
+    for _, layer in _batchnorm_layers(model):
+        for attr in ("_mean", "_variance"):
+            stat = getattr(layer, attr, None)
+            if stat is not None:
+                ids.add(id(stat))
+    return ids
+
+
+def learnable_parameters(model: paddle.nn.Layer) -> List[Tuple[str, paddle.Tensor]]:
+    """``(name, parameter)`` of every parameter that can train: running statistics excluded, shared
+    parameters once (first name)."""
+    stats = running_stat_ids(model)
+    seen: Set[int] = set()
+    out = []
+    for name, p in model.named_parameters():
+        if id(p) in stats or id(p) in seen:
+            continue
+        seen.add(id(p))
+        out.append((name, p))
+    return out
+
+
+def count_params(model: paddle.nn.Layer) -> Tuple[int, int]:
+    """``(trainable, total)`` numbers of parameter elements (BatchNorm statistics not counted)."""
+    trainable = total = 0
+    for _, p in learnable_parameters(model):
+        n = int(np.prod(p.shape)) if len(p.shape) else 1
+        total += n
+        if not p.stop_gradient:
+            trainable += n
+    return trainable, total
+
+
+def trainable_summary(model: paddle.nn.Layer) -> Dict[str, Any]:
+    """Counts plus the sentence ``trainable X of Y parameters (Z%)`` for logs and reports."""
+    trainable, total = count_params(model)
+    percent = 100.0 * trainable / total if total else 0.0
+    return {"trainable": trainable, "total": total, "trainable_percent": round(percent, 3),
+            "summary": f"trainable {trainable:,} of {total:,} parameters ({percent:.2f}%)"}
+
+
+class PartMap:
+    """Ordered ``(part, regex)`` rules mapping structured parameter names to parts.
+
+    Args:
+        rules: the rules, tried in order (several rules may name the same part).
+        key: the config key named in errors.
+        custom: whether the rules come from the config (only changes error wording).
+    """
+
+    def __init__(self, rules: Sequence[Tuple[str, str]], key: str = "Technique.parts",
+                 custom: bool = False) -> None:
+        self.key, self.custom = key, custom
+        self.rules: List[Tuple[str, "re.Pattern[str]"]] = []
+        for part, pattern in rules:
+            try:
+                self.rules.append((part, re.compile(pattern)))
+            except re.error as exc:
+                raise ConfigError(f"{key}: part {part!r} has an invalid regex {pattern!r}: "
+                                  f"{exc}") from None
+        self.names: List[str] = list(dict.fromkeys(part for part, _ in rules))
+
+    @classmethod
+    def from_option(cls, parts: Optional[Mapping[str, Any]],
+                    key: str = "Technique.parts") -> "PartMap":
+        """The ``parts`` option (``{part: regex}``), or the default rules when it is None."""
+        if parts is None:
+            return cls(DEFAULT_RULES, key)
+        if not isinstance(parts, Mapping) or not parts:
+            raise ConfigError(f"{key}: expected a non-empty mapping part -> regex, got {parts!r}")
+        rules = []
+        for part, pattern in parts.items():
+            if not isinstance(part, str) or not part or part == ALL:
+                raise ConfigError(f"{key}: part names must be non-empty strings other than "
+                                  f"{ALL!r}, got {part!r}")
+            if not isinstance(pattern, str) or not pattern:
+                raise ConfigError(f"{key}: part {part!r} needs a regex string, got {pattern!r}")
+            rules.append((part, pattern))
+        return cls(rules, key, custom=True)
+
+    def part_of(self, name: str) -> Optional[str]:
+        for part, regex in self.rules:
+            if regex.search(name):
+                return part
+        return None
+
+    def assign(self, model: paddle.nn.Layer) -> Dict[str, str]:
+        """``{parameter name: part}`` for every parameter of ``model`` (statistics included);
+        a parameter no rule matches is a ConfigError naming it."""
+        out: Dict[str, str] = {}
+        for name, _ in model.named_parameters():
+            part = self.part_of(name)
+            if part is None:
+                hint = ("add a rule for it" if self.custom else
+                        "the default parts do not know this architecture; set Technique.parts "
+                        "{part: regex}")
+                raise ConfigError(f"{self.key}: parameter {name!r} matches no part "
+                                  f"({', '.join(self.names)}); {hint}")
+            out[name] = part
+        return out
+
+    def params_by_part(self, model: paddle.nn.Layer) -> Dict[str, List[Tuple[str, paddle.Tensor]]]:
+        """Learnable ``(name, parameter)`` lists per part, in part order (empty parts included)."""
+        assigned = self.assign(model)
+        out: Dict[str, List[Tuple[str, paddle.Tensor]]] = {part: [] for part in self.names}
+        for name, p in learnable_parameters(model):
+            out[assigned[name]].append((name, p))
+        return out
+
+    def resolve(self, parts: Any, key: str) -> List[str]:
+        """A list of part names from config (a name or a list of names; ``all`` = every part),
+        checked against the known parts."""
+        if isinstance(parts, str):
+            parts = [parts]
+        if not isinstance(parts, (list, tuple)) or not all(isinstance(p, str) for p in parts):
+            raise ConfigError(f"{key}: expected a part name or a list of them, got {parts!r}")
+        out: List[str] = []
+        for part in parts:
+            if part == ALL:
+                names = self.names
+            elif part in self.names:
+                names = [part]
+            else:
+                raise ConfigError(f"{key}: unknown part {part!r}; parts: "
+                                  f"{', '.join(self.names)} (or {ALL!r})")
+            out.extend(n for n in names if n not in out)
+        return out
+
+
+def set_trainable_parts(model: paddle.nn.Layer, partmap: PartMap,
+                        trainable: Iterable[str]) -> bool:
+    """Make exactly the parts in ``trainable`` train (``stop_gradient`` False) and freeze the rest;
+    BatchNorm statistics are never touched. Returns whether any parameter changed."""
+    wanted = set(trainable)
+    changed = False
+    for part, params in partmap.params_by_part(model).items():
+        for _, p in params:
+            stop = part not in wanted
+            if bool(p.stop_gradient) != stop:
+                p.stop_gradient = stop
+                changed = True
+    return changed
+
+
+def eval_frozen_batchnorms(model: paddle.nn.Layer) -> List[str]:
+    """Put every BatchNorm whose affine parameters are all frozen in eval mode, so a frozen part
+    keeps its statistics too (in train mode they would drift towards the new data's batches while
+    the weights around them cannot adapt). Call after ``model.train()``. Returns the layer names."""
+    names = []
+    for name, layer in _batchnorm_layers(model):
+        affine = [p for p in (getattr(layer, "weight", None), getattr(layer, "bias", None))
+                  if p is not None]
+        if affine and all(p.stop_gradient for p in affine):
+            layer.eval()
+            names.append(name)
+    return names
+
+
+def total_epochs(trainer: Any) -> int:
+    """The run's epoch count. ``prepare_model`` runs before the trainer sets ``trainer.epochs``,
+    so fall back to the config there."""
+    epochs = getattr(trainer, "epochs", None)
+    if epochs is None:
+        epochs = trainer.cfg["Train"]["epochs"]
+    return int(epochs)

@@ -1,0 +1,75 @@
+#!/usr/bin/env python
+"""Training throughput (images/s) of the recognisers on this machine: forward + CTC loss +
+backward + AdamW step at 3x48x320, synthetic inputs and labels.
+
+    python tools/bench_train.py --batch 32 --steps 3
+
+Rows: PP-OCRv4 mobile in deploy form (what vinocr fine-tunes), in training form (4 k x k
+branches per layer, as PaddleOCR trains it), and the CRNN baseline. Figures go to
+docs/performance.md.
+"""
+import argparse
+import os
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import vinocr  # noqa: E402,F401
+import numpy as np  # noqa: E402
+import paddle  # noqa: E402
+import paddle.nn.functional as F  # noqa: E402
+
+from vinocr.engine.optim import build_optimizer  # noqa: E402
+from vinocr.models import build_model  # noqa: E402
+
+
+def bench(name: str, model, batch: int, steps: int, warmup: int, width: int) -> float:
+    model.train()
+    opt = build_optimizer({"name": "adamw", "lr": 1e-4}, model, 1e-4)
+    rng = np.random.default_rng(0)
+    x = paddle.to_tensor(rng.uniform(-1, 1, (batch, 3, 48, width)).astype("float32"))
+    labels = paddle.to_tensor(rng.integers(1, 34, (batch, 17)).astype("int32"))
+    times = []
+    for i in range(warmup + steps):
+        start = time.perf_counter()
+        logits = model(x)
+        loss = F.ctc_loss(logits.transpose([1, 0, 2]), labels,
+                          paddle.full([batch], logits.shape[1], "int64"),
+                          paddle.full([batch], 17, "int64"), blank=0, reduction="mean")
+        loss.backward()
+        opt.step()
+        opt.clear_grad()
+        if i >= warmup:
+            times.append(time.perf_counter() - start)
+    ips = batch / float(np.median(times))
+    print(f"| {name} | {batch} | {np.median(times):.2f} | {ips:.2f} |", flush=True)
+    return ips
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--batch", type=int, default=32)
+    parser.add_argument("--steps", type=int, default=3)
+    parser.add_argument("--warmup", type=int, default=1)
+    parser.add_argument("--width", type=int, default=320)
+    parser.add_argument("--skip-train-form", action="store_true")
+    args = parser.parse_args()
+    print(f"threads: OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')}, "
+          f"cores {os.cpu_count()}; median of {args.steps} steps after {args.warmup} warm-up\n")
+    print("| model | batch | s/step | images/s |")
+    print("|---|---|---|---|")
+    paddle.seed(0)
+    bench("PP-OCRv4 mobile, deploy form, all trainable", build_model("ppocrv4_mobile", 35,
+          deploy=True), args.batch, args.steps, args.warmup, args.width)
+    if not args.skip_train_form:
+        bench("PP-OCRv4 mobile, training form (4 branches), all trainable",
+              build_model("ppocrv4_mobile", 35, deploy=False), args.batch, args.steps,
+              args.warmup, args.width)
+    bench("CRNN baseline (hidden 128), all trainable", build_model("crnn", 35), args.batch,
+          args.steps, args.warmup, args.width)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
