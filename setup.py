@@ -17,6 +17,8 @@ CONSOLE_SCRIPTS = [
     "vinocr-config=vinocr.cli.config:main",
     "vinocr-pretrained=vinocr.cli.pretrained:main",
     "vinocr-finetune=vinocr.cli.finetune:main",
+    "vinocr-eval=vinocr.cli.eval:main",
+    "vinocr-export=vinocr.cli.export:main",
 ]
 
 setup(

@@ -1,0 +1,76 @@
+"""vinocr-eval tables and vinocr-export on a tiny trained run, through the command line."""
+import csv
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import paddle
+import pytest
+
+from conftest import make_label_dir
+from vinocr.config import load_config
+from vinocr.engine.trainer import Trainer
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    root = tmp_path_factory.mktemp("ev")
+    rng = np.random.default_rng(1)
+    labels = ["".join(rng.choice(list("ABC0123"), 4)) for _ in range(12)]
+    make_label_dir(root, labels[:8], name="train.txt", subdir="tr")
+    make_label_dir(root, labels[8:], name="test.txt", subdir="te")
+    cfg = load_config(data={
+        "Global": {"charset": "plate", "run_dir": str(root / "run"), "image_shape": [3, 48, 96],
+                   "max_text_length": 6, "visualdl": False},
+        "Architecture": {"name": "crnn", "pretrained": None,
+                         "params": {"hidden": 8, "channels": [4, 4, 8, 8]}},
+        "Decode": {"method": "greedy"},
+        "Train": {"dataset": {"type": "label_file", "label_files": [str(root / "train.txt")]},
+                  "batch_size": 4, "num_workers": 0, "epochs": 1}})
+    Trainer(cfg).fit()
+    return root
+
+
+def test_eval_table_and_artifacts(trained: Path):
+    out = trained / "eval"
+    res = subprocess.run([sys.executable, str(REPO / "tools/eval.py"), "--models",
+                          str(trained / "run"), str(trained / "run/latest"), "--data",
+                          str(trained / "test.txt"), str(trained / "train.txt"), "--out",
+                          str(out)], capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr[-2000:]
+    rows = list(csv.DictReader((out / "table.csv").open()))
+    assert len(rows) == 4 and {r["n"] for r in rows} == {"4", "8"}
+    assert all(0.0 <= float(r["char_acc"]) <= 1.0 for r in rows)
+    assert "| model | dataset |" in (out / "table.md").read_text()
+    assert (out / "errors_m0_d0.csv").is_file()
+    bad = subprocess.run([sys.executable, str(REPO / "tools/eval.py"), "--models",
+                          str(trained / "nope"), "--data", str(trained / "test.txt")],
+                         capture_output=True, text=True)
+    assert bad.returncode == 2 and "Traceback" not in bad.stderr
+
+
+def test_export_matches_checkpoint(trained: Path):
+    out = trained / "exported"
+    res = subprocess.run([sys.executable, str(REPO / "tools/export.py"), "--checkpoint",
+                          str(trained / "run"), "--out", str(out)], capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr[-2000:]
+    import yaml
+
+    from vinocr.cli.model_io import load_model
+    from vinocr.export import load_predictor
+
+    doc = yaml.safe_load((out / "inference.yml").read_text())
+    assert doc["PostProcess"]["character_dict"][:3] == ["0", "1", "2"]
+    assert doc["vinocr"]["decode"] == {"method": "greedy"}
+    x = np.random.default_rng(0).uniform(-1, 1, (2, 3, 48, 96)).astype("float32")
+    ref = load_model(str(trained / "run")).model.predict_proba(paddle.to_tensor(x)).numpy()
+    predictor = load_predictor(out)
+    handle = predictor.get_input_handle(predictor.get_input_names()[0])
+    handle.reshape(x.shape)
+    handle.copy_from_cpu(x)
+    predictor.run()
+    got = predictor.get_output_handle(predictor.get_output_names()[0]).copy_to_cpu()
+    assert np.abs(got - ref).max() < 1e-4

@@ -1,0 +1,137 @@
+"""``vinocr-eval``: models x datasets -> one comparison table (Markdown + CSV), per-sample errors,
+a confusion-matrix PNG and a grid of the worst errors per model.
+
+    vinocr-eval -c configs/vin/ppocrv4_mobile.yml --models pretrained runs/vin/best \\
+        --data data/vin/splits/test.txt --out eval_out
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import logging
+import sys
+import time
+from pathlib import Path
+from typing import Any, Dict, List, Optional
+
+import numpy as np
+
+from vinocr.cli.common import cli_entry, setup_logging
+from vinocr.errors import VinocrError
+
+PROG = "vinocr-eval"
+logger = logging.getLogger("vinocr.eval")
+
+COLUMNS = ["model", "dataset", "n", "seq_acc", "char_acc", "ned", "cer",
+           "check_digit_valid_rate", "confidence_gap", "ms_per_image"]
+
+
+def evaluate_one(loaded: Any, dataset: Any, decode_cfg: Dict[str, Any], image_shape: List[int],
+                 batch_size: int = 32) -> Dict[str, Any]:
+    import paddle
+
+    from vinocr.data.preprocess import resize_norm
+    from vinocr.decode import build_decoder
+    from vinocr.engine.evaluation import evaluate_texts
+
+    decoder = build_decoder(decode_cfg, charset=loaded.charset, key="Decode")
+    preds, confs, labels = [], [], []
+    infer_time = 0.0
+    with paddle.no_grad():
+        for start in range(0, len(dataset), batch_size):
+            idx = range(start, min(len(dataset), start + batch_size))
+            batch = np.stack([resize_norm(dataset.load_image(i), image_shape)[0] for i in idx])
+            t0 = time.perf_counter()
+            probs = loaded.model.predict_proba(paddle.to_tensor(batch)).numpy()
+            infer_time += time.perf_counter() - t0
+            for result, i in zip(decoder.decode(probs), idx):
+                preds.append(result.text)
+                confs.append(result.confidence)
+                labels.append(dataset.label(i))
+    result = evaluate_texts(preds, labels, confs, vin=loaded.charset.name == "vin")
+    return {"result": result, "preds": preds, "labels": labels, "confidences": confs,
+            "ms_per_image": 1000 * infer_time / max(1, len(dataset))}
+
+
+def fmt(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.4f}"
+    return str(value)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog=PROG, description="Compare recognisers on datasets.")
+    p.add_argument("-c", "--config", nargs="+", help="config (charset, decoder, image shape, "
+                   "and the architecture of the 'pretrained' model)")
+    p.add_argument("-o", "--opt", nargs="+", default=[], help="overrides Key.sub=value")
+    p.add_argument("--models", nargs="+", required=True,
+                   help="'pretrained' (zero-shot) and/or run dirs / checkpoint dirs")
+    p.add_argument("--data", nargs="+", required=True, help="datasets (any vinocr format)")
+    p.add_argument("--out", help="folder for table.md, table.csv, errors CSV and PNGs")
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--log-level", default="WARNING")
+    return p
+
+
+@cli_entry(PROG)
+def main(argv: Optional[List[str]] = None) -> int:
+    args = build_parser().parse_args(argv)
+    setup_logging(args.log_level)
+    from vinocr.cli.model_io import load_model
+    from vinocr.config import load_config
+    from vinocr.data.registry import open_dataset
+    from vinocr.engine.visuals import confusion_matrix_image, error_grid, save_png
+
+    cfg = load_config(args.config, args.opt) if args.config else None
+    rows: List[Dict[str, Any]] = []
+    out = Path(args.out) if args.out else None
+    if out:
+        out.mkdir(parents=True, exist_ok=True)
+    for m_index, spec in enumerate(args.models):
+        loaded = load_model(spec, cfg)
+        model_cfg = cfg if cfg is not None else loaded.config
+        decode_cfg = model_cfg.get("Decode", {"method": "greedy"})
+        image_shape = model_cfg["Global"]["image_shape"]
+        for d_index, data in enumerate(args.data):
+            dataset = open_dataset(data, charset=loaded.charset)
+            if len(dataset) == 0:
+                raise VinocrError(f"{data}: no usable samples for charset {loaded.charset.name!r}")
+            ev = evaluate_one(loaded, dataset, decode_cfg, image_shape, args.batch_size)
+            r = ev["result"]
+            row = {"model": loaded.name if spec != "pretrained" else "zero-shot pretrained",
+                   "dataset": data, "n": r.n, "seq_acc": r.seq_acc, "char_acc": r.char_acc,
+                   "ned": r.ned, "cer": r.cer, "check_digit_valid_rate": r.check_digit_valid_rate,
+                   "confidence_gap": r.confidence_gap, "ms_per_image": ev["ms_per_image"]}
+            rows.append(row)
+            if out:
+                tag = f"m{m_index}_d{d_index}"
+                with (out / f"errors_{tag}.csv").open("w", newline="", encoding="utf-8") as fh:
+                    writer = csv.writer(fh)
+                    writer.writerow(["index", "label", "prediction", "confidence"])
+                    for i in r.worst:
+                        writer.writerow([i, ev["labels"][i], ev["preds"][i],
+                                         f"{ev['confidences'][i]:.4f}"])
+                if r.confusion:
+                    save_png(out / f"confusion_{tag}.png", confusion_matrix_image(r.confusion))
+                worst = list(r.worst[:12])
+                if worst:
+                    save_png(out / f"worst_{tag}.png", error_grid(
+                        [dataset.load_image(i) for i in worst], [ev["labels"][i] for i in worst],
+                        [ev["preds"][i] for i in worst], [ev["confidences"][i] for i in worst]))
+    lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
+    lines += ["| " + " | ".join(fmt(row[c]) for c in COLUMNS) + " |" for row in rows]
+    table = "\n".join(lines)
+    print(table)
+    if out:
+        (out / "table.md").write_text(table + "\n", encoding="utf-8")
+        with (out / "table.csv").open("w", newline="", encoding="utf-8") as fh:
+            writer = csv.DictWriter(fh, fieldnames=COLUMNS)
+            writer.writeheader()
+            writer.writerows(rows)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
