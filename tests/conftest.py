@@ -81,3 +81,43 @@ def make_track(root: Path, text: str, layout: str, with_corners: bool = True) ->
     doc = {"plate_layout": layout, "plate_text": text, "corners": corners if with_corners else {}}
     (track / "annotations.json").write_text(json.dumps(doc), encoding="utf-8")
     return track
+
+
+# ---------------------------------------------------------------------------- tiny training runs
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    """16 training and 4 validation crops of 5-character plate-alphabet labels."""
+    root = tmp_path_factory.mktemp("data")
+    rng = np.random.default_rng(0)
+    labels = ["".join(rng.choice(list("ABCDEFGH0123456789"), 5)) for _ in range(20)]
+    make_label_dir(root, labels[:16], name="train.txt", subdir="tr")
+    make_label_dir(root, labels[16:], name="val.txt", subdir="va")
+    return root
+
+
+TINY_CRNN = {"hidden": 8, "channels": [4, 4, 8, 8]}
+
+
+def tiny_config(data: Path, run_dir: Path, epochs: int = 4, **over):
+    """A validated config for a seconds-long CRNN run on ``data``; ``Section__key=value``
+    overrides (e.g. ``Train__max_steps=8``)."""
+    from vinocr.config import load_config
+
+    cfg = {
+        "Global": {"charset": "plate", "run_dir": str(run_dir), "image_shape": [3, 48, 96],
+                   "seed": 5, "max_text_length": 8, "visualdl": over.pop("visualdl", False),
+                   "histogram_every_epochs": 0},
+        "Architecture": {"name": "crnn", "pretrained": None, "params": dict(TINY_CRNN)},
+        "Decode": {"method": "greedy"},
+        "Optimizer": {"name": "adamw", "lr": 0.01},
+        "Scheduler": {"name": "cosine", "warmup_epochs": 0.5},
+        "Train": {"dataset": {"type": "label_file", "label_files": [str(data / "train.txt")]},
+                  "batch_size": 4, "num_workers": 0, "epochs": epochs,
+                  "augment": {"preset": "alpr", "p": 0.5}},
+        "Eval": {"dataset": {"type": "label_file", "label_files": [str(data / "val.txt")]},
+                 "num_workers": 0},
+    }
+    for key, value in over.items():
+        section, name = key.split("__")
+        cfg.setdefault(section, {})[name] = value
+    return load_config(data=cfg)

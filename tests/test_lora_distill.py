@@ -9,13 +9,12 @@ import paddle
 import paddle.nn as nn
 import pytest
 
-from conftest import make_label_dir
+from conftest import tiny_config as base_tiny_config  # `data` fixture: conftest
 from techniques import build_technique
 from techniques.distillation import Distillation, kd_loss, resample_frames
 from techniques.lora import (DEFAULT_TARGETS, LoRA, lora_layers, load_adapters,
                              merge_lora, save_adapters, unload_lora)
 from vinocr.charset import load_charset
-from vinocr.config import load_config
 from vinocr.engine.checkpoint import load_checkpoint
 from vinocr.engine.hooks import LossOutput
 from vinocr.engine.trainer import Trainer
@@ -26,35 +25,8 @@ from vinocr.models.weights import save_state_file
 CRNN = {"hidden": 8, "channels": [4, 4, 8, 8]}
 
 
-@pytest.fixture(scope="module")
-def data(tmp_path_factory):
-    root = tmp_path_factory.mktemp("data")
-    rng = np.random.default_rng(0)
-    labels = ["".join(rng.choice(list("ABCDEFGH0123456789"), 5)) for _ in range(20)]
-    make_label_dir(root, labels[:16], name="train.txt", subdir="tr")
-    make_label_dir(root, labels[16:], name="val.txt", subdir="va")
-    return root
-
-
 def tiny_config(data: Path, run_dir: Path, **over):
-    cfg = {
-        "Global": {"charset": "plate", "run_dir": str(run_dir), "image_shape": [3, 48, 96],
-                   "seed": 5, "max_text_length": 8, "visualdl": False,
-                   "histogram_every_epochs": 0},
-        "Architecture": {"name": "crnn", "pretrained": None, "params": dict(CRNN)},
-        "Decode": {"method": "greedy"},
-        "Optimizer": {"name": "adamw", "lr": 0.01},
-        "Scheduler": {"name": "cosine", "warmup_epochs": 0.5},
-        "Train": {"dataset": {"type": "label_file", "label_files": [str(data / "train.txt")]},
-                  "batch_size": 4, "num_workers": 0, "epochs": 1,
-                  "augment": {"preset": "alpr", "p": 0.5}},
-        "Eval": {"dataset": {"type": "label_file", "label_files": [str(data / "val.txt")]},
-                 "num_workers": 0},
-    }
-    for key, value in over.items():
-        section, name = key.split("__")
-        cfg.setdefault(section, {})[name] = value
-    return load_config(data=cfg)
+    return base_tiny_config(data, run_dir, epochs=1, **over)
 
 
 def lively(model, seed: int = 0):

@@ -32,15 +32,10 @@ def pretrained_full(cache):
 
 
 def greedy(probs: np.ndarray, classes) -> list:
-    out = []
-    for row in probs.argmax(-1):
-        chars, prev = [], 0
-        for c in row:
-            if c != prev and c != 0:
-                chars.append(classes[c])
-            prev = c
-        out.append("".join(chars))
-    return out
+    """Greedy texts through the library decoder (classes: the charset's class list)."""
+    from vinocr.decode import GreedyDecoder
+
+    return [r.text for r in GreedyDecoder(classes=["", *classes[1:]]).decode(probs)]
 
 
 def crops(width: int, n: int = 4) -> np.ndarray:

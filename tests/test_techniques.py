@@ -14,7 +14,7 @@ import paddle.nn.functional as F
 import pytest
 
 import techniques
-from conftest import make_label_dir
+from conftest import tiny_config  # the `data` fixture comes from conftest too
 from techniques import build_technique
 from techniques.auto import DEFAULT_TABLE, Auto, _check_table, choose
 from techniques.discriminative_lr import DiscriminativeLR
@@ -23,7 +23,6 @@ from techniques.gradual_unfreeze import GradualUnfreeze
 from techniques.label_smoothing import LabelSmoothing, uniform_kl
 from techniques.parts import (PartMap, count_params, eval_frozen_batchnorms, running_stat_ids,
                               set_trainable_parts)
-from vinocr.config import load_config
 from vinocr.engine.hooks import HookList, LossOutput, TrainerHooks
 from vinocr.engine.optim import build_optimizer
 from vinocr.engine.trainer import Trainer
@@ -32,38 +31,6 @@ from vinocr.models.registry import build_model
 
 # Importing the technique modules above registers them even before the lead adds them to
 # techniques._load_built_ins.
-
-
-@pytest.fixture(scope="module")
-def data(tmp_path_factory):
-    root = tmp_path_factory.mktemp("data")
-    rng = np.random.default_rng(0)
-    labels = ["".join(rng.choice(list("ABCDEFGH0123456789"), 5)) for _ in range(20)]
-    make_label_dir(root, labels[:16], name="train.txt", subdir="tr")
-    make_label_dir(root, labels[16:], name="val.txt", subdir="va")
-    return root
-
-
-def tiny_config(data: Path, run_dir: Path, **over):
-    cfg = {
-        "Global": {"charset": "plate", "run_dir": str(run_dir), "image_shape": [3, 48, 96],
-                   "seed": 5, "max_text_length": 8, "visualdl": False,
-                   "histogram_every_epochs": 0},
-        "Architecture": {"name": "crnn", "pretrained": None,
-                         "params": {"hidden": 8, "channels": [4, 4, 8, 8]}},
-        "Decode": {"method": "greedy"},
-        "Optimizer": {"name": "adamw", "lr": 0.01},
-        "Scheduler": {"name": "cosine", "warmup_epochs": 0.5},
-        "Train": {"dataset": {"type": "label_file", "label_files": [str(data / "train.txt")]},
-                  "batch_size": 4, "num_workers": 0, "epochs": 4,
-                  "augment": {"preset": "alpr", "p": 0.5}},
-        "Eval": {"dataset": {"type": "label_file", "label_files": [str(data / "val.txt")]},
-                 "num_workers": 0},
-    }
-    for key, value in over.items():
-        section, name = key.split("__")
-        cfg.setdefault(section, {})[name] = value
-    return load_config(data=cfg)
 
 
 def snapshot(model) -> dict:

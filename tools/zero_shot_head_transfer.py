@@ -19,20 +19,13 @@ import paddle  # noqa: E402
 from vinocr.charset import load_charset  # noqa: E402
 from vinocr.data.preprocess import resize_norm  # noqa: E402
 from vinocr.data.synth import random_vin, render_vin  # noqa: E402
+from vinocr.decode import GreedyDecoder  # noqa: E402
 from vinocr.metrics import text_metrics  # noqa: E402
 from vinocr.models.factory import model_from_config  # noqa: E402
 
 
 def greedy_texts(probs: np.ndarray, classes) -> list:
-    out = []
-    for row in probs.argmax(-1):
-        chars, prev = [], 0
-        for c in row:
-            if c != prev and c != 0:
-                chars.append(classes[c])
-            prev = c
-        out.append("".join(chars))
-    return out
+    return [r.text for r in GreedyDecoder(classes=["", *classes[1:]]).decode(probs)]
 
 
 def main() -> int:
