@@ -111,6 +111,13 @@ def _loader_section(batch_size: int, shuffle: bool, drop_last: bool, augment: bo
                                       "only)", minimum=0),
             "save_epoch_step": Field((int,), 0, "also keep epoch_N every N epochs (0 = off)",
                                      minimum=0),
+            "feature_cache": Section({
+                "enabled": Field((bool,), False, "train from cached features of the frozen "
+                                 "prefix (frozen backbone, early unfreezing phases)"),
+                "views": Field((int,), 2, "augmented views cached per sample; epoch e uses "
+                               "view e % views", minimum=1),
+                "dtype": Field((str,), "float32", choices=("float32", "float16")),
+            }),
         })
     return Section(fields)
 

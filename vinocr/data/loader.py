@@ -46,6 +46,9 @@ class RecognitionSamples:
         self.augment = augment
         self.seed = seed
         self.epoch = 0
+        # With a feature cache, augmentation comes in `views` fixed versions per sample (epoch e
+        # uses view e % views), so the cached and uncached paths see the same inputs.
+        self.views: Optional[int] = None
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
@@ -55,14 +58,27 @@ class RecognitionSamples:
     def __len__(self) -> int:
         return len(self.dataset)
 
-    def __getitem__(self, i: int):
+    def augment_round(self, epoch: Optional[int] = None) -> int:
+        """The index that seeds augmentation: the epoch, or its view when views are fixed."""
+        e = self.epoch if epoch is None else epoch
+        return e % self.views if self.views else e
+
+    def image_tensor(self, i: int, round_: Optional[int] = None) -> np.ndarray:
+        """Sample ``i`` augmented (seeded by ``(seed, round, i)``) and preprocessed."""
         image = self.dataset.load_image(i)
         if self.augment is not None:
-            image = self.augment(image, np.random.default_rng([self.seed, self.epoch, i]))
-        tensor, _ = resize_norm(image, self.image_shape)
+            r = self.augment_round() if round_ is None else round_
+            image = self.augment(image, np.random.default_rng([self.seed, r, i]))
+        return resize_norm(image, self.image_shape)[0]
+
+    def label_arrays(self, i: int):
         label = self.dataset.label(i)
         ids = encode_ctc_label(label, self.charset, self.max_text_length)
-        return tensor, ids, np.int64(len(self.charset.encode(label))), np.int64(i)
+        return ids, np.int64(len(self.charset.encode(label)))
+
+    def __getitem__(self, i: int):
+        ids, length = self.label_arrays(i)
+        return self.image_tensor(i), ids, length, np.int64(i)
 
 
 class EpochBatchSampler:

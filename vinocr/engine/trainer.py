@@ -126,6 +126,22 @@ class Trainer:
         self.train_model = dist.wrap(self.model)
         self.amp = Amp(resolve_amp(g["use_amp"], self.device, g["amp_dtype"], g["amp_level"]))
         self.decoder = build_decoder(cfg["Decode"], charset=self.charset, key="Decode")
+        self.feature_cache = None
+        cache_cfg = cfg["Train"]["feature_cache"]
+        if cache_cfg["enabled"]:
+            from vinocr.engine.feature_cache import FeatureCache
+
+            # Fixed augmentation views keep the cached and uncached paths identical.
+            self.train_samples.views = cache_cfg["views"]
+            if dist.world_size() > 1:
+                logger.warning("Train.feature_cache is single-process for now; training "
+                               "without it on %d processes", dist.world_size())
+            elif not hasattr(self.model.head, "ctc_encoder"):
+                logger.warning("Train.feature_cache needs a PP-OCRv4-style model (backbone + "
+                               "SVTR neck); %s trains without it", self.model.arch)
+            else:
+                self.feature_cache = FeatureCache(self.train_samples, cache_cfg["views"],
+                                                  cfg["Train"]["batch_size"], cache_cfg["dtype"])
         self.state = TrainState()
         self._build_optimization()
         self.resumed_from: Optional[str] = None
@@ -292,6 +308,19 @@ class Trainer:
                                 lengths.astype("int64"), blank=0, reduction="none")
         return per_sample.mean()
 
+    def _freeze_prefix_mode(self) -> Optional[str]:
+        """Put a fully frozen leading part (backbone, or backbone + neck) in eval mode: frozen
+        means a fixed function, so no BatchNorm updates and no dropout. Returns that stage."""
+        if not hasattr(self.model, "backbone") or not hasattr(self.model.head, "ctc_encoder"):
+            return None
+        from vinocr.engine.feature_cache import frozen_stage, prefix_layers
+
+        stage = frozen_stage(self.model)
+        if stage is not None:
+            for layer in prefix_layers(self.model, stage):
+                layer.eval()
+        return stage
+
     def _grad_norm(self) -> float:
         total = 0.0
         for p in self.model.parameters():
@@ -299,10 +328,16 @@ class Trainer:
                 total += float((p.grad.astype("float32") ** 2).sum())
         return math.sqrt(total) if math.isfinite(total) else float("inf")
 
-    def _train_step(self, batch: List[paddle.Tensor]) -> Optional[Dict[str, float]]:
+    def _train_step(self, batch: List[paddle.Tensor], stage: Optional[str] = None
+                    ) -> Optional[Dict[str, float]]:
         images, labels, lengths, index = batch
         with self.amp.autocast():
-            if dist.world_size() == 1 and hasattr(self.model, "forward_train"):
+            if stage is not None:
+                # ``images`` are cached prefix features; only the trainable suffix runs.
+                from vinocr.engine.feature_cache import run_suffix
+
+                logits, aux = run_suffix(self.model, images, stage), {}
+            elif dist.world_size() == 1 and hasattr(self.model, "forward_train"):
                 logits, aux = self.model.forward_train(images, labels, lengths)
             else:
                 logits, aux = self.train_model(images), {}
@@ -381,12 +416,20 @@ class Trainer:
                 set_loader_epoch(self.train_loader, self.train_samples, epoch)
                 self.train_model.train()
                 self.hooks.train_mode(self.model, self)
+                stage = self._freeze_prefix_mode()
+                batches = self.train_loader
+                if stage is not None and self.feature_cache is not None:
+                    self.feature_cache.prepare(self.model, stage)
+                    batches = self.feature_cache.batches(self.model, epoch,
+                                                         self.train_loader.batch_sampler)
+                else:
+                    stage = None
                 bar = tqdm(total=len(self.train_loader), desc=f"epoch {epoch + 1}/{self.epochs}",
                            disable=not self.is_main or bool(os.environ.get("VINOCR_NO_PROGRESS")),
                            file=sys.stderr, dynamic_ncols=True, leave=False)
                 start, losses, epoch_samples = time.perf_counter(), [], 0
-                for batch in self.train_loader:
-                    result = self._train_step(batch)
+                for batch in batches:
+                    result = self._train_step(batch, stage)
                     n = int(batch[0].shape[0]) * dist.world_size()
                     epoch_samples += n
                     samples_seen += n
@@ -404,6 +447,7 @@ class Trainer:
                         self.validate(epoch)
                         self.train_model.train()
                         self.hooks.train_mode(self.model, self)
+                        self._freeze_prefix_mode()
                     if max_steps and self.state.global_step >= max_steps:
                         break
                 bar.close()
@@ -567,7 +611,9 @@ class Trainer:
             "amp": self.amp.settings.reason, "device": self.device,
             "world_size": dist.world_size(),
             "timing": {"wall_seconds": self.timer.elapsed(), "train_seconds": train_time,
-                       "train_images_per_sec": samples_seen / max(train_time, 1e-9)},
+                       "train_images_per_sec": samples_seen / max(train_time, 1e-9),
+                       "feature_cache_build_seconds": (self.feature_cache.build_seconds
+                                                       if self.feature_cache else None)},
             "paths": {"config": str(self.run_dir / "config.yml"),
                       "best": str(self.run_dir / "best"), "latest": str(self.run_dir / "latest"),
                       "log": str(self.run_dir / "train.log"),

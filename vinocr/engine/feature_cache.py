@@ -1,0 +1,126 @@
+"""Frozen-prefix feature cache: compute the frozen leading part of the network once per sample and
+augmentation view, then train the rest from the cache.
+
+When the backbone is frozen (``frozen_backbone``, early ``gradual_unfreeze`` phases, LoRA confined
+to the neck and head), every epoch recomputes the same backbone features, and on CPU that forward
+pass is most of the step. The cache keeps ``views`` augmented versions of each sample. Epoch ``e``
+trains on view ``e % views``, and the augmentation of view ``v`` of sample ``i`` is drawn from
+``(seed, v, i)``. The uncached path draws the same views (see ``RecognitionSamples.views``), so
+both paths see identical inputs and train identically; a test checks it. The cache is keyed by a
+digest of the prefix's weights and buffers: unfreezing changes the prefix, and the cache rebuilds.
+"""
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+from typing import Any, Dict, Iterator, List, Optional, Tuple
+
+import numpy as np
+import paddle
+
+logger = logging.getLogger(__name__)
+
+STAGES = ("backbone", "neck")
+
+
+def frozen_stage(model: Any) -> Optional[str]:
+    """The longest frozen prefix: ``neck`` (backbone + SVTR neck frozen), ``backbone``, or None."""
+    def frozen(layer: Any) -> bool:
+        params = [p for p in layer.parameters() if not p.name.endswith(("_mean", "_variance"))]
+        return bool(params) and all(p.stop_gradient for p in params)
+
+    if not frozen(model.backbone):
+        return None
+    encoder = getattr(model.head, "ctc_encoder", None)
+    if encoder is not None and frozen(encoder):
+        return "neck"
+    return "backbone"
+
+
+def prefix_layers(model: Any, stage: str) -> List[Any]:
+    return [model.backbone] + ([model.head.ctc_encoder] if stage == "neck" else [])
+
+
+def prefix_digest(model: Any, stage: str) -> str:
+    h = hashlib.sha1(stage.encode())
+    for layer in prefix_layers(model, stage):
+        for name, tensor in sorted(layer.state_dict().items()):
+            h.update(name.encode())
+            h.update(tensor.numpy().tobytes())
+    return h.hexdigest()
+
+
+def run_prefix(model: Any, images: paddle.Tensor, stage: str) -> paddle.Tensor:
+    features = model.backbone(images)
+    return model.head.ctc_encoder(features) if stage == "neck" else features
+
+
+def run_suffix(model: Any, features: paddle.Tensor, stage: str) -> paddle.Tensor:
+    """CTC logits from cached features."""
+    if stage == "neck":
+        return model.head.ctc_head(features)
+    return model.head(features)
+
+
+class FeatureCache:
+    """In-memory cache ``{view: array [N, ...]}`` for one (stage, prefix digest)."""
+
+    def __init__(self, samples: Any, views: int, batch_size: int = 32,
+                 dtype: str = "float32") -> None:
+        self.samples = samples          # RecognitionSamples (images, labels, augmentation)
+        self.views = max(1, int(views))
+        self.batch_size = batch_size
+        self.dtype = np.dtype(dtype)
+        self.key: Optional[Tuple[str, str]] = None
+        self.store: Dict[int, np.ndarray] = {}
+        self.build_seconds = 0.0
+
+    def prepare(self, model: Any, stage: str) -> None:
+        key = (stage, prefix_digest(model, stage))
+        if key != self.key:
+            if self.key is not None:
+                logger.info("feature cache invalidated: the frozen prefix changed (%s -> %s)",
+                            self.key[0], stage)
+            self.key, self.store = key, {}
+
+    def view_of(self, epoch: int) -> int:
+        return epoch % self.views
+
+    def ensure(self, model: Any, epoch: int) -> np.ndarray:
+        view = self.view_of(epoch)
+        if view in self.store:
+            return self.store[view]
+        stage = self.key[0]
+        start = time.perf_counter()
+        was_training = [l.training for l in prefix_layers(model, stage)]
+        for layer in prefix_layers(model, stage):
+            layer.eval()
+        chunks = []
+        n = len(self.samples)
+        with paddle.no_grad():
+            for s in range(0, n, self.batch_size):
+                batch = np.stack([self.samples.image_tensor(i, view) for i in
+                                  range(s, min(n, s + self.batch_size))])
+                feats = run_prefix(model, paddle.to_tensor(batch), stage).numpy()
+                chunks.append(feats.astype(self.dtype))
+        for layer, mode in zip(prefix_layers(model, stage), was_training):
+            layer.train() if mode else layer.eval()
+        self.store[view] = np.concatenate(chunks)
+        elapsed = time.perf_counter() - start
+        self.build_seconds += elapsed
+        mb = sum(a.nbytes for a in self.store.values()) / 2 ** 20
+        logger.info("feature cache: view %d of %d built for %d samples (%s features) in %.1f s; "
+                    "%.0f MiB cached", view + 1, self.views, n, stage, elapsed, mb)
+        return self.store[view]
+
+    def batches(self, model: Any, epoch: int, sampler: Any) -> Iterator[List[paddle.Tensor]]:
+        """Batches ``[features, labels, lengths, index]`` in the sampler's order for ``epoch``."""
+        feats = self.ensure(model, epoch)
+        for indices in sampler:
+            idx = np.asarray(indices)
+            labels, lengths = zip(*(self.samples.label_arrays(int(i)) for i in idx))
+            yield [paddle.to_tensor(feats[idx].astype("float32")),
+                   paddle.to_tensor(np.stack(labels)),
+                   paddle.to_tensor(np.asarray(lengths, dtype="int64")),
+                   paddle.to_tensor(idx.astype("int64"))]
