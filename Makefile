@@ -22,7 +22,7 @@ $(STAMP): $(PY) setup.py constraints.txt
 install: $(STAMP)
 
 test: install
-	$(PY) -m pytest -q -n $(TEST_WORKERS) tests
+	$(PY) -m pytest -q -rs -n $(TEST_WORKERS) tests
 
 # The main job end to end on synthetic data (about 10 minutes on 2 CPU cores): synthesise VINs,
 # validate and split them, import the pretrained PP-OCRv4 recogniser, fine-tune it with the
