@@ -19,6 +19,8 @@ CONSOLE_SCRIPTS = [
     "vinocr-finetune=vinocr.cli.finetune:main",
     "vinocr-eval=vinocr.cli.eval:main",
     "vinocr-export=vinocr.cli.export:main",
+    "vinocr-predict=vinocr.cli.predict:main",
+    "vinocr-bench=vinocr.cli.bench:main",
 ]
 
 setup(

@@ -16,3 +16,12 @@ import warnings as _warnings
 # concerns vinocr users and both drown the messages that do.
 _warnings.filterwarnings("ignore", message="No ccache found")
 _warnings.filterwarnings("ignore", message="When training, we now always track global mean")
+
+
+def __getattr__(name: str):
+    """Lazy top-level names: ``from vinocr import Recognizer`` without importing Paddle up front."""
+    if name in ("Recognizer", "RecognitionResult"):
+        from vinocr import predict
+
+        return getattr(predict, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

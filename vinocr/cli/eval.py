@@ -34,9 +34,23 @@ def evaluate_one(loaded: Any, dataset: Any, decode_cfg: Dict[str, Any], image_sh
     from vinocr.decode import build_decoder
     from vinocr.engine.evaluation import evaluate_texts
 
-    decoder = build_decoder(decode_cfg, charset=loaded.charset, key="Decode")
     preds, confs, labels = [], [], []
     infer_time = 0.0
+    if getattr(loaded, "recognizer", None) is not None:
+        # An exported directory: its own predictor, preprocessing and decoder settings.
+        for start in range(0, len(dataset), batch_size):
+            idx = list(range(start, min(len(dataset), start + batch_size)))
+            t0 = time.perf_counter()
+            results = loaded.recognizer.predict([dataset.load_image(i) for i in idx])
+            infer_time += time.perf_counter() - t0
+            for r, i in zip(results, idx):
+                preds.append(r.text)
+                confs.append(r.confidence)
+                labels.append(dataset.label(i))
+        result = evaluate_texts(preds, labels, confs, vin=loaded.charset.name == "vin")
+        return {"result": result, "preds": preds, "labels": labels, "confidences": confs,
+                "ms_per_image": 1000 * infer_time / max(1, len(dataset))}
+    decoder = build_decoder(decode_cfg, charset=loaded.charset, key="Decode")
     with paddle.no_grad():
         for start in range(0, len(dataset), batch_size):
             idx = range(start, min(len(dataset), start + batch_size))
@@ -67,7 +81,8 @@ def build_parser() -> argparse.ArgumentParser:
                    "and the architecture of the 'pretrained' model)")
     p.add_argument("-o", "--opt", nargs="+", default=[], help="overrides Key.sub=value")
     p.add_argument("--models", nargs="+", required=True,
-                   help="'pretrained' (zero-shot) and/or run dirs / checkpoint dirs")
+                   help="'pretrained' (zero-shot), run dirs, checkpoint dirs and/or exported "
+                   "model dirs (inference.json)")
     p.add_argument("--data", nargs="+", required=True, help="datasets (any vinocr format)")
     p.add_argument("--out", help="folder for table.md, table.csv, errors CSV and PNGs")
     p.add_argument("--batch-size", type=int, default=32)
@@ -93,7 +108,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         loaded = load_model(spec, cfg)
         model_cfg = cfg if cfg is not None else loaded.config
         decode_cfg = model_cfg.get("Decode", {"method": "greedy"})
-        image_shape = model_cfg["Global"]["image_shape"]
+        # Exported models carry their own input shape and decoder (inference.yml).
+        image_shape = model_cfg["Global"]["image_shape"] if loaded.recognizer is None else None
         for d_index, data in enumerate(args.data):
             dataset = open_dataset(data, charset=loaded.charset)
             if len(dataset) == 0:

@@ -1,21 +1,36 @@
 """``vinocr-export``: a trained checkpoint -> a Paddle inference model that stock paddleocr loads.
 
-    vinocr-export --checkpoint runs/vin/best --out exported/vin
+    vinocr-export --checkpoint runs/vin/best --out exported/vin [--onnx]
 
 LoRA adapters are merged, re-parameterisable branches folded, BatchNorms and learnable affines
 folded into their convs (all exact), and the softmax included. ``inference.yml`` records the
-dictionary, the input shape and vinocr's decoder settings.
+dictionary, the input shape and vinocr's decoder settings. ``--onnx`` also writes ``inference.onnx``
+(dynamic batch and width; paddleocr loads the directory with ``engine='onnxruntime'``) and checks
+it against the Paddle predictor on random inputs of widths 160, 320 and 640.
 """
 from __future__ import annotations
 
 import argparse
 import sys
 from pathlib import Path
-from typing import List, Optional
+from typing import List, Optional, Sequence
 
-from vinocr.cli.common import cli_entry, setup_logging
+import numpy as np
+
+from vinocr.cli.common import cli_entry, positive_int, setup_logging
 
 PROG = "vinocr-export"
+
+#: Input widths of the random batches the ONNX parity check runs.
+PARITY_WIDTHS = (160, 320, 640)
+
+
+def parity_inputs(height: int, widths: Sequence[int] = PARITY_WIDTHS, batch: int = 2,
+                  seed: int = 0) -> List[np.ndarray]:
+    """Random ``[batch, 3, height, w]`` inputs in [-1, 1], one per width."""
+    rng = np.random.default_rng(seed)
+    return [rng.uniform(-1.0, 1.0, (batch, 3, int(height), int(w))).astype(np.float32)
+            for w in widths]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -24,6 +39,11 @@ def build_parser() -> argparse.ArgumentParser:
                    "'pretrained' with -c")
     p.add_argument("-c", "--config", nargs="+", help="config (only for --checkpoint pretrained)")
     p.add_argument("--out", required=True)
+    p.add_argument("--onnx", action="store_true", help="also write inference.onnx (paddle2onnx, "
+                   "offline) and check it against the Paddle predictor")
+    p.add_argument("--opset", type=positive_int, default=11, help="ONNX opset (with --onnx)")
+    p.add_argument("--atol", type=float, default=1e-4, help="largest accepted ONNX vs Paddle "
+                   "difference of the output probabilities (with --onnx)")
     p.add_argument("--log-level", default="INFO")
     return p
 
@@ -45,6 +65,15 @@ def main(argv: Optional[List[str]] = None) -> int:
                            model_cfg["Global"]["image_shape"], extra)
     print(f"exported {loaded.name} -> {Path(out).resolve()} (inference.json, inference.pdiparams, "
           "inference.yml)")
+    if args.onnx:
+        from vinocr.export.onnx import check_onnx_parity, export_onnx
+
+        onnx_path = export_onnx(out, opset=args.opset)
+        height = int(model_cfg["Global"]["image_shape"][1])
+        diff = check_onnx_parity(out, parity_inputs(height), atol=args.atol)
+        widths = "/".join(str(w) for w in PARITY_WIDTHS)
+        print(f"onnx -> {Path(onnx_path).resolve()}; max abs diff vs Paddle {diff:.3g} "
+              f"(widths {widths}, atol {args.atol:g})")
     return 0
 
 

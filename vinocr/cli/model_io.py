@@ -23,6 +23,7 @@ class LoadedModel:
     model: Any
     charset: Charset
     config: Dict[str, Any]
+    recognizer: Any = None   # set for exported directories (Paddle inference predictor)
 
 
 def load_model(spec: str, cfg: Optional[Mapping[str, Any]] = None) -> LoadedModel:
@@ -44,6 +45,11 @@ def load_model(spec: str, cfg: Optional[Mapping[str, Any]] = None) -> LoadedMode
     from vinocr.models.weights import load_weights
 
     path = Path(spec)
+    if (path / "inference.json").is_file():
+        from vinocr.predict import Recognizer
+
+        rec = Recognizer.from_dir(path)
+        return LoadedModel(f"exported {path}", None, rec.charset, {}, recognizer=rec)
     if path.is_dir() and (path / "best").exists() and not (path / "state.json").exists():
         path = path / "best"  # a run directory means its best checkpoint
     ckpt = load_checkpoint(resolve_checkpoint(path))

@@ -1,4 +1,5 @@
-"""Export of recognisers as Paddle inference models (and, later, ONNX)."""
+"""Export of recognisers as Paddle inference models (loadable by stock paddleocr) and ONNX."""
 from vinocr.export.inference import export_inference, load_predictor
+from vinocr.export.onnx import check_onnx_parity, export_onnx
 
-__all__ = ["export_inference", "load_predictor"]
+__all__ = ["export_inference", "load_predictor", "export_onnx", "check_onnx_parity"]

@@ -7,6 +7,7 @@ from typing import Any, Mapping, Optional, Tuple
 import numpy as np
 
 from vinocr.charset import Charset, load_charset
+from vinocr.errors import VinocrError
 from vinocr.models.recognizer import Recognizer
 from vinocr.models.registry import build_model
 from vinocr.models.weights import (HEAD_BIAS, HEAD_WEIGHT, LoadReport, load_weights,
@@ -33,6 +34,10 @@ def model_from_config(arch: Mapping[str, Any], charset: Any) -> Tuple[Recognizer
     from vinocr.models.pretrained import load_pretrained
 
     pre = load_pretrained(spec)
+    if pre.arch and pre.arch != model.arch:
+        raise VinocrError(f"Architecture.pretrained: {spec!r} holds {pre.arch} weights, but "
+                          f"Architecture.name is {model.arch!r}; set pretrained: null (train from "
+                          "scratch) or use a matching architecture")
     state = dict(pre.state)
     if (pre.characters is not None and HEAD_WEIGHT in state
             and list(pre.characters) != list(cs.characters)):

@@ -1,0 +1,50 @@
+"""vinocr-eval's numbers on a tiny case checkable by hand."""
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conftest import make_label_dir
+from vinocr.charset import load_charset
+from vinocr.cli.eval import evaluate_one
+from vinocr.cli.model_io import LoadedModel
+from vinocr.data import LabelFileDataset
+
+
+class ScriptedModel:
+    """Returns one-hot CTC outputs spelling the given texts, in call order."""
+
+    def __init__(self, texts, charset):
+        self.texts, self.cs = list(texts), charset
+
+    def predict_proba(self, images):
+        import paddle
+
+        n, t = images.shape[0], images.shape[3] // 8
+        out = np.full((n, t, self.cs.num_classes), 1e-6, dtype="float32")
+        for row in range(n):
+            ids = self.cs.encode(self.texts.pop(0))
+            frames = [0] * t
+            for k, c in enumerate(ids):
+                frames[2 * k] = c          # character, then a blank frame
+            for f, c in enumerate(frames):
+                out[row, f, c] = 1.0
+        return paddle.to_tensor(out / out.sum(-1, keepdims=True))
+
+
+def test_eval_numbers_by_hand(tmp_path: Path):
+    labels = ["AB123", "CD456", "EF789", "GH012"]
+    make_label_dir(tmp_path, labels)
+    cs = load_charset("plate")
+    # 3 exact, 1 with one substitution (GH012 -> GH812): 1 edit over 20 characters
+    model = ScriptedModel(["AB123", "CD456", "EF789", "GH812"], cs)
+    loaded = LoadedModel("scripted", model, cs, {})
+    ev = evaluate_one(loaded, LabelFileDataset(tmp_path / "labels.txt", charset=cs),
+                      {"method": "greedy"}, [3, 48, 96], batch_size=3)
+    r = ev["result"]
+    assert ev["preds"] == ["AB123", "CD456", "EF789", "GH812"]
+    assert r.n == 4 and r.seq_acc == pytest.approx(0.75)
+    assert r.char_acc == pytest.approx(1 - 0.2 / 4)      # mean NED: (0 + 0 + 0 + 1/5) / 4
+    assert r.cer == pytest.approx(1 / 20)
+    assert r.per_position_acc == pytest.approx([1, 1, 0.75, 1, 1])
+    assert r.top_confusions(1) == [(("0", "8"), 1)]

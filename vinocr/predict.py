@@ -1,0 +1,372 @@
+"""Recognition with an exported model: ``Recognizer.from_dir(dir).predict(images)``.
+
+    from vinocr import Recognizer
+    rec = Recognizer.from_dir("exported/vin")                  # Paddle inference, oneDNN on CPU
+    rec.predict("crop.png").text                               # one image -> RecognitionResult
+    [r.to_dict() for r in rec.predict([img1, img2])]           # a list -> a list
+
+An exported directory holds ``inference.json`` + ``inference.pdiparams`` (Paddle) and optionally
+``inference.onnx`` (onnxruntime), plus ``inference.yml``: its ``PostProcess.character_dict`` is the
+dictionary, ``PreProcess`` the input shape and ``vinocr.decode`` the decoder settings.
+
+Images go through :func:`vinocr.data.preprocess.batch_resize_norm`, the function training uses
+(through ``resize_norm``), so a crop at the model's input width reaches the network as exactly the
+tensor it saw in training. A batch is padded to its widest image (paddleocr's rule); ``predict``
+sorts a list by aspect ratio before batching so little padding is added.
+
+Neither this module nor ``import vinocr`` imports Paddle; the Paddle backend imports it when built.
+A :class:`Recognizer` is not thread-safe (one predictor per instance): use one per thread.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import (Any, Dict, List, Mapping, Optional, Protocol, Sequence, Tuple, Union,
+                    overload)
+
+import numpy as np
+
+from vinocr.charset import Charset
+from vinocr.data.base import read_image
+from vinocr.data.preprocess import DEFAULT_IMAGE_SHAPE, batch_resize_norm, resize_norm
+from vinocr.decode import DecodeResult, Decoder, build_decoder
+from vinocr.errors import VinocrError
+from vinocr.vin import VIN_ALPHABET, VIN_LENGTH, check_digit_ok, decode_model_year, validate_vin
+
+logger = logging.getLogger(__name__)
+
+BACKENDS: Tuple[str, ...] = ("paddle", "onnxruntime")
+ONNX_FILE = "inference.onnx"
+
+ImageInput = Union[np.ndarray, str, Path]
+
+
+@dataclass
+class RecognitionResult:
+    """One recognised crop.
+
+    Attributes:
+        text: the decoded text ('' when a constrained decoder found no valid sequence).
+        confidence: mean of ``char_confidences`` (0.0 for an empty text).
+        char_confidences: one probability per character of ``text``.
+        vin_valid: VIN charsets only: :func:`vinocr.vin.validate_vin` accepts ``text`` (the check
+            digit is required for North American WMIs only). None for other charsets.
+        check_digit_ok: VIN charsets only: ``text`` is 17 VIN characters with a matching check
+            digit (position 9). None for other charsets.
+        model_year: VIN charsets only: the model year position 10 encodes, when ``text`` has 17
+            characters and position 10 is a year code; otherwise None.
+    """
+
+    text: str
+    confidence: float
+    char_confidences: List[float] = field(default_factory=list)
+    vin_valid: Optional[bool] = None
+    check_digit_ok: Optional[bool] = None
+    model_year: Optional[int] = None
+
+    def to_dict(self) -> Dict[str, Any]:
+        """Plain JSON-ready dict; the VIN fields appear only for VIN charsets."""
+        out = asdict(self)
+        if self.vin_valid is None:
+            for key in ("vin_valid", "check_digit_ok", "model_year"):
+                out.pop(key)
+        return out
+
+
+def result_from_decode(decoded: DecodeResult, vin: bool) -> RecognitionResult:
+    """A :class:`RecognitionResult` for a decoder output; ``vin`` adds the VIN fields."""
+    result = RecognitionResult(text=decoded.text, confidence=float(decoded.confidence),
+                               char_confidences=[float(c) for c in decoded.char_confidences])
+    if vin:
+        text = decoded.text
+        result.vin_valid = bool(text) and validate_vin(text).valid
+        result.check_digit_ok = check_digit_ok(text)
+        result.model_year = decode_model_year(text) if len(text) == VIN_LENGTH else None
+    return result
+
+
+# ---------------------------------------------------------------------------------- backends
+class Backend(Protocol):
+    """What the recogniser needs from an inference engine."""
+
+    name: str
+    #: The width the engine's input is fixed to, or None when any width is accepted.
+    fixed_width: Optional[int]
+
+    def run(self, batch: np.ndarray) -> np.ndarray:
+        """float32 [N, 3, H, W] -> per-frame class probabilities (or logits) [N, T, C]."""
+
+
+class PaddleBackend:
+    """Paddle inference predictor (oneDNN on CPU unless ``mkldnn=False``)."""
+
+    name = "paddle"
+    fixed_width: Optional[int] = None
+
+    def __init__(self, model_dir: Union[str, Path], threads: int = 1, mkldnn: bool = True) -> None:
+        from vinocr.export.inference import load_predictor
+
+        self.predictor = load_predictor(model_dir, threads=threads, mkldnn=mkldnn)
+        self._input = self.predictor.get_input_handle(self.predictor.get_input_names()[0])
+        self._output = self.predictor.get_output_handle(self.predictor.get_output_names()[0])
+
+    def run(self, batch: np.ndarray) -> np.ndarray:
+        self._input.reshape(list(batch.shape))
+        self._input.copy_from_cpu(np.ascontiguousarray(batch, dtype=np.float32))
+        self.predictor.run()
+        return self._output.copy_to_cpu()
+
+
+class OnnxRuntimeBackend:
+    """onnxruntime on CPU for ``inference.onnx`` in the exported directory."""
+
+    name = "onnxruntime"
+
+    def __init__(self, model_dir: Union[str, Path], threads: int = 1) -> None:
+        path = Path(model_dir) / ONNX_FILE
+        if not path.is_file():
+            raise VinocrError(f"{Path(model_dir)}: no {ONNX_FILE} (export the model with ONNX "
+                              "too, or use backend 'paddle')")
+        try:
+            import onnxruntime as ort
+        except ImportError:
+            raise VinocrError("backend 'onnxruntime' needs the onnxruntime package "
+                              "(pip install onnxruntime)") from None
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = threads
+        opts.inter_op_num_threads = 1
+        opts.log_severity_level = 3  # errors only: paddle2onnx leaves harmless graph warnings
+        try:
+            self.session = ort.InferenceSession(str(path), opts,
+                                                providers=["CPUExecutionProvider"])
+        except Exception as exc:  # onnxruntime raises its own exception types for bad files
+            raise VinocrError(f"{path}: onnxruntime cannot load it: "
+                              f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}"
+                              ) from None
+        inp = self.session.get_inputs()[0]
+        self._input_name = inp.name
+        width = inp.shape[3] if len(inp.shape) == 4 else None
+        self.fixed_width = width if isinstance(width, int) and width > 0 else None
+
+    def run(self, batch: np.ndarray) -> np.ndarray:
+        feed = {self._input_name: np.ascontiguousarray(batch, dtype=np.float32)}
+        return self.session.run(None, feed)[0]
+
+
+def build_backend(model_dir: Union[str, Path], backend: str = "paddle", threads: int = 1,
+                  mkldnn: bool = True) -> Backend:
+    if backend == "paddle":
+        return PaddleBackend(model_dir, threads=threads, mkldnn=mkldnn)
+    if backend == "onnxruntime":
+        return OnnxRuntimeBackend(model_dir, threads=threads)
+    raise VinocrError(f"unknown backend {backend!r} (valid: {', '.join(BACKENDS)})")
+
+
+# ------------------------------------------------------------------------------ exported dir
+@dataclass
+class ModelInfo:
+    """What ``inference.yml`` says about an exported model."""
+
+    charset: Charset
+    image_shape: Tuple[int, int, int]
+    decode: Dict[str, Any]
+    source: Optional[str] = None
+
+
+def read_model_info(model_dir: Union[str, Path]) -> ModelInfo:
+    """Dictionary, input shape and decoder settings of an exported directory."""
+    import yaml
+
+    d = Path(model_dir)
+    if not d.is_dir():
+        raise VinocrError(f"{d}: model directory not found")
+    path = d / "inference.yml"
+    if not path.is_file():
+        raise VinocrError(f"{d}: no inference.yml (is this a vinocr-export directory?)")
+    try:
+        doc = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as exc:
+        raise VinocrError(f"{path}: invalid YAML ({str(exc).splitlines()[0]})") from None
+    if not isinstance(doc, dict):
+        raise VinocrError(f"{path}: expected a mapping at the top level")
+    chars = (doc.get("PostProcess") or {}).get("character_dict")
+    if not isinstance(chars, list) or not chars:
+        raise VinocrError(f"{path}: PostProcess.character_dict must be a non-empty list of "
+                          "characters")
+    image_shape: Sequence[int] = DEFAULT_IMAGE_SHAPE
+    for op in (doc.get("PreProcess") or {}).get("transform_ops") or []:
+        if isinstance(op, dict) and "RecResizeImg" in op:
+            image_shape = (op["RecResizeImg"] or {}).get("image_shape", image_shape)
+    if len(image_shape) != 3:
+        raise VinocrError(f"{path}: RecResizeImg.image_shape must be [C, H, W], got {image_shape}")
+    extra = doc.get("vinocr") or {}
+    name = str(extra.get("charset") or "custom")
+    charset = Charset([str(c) for c in chars], name=name,
+                      case_insensitive=False if name == "ppocr" else None)
+    decode = dict(extra.get("decode") or {"method": "greedy"})
+    return ModelInfo(charset, tuple(int(v) for v in image_shape), decode,  # type: ignore[arg-type]
+                     extra.get("source"))
+
+
+def is_vin_charset(charset: Charset) -> bool:
+    return charset.name == "vin" or set(charset.characters) == set(VIN_ALPHABET)
+
+
+def _softmax(x: np.ndarray) -> np.ndarray:
+    e = np.exp(x - x.max(axis=-1, keepdims=True))
+    return e / e.sum(axis=-1, keepdims=True)
+
+
+# ------------------------------------------------------------------------------- recogniser
+class Recognizer:
+    """An exported recogniser: preprocessing, inference engine and CTC decoder in one object.
+
+    Build it with :meth:`from_dir`; the constructor takes the parts (tests and custom engines).
+
+    Args:
+        backend: the inference engine (see :class:`Backend`).
+        charset: the model's dictionary.
+        image_shape: model input (C, H, W); W is the minimum (padded) width.
+        decode: decoder settings (``vinocr.decode.build_decoder`` mapping).
+        dynamic_width: False (default) squeezes crops wider than W to W exactly as training and
+            ``vinocr-eval`` do, so predictions match the measured accuracy; True lets batches
+            grow to keep wide crops' aspect (stock paddleocr's inference rule).
+        batch_size: images per engine call in :meth:`predict`.
+    """
+
+    def __init__(self, backend: Backend, charset: Charset,
+                 image_shape: Sequence[int] = DEFAULT_IMAGE_SHAPE,
+                 decode: Optional[Mapping[str, Any]] = None, dynamic_width: bool = False,
+                 batch_size: int = 16) -> None:
+        if batch_size < 1:
+            raise VinocrError(f"batch_size must be >= 1, got {batch_size}")
+        self.backend = backend
+        self.charset = charset
+        self.image_shape: Tuple[int, int, int] = tuple(int(v) for v in image_shape)  # type: ignore
+        self.decode_config: Dict[str, Any] = dict(decode or {"method": "greedy"})
+        self.decoder: Decoder = build_decoder(self.decode_config, charset=charset, key="decode")
+        self.dynamic_width = dynamic_width
+        self.batch_size = batch_size
+        self.is_vin = is_vin_charset(charset)
+        self.model_dir: Optional[Path] = None
+
+    @classmethod
+    def from_dir(cls, model_dir: Union[str, Path], backend: str = "paddle", threads: int = 1,
+                 decode: Union[Mapping[str, Any], str, None] = None, mkldnn: bool = True,
+                 dynamic_width: bool = False, batch_size: int = 16) -> "Recognizer":
+        """Load an exported directory.
+
+        Args:
+            model_dir: the ``vinocr-export`` output.
+            backend: ``"paddle"`` (Paddle inference) or ``"onnxruntime"`` (needs
+                ``inference.onnx`` in the directory).
+            threads: CPU threads of the engine.
+            decode: decoder overrides merged over ``inference.yml``'s ``vinocr.decode``: a
+                mapping (e.g. ``{"beam_size": 8}``) or just a method name (``"greedy"``).
+            mkldnn: use oneDNN in the Paddle backend.
+            dynamic_width, batch_size: see the class docstring.
+        """
+        if backend not in BACKENDS:
+            raise VinocrError(f"unknown backend {backend!r} (valid: {', '.join(BACKENDS)})")
+        if threads < 1:
+            raise VinocrError(f"threads must be >= 1, got {threads}")
+        info = read_model_info(model_dir)
+        cfg = dict(info.decode)
+        if isinstance(decode, str):
+            cfg["method"] = decode
+        elif decode:
+            cfg.update(decode)
+        engine = build_backend(model_dir, backend, threads=threads, mkldnn=mkldnn)
+        rec = cls(engine, info.charset, info.image_shape, cfg, dynamic_width=dynamic_width,
+                  batch_size=batch_size)
+        rec.model_dir = Path(model_dir)
+        logger.info("loaded %s (%s, %d threads, charset %s, decode %s)", model_dir, backend,
+                    threads, info.charset.name, cfg)
+        return rec
+
+    # ------------------------------------------------------------------------ pipeline steps
+    def preprocess(self, images: Sequence[np.ndarray]) -> np.ndarray:
+        """BGR crops -> the float32 [N, 3, H, W] batch the engine receives."""
+        if not images:
+            raise VinocrError("no images to recognise")
+        width = self.backend.fixed_width
+        if width is not None:
+            shape = (self.image_shape[0], self.image_shape[1], width)
+            return np.stack([resize_norm(im, shape)[0] for im in images])
+        if not self.dynamic_width:
+            return np.stack([resize_norm(im, self.image_shape)[0] for im in images])
+        return batch_resize_norm(images, self.image_shape)
+
+    def forward(self, batch: np.ndarray) -> np.ndarray:
+        """Engine call: [N, 3, H, W] -> per-frame class probabilities [N, T, C]."""
+        probs = np.asarray(self.backend.run(batch))
+        if probs.ndim != 3 or probs.shape[0] != batch.shape[0]:
+            raise VinocrError(f"{self.backend.name}: expected output [N, T, C] for {batch.shape[0]}"
+                              f" images, got shape {probs.shape}")
+        if probs.shape[2] != self.charset.num_classes:
+            raise VinocrError(f"model outputs {probs.shape[2]} classes but its dictionary needs "
+                              f"{self.charset.num_classes}; inference.yml does not match the model")
+        # Exports include the softmax; an engine handing back logits is normalised here.
+        if probs.size and (probs.min() < 0 or np.abs(probs.sum(-1) - 1).max() > 1e-3):
+            probs = _softmax(probs.astype(np.float32))
+        return probs
+
+    def decode(self, probs: np.ndarray) -> List[RecognitionResult]:
+        """[N, T, C] probabilities -> one result per image."""
+        return [result_from_decode(d, self.is_vin) for d in self.decoder.decode(probs)]
+
+    # ------------------------------------------------------------------------------ predict
+    @overload
+    def predict(self, images: ImageInput, batch_size: Optional[int] = None
+                ) -> RecognitionResult: ...
+
+    @overload
+    def predict(self, images: Sequence[ImageInput], batch_size: Optional[int] = None
+                ) -> List[RecognitionResult]: ...
+
+    def predict(self, images, batch_size=None):
+        """Recognise one image (array or path) -> a result, or a list of them -> a list.
+
+        An array is one BGR uint8 crop (H, W, 3) or a grey one (H, W), OpenCV's convention;
+        paths are read as BGR.
+        """
+        single = isinstance(images, (np.ndarray, str, Path))
+        if single:
+            items = [images]
+        else:
+            try:
+                items = list(images)
+            except TypeError:
+                raise VinocrError("expected an image array, a path or a list of them, got "
+                                  f"{type(images).__name__}") from None
+        if not items:
+            return []
+        loaded = [self._load(x) for x in items]
+        size = self.batch_size if batch_size is None else batch_size
+        if size < 1:
+            raise VinocrError(f"batch_size must be >= 1, got {size}")
+        # Similar aspect ratios share a batch, so narrow crops are not padded to a wide one's width.
+        order = sorted(range(len(loaded)), key=lambda i: loaded[i].shape[1] / loaded[i].shape[0])
+        results: List[Optional[RecognitionResult]] = [None] * len(loaded)
+        for start in range(0, len(order), size):
+            idx = order[start:start + size]
+            batch = self.preprocess([loaded[i] for i in idx])
+            for i, res in zip(idx, self.decode(self.forward(batch))):
+                results[i] = res
+        return results[0] if single else results  # type: ignore[return-value]
+
+    @staticmethod
+    def _load(image: ImageInput) -> np.ndarray:
+        if isinstance(image, (str, Path)):
+            return read_image(image)
+        if isinstance(image, np.ndarray):
+            if image.ndim not in (2, 3) or image.shape[0] == 0 or image.shape[1] == 0:
+                raise VinocrError(f"expected a BGR image (H, W, 3) or a grey one (H, W), got an "
+                                  f"array of shape {image.shape}")
+            return image
+        raise VinocrError(f"expected an image array or a path, got {type(image).__name__}")
+
+    def __repr__(self) -> str:
+        return (f"Recognizer({self.model_dir or '?'}, backend={self.backend.name!r}, "
+                f"charset={self.charset.name!r}, decode={self.decode_config.get('method')!r})")
