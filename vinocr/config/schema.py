@@ -136,6 +136,9 @@ SCHEMA = Section({
                              "skipping them"),
         "device": Field((str,), "auto", choices=("auto", "cpu", "gpu")),
         "use_amp": Field((bool,), True, "mixed precision where Paddle supports it (GPU)"),
+        "fast_depthwise": Field((str,), "auto", "vinocr's multithreaded CPU depthwise conv op: "
+                                "auto (on for CPU when it builds), on, off",
+                                choices=("auto", "on", "off")),
         "amp_dtype": Field((str,), "float16", choices=("float16", "bfloat16")),
         "amp_level": Field((str,), "O1", choices=("O1", "O2")),
         "deterministic": Field((bool,), False, "deterministic kernels (GPU) for bit-exact resume"),

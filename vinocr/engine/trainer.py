@@ -123,6 +123,7 @@ class Trainer:
             self._load_pretrained_run(g["pretrained_model"])
         self._check_frames()
         self.model = self.hooks.prepare_model(self.model, self)
+        self.fast_depthwise = self._use_fast_depthwise(g["fast_depthwise"])
         self.train_model = dist.wrap(self.model)
         self.amp = Amp(resolve_amp(g["use_amp"], self.device, g["amp_dtype"], g["amp_level"]))
         self.decoder = build_decoder(cfg["Decode"], charset=self.charset, key="Decode")
@@ -180,6 +181,22 @@ class Trainer:
                                             eval_cfg["num_workers"], False, self.seed)
         logger.info("data: %d training samples (%s), %d validation samples", len(self.train_set),
                     self.train_set.describe(), 0 if self.eval_set is None else len(self.eval_set))
+
+    def _use_fast_depthwise(self, mode: str) -> int:
+        """Switch depthwise convs to vinocr's CPU op (Paddle's is naive and single-threaded, the
+        bottleneck of CPU training). Weights and checkpoint keys are unchanged."""
+        if mode == "off" or not self.device.startswith("cpu"):
+            return 0
+        from vinocr.ops import fast_depthwise_available, use_fast_depthwise
+
+        if not fast_depthwise_available():
+            if mode == "on":
+                raise ConfigError("Global.fast_depthwise: on, but the op could not be built "
+                                  "(see the warning above); use auto or off")
+            return 0
+        n = use_fast_depthwise(self.model)
+        logger.info("fast CPU depthwise convolution on for %d layers", n)
+        return n
 
     def _check_frames(self) -> None:
         """CTC needs at least one frame per character plus one between repeated characters;
@@ -609,6 +626,7 @@ class Trainer:
                      "epoch": s.best_epoch},
             "final_metrics": s.last_metrics, "skipped_nonfinite_steps": s.skipped_steps,
             "amp": self.amp.settings.reason, "device": self.device,
+            "fast_depthwise_layers": self.fast_depthwise,
             "world_size": dist.world_size(),
             "timing": {"wall_seconds": self.timer.elapsed(), "train_seconds": train_time,
                        "train_images_per_sec": samples_seen / max(train_time, 1e-9),
