@@ -6,7 +6,7 @@ import pytest
 
 from conftest import make_label_dir
 from vinocr.charset import load_charset
-from vinocr.cli.eval import evaluate_one
+from vinocr.cli.eval import evaluate_one, format_table, table_row
 from vinocr.cli.model_io import LoadedModel
 from vinocr.data import LabelFileDataset
 
@@ -48,3 +48,8 @@ def test_eval_numbers_by_hand(tmp_path: Path):
     assert r.cer == pytest.approx(1 / 20)
     assert r.per_position_acc == pytest.approx([1, 1, 0.75, 1, 1])
     assert r.top_confusions(1) == [(("0", "8"), 1)]
+    # one-hot outputs: confidence 1 on right and wrong alike, so the gap is 0
+    table = format_table([table_row("scripted", "labels.txt", r, 1.5)])
+    row = table.splitlines()[2]
+    assert row == ("| scripted | labels.txt | 4 | 0.7500 | 0.9500 | 0.0500 | 0.0500 | - | 0.0000 | "
+                   "1.00 1.00 0.75 1.00 1.00 | 1.5000 |")

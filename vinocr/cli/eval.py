@@ -23,7 +23,25 @@ PROG = "vinocr-eval"
 logger = logging.getLogger("vinocr.eval")
 
 COLUMNS = ["model", "dataset", "n", "seq_acc", "char_acc", "ned", "cer",
-           "check_digit_valid_rate", "confidence_gap", "ms_per_image"]
+           "check_digit_valid_rate", "confidence_gap", "per_position_acc", "ms_per_image"]
+
+
+def table_row(model: str, dataset: str, r: Any, ms_per_image: float) -> Dict[str, Any]:
+    """One comparison-table row from an EvalResult."""
+    return {"model": model, "dataset": dataset, "n": r.n, "seq_acc": r.seq_acc,
+            "char_acc": r.char_acc, "ned": r.ned, "cer": r.cer,
+            "check_digit_valid_rate": r.check_digit_valid_rate,
+            "confidence_gap": r.confidence_gap,
+            # fixed-length codes (VINs, plates): accuracy at each character position
+            "per_position_acc": (" ".join(f"{v:.2f}" for v in r.per_position_acc)
+                                 if r.per_position_acc else None),
+            "ms_per_image": ms_per_image}
+
+
+def format_table(rows: List[Dict[str, Any]]) -> str:
+    lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
+    lines += ["| " + " | ".join(fmt(row[c]) for c in COLUMNS) + " |" for row in rows]
+    return "\n".join(lines)
 
 
 def evaluate_one(loaded: Any, dataset: Any, decode_cfg: Dict[str, Any], image_shape: List[int],
@@ -116,10 +134,8 @@ def main(argv: Optional[List[str]] = None) -> int:
                 raise VinocrError(f"{data}: no usable samples for charset {loaded.charset.name!r}")
             ev = evaluate_one(loaded, dataset, decode_cfg, image_shape, args.batch_size)
             r = ev["result"]
-            row = {"model": loaded.name if spec != "pretrained" else "zero-shot pretrained",
-                   "dataset": data, "n": r.n, "seq_acc": r.seq_acc, "char_acc": r.char_acc,
-                   "ned": r.ned, "cer": r.cer, "check_digit_valid_rate": r.check_digit_valid_rate,
-                   "confidence_gap": r.confidence_gap, "ms_per_image": ev["ms_per_image"]}
+            name = loaded.name if spec != "pretrained" else "zero-shot pretrained"
+            row = table_row(name, data, r, ev["ms_per_image"])
             rows.append(row)
             if out:
                 tag = f"m{m_index}_d{d_index}"
@@ -136,9 +152,7 @@ def main(argv: Optional[List[str]] = None) -> int:
                     save_png(out / f"worst_{tag}.png", error_grid(
                         [dataset.load_image(i) for i in worst], [ev["labels"][i] for i in worst],
                         [ev["preds"][i] for i in worst], [ev["confidences"][i] for i in worst]))
-    lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
-    lines += ["| " + " | ".join(fmt(row[c]) for c in COLUMNS) + " |" for row in rows]
-    table = "\n".join(lines)
+    table = format_table(rows)
     print(table)
     if out:
         (out / "table.md").write_text(table + "\n", encoding="utf-8")
