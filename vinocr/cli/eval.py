@@ -52,34 +52,31 @@ def evaluate_one(loaded: Any, dataset: Any, decode_cfg: Dict[str, Any], image_sh
     from vinocr.decode import build_decoder
     from vinocr.engine.evaluation import evaluate_texts
 
-    preds, confs, labels = [], [], []
-    infer_time = 0.0
     if getattr(loaded, "recognizer", None) is not None:
         # An exported directory: its own predictor, preprocessing and decoder settings.
-        for start in range(0, len(dataset), batch_size):
-            idx = list(range(start, min(len(dataset), start + batch_size)))
-            t0 = time.perf_counter()
-            results = loaded.recognizer.predict([dataset.load_image(i) for i in idx])
-            infer_time += time.perf_counter() - t0
-            for r, i in zip(results, idx):
-                preds.append(r.text)
-                confs.append(r.confidence)
-                labels.append(dataset.label(i))
-        result = evaluate_texts(preds, labels, confs, vin=loaded.charset.name == "vin")
-        return {"result": result, "preds": preds, "labels": labels, "confidences": confs,
-                "ms_per_image": 1000 * infer_time / max(1, len(dataset))}
-    decoder = build_decoder(decode_cfg, charset=loaded.charset, key="Decode")
-    with paddle.no_grad():
-        for start in range(0, len(dataset), batch_size):
-            idx = range(start, min(len(dataset), start + batch_size))
-            batch = np.stack([resize_norm(dataset.load_image(i), image_shape)[0] for i in idx])
-            t0 = time.perf_counter()
-            probs = loaded.model.predict_proba(paddle.to_tensor(batch)).numpy()
-            infer_time += time.perf_counter() - t0
-            for result, i in zip(decoder.decode(probs), idx):
-                preds.append(result.text)
-                confs.append(result.confidence)
-                labels.append(dataset.label(i))
+        def run(images: List[np.ndarray]) -> List[Any]:
+            return loaded.recognizer.predict(images)
+    else:
+        decoder = build_decoder(decode_cfg, charset=loaded.charset, key="Decode")
+
+        def run(images: List[np.ndarray]) -> List[Any]:
+            batch = np.stack([resize_norm(im, image_shape)[0] for im in images])
+            with paddle.no_grad():
+                probs = loaded.model.predict_proba(paddle.to_tensor(batch)).numpy()
+            return decoder.decode(probs)
+
+    preds, confs, labels = [], [], []
+    infer_time = 0.0
+    for start in range(0, len(dataset), batch_size):
+        idx = list(range(start, min(len(dataset), start + batch_size)))
+        images = [dataset.load_image(i) for i in idx]
+        t0 = time.perf_counter()  # preprocessing, inference and decoding; not image loading
+        results = run(images)
+        infer_time += time.perf_counter() - t0
+        for r, i in zip(results, idx):
+            preds.append(r.text)
+            confs.append(r.confidence)
+            labels.append(dataset.label(i))
     result = evaluate_texts(preds, labels, confs, vin=loaded.charset.name == "vin")
     return {"result": result, "preds": preds, "labels": labels, "confidences": confs,
             "ms_per_image": 1000 * infer_time / max(1, len(dataset))}
