@@ -60,7 +60,7 @@ def test_export_matches_checkpoint(trained: Path):
     import yaml
 
     from vinocr.cli.model_io import load_model
-    from vinocr.export import load_predictor
+    from vinocr.export import load_predictor, run_paddle_predictor
 
     doc = yaml.safe_load((out / "inference.yml").read_text())
     assert doc["PostProcess"]["character_dict"][:3] == ["0", "1", "2"]
@@ -68,9 +68,5 @@ def test_export_matches_checkpoint(trained: Path):
     x = np.random.default_rng(0).uniform(-1, 1, (2, 3, 48, 96)).astype("float32")
     ref = load_model(str(trained / "run")).model.predict_proba(paddle.to_tensor(x)).numpy()
     predictor = load_predictor(out)
-    handle = predictor.get_input_handle(predictor.get_input_names()[0])
-    handle.reshape(x.shape)
-    handle.copy_from_cpu(x)
-    predictor.run()
-    got = predictor.get_output_handle(predictor.get_output_names()[0]).copy_to_cpu()
+    got = run_paddle_predictor(predictor, x)
     assert np.abs(got - ref).max() < 1e-4

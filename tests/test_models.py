@@ -267,7 +267,7 @@ def test_vin_head_zero_shot_at_least_full(pretrained_full):
 
 
 def test_export_matches_dygraph(pretrained_full, tmp_path: Path):
-    from vinocr.export import export_inference, load_predictor
+    from vinocr.export import export_inference, load_predictor, run_paddle_predictor
 
     vin_model, _ = model_from_config({"name": "ppocrv4_mobile", "pretrained": "ppocrv4_mobile"},
                                      "vin")
@@ -278,10 +278,6 @@ def test_export_matches_dygraph(pretrained_full, tmp_path: Path):
     assert {p.name for p in out_dir.iterdir()} >= {"inference.json", "inference.pdiparams",
                                                    "inference.yml"}
     predictor = load_predictor(out_dir)
-    handle = predictor.get_input_handle(predictor.get_input_names()[0])
-    handle.reshape(x.shape)
-    handle.copy_from_cpu(x)
-    predictor.run()
-    got = predictor.get_output_handle(predictor.get_output_names()[0]).copy_to_cpu()
+    got = run_paddle_predictor(predictor, x)
     assert np.abs(got - ref).max() < 1e-4
     assert vin_model.state_dict().keys() == build_model("ppocrv4_mobile", 35).state_dict().keys()

@@ -8,6 +8,7 @@ import logging
 from pathlib import Path
 from typing import Any, Dict, Optional, Sequence, Union
 
+import numpy as np
 import paddle
 import yaml
 
@@ -88,3 +89,12 @@ def load_predictor(model_dir: Union[str, Path], threads: int = 1, mkldnn: bool =
         config.enable_mkldnn()
     config.disable_glog_info()
     return inference.create_predictor(config)
+
+
+def run_paddle_predictor(predictor, x: np.ndarray) -> np.ndarray:
+    """One forward pass of a Paddle inference predictor on ``x``; the first output as an array."""
+    handle = predictor.get_input_handle(predictor.get_input_names()[0])
+    handle.reshape(list(x.shape))
+    handle.copy_from_cpu(x)
+    predictor.run()
+    return predictor.get_output_handle(predictor.get_output_names()[0]).copy_to_cpu()

@@ -198,15 +198,6 @@ def onnx_session(onnx_path: Union[str, Path], threads: int = 1):
     return ort.InferenceSession(str(p), sess_options=opts, providers=["CPUExecutionProvider"])
 
 
-def run_paddle_predictor(predictor, x: np.ndarray) -> np.ndarray:
-    """One forward pass of a Paddle inference predictor on ``x``; the first output as an array."""
-    handle = predictor.get_input_handle(predictor.get_input_names()[0])
-    handle.reshape(list(x.shape))
-    handle.copy_from_cpu(x)
-    predictor.run()
-    return predictor.get_output_handle(predictor.get_output_names()[0]).copy_to_cpu()
-
-
 def check_onnx_parity(model_dir: Union[str, Path], inputs: ArrayOrArrays, atol: float = 1e-4,
                       onnx_path: Union[str, Path, None] = None, mkldnn: bool = True) -> float:
     """Max absolute difference between onnxruntime and the Paddle predictor on ``inputs``.
@@ -221,7 +212,7 @@ def check_onnx_parity(model_dir: Union[str, Path], inputs: ArrayOrArrays, atol: 
     Returns:
         The largest absolute difference over all inputs.
     """
-    from vinocr.export.inference import load_predictor
+    from vinocr.export.inference import load_predictor, run_paddle_predictor
 
     d = Path(model_dir)
     batches = _as_batches(inputs)
