@@ -8,8 +8,7 @@ import numpy as np
 import paddle
 import pytest
 
-from conftest import make_label_dir
-from vinocr.config import load_config
+from conftest import make_label_dir, tiny_config
 from vinocr.engine.trainer import Trainer
 
 REPO = Path(__file__).resolve().parents[1]
@@ -22,14 +21,8 @@ def trained(tmp_path_factory):
     labels = ["".join(rng.choice(list("ABC0123"), 4)) for _ in range(12)]
     make_label_dir(root, labels[:8], name="train.txt", subdir="tr")
     make_label_dir(root, labels[8:], name="test.txt", subdir="te")
-    cfg = load_config(data={
-        "Global": {"charset": "plate", "run_dir": str(root / "run"), "image_shape": [3, 48, 96],
-                   "max_text_length": 6, "visualdl": False},
-        "Architecture": {"name": "crnn", "pretrained": None,
-                         "params": {"hidden": 8, "channels": [4, 4, 8, 8]}},
-        "Decode": {"method": "greedy"},
-        "Train": {"dataset": {"type": "label_file", "label_files": [str(root / "train.txt")]},
-                  "batch_size": 4, "num_workers": 0, "epochs": 1}})
+    # the shared tiny CRNN run, trained on train.txt only (test.txt stays unseen)
+    cfg = tiny_config(root, root / "run", epochs=1, Eval__dataset=None)
     Trainer(cfg).fit()
     return root
 
