@@ -48,6 +48,9 @@ import paddle.nn.functional as F  # noqa: E402
 from vinocr.ops import build_info, depthwise_conv2d, fast_depthwise_available  # noqa: E402
 from vinocr.ops import use_fast_depthwise  # noqa: E402
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from bench_train import training_step  # noqa: E402  (the same step bench_train times)
+
 # (channels, kernel, H, W, stride): the reference's three shapes, then the strided depthwise
 # convs of PP-OCRv4 (scale 0.95) at 48x320.
 SHAPES = [
@@ -105,27 +108,11 @@ def bench_convs(batch: int, repeats: int) -> list:
 
 
 def bench_model(batch: int, steps: int, width: int) -> float:
-    from vinocr.engine.optim import build_optimizer
     from vinocr.models import build_model
 
     paddle.seed(0)
     model = build_model("ppocrv4_mobile", 35, deploy=True)
-    model.train()
-    opt = build_optimizer({"name": "adamw", "lr": 1e-4}, model, 1e-4)
-    rng = np.random.default_rng(0)
-    x = paddle.to_tensor(rng.uniform(-1, 1, (batch, 3, 48, width)).astype("float32"))
-    labels = paddle.to_tensor(rng.integers(1, 34, (batch, 17)).astype("int32"))
-
-    def step() -> float:
-        start = time.perf_counter()
-        logits = model(x)
-        loss = F.ctc_loss(logits.transpose([1, 0, 2]), labels,
-                          paddle.full([batch], logits.shape[1], "int64"),
-                          paddle.full([batch], 17, "int64"), blank=0, reduction="mean")
-        loss.backward()
-        opt.step()
-        opt.clear_grad()
-        return time.perf_counter() - start
+    step = training_step(model, batch, width)
 
     times = {True: [], False: []}
     n_fast = 0

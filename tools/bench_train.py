@@ -24,14 +24,16 @@ from vinocr.engine.optim import build_optimizer  # noqa: E402
 from vinocr.models import build_model  # noqa: E402
 
 
-def bench(name: str, model, batch: int, steps: int, warmup: int, width: int) -> float:
+def training_step(model, batch: int, width: int):
+    """A callable running one synthetic training step (forward, CTC, backward, AdamW) of
+    ``model`` at 3x48x``width`` and returning its seconds; shared with tools/bench_dwconv.py."""
     model.train()
     opt = build_optimizer({"name": "adamw", "lr": 1e-4}, model, 1e-4)
     rng = np.random.default_rng(0)
     x = paddle.to_tensor(rng.uniform(-1, 1, (batch, 3, 48, width)).astype("float32"))
     labels = paddle.to_tensor(rng.integers(1, 34, (batch, 17)).astype("int32"))
-    times = []
-    for i in range(warmup + steps):
+
+    def step() -> float:
         start = time.perf_counter()
         logits = model(x)
         loss = F.ctc_loss(logits.transpose([1, 0, 2]), labels,
@@ -40,8 +42,14 @@ def bench(name: str, model, batch: int, steps: int, warmup: int, width: int) -> 
         loss.backward()
         opt.step()
         opt.clear_grad()
-        if i >= warmup:
-            times.append(time.perf_counter() - start)
+        return time.perf_counter() - start
+
+    return step
+
+
+def bench(name: str, model, batch: int, steps: int, warmup: int, width: int) -> float:
+    step = training_step(model, batch, width)
+    times = [step() for _ in range(warmup + steps)][warmup:]
     ips = batch / float(np.median(times))
     print(f"| {name} | {batch} | {np.median(times):.2f} | {ips:.2f} |", flush=True)
     return ips
