@@ -21,6 +21,9 @@ CONSOLE_SCRIPTS = [
     "vinocr-export=vinocr.cli.export:main",
     "vinocr-predict=vinocr.cli.predict:main",
     "vinocr-bench=vinocr.cli.bench:main",
+    "vinocr-train-sr=vinocr.cli.train_sr:main",
+    "vinocr-eval-sr=vinocr.cli.eval_sr:main",
+    "vinocr-export-sr=vinocr.cli.export_sr:main",
 ]
 
 setup(

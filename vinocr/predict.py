@@ -356,6 +356,28 @@ class Recognizer:
                 results[i] = res
         return results[0] if single else results  # type: ignore[return-value]
 
+    def frame_probs(self, images: Sequence[ImageInput], batch_size: Optional[int] = None
+                    ) -> List[np.ndarray]:
+        """Per image, the [T, C] class probabilities its decoding starts from, in input order.
+
+        Multi-frame fusion (:mod:`vinocr.sr.fusion`) needs the CTC matrices rather than texts.
+        Batching and preprocessing are those of :meth:`predict`, so decoding these arrays gives
+        exactly :meth:`predict`'s results. With ``dynamic_width`` the T of an image depends on
+        its batch's padded width.
+        """
+        loaded = [self._load(x) for x in images]
+        size = self.batch_size if batch_size is None else batch_size
+        if size < 1:
+            raise VinocrError(f"batch_size must be >= 1, got {size}")
+        order = sorted(range(len(loaded)), key=lambda i: loaded[i].shape[1] / loaded[i].shape[0])
+        out: List[Optional[np.ndarray]] = [None] * len(loaded)
+        for start in range(0, len(order), size):
+            idx = order[start:start + size]
+            probs = self.forward(self.preprocess([loaded[i] for i in idx]))
+            for k, i in enumerate(idx):
+                out[i] = probs[k]
+        return out  # type: ignore[return-value]
+
     @staticmethod
     def _load(image: ImageInput) -> np.ndarray:
         if isinstance(image, (str, Path)):

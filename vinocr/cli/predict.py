@@ -1,11 +1,21 @@
 """``vinocr-predict``: recognise crops with an exported model; JSON or CSV per image.
 
     vinocr-predict --model exported/vin crop.png crops/ data/vin/splits/test.txt --format csv
+    vinocr-predict --rec exported/plate --sr exported/sr plates/          # SR, then recognition
+    vinocr-predict --rec exported/plate --sr exported/sr --tracks lrlpr/test \
+        --fusion logprob --submission submission.txt                       # LRLPR-26 tracks
 
 Each INPUT is an image, a folder (every image below it, sorted) or a label file
 (``path<TAB>label`` lines); for label-file samples the output adds the label and whether the
 prediction matches it (after the charset's normalisation, e.g. upper-casing VINs), and an accuracy
 line goes to stderr.
+
+``--tracks DIR`` recognises every LRLPR-26 track below DIR instead (``track_*/annotations.json``
+with ``lr-001..`` frames): the LR frames, rectified by their corners as the ``lrlpr`` reader does,
+are optionally super-resolved (``--sr``), recognised and fused (``--fusion``, see
+:mod:`vinocr.sr.fusion`). The competition file (``track_00001,ABC1234;0.9876`` per track) goes to
+``--submission``, one JSON line per track to stdout (or ``--out``; nothing with ``--quiet``), and,
+for tracks whose annotations carry a plate text, the track accuracy to stderr.
 """
 from __future__ import annotations
 
@@ -21,8 +31,15 @@ from typing import Any, Dict, Iterator, List, Optional, Tuple
 
 from vinocr.cli.common import cli_entry, positive_int, setup_logging
 from vinocr.errors import VinocrError
+from vinocr.sr.fusion import METHODS as FUSION_METHODS
 
 PROG = "vinocr-predict"
+#: Track mode defaults (kept here so the help text and the behaviour agree).
+DEFAULT_SUBMISSION = "submission.txt"
+DEFAULT_FUSION = "logprob"
+DEFAULT_FRAMES = 5
+#: The file an exported SR directory must hold.
+SR_CONFIG = "sr.yml"
 
 #: One sample to recognise: image path and its label (None when the input has no labels).
 Item = Tuple[str, Optional[str]]
@@ -80,15 +97,21 @@ def collect_inputs(inputs: List[str]) -> List[Item]:
     return items
 
 
-def predict_items(recognizer: Any, items: List[Item], batch_size: int) -> Iterator[Dict[str, Any]]:
-    """One output record per item, in input order (images are read a chunk at a time)."""
+def predict_items(recognizer: Any, items: List[Item], batch_size: int,
+                  sr: Any = None) -> Iterator[Dict[str, Any]]:
+    """One output record per item, in input order (images are read a chunk at a time).
+
+    ``sr``: optional SR model run on each chunk before recognition
+    (:func:`vinocr.sr.pipeline.chain`).
+    """
     from vinocr.data.base import read_image
+    from vinocr.sr.pipeline import chain
 
     chunk = batch_size * 8  # a few batches per chunk lets predict() group similar aspect ratios
     for start in range(0, len(items), chunk):
         part = items[start:start + chunk]
-        results = recognizer.predict([read_image(path) for path, _ in part],
-                                     batch_size=batch_size)
+        results = chain(sr, recognizer, [read_image(path) for path, _ in part],
+                        batch_size=batch_size)
         for (path, label), res in zip(part, results):
             row: Dict[str, Any] = {"path": path, **res.to_dict()}
             if label is not None:
@@ -120,13 +143,17 @@ def csv_text(rows: List[Dict[str, Any]], vin: bool, labelled: bool) -> str:
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog=PROG, description="Recognise text crops with an exported "
                                 "model (vinocr-export output).")
-    p.add_argument("--model", required=True, help="exported model directory")
-    p.add_argument("inputs", nargs="+", metavar="INPUT",
-                   help="image, folder of images, or label file (path<TAB>label)")
+    p.add_argument("--model", "--rec", dest="model", required=True,
+                   help="exported recogniser directory (--rec is an alias)")
+    p.add_argument("inputs", nargs="*", metavar="INPUT",
+                   help="image, folder of images, or label file (path<TAB>label); "
+                   "not with --tracks")
     p.add_argument("--backend", choices=("paddle", "onnxruntime"), default="paddle",
                    help="inference engine (onnxruntime needs inference.onnx in --model)")
-    p.add_argument("--format", choices=("json", "csv"), default="json")
-    p.add_argument("--out", help="output file (default: stdout)")
+    p.add_argument("--format", choices=("json", "csv"), default="json",
+                   help="output for INPUT images (--tracks always writes JSON lines)")
+    p.add_argument("--out", help="output file (default: stdout); with --tracks, the per-track "
+                   "JSON lines")
     p.add_argument("--batch-size", type=positive_int, default=16)
     p.add_argument("--threads", type=positive_int, default=1, help="CPU threads of the engine")
     p.add_argument("--decode", choices=("greedy", "beam", "vin", "plate"),
@@ -134,22 +161,142 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dynamic-width", action="store_true",
                    help="let batches grow to keep wide crops' aspect (stock paddleocr's rule) "
                    "instead of squeezing them to the model width as training does")
+    p.add_argument("--sr", metavar="SR_DIR",
+                   help="exported super-resolution model (directory with sr.yml): every image "
+                   "or track frame is super-resolved before recognition")
+    g = p.add_argument_group("tracks (LRLPR-26 layout)")
+    g.add_argument("--tracks", metavar="DIR",
+                   help="recognise every track below DIR (track_*/annotations.json + lr-* "
+                   "frames) with multi-frame fusion, and write a submission file")
+    g.add_argument("--submission", metavar="PATH",
+                   help=f"submission file for --tracks (default: {DEFAULT_SUBMISSION})")
+    g.add_argument("--fusion", choices=FUSION_METHODS,
+                   help="how a track's frames are combined: summed log-probabilities "
+                   "(logprob, default), per-character voting (vote) or the first frame (single)")
+    g.add_argument("--frames", type=positive_int,
+                   help=f"LR frames used per track (default: {DEFAULT_FRAMES})")
+    p.add_argument("--quiet", action="store_true",
+                   help="print no per-image / per-track records on stdout")
     p.add_argument("--log-level", default="WARNING")
     return p
 
 
-@cli_entry(PROG)
-def main(argv: Optional[List[str]] = None) -> int:
-    args = build_parser().parse_args(argv)
-    setup_logging(args.log_level)
-    from vinocr.predict import Recognizer
+def load_sr(sr_dir: str, threads: int) -> Any:
+    """The exported SR model in ``sr_dir``, with one-line errors for a wrong directory."""
+    check_sr_dir(sr_dir)
+    from vinocr.export.sr import SRPredictor
 
-    items = collect_inputs(args.inputs)
+    return SRPredictor.from_dir(sr_dir, threads=threads)
+
+
+def check_sr_dir(sr_dir: str) -> None:
+    """Fail fast (before any model is loaded) when ``sr_dir`` is not an exported SR model."""
+    d = Path(sr_dir)
+    if not d.is_dir():
+        raise VinocrError(f"{d}: SR model directory not found")
+    if not (d / SR_CONFIG).is_file():
+        raise VinocrError(f"{d}: no {SR_CONFIG} (is this an exported SR model directory?)")
+
+
+def open_tracks(tracks_dir: str) -> Any:
+    """The tracks below ``tracks_dir`` as an :class:`vinocr.data.lrlpr.LrlprTracks` (LR frames).
+
+    Going through the reader (which finds the tracks with ``find_tracks``) makes rectification by
+    corners exactly the reader's. Checked up front, before any model is loaded: every track needs
+    LR frames and a track id of its own (the submission has one line per id).
+    """
+    from vinocr.data.lrlpr import LrlprTracks
+
+    dataset = LrlprTracks(tracks_dir, frames="lr")
+    if not dataset.tracks:
+        raise VinocrError(f"{tracks_dir}: no tracks found")
+    seen: Dict[str, Path] = {}
+    for track in dataset.tracks:
+        if not track.lr:
+            raise VinocrError(f"{track.path}: track has no LR frames (lr-001.png ...)")
+        if track.track_id in seen:
+            raise VinocrError(f"track id {track.track_id!r} appears twice: {seen[track.track_id]} "
+                              f"and {track.path} (the submission needs one line per id)")
+        seen[track.track_id] = track.path
+    return dataset
+
+
+def recognise_tracks(dataset: Any, recognizer: Any, sr: Any, method: str,
+                     frames: int) -> List[Dict[str, Any]]:
+    """One record per track of ``dataset`` (an :func:`open_tracks` result), in its order."""
+    from vinocr.sr.pipeline import TrackRecognizer
+
+    fuser = TrackRecognizer(recognizer, sr=sr, method=method, frames=frames)
+    rows: List[Dict[str, Any]] = []
+    for j, track in enumerate(dataset.tracks):
+        result = fuser.recognise(dataset.load_track(j)["lr"])
+        row: Dict[str, Any] = {"track": track.track_id, "path": str(track.path),
+                               **result.to_dict()}
+        if track.text:  # an empty plate_text marks an unlabelled track
+            row["label"] = track.text
+            row["correct"] = recognizer.charset.normalize(track.text) == result.text
+        rows.append(row)
+    return rows
+
+
+def run_tracks(args: argparse.Namespace) -> int:
+    """``--tracks``: recognise every track, write the submission, report."""
+    from vinocr.predict import Recognizer
+    from vinocr.sr.submission import write_submission
+
+    dataset = open_tracks(args.tracks)
+    if args.sr:
+        check_sr_dir(args.sr)
     with native_stdout_to_stderr():
         recognizer = Recognizer.from_dir(args.model, backend=args.backend, threads=args.threads,
                                          decode=args.decode, dynamic_width=args.dynamic_width,
                                          batch_size=args.batch_size)
-        rows = list(predict_items(recognizer, items, args.batch_size))
+        sr = load_sr(args.sr, args.threads) if args.sr else None
+        rows = recognise_tracks(dataset, recognizer, sr, args.fusion or DEFAULT_FUSION,
+                                args.frames or DEFAULT_FRAMES)
+    submission = write_submission(args.submission or DEFAULT_SUBMISSION,
+                                  [(r["track"], r["text"], r["confidence"]) for r in rows])
+    text = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows)
+    if args.out:
+        out = Path(args.out)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(text, encoding="utf-8")
+    elif not args.quiet:
+        sys.stdout.write(text)
+    print(f"{len(rows)} tracks -> {submission}", file=sys.stderr)
+    scored = [r for r in rows if "correct" in r]
+    if scored:
+        right = sum(r["correct"] for r in scored)
+        print(f"track accuracy: {right}/{len(scored)} = {right / len(scored):.4f} "
+              f"(exact match, fusion {rows[0]['method']})", file=sys.stderr)
+    return 0
+
+
+@cli_entry(PROG)
+def main(argv: Optional[List[str]] = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    setup_logging(args.log_level)
+    if args.tracks:
+        if args.inputs:
+            parser.error("give INPUT images or --tracks DIR, not both")
+        return run_tracks(args)
+    if not args.inputs:
+        parser.error("the following arguments are required: INPUT (or --tracks DIR)")
+    for name in ("submission", "fusion", "frames"):
+        if getattr(args, name) is not None:
+            parser.error(f"--{name} only applies with --tracks")
+    from vinocr.predict import Recognizer
+
+    items = collect_inputs(args.inputs)
+    if args.sr:
+        check_sr_dir(args.sr)
+    with native_stdout_to_stderr():
+        recognizer = Recognizer.from_dir(args.model, backend=args.backend, threads=args.threads,
+                                         decode=args.decode, dynamic_width=args.dynamic_width,
+                                         batch_size=args.batch_size)
+        sr = load_sr(args.sr, args.threads) if args.sr else None
+        rows = list(predict_items(recognizer, items, args.batch_size, sr=sr))
     labelled = any("label" in row for row in rows)
     if args.format == "json":
         text = json.dumps(rows, indent=1, ensure_ascii=False) + "\n"
@@ -160,7 +307,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(text, encoding="utf-8")
         print(f"{len(rows)} predictions -> {out}", file=sys.stderr)
-    else:
+    elif not args.quiet:
         sys.stdout.write(text)
     if labelled:
         scored = [row for row in rows if "correct" in row]

@@ -191,9 +191,11 @@ def apply_overrides(data: Dict[str, Any], overrides: Iterable[str],
 
 
 def load_config(paths: Union[str, Path, Sequence[Union[str, Path]], None] = None,
-                overrides: Sequence[str] = (), data: Optional[Mapping[str, Any]] = None) -> Config:
+                overrides: Sequence[str] = (), data: Optional[Mapping[str, Any]] = None,
+                schema: Any = None) -> Config:
     """Load, merge, override and validate. ``paths`` are merged in order; ``data`` (a dict) is
-    merged after them, then ``overrides``."""
+    merged after them, then ``overrides``. ``schema`` (a :class:`~vinocr.config.schema.Section`)
+    replaces the recogniser schema for other kinds of runs (e.g. super-resolution)."""
     if paths is None:
         paths = []
     elif isinstance(paths, (str, Path)):
@@ -206,7 +208,7 @@ def load_config(paths: Union[str, Path, Sequence[Union[str, Path]], None] = None
     if data:
         _merge(merged, data, origins, {}, "<dict>")
     apply_overrides(merged, overrides, origins)
-    cfg = Config(validate_config(merged, origins))
+    cfg = Config(validate_config(merged, origins, schema=schema))
     cfg.sources = [str(p) for p in paths] + [f"-o {o}" for o in overrides]
     return cfg
 

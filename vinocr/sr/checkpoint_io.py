@@ -1,0 +1,66 @@
+"""Rebuild the generator and the (possibly jointly fine-tuned) recogniser from an SR checkpoint."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Dict, Optional, Union
+
+from vinocr.errors import VinocrError
+
+
+@dataclass
+class SRCheckpoint:
+    generator: Any
+    ocr: Optional[Any]          # None when the checkpoint lacks the recogniser's config
+    charset: Optional[Any]
+    image_shape: Optional[list]
+    state: Dict[str, Any]
+    path: Path
+
+
+def resolve_sr_checkpoint(path: Union[str, Path]) -> Path:
+    """A run directory means its ``best`` checkpoint (else ``latest``)."""
+    p = Path(path)
+    if (p / "state.json").exists():
+        return p
+    for name in ("best", "latest"):
+        if (p / name / "state.json").exists():
+            return p / name
+    return p
+
+
+def load_sr_checkpoint(path: Union[str, Path], with_ocr: bool = True) -> SRCheckpoint:
+    """The generator (eval mode) and, with ``with_ocr``, the recogniser saved beside it."""
+    from vinocr.charset import load_charset
+    from vinocr.engine.checkpoint import load_checkpoint
+    from vinocr.models.weights import load_weights
+    from vinocr.sr.generator import SRGenerator
+
+    ckpt = load_checkpoint(resolve_sr_checkpoint(path))
+    st = ckpt.state
+    if st.get("kind") != "vinocr-sr":
+        raise VinocrError(f"{ckpt.path}: not an SR checkpoint (written by vinocr-train-sr?)")
+    arch = (st.get("generator") or {}).get("arch_kwargs")
+    if not arch:
+        raise VinocrError(f"{ckpt.path}: the checkpoint does not record the generator "
+                          "architecture")
+    generator = SRGenerator(**arch)
+    gen_state = {k[len("generator."):]: v for k, v in ckpt.model_state.items()
+                 if k.startswith("generator.")}
+    load_weights(generator, gen_state, strict=True, source=str(ckpt.path))
+    generator.eval()
+    ocr = charset = shape = None
+    ocr_info = st.get("ocr") or {}
+    if with_ocr and ocr_info.get("config") and ocr_info.get("charset") is not None:
+        from vinocr.models.factory import model_from_config
+
+        charset = load_charset(ocr_info["charset"])
+        cfg = ocr_info["config"]
+        charset.name = cfg.get("Global", {}).get("charset", "custom")
+        ocr, _ = model_from_config(dict(cfg["Architecture"], pretrained=None), charset)
+        ocr_state = {k[len("ocr."):]: v for k, v in ckpt.model_state.items()
+                     if k.startswith("ocr.")}
+        load_weights(ocr, ocr_state, strict=True, source=str(ckpt.path))
+        ocr.eval()
+        shape = list(st.get("image_shape") or cfg["Global"]["image_shape"])
+    return SRCheckpoint(generator, ocr, charset, shape, st, ckpt.path)
