@@ -26,15 +26,6 @@ TRACKS = {"Scenario-A/Brazilian/track_00001": ("ABC1234", "Brazilian"),
           "Scenario-B/Brazilian/track_00003": ("XYZ9876", "Brazilian")}
 
 
-def _has_sr_export() -> bool:
-    try:
-        from vinocr.export.sr import SRPredictor, export_sr  # noqa: F401
-        from vinocr.sr.generator import build_generator  # noqa: F401
-    except ImportError:
-        return False
-    return True
-
-
 @pytest.fixture(scope="module")
 def tracks_root(tmp_path_factory) -> Path:
     from vinocr.data.synth.plates import write_track
@@ -70,8 +61,6 @@ def rec(plate_model) -> Recognizer:
 
 @pytest.fixture(scope="module")
 def sr_model(tmp_path_factory) -> Path:
-    if not _has_sr_export():
-        pytest.skip("needs vinocr.export.sr and vinocr.sr.generator")
     from vinocr.export.sr import export_sr
     from vinocr.sr.generator import build_generator
 

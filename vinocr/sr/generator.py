@@ -36,10 +36,13 @@ logger = logging.getLogger(__name__)
 __all__ = ["SRGenerator", "SharedAttention", "GENERATOR_CONFIGS", "SCALES", "build_generator",
            "count_parameters"]
 
-#: Named configurations. ``small`` is the CPU default (< 1M parameters, trains on 2 CPU cores);
+#: Named configurations. ``small`` is the CPU default (0.42M parameters, 2 RRDBs: training speed
+#: falls about linearly with the number of RRDBs, see ``tools/bench_sr.py``); ``medium`` is the
+#: 4-RRDB variant (0.78M);
 #: ``large`` is the GPU configuration (64 features, 12 RRDBs, ~8.9M parameters).
 GENERATOR_CONFIGS: Dict[str, Dict[str, Any]] = {
-    "small": {"num_feat": 32, "growth": 16, "num_blocks": 4},
+    "small": {"num_feat": 32, "growth": 16, "num_blocks": 2},
+    "medium": {"num_feat": 32, "growth": 16, "num_blocks": 4},
     "large": {"num_feat": 64, "growth": 32, "num_blocks": 12},
 }
 

@@ -80,6 +80,32 @@ def set_trainable(layer: nn.Layer, trainable: bool) -> None:
         p.stop_gradient = not trainable
 
 
+def _rnn_layers(ocr: nn.Layer) -> List[nn.Layer]:
+    from paddle.nn.layer.rnn import RNNBase
+
+    return [layer for layer in ocr.sublayers() if isinstance(layer, RNNBase)]
+
+
+def recogniser_mode(ocr: nn.Layer, trainable: bool) -> None:
+    """Eval mode (frozen BatchNorm statistics, no dropout) that still back-propagates to its input.
+
+    Paddle's fused RNN kernel cannot back-propagate in eval mode nor with frozen weights (its
+    backward then fails inside ``RnnGradNode``). So recurrent sublayers (a CRNN's LSTM) stay in
+    train mode and keep ``stop_gradient=False`` even when the recogniser is frozen: they are left
+    out of the optimizer instead, so their weights do not move, and their gradients are cleared
+    after every step. Without inter-layer dropout their output is the same in both modes.
+    """
+    set_trainable(ocr, trainable)
+    ocr.eval()
+    for layer in _rnn_layers(ocr):
+        if getattr(layer, "dropout", 0.0):
+            logger.warning("recogniser RNN %s has dropout %.2f: it stays active during SR "
+                           "training (Paddle cannot back-propagate an RNN in eval mode)",
+                           type(layer).__name__, layer.dropout)
+        layer.train()
+        set_trainable(layer, True)
+
+
 class SRTrainer:
     """Runs the stages of ``cfg['Stages']`` listed in ``stages`` (see the module docstring).
 
@@ -134,8 +160,7 @@ class SRTrainer:
     def _configure(self, plan: StagePlan) -> None:
         """Freeze/unfreeze for the stage and build its optimizer."""
         set_trainable(self.generator, True)
-        set_trainable(self.ocr, plan.trains_ocr)
-        self.ocr.eval()
+        recogniser_mode(self.ocr, plan.trains_ocr)
         self.generator.train()
         params: List[Any] = [{"params": [p for p in self.generator.parameters()]}]
         if plan.trains_ocr:
@@ -174,6 +199,7 @@ class SRTrainer:
         total.backward()
         self.optimizer.step()
         self.optimizer.clear_grad()
+        self.ocr.clear_gradients()  # frozen RNN weights still receive gradients (see above)
         self.global_step += 1
         out = {k: float(v) for k, v in terms.items()}
         out["total"] = float(total)
@@ -230,6 +256,9 @@ class SRTrainer:
         n = 0
         t0 = time.perf_counter()
         images = 0
+        # Validation switches every layer to eval mode; restore the stage's training modes.
+        recogniser_mode(self.ocr, plan.trains_ocr)
+        self.generator.train()
         for batch in self.train_data.batches(int(cfg_train["batch_size"]), self.rng):
             terms = self.train_step(batch, plan.stage)
             images += len(batch[0])
@@ -361,6 +390,7 @@ class SRTrainer:
         self._bad_epochs = int(st.get("bad_epochs", 0))
         self.loss.set_state_dict(st.get("loss", {}))
         self.history = list(st.get("history", []))
+        self.logger.history = list(self.history)  # training_history.json continues, not restarts
         self.rng.bit_generator.state = st["rng"]
         self._resume_optimizer = dict(ckpt.optimizer_state) if ckpt.optimizer_state else None
         logger.info("resumed from %s: stage %d, %d epochs done, step %d", ckpt.path, self._stage,
