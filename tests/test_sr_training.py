@@ -237,3 +237,48 @@ def test_resume_refuses_a_recogniser_checkpoint(track_root, tmp_path, plate_char
     tr = _trainer(track_root, tmp_path / "run", plate_charset)
     with pytest.raises(VinocrError, match="not an SR checkpoint"):
         tr.resume(tmp_path / "rec")
+
+
+def test_empty_labels_add_no_target(plate_charset):
+    loss = LCOFL(plate_charset.class_list())
+    logits = paddle.to_tensor(np.random.default_rng(0).normal(size=(2, 12, 38)).astype("float32"))
+    both = loss.text_terms(logits, ["ABC1234", ""], ["Brazilian", None])
+    one = loss.text_terms(logits[:1], ["ABC1234"], ["Brazilian"])
+    assert float(both["char"]) == pytest.approx(float(one["char"]), rel=1e-5)
+    empty = loss.text_terms(logits[1:], [""], [None])
+    assert float(empty["char"]) == 0.0
+
+
+def test_sr_config_checks_grid_and_betas():
+    with pytest.raises(ConfigError, match="Generator.lr_shape: width must be 3 x height"):
+        validate_config({"Generator": {"lr_shape": [16, 64]}}, schema=SR_SCHEMA)
+    with pytest.raises(ConfigError, match=r"Optimizer.betas: expected \[beta1, beta2\]"):
+        validate_config({"Optimizer": {"betas": [0.5]}}, schema=SR_SCHEMA)
+
+
+def test_stage3_clips_generator_and_recogniser_by_one_global_norm(track_root, tmp_path,
+                                                                   plate_charset):
+    tr = _trainer(track_root, tmp_path / "run", plate_charset)
+    tr._configure(tr.plan(3))
+    tr.optimizer.clip_grad_norm = 1.0
+    params = [p for p in tr.system.parameters() if not p.stop_gradient]
+    for p in params:
+        p.grad = paddle.full(p.shape, 3.0, p.dtype)  # noqa: attribute set for the test
+    tr.optimizer._clip_gradients()
+    norm = float(np.sqrt(sum(float((p.grad ** 2).sum()) for p in params)))
+    assert norm == pytest.approx(1.0, rel=1e-4)
+    # one scale for both networks: their gradients stay equal to each other
+    g = {float(p.grad.flatten()[0]) for p in params}
+    assert max(g) - min(g) < 1e-6
+
+
+def test_resume_after_early_stop_moves_to_the_next_stage(track_root, tmp_path, plate_charset):
+    tr = _trainer(track_root, tmp_path / "run", plate_charset, stages_epochs=(0, 5, 0))
+    tr.cfg["Scheduler"]["early_stop_patience"] = 1
+    tr.cfg["Optimizer"]["lr"] = 0.0  # nothing improves: stage 2 stops after its second epoch
+    tr.fit([2])
+    assert [h["epoch"] for h in tr.history] == [1, 2]
+    again = _trainer(track_root, tmp_path / "run", plate_charset, stages_epochs=(0, 5, 1))
+    again.resume(tmp_path / "run" / "latest")
+    again.fit([1, 2, 3])
+    assert [(h["stage"], h["epoch"]) for h in again.history] == [(2, 1), (2, 2), (3, 1)]

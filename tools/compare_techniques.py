@@ -11,6 +11,9 @@ evaluate on the same hard validation set; print (and optionally write) a Markdow
 - Every run fine-tunes the pretrained PP-OCRv4 (VIN head by transfer) from the default recipe
   ``configs/vin/ppocrv4_mobile.yml``, for exactly ``--steps`` optimizer steps.
 - Evaluation uses the recipe's VIN-grammar decoder, once at the end.
+- ``distillation``'s teacher is the ``full`` run of the same size (same architecture, fine-tuned
+  with the same budget; its training time is not in the distillation row's wall time), so
+  ``full`` must come before it in ``--techniques``.
 """
 import argparse
 import math
@@ -26,7 +29,7 @@ import numpy as np  # noqa: E402
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEFAULT_TECHNIQUES = ["full", "frozen_backbone", "discriminative_lr", "gradual_unfreeze", "lora",
-                      "auto+label_smoothing"]
+                      "distillation", "auto+label_smoothing"]
 
 
 def hard_val_set(out: str, n: int) -> str:
@@ -99,6 +102,15 @@ def main() -> int:
         ev = evaluate_one(loaded, val, base["Decode"], base["Global"]["image_shape"])
         return ev["result"]
 
+    def teacher_options(tech: str, n: int) -> list:
+        if tech.split("+")[0] != "distillation":
+            return []
+        teacher = os.path.join(args.work, f"run_{n}_full")
+        if not os.path.isdir(teacher):
+            raise SystemExit("distillation needs the 'full' run of the same size as its teacher: "
+                             "list full before distillation in --techniques")
+        return [f"Technique.teacher_config={recipe}", f"Technique.teacher_checkpoint={teacher}"]
+
     rows = []
     zero = evaluate(load_model("pretrained", base))
     rows.append(("-", "zero-shot (no training)", zero.seq_acc, zero.char_acc, 0.0, 0, "-"))
@@ -113,7 +125,7 @@ def main() -> int:
                 f"Train.dataset={{type: label_file, label_files: [{train}]}}", "Eval.dataset=null",
                 f"Train.epochs={epochs}", f"Train.max_steps={args.steps}",
                 f"Train.batch_size={args.batch}", "Train.num_workers=0",
-                f"Technique.name={tech}"])
+                f"Technique.name={tech}"] + teacher_options(tech, n))
             start = time.perf_counter()
             trainer = Trainer(cfg, hooks=build_technique(cfg["Technique"]))
             report = trainer.fit()

@@ -92,8 +92,13 @@ def main(argv: Optional[List[str]] = None) -> int:
     hr_ocr = load_model(ocr_spec)
     if hr_ocr.model is None:
         raise VinocrError(f"--ocr {ocr_spec}: give a run or checkpoint directory, not an export")
-    shape = list(hr_ocr.config["Global"]["image_shape"])
-    decode_cfg = json.loads(args.decode) if args.decode else cfg.get("Decode", {})
+    shape = list(hr_ocr.config.get("Global", {}).get("image_shape", [3, 48, 320]))
+    try:
+        decode_cfg = json.loads(args.decode) if args.decode else cfg.get("Decode", {})
+    except json.JSONDecodeError as exc:
+        raise VinocrError(f"--decode: not valid JSON ({exc.msg} at column {exc.colno})") from None
+    if not isinstance(decode_cfg, dict):
+        raise VinocrError(f"--decode: expected a JSON object, got {args.decode!r}")
     decoder = build_decoder(decode_cfg, hr_ocr.charset, key="--decode")
     gen_cfg = cfg.get("Generator", {})
     data = SRPairs(args.data, lr_shape=gen_cfg.get("lr_shape", [16, 48]),

@@ -295,6 +295,11 @@ class _SGD(_GlobalNormClip, paddle.optimizer.SGD):
     pass
 
 
+#: Adam whose ``clip_grad_norm`` attribute clips over all parameter groups together, for callers
+#: that build their own groups (the SR trainer's generator + recogniser in stage 3).
+ClippedAdam = _Adam
+
+
 def build_optimizer(cfg: Mapping[str, Any], model: paddle.nn.Layer,
                     lr: "Union[float, LRScheduler, Schedule, None]",
                     param_groups: Optional[List[dict]] = None) -> paddle.optimizer.Optimizer:

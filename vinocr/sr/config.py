@@ -14,8 +14,20 @@ from vinocr.errors import ConfigError
 
 def _shape2(value: Any, key: str) -> None:
     if (not isinstance(value, list) or len(value) != 2
-            or not all(isinstance(v, int) and v > 0 for v in value)):
+            or not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in value)):
         raise ConfigError(f"{key}: expected [height, width] of positive ints, got {value!r}")
+    # Plates are padded to aspect 3 and the recogniser input is built for that aspect (training
+    # and inference alike); another grid would stretch plates differently in the two paths.
+    if value[1] != 3 * value[0]:
+        raise ConfigError(f"{key}: width must be 3 x height (plates are padded to aspect 3), "
+                          f"got {value!r}")
+
+
+def _betas(value: Any, key: str) -> None:
+    if (not isinstance(value, list) or len(value) != 2
+            or not all(isinstance(v, (int, float)) and not isinstance(v, bool) and 0 <= v < 1
+                       for v in value)):
+        raise ConfigError(f"{key}: expected [beta1, beta2] with 0 <= beta < 1, got {value!r}")
 
 
 def _stage(epochs: int, lr_scale: float, ocr_lr_scale: float, help_text: str) -> Section:
@@ -79,7 +91,7 @@ SR_SCHEMA = Section({
     }),
     "Optimizer": Section({
         "lr": Field((float,), 1e-4, minimum=0.0),
-        "betas": Field((list,), [0.5, 0.555], "Adam betas of the LP-SR papers"),
+        "betas": Field((list,), [0.5, 0.555], "Adam betas of the LP-SR papers", check=_betas),
         "clip_grad_norm": Field((float,), 1.0, "global-norm clipping (null or 0 = off)",
                                 nullable=True, minimum=0.0),
     }),

@@ -57,7 +57,13 @@ class SRPairs:
         if not tracks:
             raise DataError("no tracks (check the path and Data.layouts)", self.path)
         self.tracks: List[SRTrack] = []
+        unlabelled = [t.track_id for t in tracks if not t.text.strip()]
+        if unlabelled:
+            logger.warning("%s: %d tracks without plate_text skipped (e.g. %s)", self.path,
+                           len(unlabelled), ", ".join(unlabelled[:3]))
         for j, track in enumerate(tracks):
+            if not track.text.strip():
+                continue
             missing = [p.name for p in track.lr + track.hr if p.stem.lower() not in track.corners]
             if missing and not allow_unregistered:
                 raise DataError(f"frames without corners cannot be registered for pixel losses "
@@ -71,6 +77,8 @@ class SRPairs:
                 track.track_id, track.text, track.layout,
                 np.stack([fit(im, self.lr_shape, aspect) for im in frames["lr"][:n]]),
                 np.stack([fit(im, self.hr_shape, aspect) for im in frames["hr"][:n]])))
+        if not self.tracks:
+            raise DataError("no labelled tracks (every plate_text is empty)", self.path)
         self._index = [(t, f) for t, tr in enumerate(self.tracks) for f in range(len(tr.lr))]
         logger.info("%s: %d tracks, %d LR/HR pairs at %dx%d -> %dx%d", self.path,
                     len(self.tracks), len(self._index), *self.lr_shape, *self.hr_shape)

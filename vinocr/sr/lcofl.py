@@ -137,8 +137,10 @@ class LCOFL:
         wrong = np.zeros((n, t_len, c_len), dtype=np.float32)
         aligned_chars = 0
         for i, al in enumerate(aligns):
-            if al is None:
-                continue  # T too short for this label: nothing sensible to align
+            if al is None or not labels[i]:
+                # T too short for the label, or no label (unlabelled / unencodable text): an
+                # empty target would teach "blank everywhere", so the sample adds nothing.
+                continue
             targets[i] = al.targets
             frame_w[i] = np.where(al.positions >= 0, self.char_weights[al.targets], 1.0)
             pattern = layout_pattern(layouts[i]) if i < len(layouts) else None

@@ -149,6 +149,11 @@ class SRTrainer:
         self._bad_epochs = 0     # epochs since the stage's best word accuracy (plateau / stop)
         self._stage_best: Optional[float] = None
         self._resume_optimizer: Optional[Dict[str, np.ndarray]] = None
+        self._stage_done = False  # the current stage ended early (kept across resume)
+        s3 = self.plan(3)
+        if s3.epochs and s3.lr_scale <= 0:
+            raise ConfigError("Stages.stage3.lr_scale: must be > 0 (the recogniser's LR, "
+                              "ocr_lr_scale, is applied relative to the generator's)")
 
     # ---- plans and optimizers -----------------------------------------------------------
 
@@ -164,15 +169,19 @@ class SRTrainer:
         self.generator.train()
         params: List[Any] = [{"params": [p for p in self.generator.parameters()]}]
         if plan.trains_ocr:
-            ratio = plan.ocr_lr_scale / plan.lr_scale if plan.lr_scale > 0 else 0.0
+            # Paddle's per-group learning_rate is a multiplier of the optimizer's LR, which is the
+            # generator's (Optimizer.lr x lr_scale); lr_scale 0 is refused by the config check.
+            ratio = plan.ocr_lr_scale / plan.lr_scale
             params.append({"params": [p for p in self.ocr.parameters()],
                            "learning_rate": ratio})
         opt = self.cfg["Optimizer"]
-        clip = opt.get("clip_grad_norm")
-        betas = [float(b) for b in opt["betas"]]
-        self.optimizer = paddle.optimizer.Adam(
-            learning_rate=self.lr, beta1=betas[0], beta2=betas[1], parameters=params,
-            grad_clip=nn.ClipGradByGlobalNorm(float(clip)) if clip else None)
+        from vinocr.engine.optim import ClippedAdam
+
+        # One global norm over generator and recogniser: Paddle's own grad_clip would clip each
+        # parameter group separately.
+        self.optimizer = ClippedAdam(learning_rate=self.lr, beta1=float(opt["betas"][0]),
+                                     beta2=float(opt["betas"][1]), parameters=params)
+        self.optimizer.clip_grad_norm = float(opt["clip_grad_norm"] or 0.0) or None
 
     # ---- one step -----------------------------------------------------------------------
 
@@ -185,7 +194,9 @@ class SRTrainer:
         terms = self.loss.image_terms(sr, hr)
         if stage == 1:
             return {"l1": terms["l1"]}
-        logits = self.ocr(to_ocr_input(sr, self.image_shape))
+        # The recogniser sees what deployment gives it: SR clipped to [0, 1] (the exported
+        # generator clips), so the text terms cannot reward out-of-range pixels.
+        logits = self.ocr(to_ocr_input(paddle.clip(sr, 0.0, 1.0), self.image_shape))
         terms.update(self.loss.text_terms(logits, texts, layouts))
         return terms
 
@@ -217,9 +228,10 @@ class SRTrainer:
                 plan = self.plan(stage)
                 if stage != self._stage:
                     self._stage, self._epoch, self._bad_epochs, self._stage_best = stage, 0, 0, None
+                    self._stage_done = False
                     self.lr = float(self.cfg["Optimizer"]["lr"]) * plan.lr_scale
                     self._resume_optimizer = None
-                if plan.epochs == 0 or self._epoch >= plan.epochs:
+                if plan.epochs == 0 or self._epoch >= plan.epochs or self._stage_done:
                     continue
                 self._configure(plan)
                 if self._resume_optimizer:
@@ -286,9 +298,8 @@ class SRTrainer:
                            "val_psnr": ev.quality["sr"]["psnr"],
                            "val_ssim": ev.quality["sr"]["ssim"]})
             self._log_eval(ev, plan)
-            if plan.uses_text_loss or plan.stage == 1:
-                heavy = self.loss.update_char_weights(ev.confusion)
-                record["char_weights"] = heavy
+            # Recomputed after stage 1 too: stage 2 starts with weights from the warm-up's errors.
+            record["char_weights"] = self.loss.update_char_weights(ev.confusion)
             improved_stage = self._stage_best is None or acc > self._stage_best
             if improved_stage:
                 self._stage_best, self._bad_epochs = acc, 0
@@ -301,7 +312,7 @@ class SRTrainer:
                 logger.info("word accuracy plateaued for %d epochs: lr -> %.3g",
                             self._bad_epochs, self.lr)
             if sched["early_stop_patience"] and self._bad_epochs >= int(sched["early_stop_patience"]):
-                stop = True
+                stop = self._stage_done = True  # saved, so a resume moves on to the next stage
             is_best = self.best is None or acc > self.best
             if is_best:
                 self.best = acc
@@ -360,6 +371,7 @@ class SRTrainer:
         return {"kind": "vinocr-sr", "stage": self._stage, "epoch": self._epoch,
                 "global_step": self.global_step, "lr": self.lr, "best": self.best,
                 "stage_best": self._stage_best, "bad_epochs": self._bad_epochs,
+                "stage_done": self._stage_done,
                 "loss": self.loss.state_dict(), "history": self.history,
                 "rng": self.rng.bit_generator.state, "config": dict(self.cfg),
                 "generator": {"arch_kwargs": dict(getattr(self.generator, "arch_kwargs", {}))},
@@ -388,6 +400,7 @@ class SRTrainer:
         self.global_step, self.lr = int(st["global_step"]), float(st["lr"])
         self.best, self._stage_best = st.get("best"), st.get("stage_best")
         self._bad_epochs = int(st.get("bad_epochs", 0))
+        self._stage_done = bool(st.get("stage_done", False))
         self.loss.set_state_dict(st.get("loss", {}))
         self.history = list(st.get("history", []))
         self.logger.history = list(self.history)  # training_history.json continues, not restarts
