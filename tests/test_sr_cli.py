@@ -118,6 +118,10 @@ def test_eval_sr_table_has_every_row_and_column(sr_run, tracks, tmp_path, capsys
         for key in ("frame_word_acc", "track_single", "track_logprob", "track_vote"):
             assert 0.0 <= r[key] <= 1.0
     assert rows[0]["psnr"] is not None and rows[-1]["psnr"] is None
+    import cv2
+
+    grid = cv2.imread(str(tmp_path / "examples.png"))
+    assert grid is not None and grid.shape[0] > 3 * 32   # one LR | SR | HR row per track
 
 
 def test_export_sr_and_predict_chain_write_a_submission(sr_run, tracks, tmp_path):

@@ -119,6 +119,13 @@ def main(argv: Optional[List[str]] = None) -> int:
         out = Path(args.out)
         out.mkdir(parents=True, exist_ok=True)
         (out / "table.md").write_text(table + "\n", encoding="utf-8")
+        from vinocr.engine.visuals import save_png
+        from vinocr.sr.visuals import comparison_grid
+
+        ex = ev.examples
+        grid = comparison_grid(ex["lr"]["images"], ex["sr"]["images"], ex["lr"]["hr"],
+                               ex["lr"]["texts"], ex["sr"]["preds"])
+        save_png(out / "examples.png", grid)
         (out / "results.json").write_text(json.dumps(
             {"sr": str(ck.path), "ocr": str(ocr_spec), "data": args.data, "rows": rows},
             indent=2) + "\n", encoding="utf-8")

@@ -86,6 +86,9 @@ def evaluate_sr(data: SRPairs, ocr: Any, image_shape: Sequence[int], decoder: An
     owner = np.concatenate([np.full(len(t.lr), j) for j, t in enumerate(data.tracks)])
     scale = hr.shape[1] // lr.shape[1]
     result = SREvaluation(n_frames=len(lr), n_tracks=len(data.tracks))
+    # Examples for grids: the first frame of the first tracks (one plate per row).
+    starts = np.concatenate([[0], np.cumsum([len(t.lr) for t in data.tracks])[:-1]])
+    pick = [int(i) for i in starts[:max_examples]]
     images: Dict[str, np.ndarray] = {}
     for source in sources:
         if source == "bicubic":
@@ -124,7 +127,7 @@ def evaluate_sr(data: SRPairs, ocr: Any, image_shape: Sequence[int], decoder: An
                 metrics["confidence_gap"] = (float(conf[right].mean()) if right.any() else 0.0) - \
                     (float(conf[~right].mean()) if (~right).any() else 0.0)
                 result.tracks[f"{source}/{method}"] = metrics
-        k = min(max_examples, len(imgs))
-        result.examples[source] = {"images": imgs[:k], "preds": preds[:k]}
-    result.examples["lr"] = {"images": lr[:max_examples], "texts": texts[:max_examples]}
+        result.examples[source] = {"images": imgs[pick], "preds": [preds[i] for i in pick]}
+    result.examples["lr"] = {"images": lr[pick], "texts": [texts[i] for i in pick],
+                             "hr": hr[pick]}
     return result

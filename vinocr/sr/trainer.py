@@ -346,24 +346,12 @@ class SRTrainer:
         from vinocr.engine.visuals import confusion_matrix_image
         from vinocr.sr.visuals import comparison_grid
 
-        hr = np.stack([t.hr[0] for t in self.val_data.tracks[:8]])
-        lr = np.stack([t.lr[0] for t in self.val_data.tracks[:8]])
-        texts = [t.text for t in self.val_data.tracks[:8]]
-        grid = comparison_grid(lr, self._sr_preview(lr), hr, texts, self._preview_preds(lr))
+        ex = ev.examples
+        grid = comparison_grid(ex["lr"]["images"], ex["sr"]["images"], ex["lr"]["hr"],
+                               ex["lr"]["texts"], ex["sr"]["preds"])
         self.logger.image("val/lr_sr_hr", grid, step)
         if ev.confusion:
             self.logger.image("val/confusion", confusion_matrix_image(ev.confusion), step)
-
-    def _sr_preview(self, lr: np.ndarray) -> np.ndarray:
-        from vinocr.sr.evaluate import super_resolve
-
-        return super_resolve(self.generator, lr)
-
-    def _preview_preds(self, lr: np.ndarray) -> List[str]:
-        from vinocr.sr.evaluate import ocr_probs
-
-        probs = ocr_probs(self.ocr, self._sr_preview(lr), self.image_shape)
-        return [d.text for d in self.decoder.decode(probs)]
 
     # ---- checkpoints --------------------------------------------------------------------
 
