@@ -102,17 +102,18 @@ def test_train_sr_errors_are_one_line(sr_config, tmp_path, capsys):
     assert "not found" in capsys.readouterr().err
 
 
-def test_eval_sr_table_has_every_row_and_column(sr_run, tracks, tmp_path, capsys):
+def test_eval_sr_table_has_every_row_and_column(sr_run, rec_run, tracks, tmp_path, capsys):
     from vinocr.cli.eval_sr import main
 
     # latest = after stage 3 (best/ may be an earlier stage on this untrained toy run)
     assert main(["--sr", str(sr_run / "latest"), "--data", str(tracks), "--out",
-                 str(tmp_path)]) == 0
+                 str(tmp_path), "--lr-ocr", str(rec_run)]) == 0
     table = (tmp_path / "table.md").read_text()
     assert "track, fused log-prob" in table and "PSNR" in table
     rows = json.loads((tmp_path / "results.json").read_text())["rows"]
     names = [(r["input"], r["recogniser"]) for r in rows]
-    assert names == [("bicubic LR", "OCR (HR)"), ("bicubic LR", "OCR (joint, stage 3)"),
+    assert names == [("bicubic LR", "OCR (HR)"), ("bicubic LR", "OCR (LR-trained)"),
+                     ("bicubic LR", "OCR (joint, stage 3)"),
                      ("SR", "OCR (HR)"), ("SR", "OCR (joint, stage 3)"), ("HR", "OCR (HR)")]
     for r in rows:
         for key in ("frame_word_acc", "track_single", "track_logprob", "track_vote"):

@@ -4,7 +4,8 @@
 
 Rows: bicubic-upsampled LR, SR and HR, each read by the recogniser fine-tuned on HR plates
 (``--ocr``, default: the one the SR run was trained with) and, when the SR run's stage 3 changed
-it, by the jointly fine-tuned recogniser saved in the SR checkpoint. Columns: per-frame word and
+it, by the jointly fine-tuned recogniser saved in the SR checkpoint. ``--lr-ocr`` adds the
+alternative without SR: a recogniser fine-tuned on the LR frames, reading bicubic LR. Columns: per-frame word and
 character accuracy, per-track accuracy from one frame and from all frames fused (summed
 log-probabilities, character voting), the competition's confidence gap, PSNR and SSIM against HR.
 """
@@ -29,6 +30,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", required=True, help="folder of LRLPR-26-style tracks")
     p.add_argument("--ocr", help="recogniser trained on HR (run/checkpoint dir); default: the "
                    "SR run's OCR.model")
+    p.add_argument("--lr-ocr", help="also a recogniser fine-tuned on the LR frames themselves "
+                   "(run/checkpoint dir): the no-SR alternative, read on bicubic LR")
     p.add_argument("--max-tracks", type=positive_int, help="evaluate only the first N tracks")
     p.add_argument("--decode", default=None,
                    help="decoder as JSON, e.g. '{\"method\": \"greedy\"}' (default: the SR "
@@ -113,6 +116,15 @@ def main(argv: Optional[List[str]] = None) -> int:
                             sources=("bicubic", "sr"), fusion=FUSION, quality=False)
         rows.insert(2, _row("SR", "OCR (joint, stage 3)", joint, "sr"))
         rows.insert(1, _row("bicubic LR", "OCR (joint, stage 3)", joint, "bicubic"))
+    if args.lr_ocr:
+        lr_ocr = load_model(args.lr_ocr)
+        if lr_ocr.model is None:
+            raise VinocrError(f"--lr-ocr {args.lr_ocr}: give a run or checkpoint directory")
+        lr_shape = list(lr_ocr.config.get("Global", {}).get("image_shape", shape))
+        lr_ev = evaluate_sr(data, lr_ocr.model, lr_shape,
+                            build_decoder(decode_cfg, lr_ocr.charset, key="--decode"),
+                            sources=("bicubic",), fusion=FUSION)
+        rows.insert(1, _row("bicubic LR", "OCR (LR-trained)", lr_ev, "bicubic"))
     table = markdown_table(rows, ev.n_tracks, ev.n_frames)
     print(table)
     if args.out:
