@@ -101,7 +101,7 @@ def test_track_recognizer(rec, tracks_root):
     frames = _lr_frames(tracks_root, "Scenario-A/Mercosur/track_00002")
     up = _Upscale()
     res = TrackRecognizer(rec, sr=up, frames=3).recognise(frames)
-    assert up.calls == [3] and len(res.frames) == 3 and res.method == "logprob"
+    assert up.calls == [3] and len(res.frames) == 3 and res.method == "sequence"
     assert 0.0 <= res.confidence <= 1.0
     # The plate decoder applies to the fused output too: a valid layout (or nothing).
     assert res.text == "" or len(res.text) == 7
@@ -110,7 +110,7 @@ def test_track_recognizer(rec, tracks_root):
     assert single.text == chain(up, rec, frames[:1])[0].text
     voted = TrackRecognizer(rec, method="vote").recognise(frames)
     assert len(voted.frames) == 5
-    with pytest.raises(ConfigError, match="logprob, vote, single"):
+    with pytest.raises(ConfigError, match="sequence, logprob, vote, single"):
         TrackRecognizer(rec, method="best")
     with pytest.raises(ConfigError, match="frames"):
         TrackRecognizer(rec, frames=0)

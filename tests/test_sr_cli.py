@@ -116,7 +116,7 @@ def test_eval_sr_table_has_every_row_and_column(sr_run, rec_run, tracks, tmp_pat
                      ("bicubic LR", "OCR (joint, stage 3)"),
                      ("SR", "OCR (HR)"), ("SR", "OCR (joint, stage 3)"), ("HR", "OCR (HR)")]
     for r in rows:
-        for key in ("frame_word_acc", "track_single", "track_logprob", "track_vote"):
+        for key in ("frame_word_acc", "track_single", "track_logprob", "track_vote", "track_sequence"):
             assert 0.0 <= r[key] <= 1.0
     assert rows[0]["psnr"] is not None and rows[-1]["psnr"] is None
     import cv2

@@ -158,7 +158,7 @@ def test_confidence_in_unit_interval(greedy):
 
 
 def test_unknown_method(greedy):
-    with pytest.raises(ConfigError, match="logprob, vote, single"):
+    with pytest.raises(ConfigError, match="sequence, logprob, vote, single"):
         recognise_track(three_frames(), greedy, "mean")
 
 
@@ -217,3 +217,47 @@ def test_read_submission_errors(tmp_path: Path, content: str, line: int, message
 def test_read_submission_missing(tmp_path: Path):
     with pytest.raises(VinocrError, match="not found"):
         read_submission(tmp_path / "nope.txt")
+
+
+# ---- sequence-level fusion ------------------------------------------------------------
+
+def _brute_ctc(probs: np.ndarray, label: List[int]) -> float:
+    """log P(label) by enumerating every CTC path (tiny T only)."""
+    import itertools
+
+    t_len, c_len = probs.shape
+    total = 0.0
+    for path in itertools.product(range(c_len), repeat=t_len):
+        collapsed = [c for i, c in enumerate(path) if c != 0 and (i == 0 or c != path[i - 1])]
+        if collapsed == label:
+            total += float(np.prod([probs[t, c] for t, c in enumerate(path)]))
+    return float(np.log(total)) if total > 0 else -np.inf
+
+
+@pytest.mark.parametrize("label", [[1], [1, 2], [1, 1], [2, 1, 2], []])
+def test_ctc_log_likelihood_matches_path_enumeration(label):
+    from vinocr.sr.alignment import ctc_log_likelihood
+
+    rng = np.random.default_rng(len(label))
+    probs = rng.dirichlet(np.ones(3), size=5)
+    ours = ctc_log_likelihood(np.log(probs), label)
+    assert ours == pytest.approx(_brute_ctc(probs, label), rel=1e-9)
+
+
+def test_sequence_fusion_agrees_across_frames_whose_spikes_are_offset(greedy):
+    """Truth 'AB'. Two frames read it right, but with their spikes one time step apart; a
+    third frame reads 'AC'. Each frame's CTC likelihood marginalises over its own alignment, so
+    the offset costs nothing."""
+    blank = {"": 0.97}
+    f1 = frame([{"A": 0.97}, blank, {"B": 0.97}, blank, blank])
+    f2 = frame([blank, {"A": 0.97}, blank, {"B": 0.97}, blank])
+    f3 = frame([{"A": 0.9}, blank, {"C": 0.6, "B": 0.35}, blank, blank])
+    frames = [f1, f2, f3]
+    assert [greedy.decode_one(f).text for f in frames] == ["AB", "AB", "AC"]
+    res = recognise_track(frames, greedy, "sequence")
+    assert (res.text, res.method) == ("AB", "sequence")
+    assert 0.5 < res.confidence <= 1.0
+    # frames that all agree confidently give a confidence near 1; an all-blank track gives ""
+    assert recognise_track([f1, f1], greedy, "sequence").confidence > 0.9
+    empty = frame([blank] * 5)
+    assert recognise_track([empty, empty], greedy, "sequence").text == ""

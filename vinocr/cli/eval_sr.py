@@ -20,7 +20,7 @@ from typing import Any, Dict, List, Optional
 from vinocr.cli.common import cli_entry, positive_int, setup_logging
 
 PROG = "vinocr-eval-sr"
-FUSION = ("single", "logprob", "vote")
+FUSION = ("single", "logprob", "vote", "sequence")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -47,7 +47,7 @@ def _row(name: str, ocr_name: str, ev: Any, source: str) -> Dict[str, Any]:
                            "frame_char_acc": ev.frames[source]["char_acc"]}
     for method in FUSION:
         row[f"track_{method}"] = ev.tracks[f"{source}/{method}"]["seq_acc"]
-    row["confidence_gap"] = ev.tracks[f"{source}/logprob"]["confidence_gap"]
+    row["confidence_gap"] = ev.tracks[f"{source}/sequence"]["confidence_gap"]
     q = ev.quality.get(source)
     row["psnr"] = q["psnr"] if q else None
     row["ssim"] = q["ssim"] if q else None
@@ -56,8 +56,9 @@ def _row(name: str, ocr_name: str, ev: Any, source: str) -> Dict[str, Any]:
 
 def markdown_table(rows: List[Dict[str, Any]], n_tracks: int, n_frames: int) -> str:
     head = ("| input | recogniser | frame word acc | frame char acc | track, 1 frame | "
-            "track, fused log-prob | track, vote | conf. gap | PSNR (dB) | SSIM |")
-    lines = [head, "|" + "---|" * 10]
+            "track, per-step log-prob sum | track, vote | track, sequence log-prob sum | "
+            "conf. gap (sequence) | PSNR (dB) | SSIM |")
+    lines = [head, "|" + "---|" * 11]
 
     def pct(v: Optional[float]) -> str:
         return "–" if v is None else f"{100 * v:.1f}%"
@@ -69,7 +70,8 @@ def markdown_table(rows: List[Dict[str, Any]], n_tracks: int, n_frames: int) -> 
         lines.append(
             f"| {r['input']} | {r['recogniser']} | {pct(r['frame_word_acc'])} | "
             f"{pct(r['frame_char_acc'])} | {pct(r['track_single'])} | {pct(r['track_logprob'])} "
-            f"| {pct(r['track_vote'])} | {r['confidence_gap']:+.3f} | {num(r['psnr'], '.2f')} | "
+            f"| {pct(r['track_vote'])} | {pct(r['track_sequence'])} | "
+            f"{r['confidence_gap']:+.3f} | {num(r['psnr'], '.2f')} | "
             f"{num(r['ssim'], '.4f')} |")
     lines.append("")
     lines.append(f"{n_tracks} tracks, {n_frames} LR frames (one track = up to 5 LR frames).")

@@ -3,7 +3,7 @@
     vinocr-predict --model exported/vin crop.png crops/ data/vin/splits/test.txt --format csv
     vinocr-predict --rec exported/plate --sr exported/sr plates/          # SR, then recognition
     vinocr-predict --rec exported/plate --sr exported/sr --tracks lrlpr/test \
-        --fusion logprob --submission submission.txt                       # LRLPR-26 tracks
+        --fusion sequence --submission submission.txt                       # LRLPR-26 tracks
 
 Each INPUT is an image, a folder (every image below it, sorted) or a label file
 (``path<TAB>label`` lines); for label-file samples the output adds the label and whether the
@@ -36,7 +36,7 @@ from vinocr.sr.fusion import METHODS as FUSION_METHODS
 PROG = "vinocr-predict"
 #: Track mode defaults (kept here so the help text and the behaviour agree).
 DEFAULT_SUBMISSION = "submission.txt"
-DEFAULT_FUSION = "logprob"
+DEFAULT_FUSION = "sequence"  # best measured fusion (docs/super-resolution.md)
 DEFAULT_FRAMES = 5
 #: The file an exported SR directory must hold.
 SR_CONFIG = "sr.yml"
@@ -171,8 +171,9 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--submission", metavar="PATH",
                    help=f"submission file for --tracks (default: {DEFAULT_SUBMISSION})")
     g.add_argument("--fusion", choices=FUSION_METHODS,
-                   help="how a track's frames are combined: summed log-probabilities "
-                   "(logprob, default), per-character voting (vote) or the first frame (single)")
+                   help="how a track's frames are combined: summed CTC log-likelihoods of "
+                   "candidate texts (sequence, default), summed per-step log-probabilities "
+                   "(logprob), per-character voting (vote) or the first frame (single)")
     g.add_argument("--frames", type=positive_int,
                    help=f"LR frames used per track (default: {DEFAULT_FRAMES})")
     p.add_argument("--quiet", action="store_true",

@@ -76,3 +76,35 @@ def batch_align(log_probs: np.ndarray, labels: Sequence[Sequence[int]], blank: i
                 ) -> List[Optional[Alignment]]:
     """:func:`forced_align` for each sample of ``log_probs`` [N, T, C]."""
     return [forced_align(lp, lab, blank) for lp, lab in zip(log_probs, labels)]
+
+
+def ctc_log_likelihood(log_probs: np.ndarray, label: Sequence[int], blank: int = 0) -> float:
+    """``log P(label | frame)`` under CTC: the forward algorithm over every alignment.
+
+    Unlike a per-time-step comparison, this is independent of *where* each frame's output puts
+    the label's characters, so it can compare frames whose CTC spikes are offset in time.
+    Returns ``-inf`` when no alignment fits.
+    """
+    lp = np.asarray(log_probs, dtype=np.float64)
+    t_len = lp.shape[0]
+    ext = [blank]
+    for c in label:
+        ext += [int(c), blank]
+    s_len = len(ext)
+    ext_arr = np.asarray(ext)
+    can_skip = np.zeros(s_len, dtype=bool)
+    for s in range(2, s_len):
+        can_skip[s] = ext[s] != blank and ext[s] != ext[s - 2]
+    alpha = np.full(s_len, -np.inf)
+    alpha[0] = lp[0, ext[0]]
+    if s_len > 1:
+        alpha[1] = lp[0, ext[1]]
+    for t in range(1, t_len):
+        prev1 = np.full(s_len, -np.inf)
+        prev1[1:] = alpha[:-1]
+        prev2 = np.full(s_len, -np.inf)
+        prev2[2:] = alpha[:-2]
+        prev2[~can_skip] = -np.inf
+        alpha = np.logaddexp(np.logaddexp(alpha, prev1), prev2) + lp[t, ext_arr]
+    ends = alpha[-1] if s_len == 1 else np.logaddexp(alpha[-1], alpha[-2])
+    return float(ends)

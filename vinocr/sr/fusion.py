@@ -14,6 +14,13 @@ entries fuse the frames. Two fusions are offered, plus a single-frame baseline:
     Each frame is decoded on its own; the texts of the modal length vote per character position,
     weighted by confidence (see :func:`vote`). Robust when one frame is badly misaligned, since a
     frame can only ever cost one vote per position.
+``sequence``
+    Summed log-probabilities at the level of whole strings: every candidate text (each frame's
+    own reading, and the readings of the ``logprob`` fusion and of the frames' mean
+    probabilities) is scored by ``sum_f log P_ctc(text | frame f)``, each frame marginalising over
+    its own CTC alignments (:func:`vinocr.sr.alignment.ctc_log_likelihood`). The common alignment
+    is the text itself, so frames whose CTC spikes sit one time step apart still agree, which a
+    per-time-step sum cannot see.
 ``single``
     The first frame alone (the baseline the fusions must beat).
 
@@ -39,7 +46,7 @@ from vinocr.errors import ConfigError, VinocrError
 logger = logging.getLogger(__name__)
 
 #: Fusion methods of :func:`recognise_track`.
-METHODS: Tuple[str, ...] = ("logprob", "vote", "single")
+METHODS: Tuple[str, ...] = ("sequence", "logprob", "vote", "single")
 
 #: Probability floor before the logarithm: one frame that is (numerically) certain a class is
 #: absent costs that class log(1e-8) ~ -18.4 rather than -inf, so a single frame cannot veto a
@@ -196,9 +203,49 @@ def vote(results: Sequence[Tuple[str, float]]) -> Tuple[str, float]:
     return "".join(chars), _clamp01(sum(scores) / len(scores))
 
 
+# ------------------------------------------------------------------------------ sequence
+def sequence_fusion(frames: Sequence[np.ndarray], decoder: Decoder,
+                    frame_texts: Sequence[str] = ()) -> Tuple[str, float]:
+    """The candidate text with the highest summed CTC log-likelihood over ``frames``.
+
+    Candidates: ``frame_texts`` (each frame's own decoding), plus the decoder's readings of
+    :func:`fuse_logprobs` and of the frames' mean probabilities; empty texts are not candidates
+    (when all are empty the result is ``("", 0.0)``). The decoder's grammar (e.g. a plate layout)
+    therefore bounds the candidates too.
+
+    Confidence: the candidate's posterior among the candidates (softmax of the summed scores)
+    times its per-character likelihood ``exp(mean_f log P(text | f) / len(text))``, so agreeing,
+    confident frames give values near 1 and a lone strong candidate of weak frames does not.
+    """
+    from vinocr.sr.alignment import ctc_log_likelihood
+
+    arrays = _check_frames(frames)
+    length = max(a.shape[0] for a in arrays)
+    mean = np.mean([resample_time(a, length) for a in arrays], axis=0)
+    texts = [t for t in frame_texts if t]
+    for matrix, log_input in ((fuse_logprobs(arrays), True), (mean, False)):
+        d = decoder.decode_one(matrix, log_input=log_input)
+        if d.text:
+            texts.append(d.text)
+    candidates = list(dict.fromkeys(texts))
+    if not candidates:
+        return "", 0.0
+    index = {c: i for i, c in enumerate(decoder.classes) if i > 0}
+    logs = [np.log(np.maximum(a, PROB_FLOOR)) for a in arrays]
+    scores = []
+    for text in candidates:
+        label = [index[ch] for ch in text if ch in index]
+        scores.append(sum(ctc_log_likelihood(lp, label) for lp in logs))
+    arr = np.asarray(scores)
+    best = int(np.argmax(arr))
+    posterior = float(np.exp(arr[best] - np.logaddexp.reduce(arr)))
+    per_char = float(np.exp(arr[best] / len(arrays) / max(len(candidates[best]), 1)))
+    return candidates[best], _clamp01(posterior * per_char)
+
+
 # --------------------------------------------------------------------------------- one track
 def recognise_track(frame_probs: Sequence[np.ndarray], decoder: Decoder,
-                    method: str = "logprob") -> TrackResult:
+                    method: str = "sequence") -> TrackResult:
     """Recognise one track from its frames' CTC probabilities [T_i, C].
 
     Every frame is decoded on its own (``TrackResult.frames``), then:
@@ -207,6 +254,7 @@ def recognise_track(frame_probs: Sequence[np.ndarray], decoder: Decoder,
       decoder's confidence on the fused matrix (mean aligned probability of the characters under
       the product of the frames, so several agreeing frames give more confidence than one);
     - ``vote``: :func:`vote` over the per-frame results;
+    - ``sequence``: :func:`sequence_fusion`;
     - ``single``: the first frame's result.
 
     Args:
@@ -225,6 +273,8 @@ def recognise_track(frame_probs: Sequence[np.ndarray], decoder: Decoder,
         text, conf = frames[0]
     elif method == "vote":
         text, conf = vote(frames)
+    elif method == "sequence":
+        text, conf = sequence_fusion(arrays, decoder, [t for t, _ in frames])
     else:
         d = decoder.decode_one(fuse_logprobs(arrays), log_input=True)
         text, conf = d.text, _clamp01(d.confidence)

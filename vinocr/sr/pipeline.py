@@ -3,7 +3,7 @@
     from vinocr.predict import Recognizer
     from vinocr.export.sr import SRPredictor
     rec = Recognizer.from_dir("exported/plate")
-    tracks = TrackRecognizer(rec, sr=SRPredictor.from_dir("exported/sr"), method="logprob")
+    tracks = TrackRecognizer(rec, sr=SRPredictor.from_dir("exported/sr"), method="sequence")
     tracks.recognise(lr_frames)            # -> TrackResult (text, confidence, per-frame results)
     chain(sr, rec, [crop1, crop2])         # -> [RecognitionResult] for single images
 
@@ -73,7 +73,7 @@ class TrackRecognizer:
             have 5, and capping keeps the cost per track bounded on longer tracks.
     """
 
-    def __init__(self, rec: Any, sr: Optional[Any] = None, method: str = "logprob",
+    def __init__(self, rec: Any, sr: Optional[Any] = None, method: str = "sequence",
                  frames: int = 5) -> None:
         check_method(method)
         if isinstance(frames, bool) or not isinstance(frames, int) or frames < 1:
