@@ -109,7 +109,7 @@ def test_eval_sr_table_has_every_row_and_column(sr_run, rec_run, tracks, tmp_pat
     assert main(["--sr", str(sr_run / "latest"), "--data", str(tracks), "--out",
                  str(tmp_path), "--lr-ocr", str(rec_run)]) == 0
     table = (tmp_path / "table.md").read_text()
-    assert "track, fused log-prob" in table and "PSNR" in table
+    assert "track, sequence log-prob sum" in table and "PSNR" in table
     rows = json.loads((tmp_path / "results.json").read_text())["rows"]
     names = [(r["input"], r["recogniser"]) for r in rows]
     assert names == [("bicubic LR", "OCR (HR)"), ("bicubic LR", "OCR (LR-trained)"),
