@@ -325,7 +325,7 @@ class SRTrainer:
         self.history.append(record)
         self.logger.epoch(record)
         logger.info("stage %d epoch %d/%d: %s", plan.stage, self._epoch, plan.epochs,
-                    " ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}"
+                    " ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
                              for k, v in record.items() if k not in ("char_weights",)))
         name = f"stage{plan.stage}_epoch_{self._epoch}"
         self.save(name)
