@@ -75,9 +75,21 @@ def parse_stages(value: str) -> List[int]:
     return stages
 
 
+def _is_running_stat(name: str) -> bool:
+    # Paddle keeps BatchNorm statistics as parameters; ``trainable`` is only ``not
+    # stop_gradient``, so the name is what tells them apart.
+    return name.endswith(("_mean", "_variance"))
+
+
 def set_trainable(layer: nn.Layer, trainable: bool) -> None:
-    for p in layer.parameters():
-        p.stop_gradient = not trainable
+    """Switch gradients of ``layer``'s weights; BatchNorm running statistics never get
+    gradients (Adam would otherwise move them like weights)."""
+    for name, p in layer.named_parameters():
+        p.stop_gradient = not trainable or _is_running_stat(name)
+
+
+def _weights(layer: nn.Layer) -> List[Any]:
+    return [p for name, p in layer.named_parameters() if not _is_running_stat(name)]
 
 
 def _rnn_layers(ocr: nn.Layer) -> List[nn.Layer]:
@@ -167,12 +179,12 @@ class SRTrainer:
         set_trainable(self.generator, True)
         recogniser_mode(self.ocr, plan.trains_ocr)
         self.generator.train()
-        params: List[Any] = [{"params": [p for p in self.generator.parameters()]}]
+        params: List[Any] = [{"params": _weights(self.generator)}]
         if plan.trains_ocr:
             # Paddle's per-group learning_rate is a multiplier of the optimizer's LR, which is the
             # generator's (Optimizer.lr x lr_scale); lr_scale 0 is refused by the config check.
             ratio = plan.ocr_lr_scale / plan.lr_scale
-            params.append({"params": [p for p in self.ocr.parameters()],
+            params.append({"params": _weights(self.ocr),
                            "learning_rate": ratio})
         opt = self.cfg["Optimizer"]
         from vinocr.engine.optim import ClippedAdam
