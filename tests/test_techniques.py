@@ -342,18 +342,17 @@ def test_auto_picks_per_table_and_falls_back():
     assert picks[2000][1] == ("2000 training samples < 5000 → gradual_unfreeze (table row 3: "
                               "[5000, gradual_unfreeze])")
     assert picks[10000][1].startswith("10000 training samples ≥ 10000 → full (table row 5")
-    # the default table: lora below 500 samples when it is registered, else the next row
+    # the default table (measured, docs/techniques.md): lora below 10000 samples, then full
     default = _check_table(DEFAULT_TABLE)
     with_lora = sorted(set(available) | {"lora"})
     without_lora = [n for n in available if n != "lora"]
     assert {n: choose(n, default, with_lora)[0] for n in (300, 1000, 3000, 7000, 20000)} == {
-        300: "lora", 1000: "frozen_backbone", 3000: "gradual_unfreeze",
-        7000: "discriminative_lr", 20000: "full"}
+        300: "lora", 1000: "lora", 3000: "lora", 7000: "lora", 20000: "full"}
     assert choose(300, default, with_lora)[1] == \
-        "300 training samples < 500 → lora (table row 1: [500, lora])"
+        "300 training samples < 10000 → lora (table row 1: [10000, lora])"
     assert choose(300, default, without_lora) == (
-        "frozen_backbone", "300 training samples < 2000 → frozen_backbone (table row 2: "
-        "[2000, frozen_backbone]; lora (row 1) is not registered)")
+        "full", "300 training samples → full (table row 2: [null, full]; lora (row 1) is not "
+        "registered)")
     # delegation: the chosen technique's options and hooks
     auto = build_technique({"name": "auto", "table": [[100, "full"], [None, "gradual_unfreeze"]],
                             "schedule": {0: "head", 1: "all"}, "epsilon": 0.3}).hooks[0]
