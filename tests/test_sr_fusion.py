@@ -261,3 +261,13 @@ def test_sequence_fusion_agrees_across_frames_whose_spikes_are_offset(greedy):
     assert recognise_track([f1, f1], greedy, "sequence").confidence > 0.9
     empty = frame([blank] * 5)
     assert recognise_track([empty, empty], greedy, "sequence").text == ""
+
+
+def test_precomputed_frame_results_give_the_same_track_result(greedy):
+    frames = three_frames()
+    given = [(d.text, d.confidence) for d in map(greedy.decode_one, frames)]
+    for method in METHODS:
+        assert recognise_track(frames, greedy, method, frame_results=given) == \
+            recognise_track(frames, greedy, method)
+    with pytest.raises(VinocrError, match="2 frame results for 3 frames"):
+        recognise_track(frames, greedy, "vote", frame_results=given[:2])

@@ -117,8 +117,12 @@ def evaluate_sr(data: SRPairs, ocr: Any, image_shape: Sequence[int], decoder: An
             from vinocr.sr.fusion import recognise_track
 
             for method in fusion:
-                fused = [recognise_track([probs[i] for i in np.flatnonzero(owner == j)], decoder,
-                                         method=method) for j in range(len(data.tracks))]
+                fused = []
+                for j in range(len(data.tracks)):
+                    idx = np.flatnonzero(owner == j)
+                    fused.append(recognise_track(
+                        [probs[i] for i in idx], decoder, method=method,
+                        frame_results=[(decoded[i].text, decoded[i].confidence) for i in idx]))
                 truths = [t.text for t in data.tracks]
                 metrics = text_metrics([f.text for f in fused], truths)
                 conf = np.array([f.confidence for f in fused])

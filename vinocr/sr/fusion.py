@@ -36,7 +36,7 @@ from __future__ import annotations
 import logging
 from collections import Counter
 from dataclasses import asdict, dataclass, field
-from typing import Any, Dict, List, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -245,7 +245,8 @@ def sequence_fusion(frames: Sequence[np.ndarray], decoder: Decoder,
 
 # --------------------------------------------------------------------------------- one track
 def recognise_track(frame_probs: Sequence[np.ndarray], decoder: Decoder,
-                    method: str = "sequence") -> TrackResult:
+                    method: str = "sequence",
+                    frame_results: Optional[Sequence[Tuple[str, float]]] = None) -> TrackResult:
     """Recognise one track from its frames' CTC probabilities [T_i, C].
 
     Every frame is decoded on its own (``TrackResult.frames``), then:
@@ -262,13 +263,17 @@ def recognise_track(frame_probs: Sequence[np.ndarray], decoder: Decoder,
         decoder: a :mod:`vinocr.decode` decoder for that class list (e.g. the ``plate`` decoder,
             whose layout constraint then also applies to the fused output).
         method: one of :data:`METHODS`.
+        frame_results: the frames' own ``(text, confidence)`` when the caller has decoded them
+            already with ``decoder`` (evaluation compares several methods on the same frames).
     """
     check_method(method)
     arrays = _check_frames(frame_probs)
-    frames: List[Tuple[str, float]] = []
-    for a in arrays:
-        d = decoder.decode_one(a)
-        frames.append((d.text, _clamp01(d.confidence)))
+    if frame_results is not None:
+        if len(frame_results) != len(arrays):
+            raise VinocrError(f"{len(frame_results)} frame results for {len(arrays)} frames")
+        frames = [(str(t), _clamp01(c)) for t, c in frame_results]
+    else:
+        frames = [(d.text, _clamp01(d.confidence)) for d in map(decoder.decode_one, arrays)]
     if method == "single":
         text, conf = frames[0]
     elif method == "vote":
