@@ -35,6 +35,7 @@ import numpy as np
 import paddle
 
 from vinocr.errors import ConfigError
+from vinocr.models.layers import batchnorm_layers, running_stat_ids  # noqa: F401 (re-exported)
 
 logger = logging.getLogger(__name__)
 
@@ -61,22 +62,6 @@ DEFAULT_RULES: Tuple[Tuple[str, str], ...] = (
 
 #: Backbone parts in the default rules, input side first.
 BACKBONE_PARTS: Tuple[str, ...] = ("stem", "early_backbone", "late_backbone")
-
-
-def _batchnorm_layers(model: paddle.nn.Layer) -> List[Tuple[str, paddle.nn.Layer]]:
-    return [(name, layer) for name, layer in model.named_sublayers()
-            if isinstance(layer, paddle.nn.layer.norm._BatchNormBase)]
-
-
-def running_stat_ids(model: paddle.nn.Layer) -> Set[int]:
-    """ids of the BatchNorm running statistics, which Paddle stores as (never-trained) parameters."""
-    ids: Set[int] = set()
-    for _, layer in _batchnorm_layers(model):
-        for attr in ("_mean", "_variance"):
-            stat = getattr(layer, attr, None)
-            if stat is not None:
-                ids.add(id(stat))
-    return ids
 
 
 def learnable_parameters(model: paddle.nn.Layer) -> List[Tuple[str, paddle.Tensor]]:
@@ -220,7 +205,7 @@ def eval_frozen_batchnorms(model: paddle.nn.Layer) -> List[str]:
     keeps its statistics too (in train mode they would drift towards the new data's batches while
     the weights around them cannot adapt). Call after ``model.train()``. Returns the layer names."""
     names = []
-    for name, layer in _batchnorm_layers(model):
+    for name, layer in batchnorm_layers(model):
         affine = [p for p in (getattr(layer, "weight", None), getattr(layer, "bias", None))
                   if p is not None]
         if affine and all(p.stop_gradient for p in affine):

@@ -4,7 +4,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import List, Tuple
+from typing import Dict, List, Tuple
 
 import cv2
 import numpy as np
@@ -81,6 +81,18 @@ def make_track(root: Path, text: str, layout: str, with_corners: bool = True) ->
     doc = {"plate_layout": layout, "plate_text": text, "corners": corners if with_corners else {}}
     (track / "annotations.json").write_text(json.dumps(doc), encoding="utf-8")
     return track
+
+
+def write_synthetic_tracks(root: Path, tracks: Dict[str, Tuple[str, str]], seed: int) -> Path:
+    """Synthetic LRLPR-26 tracks ``{relative dir: (plate text, layout)}`` below ``root`` (5 LR +
+    5 HR frames each, ``.jpg`` under Scenario-B as in the real dataset)."""
+    from vinocr.data.synth.plates import write_track
+
+    rng = np.random.default_rng(seed)
+    for rel, (text, layout) in tracks.items():
+        write_track(root / rel, text, layout, rng,
+                    image_ext=".jpg" if "Scenario-B" in rel else ".png")
+    return root
 
 
 # ---------------------------------------------------------------------------- tiny training runs

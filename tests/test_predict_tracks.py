@@ -28,14 +28,9 @@ TRACKS = {"Scenario-A/Brazilian/track_00001": ("ABC1234", "Brazilian"),
 
 @pytest.fixture(scope="module")
 def tracks_root(tmp_path_factory) -> Path:
-    from vinocr.data.synth.plates import write_track
+    from conftest import write_synthetic_tracks
 
-    root = tmp_path_factory.mktemp("lrlpr")
-    rng = np.random.default_rng(7)
-    for rel, (text, layout) in TRACKS.items():
-        write_track(root / rel, text, layout, rng,
-                    image_ext=".jpg" if "Scenario-B" in rel else ".png")
-    return root
+    return write_synthetic_tracks(tmp_path_factory.mktemp("lrlpr"), TRACKS, seed=7)
 
 
 @pytest.fixture(scope="module")

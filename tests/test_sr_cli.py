@@ -5,11 +5,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import numpy as np
 import pytest
 import yaml
 
-from conftest import tiny_config
+from conftest import tiny_config, write_synthetic_tracks
 
 PLATES = {"Scenario-A/Brazilian/track_00001": ("ABC1234", "Brazilian"),
           "Scenario-A/Mercosur/track_00002": ("BRA2E19", "Mercosur"),
@@ -18,13 +17,7 @@ PLATES = {"Scenario-A/Brazilian/track_00001": ("ABC1234", "Brazilian"),
 
 @pytest.fixture(scope="module")
 def tracks(tmp_path_factory) -> Path:
-    from vinocr.data.synth.plates import write_track
-
-    root = tmp_path_factory.mktemp("sr_cli_tracks")
-    rng = np.random.default_rng(3)
-    for rel, (text, layout) in PLATES.items():
-        write_track(root / rel, text, layout, rng)
-    return root
+    return write_synthetic_tracks(tmp_path_factory.mktemp("sr_cli_tracks"), PLATES, seed=3)
 
 
 @pytest.fixture(scope="module")

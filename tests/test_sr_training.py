@@ -154,13 +154,11 @@ def test_parse_stages():
 
 @pytest.fixture(scope="module")
 def track_root(tmp_path_factory) -> Path:
-    from vinocr.data.synth.plates import write_track
+    from conftest import write_synthetic_tracks
 
-    root = tmp_path_factory.mktemp("sr_tracks")
-    rng = np.random.default_rng(0)
-    for i, (text, layout) in enumerate(PLATES):
-        write_track(root / "Scenario-A" / layout / f"track_{i:05d}", text, layout, rng)
-    return root
+    tracks = {f"Scenario-A/{layout}/track_{i:05d}": (text, layout)
+              for i, (text, layout) in enumerate(PLATES)}
+    return write_synthetic_tracks(tmp_path_factory.mktemp("sr_tracks"), tracks, seed=0)
 
 
 def _trainer(track_root, run_dir, plate_charset, stages_epochs=(1, 1, 1), seed=0):

@@ -240,19 +240,26 @@ def recognise_tracks(dataset: Any, recognizer: Any, sr: Any, method: str,
     return rows
 
 
+def load_models(args: argparse.Namespace) -> Tuple[Any, Any]:
+    """The recogniser of ``--model``/``--rec`` and the SR model of ``--sr`` (or None). Call
+    inside :func:`native_stdout_to_stderr`: building predictors prints to the C stdout."""
+    from vinocr.predict import Recognizer
+
+    if args.sr:
+        check_sr_dir(args.sr)
+    recognizer = Recognizer.from_dir(args.model, backend=args.backend, threads=args.threads,
+                                     decode=args.decode, dynamic_width=args.dynamic_width,
+                                     batch_size=args.batch_size)
+    return recognizer, load_sr(args.sr, args.threads) if args.sr else None
+
+
 def run_tracks(args: argparse.Namespace) -> int:
     """``--tracks``: recognise every track, write the submission, report."""
-    from vinocr.predict import Recognizer
     from vinocr.sr.submission import write_submission
 
     dataset = open_tracks(args.tracks)
-    if args.sr:
-        check_sr_dir(args.sr)
     with native_stdout_to_stderr():
-        recognizer = Recognizer.from_dir(args.model, backend=args.backend, threads=args.threads,
-                                         decode=args.decode, dynamic_width=args.dynamic_width,
-                                         batch_size=args.batch_size)
-        sr = load_sr(args.sr, args.threads) if args.sr else None
+        recognizer, sr = load_models(args)
         rows = recognise_tracks(dataset, recognizer, sr, args.fusion or DEFAULT_FUSION,
                                 args.frames or DEFAULT_FRAMES)
     submission = write_submission(args.submission or DEFAULT_SUBMISSION,
@@ -287,16 +294,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     for name in ("submission", "fusion", "frames"):
         if getattr(args, name) is not None:
             parser.error(f"--{name} only applies with --tracks")
-    from vinocr.predict import Recognizer
-
     items = collect_inputs(args.inputs)
-    if args.sr:
-        check_sr_dir(args.sr)
     with native_stdout_to_stderr():
-        recognizer = Recognizer.from_dir(args.model, backend=args.backend, threads=args.threads,
-                                         decode=args.decode, dynamic_width=args.dynamic_width,
-                                         batch_size=args.batch_size)
-        sr = load_sr(args.sr, args.threads) if args.sr else None
+        recognizer, sr = load_models(args)
         rows = list(predict_items(recognizer, items, args.batch_size, sr=sr))
     labelled = any("label" in row for row in rows)
     if args.format == "json":

@@ -65,14 +65,6 @@ def load_ocr(spec: str) -> Tuple[Any, Any, List[int], Dict[str, Any]]:
     return loaded.model, loaded.charset, shape, state
 
 
-def resolve_sr_checkpoint(path: str) -> Path:
-    """A run directory means its ``latest`` checkpoint."""
-    p = Path(path)
-    if (p / "latest").is_dir() and not (p / "state.json").exists():
-        return p / "latest"
-    return p
-
-
 @cli_entry(PROG)
 def main(argv: Optional[List[str]] = None) -> int:
     args = build_parser().parse_args(argv)
@@ -123,7 +115,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     trainer = SRTrainer(cfg, generator, ocr, charset.class_list(), image_shape, decoder, train,
                         val, run_dir, ocr_state=ocr_state)
     if args.resume:
-        trainer.resume(resolve_sr_checkpoint(args.resume))
+        from vinocr.sr.checkpoint_io import resolve_sr_checkpoint
+
+        trainer.resume(resolve_sr_checkpoint(args.resume, prefer=("latest",)))
     report = trainer.fit(stages)
     print(json.dumps({"best_word_acc": report["best_word_acc"], "steps": report["steps"],
                       "seconds": report["seconds"], "run_dir": str(run_dir)}, indent=2))

@@ -19,6 +19,8 @@ from typing import Any, Dict, Iterator, List, Optional, Tuple
 import numpy as np
 import paddle
 
+from vinocr.models.layers import running_stat_ids
+
 logger = logging.getLogger(__name__)
 
 STAGES = ("backbone", "neck")
@@ -27,7 +29,8 @@ STAGES = ("backbone", "neck")
 def frozen_stage(model: Any) -> Optional[str]:
     """The longest frozen prefix: ``neck`` (backbone + SVTR neck frozen), ``backbone``, or None."""
     def frozen(layer: Any) -> bool:
-        params = [p for p in layer.parameters() if not p.name.endswith(("_mean", "_variance"))]
+        stats = running_stat_ids(layer)
+        params = [p for p in layer.parameters() if id(p) not in stats]
         return bool(params) and all(p.stop_gradient for p in params)
 
     if not frozen(model.backbone):

@@ -8,7 +8,7 @@ its running statistics).
 """
 from __future__ import annotations
 
-from typing import Optional, Sequence, Tuple, Union
+from typing import List, Optional, Sequence, Set, Tuple, Union
 
 import numpy as np
 import paddle
@@ -204,3 +204,20 @@ class SELayer(nn.Layer):
         gate = F.adaptive_avg_pool2d(x, 1)
         gate = F.hardsigmoid(self.conv2(F.relu(self.conv1(gate))), slope=1.0 / 6, offset=0.5)
         return x * gate
+
+
+def batchnorm_layers(model: nn.Layer) -> List[Tuple[str, nn.Layer]]:
+    """``(name, layer)`` of every BatchNorm sublayer of ``model``."""
+    return [(name, layer) for name, layer in model.named_sublayers()
+            if isinstance(layer, nn.layer.norm._BatchNormBase)]
+
+
+def running_stat_ids(model: nn.Layer) -> Set[int]:
+    """ids of the BatchNorm running statistics, which Paddle stores as (never-trained) parameters."""
+    ids: Set[int] = set()
+    for _, layer in batchnorm_layers(model):
+        for attr in ("_mean", "_variance"):
+            stat = getattr(layer, attr, None)
+            if stat is not None:
+                ids.add(id(stat))
+    return ids

@@ -11,7 +11,7 @@ predicted strings.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import List, Optional, Sequence
+from typing import List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -27,6 +27,18 @@ class Alignment:
     positions: np.ndarray
 
 
+def _extended(label: Sequence[int], blank: int) -> Tuple[np.ndarray, np.ndarray]:
+    """The CTC state sequence ``blank, c1, blank, ..., cL, blank`` and, per state, whether it may
+    be entered from two states back (skipping a blank: only between different characters)."""
+    ext = [blank]
+    for c in label:
+        ext += [c, blank]
+    can_skip = np.zeros(len(ext), dtype=bool)
+    for s in range(2, len(ext)):
+        can_skip[s] = ext[s] != blank and ext[s] != ext[s - 2]
+    return np.asarray(ext), can_skip
+
+
 def forced_align(log_probs: np.ndarray, label: Sequence[int], blank: int = 0) -> Optional[Alignment]:
     """Best CTC path through ``log_probs`` [T, C] that spells ``label`` (class ids, no blanks).
 
@@ -37,18 +49,11 @@ def forced_align(log_probs: np.ndarray, label: Sequence[int], blank: int = 0) ->
     lab = [int(c) for c in label]
     if not lab:
         return Alignment(np.full(t_len, blank, np.int64), np.full(t_len, -1, np.int64))
-    ext = [blank]
-    for c in lab:
-        ext += [c, blank]
-    s_len = len(ext)
-    ext_arr = np.asarray(ext)
-    # A state may skip the blank before it when its character differs from the previous one.
-    can_skip = np.zeros(s_len, dtype=bool)
-    for s in range(2, s_len):
-        can_skip[s] = ext[s] != blank and ext[s] != ext[s - 2]
+    ext_arr, can_skip = _extended(lab, blank)
+    s_len = len(ext_arr)
     score = np.full(s_len, NEG_INF)
-    score[0] = lp[0, ext[0]]
-    score[1] = lp[0, ext[1]]
+    score[0] = lp[0, ext_arr[0]]
+    score[1] = lp[0, ext_arr[1]]
     back = np.zeros((t_len, s_len), dtype=np.int8)  # 0 stay, 1 from s-1, 2 from s-2
     for t in range(1, t_len):
         stay = score
@@ -87,18 +92,12 @@ def ctc_log_likelihood(log_probs: np.ndarray, label: Sequence[int], blank: int =
     """
     lp = np.asarray(log_probs, dtype=np.float64)
     t_len = lp.shape[0]
-    ext = [blank]
-    for c in label:
-        ext += [int(c), blank]
-    s_len = len(ext)
-    ext_arr = np.asarray(ext)
-    can_skip = np.zeros(s_len, dtype=bool)
-    for s in range(2, s_len):
-        can_skip[s] = ext[s] != blank and ext[s] != ext[s - 2]
+    ext_arr, can_skip = _extended([int(c) for c in label], blank)
+    s_len = len(ext_arr)
     alpha = np.full(s_len, -np.inf)
-    alpha[0] = lp[0, ext[0]]
+    alpha[0] = lp[0, ext_arr[0]]
     if s_len > 1:
-        alpha[1] = lp[0, ext[1]]
+        alpha[1] = lp[0, ext_arr[1]]
     for t in range(1, t_len):
         prev1 = np.full(s_len, -np.inf)
         prev1[1:] = alpha[:-1]

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, Optional, Union
+from typing import Any, Dict, Optional, Tuple, Union
 
 from vinocr.errors import VinocrError
 
@@ -18,12 +18,14 @@ class SRCheckpoint:
     path: Path
 
 
-def resolve_sr_checkpoint(path: Union[str, Path]) -> Path:
-    """A run directory means its ``best`` checkpoint (else ``latest``)."""
+def resolve_sr_checkpoint(path: Union[str, Path],
+                          prefer: Tuple[str, ...] = ("best", "latest")) -> Path:
+    """A checkpoint directory as it is; a run directory means the first of ``prefer`` it has
+    (evaluation and export want ``best``; resuming wants ``latest``)."""
     p = Path(path)
     if (p / "state.json").exists():
         return p
-    for name in ("best", "latest"):
+    for name in prefer:
         if (p / name / "state.json").exists():
             return p / name
     return p

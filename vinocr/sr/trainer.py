@@ -24,6 +24,7 @@ import paddle
 import paddle.nn as nn
 
 from vinocr.engine.runlog import RunLogger
+from vinocr.models.layers import running_stat_ids
 from vinocr.errors import ConfigError, VinocrError
 from vinocr.sr.data import SRPairs
 from vinocr.sr.evaluate import SREvaluation, evaluate_sr
@@ -75,21 +76,17 @@ def parse_stages(value: str) -> List[int]:
     return stages
 
 
-def _is_running_stat(name: str) -> bool:
-    # Paddle keeps BatchNorm statistics as parameters; ``trainable`` is only ``not
-    # stop_gradient``, so the name is what tells them apart.
-    return name.endswith(("_mean", "_variance"))
-
-
 def set_trainable(layer: nn.Layer, trainable: bool) -> None:
     """Switch gradients of ``layer``'s weights; BatchNorm running statistics never get
     gradients (Adam would otherwise move them like weights)."""
-    for name, p in layer.named_parameters():
-        p.stop_gradient = not trainable or _is_running_stat(name)
+    stats = running_stat_ids(layer)
+    for p in layer.parameters():
+        p.stop_gradient = not trainable or id(p) in stats
 
 
 def _weights(layer: nn.Layer) -> List[Any]:
-    return [p for name, p in layer.named_parameters() if not _is_running_stat(name)]
+    stats = running_stat_ids(layer)
+    return [p for p in layer.parameters() if id(p) not in stats]
 
 
 def _rnn_layers(ocr: nn.Layer) -> List[nn.Layer]:
