@@ -79,6 +79,9 @@ def main() -> int:
     parser.add_argument("--techniques", nargs="+", default=DEFAULT_TECHNIQUES)
     parser.add_argument("--work", default="/tmp/vinocr_compare_techniques")
     parser.add_argument("--out", help="also append the table to this Markdown file")
+    parser.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE",
+                        help="extra config overrides for every training run (the -o syntax), "
+                        "e.g. 'Train.augment.num_ops=3'")
     args = parser.parse_args()
 
     from techniques import build_technique
@@ -125,7 +128,7 @@ def main() -> int:
                 f"Train.dataset={{type: label_file, label_files: [{train}]}}", "Eval.dataset=null",
                 f"Train.epochs={epochs}", f"Train.max_steps={args.steps}",
                 f"Train.batch_size={args.batch}", "Train.num_workers=0",
-                f"Technique.name={tech}"] + teacher_options(tech, n))
+                f"Technique.name={tech}"] + teacher_options(tech, n) + list(args.set))
             start = time.perf_counter()
             trainer = Trainer(cfg, hooks=build_technique(cfg["Technique"]))
             report = trainer.fit()
@@ -142,8 +145,9 @@ def main() -> int:
                          f"{report['timing']['train_images_per_sec']:.1f}"))
             print(f"size {n} {tech}: seq {result.seq_acc:.3f} char {result.char_acc:.3f} "
                   f"wall {wall:.0f}s trainable {report['model']['trainable']}", flush=True)
+    settings = f" Overrides: `{' '.join(args.set)}`." if args.set else ""
     lines = [f"{args.steps} optimizer steps of batch {args.batch} per run; hard validation set of "
-             f"{args.val} crops; VIN-grammar decoding.", "",
+             f"{args.val} crops; VIN-grammar decoding.{settings}", "",
              "| train size | technique | seq acc | char acc | wall s | trainable params | "
              "train images/s |", "|---|---|---|---|---|---|---|"]
     for n, tech, seq, char, wall, trainable, ips in rows:

@@ -19,6 +19,10 @@ from vinocr.errors import VinocrError
 PROG = "vinocr-finetune"
 logger = logging.getLogger("vinocr.finetune")
 
+#: Smallest per-process share of the global batch ``--nproc auto`` accepts: below it, per-process
+#: overhead (launch, gradient all-reduce, small-batch kernels) eats the gain of another process.
+MIN_BATCH_PER_PROCESS = 8
+
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog=PROG, description="Fine-tune a VIN / licence-plate "
@@ -29,23 +33,42 @@ def build_parser() -> argparse.ArgumentParser:
                    "gradual_unfreeze+label_smoothing")
     p.add_argument("--resume", metavar="RUN_DIR", help="continue a run exactly from its latest "
                    "checkpoint (uses RUN_DIR/config.yml unless -c is given)")
-    p.add_argument("--nproc", default="1",
-                   help="data-parallel processes: N, or auto = one per CPU core (GPU machines: "
-                   "one per GPU); relaunches through paddle.distributed.launch")
+    p.add_argument("--nproc", default="auto",
+                   help="data-parallel processes: N, or auto (default) = as many as there are "
+                   "CPU cores (GPU machines: GPUs) that split Train.batch_size evenly into shares "
+                   f"of at least {MIN_BATCH_PER_PROCESS}; on --resume, auto keeps the run's own "
+                   "count. Relaunches through paddle.distributed.launch")
     p.add_argument("--log-level", default="INFO")
     return p
 
 
-def resolve_nproc(value: str) -> int:
-    if value == "auto":
-        import paddle
+def available_devices() -> int:
+    """GPUs when Paddle sees any, else the CPU cores this process may run on."""
+    import paddle
 
-        if paddle.is_compiled_with_cuda() and paddle.device.cuda.device_count() > 0:
-            return paddle.device.cuda.device_count()
-        # 2 processes x 1 thread measured 1.4x faster than 1 process x 2 threads on PP-OCRv4
-        # (docs/performance.md): Paddle's CPU kernels scale better across processes.
-        return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else \
-            (os.cpu_count() or 1)
+    if paddle.is_compiled_with_cuda() and paddle.device.cuda.device_count() > 0:
+        return paddle.device.cuda.device_count()
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else \
+        (os.cpu_count() or 1)
+
+
+def auto_nproc(batch_size: int, devices: int) -> int:
+    """The most processes, at most ``devices``, that split ``batch_size`` evenly into shares of at
+    least :data:`MIN_BATCH_PER_PROCESS`. On CPU, 2 processes x 1 thread measured faster than
+    1 process x 2 threads (docs/performance.md): Paddle's CPU kernels scale across processes."""
+    for n in range(max(1, devices), 0, -1):
+        if batch_size % n == 0 and batch_size // n >= MIN_BATCH_PER_PROCESS:
+            return n
+    return 1
+
+
+def resolve_nproc(value: str, batch_size: int, resume: Optional[str] = None) -> int:
+    if value == "auto":
+        if resume:
+            saved = saved_world_size(resume)
+            if saved is not None:
+                return saved
+        return auto_nproc(batch_size, available_devices())
     try:
         n = int(value)
     except ValueError:
@@ -53,6 +76,15 @@ def resolve_nproc(value: str) -> int:
     if n < 1:
         raise VinocrError(f"--nproc must be >= 1, got {n}")
     return n
+
+
+def saved_world_size(run: str) -> Optional[int]:
+    """The process count the run's latest checkpoint was trained with (None if unrecorded)."""
+    from vinocr.engine.checkpoint import STATE_FILE, resolve_checkpoint
+
+    doc = json.loads((resolve_checkpoint(run) / STATE_FILE).read_text(encoding="utf-8"))
+    saved = doc.get("state", {}).get("world_size")
+    return int(saved) if saved else None
 
 
 def relaunch(argv: List[str], nproc: int, log_dir: Path) -> int:
@@ -97,7 +129,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     else:
         config_files = args.config
     cfg = load_config(config_files, overrides)
-    nproc = resolve_nproc(args.nproc)
+    nproc = resolve_nproc(args.nproc, cfg["Train"]["batch_size"], args.resume)
     if nproc > 1 and "PADDLE_TRAINER_ID" not in os.environ:
         raw = sys.argv[1:] if argv is None else list(argv)
         return relaunch(raw, nproc, Path(cfg["Global"]["run_dir"]) / "launch_logs")

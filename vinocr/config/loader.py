@@ -213,6 +213,17 @@ def load_config(paths: Union[str, Path, Sequence[Union[str, Path]], None] = None
     return cfg
 
 
+def json_safe_config(value: Any) -> Any:
+    """``value`` with every mapping key a string, as JSON stores it. YAML allows number keys
+    (``Technique.schedule: {0: [head], 5: [neck]}``); the code reading such keys accepts their
+    string forms too, so a config saved inside a checkpoint reads back the same."""
+    if isinstance(value, Mapping):
+        return {str(k): json_safe_config(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe_config(v) for v in value]
+    return value
+
+
 def write_resolved_config(cfg: Mapping[str, Any], run_dir: Union[str, Path],
                           name: str = RESOLVED_NAME) -> Path:
     """Write the fully resolved config into ``run_dir`` atomically; return its path."""

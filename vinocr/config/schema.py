@@ -94,7 +94,10 @@ def _loader_section(batch_size: int, shuffle: bool, drop_last: bool, augment: bo
     fields: Dict[str, Union[Field, Section]] = {
         "dataset": Field((dict,), None, "dataset sources (see README: Data formats)",
                          nullable=True, check=_dataset_check),
-        "batch_size": Field((int,), batch_size, "samples per batch (per process)", minimum=1),
+        "batch_size": Field((int,), batch_size,
+                            ("samples per optimizer step, split evenly across data-parallel "
+                             "processes" if augment else "samples per batch (per process)"),
+                            minimum=1),
         "num_workers": Field((int,), 2, "loader worker processes", minimum=0),
         "shuffle": Field((bool,), shuffle),
         "drop_last": Field((bool,), drop_last),

@@ -7,6 +7,10 @@ import logging
 import os
 from typing import Any
 
+import numpy as np
+
+from vinocr.errors import ConfigError
+
 logger = logging.getLogger(__name__)
 
 
@@ -22,6 +26,16 @@ def is_main() -> bool:
     return rank() == 0
 
 
+def per_process_batch(global_batch: int, key: str = "Train.batch_size") -> int:
+    """This process's share of a global batch. ``Train.batch_size`` is the batch of one optimizer
+    step however many processes compute it, so ``--nproc`` changes speed, not the training."""
+    n = world_size()
+    if global_batch % n:
+        raise ConfigError(f"{key}={global_batch} does not split evenly over {n} data-parallel "
+                          f"processes: use a multiple of {n} or another --nproc")
+    return global_batch // n
+
+
 def init(device: str) -> None:
     """Initialise the process group when launched by paddle.distributed.launch."""
     if world_size() > 1:
@@ -31,16 +45,42 @@ def init(device: str) -> None:
         logger.info("data parallel: rank %d of %d on %s", rank(), world_size(), device)
 
 
-def wrap(model: Any) -> Any:
-    if world_size() > 1:
-        import paddle
+def broadcast_state(model: Any) -> None:
+    """Copy rank 0's parameters and buffers to every rank (a no-op on one process)."""
+    if world_size() == 1:
+        return
+    import paddle.distributed as dist
 
-        return paddle.DataParallel(model)
-    return model
+    for tensor in model.state_dict().values():
+        dist.broadcast(tensor, src=0)
 
 
-def unwrap(model: Any) -> Any:
-    return getattr(model, "_layers", model)
+def all_reduce_gradients(model: Any) -> None:
+    """Average the gradients of ``model``'s trainable parameters across ranks, in one coalesced
+    all-reduce after backward (a no-op on one process).
+
+    Used instead of ``paddle.DataParallel``: its reducer fixes the set of synchronised parameters
+    when the wrapper is built, so parameters unfrozen later (gradual unfreezing) would train
+    unsynchronised, re-wrapping crashes Paddle (a stale reducer hook), and steps on cached
+    features bypass the wrapper's forward altogether. One all-reduce of about 2M floats per step
+    costs little next to a CPU step; on GPUs it gives up overlapping communication with backward.
+    """
+    if world_size() == 1:
+        return
+    import paddle
+    import paddle.distributed as dist
+
+    params = [p for p in model.parameters() if not p.stop_gradient and p.grad is not None]
+    if not params:
+        return
+    flat = paddle.concat([p.grad.reshape([-1]) for p in params])
+    dist.all_reduce(flat)
+    flat = flat / float(world_size())
+    offset = 0
+    for p in params:
+        size = int(np.prod(p.shape))
+        p.grad.set_value(flat[offset:offset + size].reshape(p.grad.shape))
+        offset += size
 
 
 def barrier() -> None:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import time
-from typing import Any, Dict, Iterator, List, Optional, Tuple
+from typing import Any, Dict, Iterable, Iterator, List, Optional, Tuple
 
 import numpy as np
 import paddle
@@ -67,7 +67,12 @@ def run_suffix(model: Any, features: paddle.Tensor, stage: str) -> paddle.Tensor
 
 
 class FeatureCache:
-    """In-memory cache ``{view: array [N, ...]}`` for one (stage, prefix digest)."""
+    """In-memory cache ``{view: array [N, ...]}`` for one (stage, prefix digest).
+
+    Features are computed on demand, for the samples an epoch's batches ask for. In data-parallel
+    training each process's sampler yields its own shard, so each process computes (and holds)
+    only the features it trains on, and the processes build their shards at the same time.
+    """
 
     def __init__(self, samples: Any, views: int, batch_size: int = 32,
                  dtype: str = "float32") -> None:
@@ -77,6 +82,7 @@ class FeatureCache:
         self.dtype = np.dtype(dtype)
         self.key: Optional[Tuple[str, str]] = None
         self.store: Dict[int, np.ndarray] = {}
+        self.filled: Dict[int, np.ndarray] = {}   # view -> bool [N]: which rows are computed
         self.build_seconds = 0.0
 
     def prepare(self, model: Any, stage: str) -> None:
@@ -85,42 +91,52 @@ class FeatureCache:
             if self.key is not None:
                 logger.info("feature cache invalidated: the frozen prefix changed (%s -> %s)",
                             self.key[0], stage)
-            self.key, self.store = key, {}
+            self.key, self.store, self.filled = key, {}, {}
 
     def view_of(self, epoch: int) -> int:
         return epoch % self.views
 
-    def ensure(self, model: Any, epoch: int) -> np.ndarray:
+    def ensure(self, model: Any, epoch: int, indices: Optional[Iterable[int]] = None
+               ) -> np.ndarray:
+        """The features of view ``epoch % views``, computing those of ``indices`` (default: every
+        sample) that are not cached yet. Rows never asked for stay uninitialised."""
         view = self.view_of(epoch)
-        if view in self.store:
+        n = len(self.samples)
+        wanted = np.arange(n) if indices is None else np.unique(np.fromiter(indices, np.int64))
+        filled = self.filled.get(view)
+        missing = wanted if filled is None else wanted[~filled[wanted]]
+        if len(missing) == 0:
             return self.store[view]
         stage = self.key[0]
         start = time.perf_counter()
         was_training = [l.training for l in prefix_layers(model, stage)]
         for layer in prefix_layers(model, stage):
             layer.eval()
-        chunks = []
-        n = len(self.samples)
         with paddle.no_grad():
-            for s in range(0, n, self.batch_size):
-                batch = np.stack([self.samples.image_tensor(i, view) for i in
-                                  range(s, min(n, s + self.batch_size))])
+            for s in range(0, len(missing), self.batch_size):
+                rows = missing[s:s + self.batch_size]
+                batch = np.stack([self.samples.image_tensor(int(i), view) for i in rows])
                 feats = run_prefix(model, paddle.to_tensor(batch), stage).numpy()
-                chunks.append(feats.astype(self.dtype))
+                if view not in self.store:
+                    self.store[view] = np.empty((n, *feats.shape[1:]), self.dtype)
+                    self.filled[view] = np.zeros(n, bool)
+                self.store[view][rows] = feats.astype(self.dtype)
+                self.filled[view][rows] = True
         for layer, mode in zip(prefix_layers(model, stage), was_training):
             layer.train() if mode else layer.eval()
-        self.store[view] = np.concatenate(chunks)
         elapsed = time.perf_counter() - start
         self.build_seconds += elapsed
         mb = sum(a.nbytes for a in self.store.values()) / 2 ** 20
-        logger.info("feature cache: view %d of %d built for %d samples (%s features) in %.1f s; "
-                    "%.0f MiB cached", view + 1, self.views, n, stage, elapsed, mb)
+        logger.info("feature cache: view %d of %d: %d samples (%s features) computed in %.1f s; "
+                    "%d of %d cached; %.0f MiB", view + 1, self.views, len(missing), stage,
+                    elapsed, int(self.filled[view].sum()), n, mb)
         return self.store[view]
 
     def batches(self, model: Any, epoch: int, sampler: Any) -> Iterator[List[paddle.Tensor]]:
         """Batches ``[features, labels, lengths, index]`` in the sampler's order for ``epoch``."""
-        feats = self.ensure(model, epoch)
-        for indices in sampler:
+        order = [list(b) for b in sampler]
+        feats = self.ensure(model, epoch, (i for b in order for i in b))
+        for indices in order:
             idx = np.asarray(indices)
             labels, lengths = zip(*(self.samples.label_arrays(int(i)) for i in idx))
             yield [paddle.to_tensor(feats[idx].astype("float32")),

@@ -24,7 +24,7 @@ import paddle.nn.functional as F
 
 from vinocr import __version__
 from vinocr.charset import load_charset
-from vinocr.config import write_resolved_config
+from vinocr.config import json_safe_config, write_resolved_config
 from vinocr.data.augment import build_augment
 from vinocr.data.loader import RecognitionSamples, build_loader, set_loader_epoch
 from vinocr.data.registry import build_dataset
@@ -124,7 +124,9 @@ class Trainer:
         self._check_frames()
         self.model = self.hooks.prepare_model(self.model, self)
         self.fast_depthwise = self._use_fast_depthwise(g["fast_depthwise"])
-        self.train_model = dist.wrap(self.model)
+        # Data parallel: identical starting weights on every rank; gradients are averaged after
+        # each backward (see _train_step).
+        dist.broadcast_state(self.model)
         self.amp = Amp(resolve_amp(g["use_amp"], self.device, g["amp_dtype"], g["amp_level"]))
         self.decoder = build_decoder(cfg["Decode"], charset=self.charset, key="Decode")
         self.feature_cache = None
@@ -134,15 +136,12 @@ class Trainer:
 
             # Fixed augmentation views keep the cached and uncached paths identical.
             self.train_samples.views = cache_cfg["views"]
-            if dist.world_size() > 1:
-                logger.warning("Train.feature_cache is single-process for now; training "
-                               "without it on %d processes", dist.world_size())
-            elif not hasattr(self.model.head, "ctc_encoder"):
+            if not hasattr(self.model.head, "ctc_encoder"):
                 logger.warning("Train.feature_cache needs a PP-OCRv4-style model (backbone + "
                                "SVTR neck); %s trains without it", self.model.arch)
             else:
                 self.feature_cache = FeatureCache(self.train_samples, cache_cfg["views"],
-                                                  cfg["Train"]["batch_size"], cache_cfg["dtype"])
+                                                  self.batch_per_process, cache_cfg["dtype"])
         self.state = TrainState()
         self._build_optimization()
         self.resumed_from: Optional[str] = None
@@ -166,7 +165,8 @@ class Trainer:
         augment = build_augment(train_cfg.get("augment"), key="Train.augment")
         self.train_samples = RecognitionSamples(self.train_set, self.charset, self.image_shape,
                                                 g["max_text_length"], augment, self.seed)
-        self.train_loader = build_loader(self.train_samples, train_cfg["batch_size"],
+        self.batch_per_process = dist.per_process_batch(train_cfg["batch_size"])
+        self.train_loader = build_loader(self.train_samples, self.batch_per_process,
                                          train_cfg["shuffle"], train_cfg["num_workers"],
                                          train_cfg["drop_last"] and
                                          len(self.train_set) >= train_cfg["batch_size"],
@@ -277,7 +277,8 @@ class Trainer:
                 "skipped_steps": s.skipped_steps, "metrics": s.last_metrics,
                 "schedule": self.schedule.state_dict(), "amp": self.amp.state_dict(),
                 "hooks": self.hooks.state_dict(), "seed": self.seed,
-                "config": dict(self.cfg), "charset": list(self.charset.characters),
+                "world_size": dist.world_size(),
+                "config": json_safe_config(self.cfg), "charset": list(self.charset.characters),
                 "arch": self.model.arch, "arch_kwargs": dict(self.model.arch_kwargs),
                 "vinocr_version": __version__, "saved_at": time.strftime("%Y-%m-%dT%H:%M:%S")}
 
@@ -301,6 +302,12 @@ class Trainer:
         # Hooks may change trainability (e.g. unfreezing) when their state is restored.
         if self.hooks.on_epoch_start(int(st["epoch"]), self):
             self.optimizer = self._make_optimizer()
+        saved_world = int(st.get("world_size", 1))
+        if saved_world != dist.world_size():
+            logger.warning("resuming a run trained on %d process(es) with %d: the global batch "
+                           "is the same, but samples are dealt to processes differently, so the "
+                           "continuation is not bit-identical; use --nproc %d for an exact resume",
+                           saved_world, dist.world_size(), saved_world)
         load_weights(self.model, ckpt.model_state, strict=True, source=f"resume {ckpt.path}")
         if ckpt.optimizer_state:
             optimizer_state_from_named(self.optimizer, self.model, ckpt.optimizer_state)
@@ -357,10 +364,10 @@ class Trainer:
                 from vinocr.engine.feature_cache import run_suffix
 
                 logits, aux = run_suffix(self.model, images, stage), {}
-            elif dist.world_size() == 1 and hasattr(self.model, "forward_train"):
+            elif hasattr(self.model, "forward_train"):
                 logits, aux = self.model.forward_train(images, labels, lengths)
             else:
-                logits, aux = self.train_model(images), {}
+                logits, aux = self.model(images), {}
             ctc = self._ctc_loss(logits, labels, lengths)
             loss = ctc
             for value in aux.values():
@@ -373,6 +380,7 @@ class Trainer:
         if not math.isfinite(loss_value):
             return self._skip_step("loss", loss_value, index)
         self.amp.backward(out.loss)
+        dist.all_reduce_gradients(self.model)
         self.amp.unscale(self.optimizer)
         grad_norm = self._grad_norm()
         if not math.isfinite(grad_norm):
@@ -434,7 +442,7 @@ class Trainer:
                 if self.hooks.on_epoch_start(epoch, self):
                     self.rebuild_optimizer()
                 set_loader_epoch(self.train_loader, self.train_samples, epoch)
-                self.train_model.train()
+                self.model.train()
                 self.hooks.train_mode(self.model, self)
                 stage = self._freeze_prefix_mode()
                 batches = self.train_loader
@@ -465,7 +473,7 @@ class Trainer:
                     bar.update(1)
                     if eval_every and self.state.global_step % eval_every == 0:
                         self.validate(epoch)
-                        self.train_model.train()
+                        self.model.train()
                         self.hooks.train_mode(self.model, self)
                         self._freeze_prefix_mode()
                     if max_steps and self.state.global_step >= max_steps:
