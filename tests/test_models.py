@@ -181,6 +181,38 @@ def test_head_transfer_fresh_rows_for_unseen_characters():
     assert info.fresh == ["Z"] and info.copied == 4
 
 
+def test_deploy_weights_expand_into_an_equal_training_form():
+    """Pretrained weights exist only in deploy form; the training form built from them must start
+    as the same function, also in training mode (frozen_rep_bn), and its extra branches must train."""
+    paddle.seed(5)
+    source = build_model("ppocrv4_mobile", 35, deploy=False)
+    _randomise_bn(source, 6)
+    source.eval()
+    source.rep()
+    deploy_state = {k: v.numpy() for k, v in source.state_dict().items()}
+    train = build_model("ppocrv4_mobile", 35, deploy=False, frozen_rep_bn=True)
+    report = load_weights(train, deploy_state)
+    assert not report.missing and not report.unexpected and not report.skipped
+    assert any("expanded" in n for n in report.notes)
+    x = paddle.to_tensor(np.random.default_rng(2).uniform(-1, 1, (2, 3, 48, 160)).astype("float32"))
+    train.eval()
+    reference = source(x).numpy()
+    assert np.abs(train(x).numpy() - reference).max() < 1e-4 * max(1.0, np.abs(reference).max())
+    # training mode: the backbone (no dropout) is still exactly the deploy backbone
+    train.train()
+    source.train()
+    ref_feats = source.backbone(x).numpy()
+    assert np.abs(train.backbone(x).numpy() - ref_feats).max() < 1e-4 * max(1.0, np.abs(ref_feats).max())
+    # one step grows the zero-scale branches, and the running statistics stay put
+    bn1 = train.backbone.blocks2[0].dw_conv.conv_kxk[1].bn
+    mean_before = bn1._mean.numpy().copy()
+    opt = paddle.optimizer.Adam(1e-3, parameters=train.parameters())
+    train.backbone(x).mean().backward()
+    opt.step()
+    assert np.abs(bn1.weight.numpy()).max() > 0
+    assert np.array_equal(bn1._mean.numpy(), mean_before)
+
+
 def test_deploy_form_is_finetunable(pretrained_full):
     """vinocr fine-tunes the deploy form: every parameter gets a gradient and CTC loss drops."""
     model, _ = model_from_config({"name": "ppocrv4_mobile", "pretrained": "ppocrv4_mobile"}, "vin")

@@ -55,31 +55,39 @@ def bench(name: str, model, batch: int, steps: int, warmup: int, width: int) -> 
     return ips
 
 
-def trainer_throughput(name: str, technique: dict, cache: bool, epochs: int, n: int,
-                       batch: int, work: str) -> float:
-    """End-to-end images/s of vinocr's Trainer (data loading, cache building and validation-free
-    epochs included) fine-tuning the pretrained PP-OCRv4 on ``n`` synthetic VIN crops."""
-    from techniques import build_technique
-    from vinocr.config import load_config
+def trainer_throughput(name: str, technique: str, cache: bool, epochs: int, n: int,
+                       batch: int, nproc: int, work: str) -> float:
+    """End-to-end images/s of ``vinocr-finetune --nproc N`` (data loading, cache building and
+    validation-free epochs included; process launch excluded) fine-tuning the pretrained PP-OCRv4
+    on ``n`` synthetic VIN crops. ``batch`` is the global batch, split over the processes."""
+    import json
+    import subprocess
+
     from vinocr.data.synth.writer import generate_vin_dataset
-    from vinocr.engine.trainer import Trainer
 
     data = os.path.join(work, "data")
     if not os.path.exists(os.path.join(data, "labels.txt")):
         generate_vin_dataset(data, n, seed=0)
-    cfg = load_config([os.path.join(os.path.dirname(__file__), "..", "configs", "vin",
-                                    "ppocrv4_mobile.yml")], [], data={
-        "Global": {"run_dir": os.path.join(work, name.replace(" ", "_")), "visualdl": False},
-        "Train": {"dataset": {"sources": [{"type": "label_file",
-                                           "label_files": [os.path.join(data, "labels.txt")]}]},
-                  "batch_size": batch, "num_workers": 0, "epochs": epochs, "drop_last": False,
-                  "feature_cache": {"enabled": cache, "views": 2}},
-        "Eval": {"dataset": None}})
-    report = Trainer(cfg, hooks=build_technique(technique)).fit()
+    run = os.path.join(work, f"{name.split(',')[0].replace(' ', '_')}_{int(cache)}_{nproc}")
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    cmd = [sys.executable, os.path.join(repo, "tools", "finetune.py"),
+           "-c", os.path.join(repo, "configs", "vin", "ppocrv4_mobile.yml"),
+           "--technique", technique, "--nproc", str(nproc), "--log-level", "WARNING", "-o",
+           f"Global.run_dir={run}", "Global.visualdl=false", f"Train.batch_size={batch}",
+           "Train.num_workers=0", f"Train.epochs={epochs}", "Train.drop_last=false",
+           f"Train.feature_cache.enabled={str(cache).lower()}", "Train.feature_cache.views=2",
+           "Train.dataset={type: label_file, label_files: [%s]}" % os.path.join(data, "labels.txt"),
+           "Eval.dataset=null"]
+    env = dict(os.environ, VINOCR_NO_PROGRESS="1")
+    res = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    if res.returncode != 0:
+        raise SystemExit(f"{name}: vinocr-finetune failed:\n{res.stderr[-3000:]}")
+    with open(os.path.join(run, "report.json"), encoding="utf-8") as fh:
+        report = json.load(fh)
     ips = report["timing"]["train_images_per_sec"]
     build = report["timing"]["feature_cache_build_seconds"]
     extra = f" (cache build {build:.1f} s included)" if build else ""
-    print(f"| {name} | {batch} | {epochs} x {n} | {ips:.2f}{extra} |", flush=True)
+    print(f"| {name} | {nproc} | {batch} | {epochs} x {n} | {ips:.2f}{extra} |", flush=True)
     return ips
 
 
@@ -94,20 +102,27 @@ def main() -> int:
                         help="also time vinocr's Trainer end to end: frozen backbone without and "
                         "with the feature cache (5 epochs, cache build amortised) and LoRA")
     parser.add_argument("--trainer-samples", type=int, default=96)
+    parser.add_argument("--trainer-nproc", type=int, nargs="+", default=[1, 2],
+                        help="process counts for the Trainer rows (vinocr-finetune --nproc)")
+    parser.add_argument("--only-trainer", action="store_true",
+                        help="skip the synthetic-step rows")
     args = parser.parse_args()
     print(f"threads: OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')}, "
           f"cores {os.cpu_count()}; median of {args.steps} steps after {args.warmup} warm-up\n")
-    print("| model | batch | s/step | images/s |")
-    print("|---|---|---|---|")
-    paddle.seed(0)
-    bench("PP-OCRv4 mobile, deploy form, all trainable", build_model("ppocrv4_mobile", 35,
-          deploy=True), args.batch, args.steps, args.warmup, args.width)
-    if not args.skip_train_form:
-        bench("PP-OCRv4 mobile, training form (4 branches), all trainable",
-              build_model("ppocrv4_mobile", 35, deploy=False), args.batch, args.steps,
-              args.warmup, args.width)
-    bench("CRNN baseline (hidden 128), all trainable", build_model("crnn", 35), args.batch,
-          args.steps, args.warmup, args.width)
+    if args.only_trainer:
+        args.trainer = True
+    if not args.only_trainer:
+        print("| model | batch | s/step | images/s |")
+        print("|---|---|---|---|")
+        paddle.seed(0)
+        bench("PP-OCRv4 mobile, deploy form, all trainable", build_model("ppocrv4_mobile", 35,
+              deploy=True), args.batch, args.steps, args.warmup, args.width)
+        if not args.skip_train_form:
+            bench("PP-OCRv4 mobile, training form (4 branches), all trainable",
+                  build_model("ppocrv4_mobile", 35, deploy=False), args.batch, args.steps,
+                  args.warmup, args.width)
+        bench("CRNN baseline (hidden 128), all trainable", build_model("crnn", 35), args.batch,
+              args.steps, args.warmup, args.width)
     if args.trainer:
         import tempfile
 
@@ -115,15 +130,15 @@ def main() -> int:
         n = args.trainer_samples
         print("\nEnd to end through the Trainer (pretrained PP-OCRv4, VIN head, synthetic VIN "
               "crops, no validation):\n")
-        print("| technique | batch | epochs x samples | images/s |")
-        print("|---|---|---|---|")
-        trainer_throughput("frozen_backbone, no cache", {"name": "frozen_backbone"}, False, 5,
-                           n, args.batch, work)
-        trainer_throughput("frozen_backbone, feature cache (2 views)",
-                           {"name": "frozen_backbone"}, True, 5, n, args.batch, work)
-        trainer_throughput("lora (neck + 1x1 convs)", {"name": "lora"}, False, 2, n, args.batch,
-                           work)
-        trainer_throughput("full", {"name": "full"}, False, 1, n, args.batch, work)
+        print("| technique | processes | global batch | epochs x samples | images/s |")
+        print("|---|---|---|---|---|")
+        rows = [("frozen_backbone, no cache", "frozen_backbone", False, 5),
+                ("frozen_backbone, feature cache (2 views)", "frozen_backbone", True, 5),
+                ("lora (neck + 1x1 convs)", "lora", False, 2),
+                ("full", "full", False, 1)]
+        for label, technique, cache, epochs in rows:
+            for nproc in args.trainer_nproc:
+                trainer_throughput(label, technique, cache, epochs, n, args.batch, nproc, work)
     return 0
 
 

@@ -177,6 +177,17 @@ class LearnableRepLayer(nn.Layer):
             bias += shift
         return kernel, bias
 
+    def batchnorms(self) -> List[nn.BatchNorm2D]:
+        """The branches' BatchNorms (empty in deploy form)."""
+        if self.is_repped:
+            return []
+        bns = [branch.bn for branch in self.conv_kxk]
+        if self.conv_1x1 is not None:
+            bns.append(self.conv_1x1.bn)
+        if self.identity is not None:
+            bns.append(self.identity)
+        return bns
+
     def rep(self) -> None:
         """Fold the branches into ``reparam_conv`` (in place); a no-op in deploy form."""
         if self.is_repped:

@@ -72,6 +72,15 @@ class PPLCNetV3(nn.Layer):
             if isinstance(layer, LearnableRepLayer):
                 layer.rep()
 
+    def freeze_rep_batchnorm(self) -> None:
+        """Training form: normalise every branch with its running statistics, in training too
+        (and never update them). Without this, batch statistics would replace the statistics a
+        training form expanded from deploy weights depends on, and change its function."""
+        for layer in self.sublayers():
+            if isinstance(layer, LearnableRepLayer):
+                for bn in layer.batchnorms():
+                    bn._use_global_stats = True
+
     def fold_affine(self) -> None:
         """Inference-only: fold every learnable affine into a neighbouring conv where exact.
 

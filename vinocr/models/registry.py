@@ -34,17 +34,24 @@ def build_model(name: str, num_classes: int, **kwargs: Any) -> Recognizer:
 def ppocrv4_mobile(num_classes: int, deploy: bool = True, scale: float = 0.95,
                    num_conv_branches: int = 4, neck_depth: int = 2, neck_dims: int = 120,
                    neck_hidden: int = 120, detach_neck_input: bool = False,
-                   drop_rate: float = 0.1, gtc: bool = False) -> Recognizer:
+                   drop_rate: float = 0.1, gtc: bool = False,
+                   frozen_rep_bn: bool = False) -> Recognizer:
     """PP-OCRv4 mobile recogniser (PPLCNetV3 x0.95 + SVTR neck + CTC). ``deploy=True`` builds the
     single-conv form that the pretrained ONNX holds; ``False`` the re-parameterisable one.
-    ``gtc=True`` adds PaddleOCR's GTC/NRTR attention branch as an auxiliary training loss."""
+    ``gtc=True`` adds PaddleOCR's GTC/NRTR attention branch as an auxiliary training loss.
+    ``frozen_rep_bn=True`` (training form) makes the branches' BatchNorms use their running
+    statistics in training too, so a training form expanded from deploy weights starts as exactly
+    the deploy model (see :func:`vinocr.models.weights.deploy_to_training_state`)."""
     from vinocr.models.heads import MultiHead
     from vinocr.models.pplcnetv3 import PPLCNetV3
 
     kwargs = dict(deploy=deploy, scale=scale, num_conv_branches=num_conv_branches,
                   neck_depth=neck_depth, neck_dims=neck_dims, neck_hidden=neck_hidden,
-                  detach_neck_input=detach_neck_input, drop_rate=drop_rate, gtc=gtc)
+                  detach_neck_input=detach_neck_input, drop_rate=drop_rate, gtc=gtc,
+                  frozen_rep_bn=frozen_rep_bn)
     backbone = PPLCNetV3(scale=scale, num_conv_branches=num_conv_branches, deploy=deploy)
+    if frozen_rep_bn:
+        backbone.freeze_rep_batchnorm()
     neck = dict(dims=neck_dims, depth=neck_depth, hidden_dims=neck_hidden,
                 detach_input=detach_neck_input, drop_rate=drop_rate, attn_drop_rate=drop_rate)
     head = MultiHead(backbone.out_channels, num_classes, neck, gtc=gtc)

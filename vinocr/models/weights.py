@@ -135,6 +135,11 @@ def load_weights(model, state: Mapping[str, np.ndarray], strict: bool = False,
         if missing_branches:
             report.notes.append(f"{len(missing_branches)} training-form keys were missing before "
                                 f"re-parameterisation (first: {missing_branches[0]})")
+    elif (not deploy_model and hasattr(model, "is_deploy") and is_deploy_form(state)
+          and not is_training_form(state)):
+        state = deploy_to_training_state(model, state)
+        report.notes.append("deploy-form weights expanded into the training form (first k x k "
+                            "branch = the deploy conv, other branches start at zero scale)")
     model_state = model.state_dict()
     new_values = {}
     for key, value in state.items():
@@ -171,6 +176,46 @@ def training_to_deploy_state(model, state: Mapping[str, np.ndarray]
     train_model.eval()
     train_model.rep()
     return {k: v.numpy() for k, v in train_model.state_dict().items()}, inner
+
+
+def deploy_to_training_state(model, state: Mapping[str, np.ndarray]) -> Dict[str, np.ndarray]:
+    """Expand deploy-form weights into ``model``'s training form with the same function.
+
+    Each ``reparam_conv`` (kernel W, bias b) becomes the first k x k branch, with its BatchNorm an
+    exact identity plus b (running mean 0, running variance 1 - eps, scale 1, shift b). Every other
+    branch (further k x k, 1 x 1, identity) keeps its initial conv weights with its BatchNorm
+    scale at 0, so it adds nothing until training grows it. The function is exactly the deploy
+    model's wherever BatchNorm uses running statistics: in eval mode, or in training with
+    ``frozen_rep_bn`` (otherwise batch statistics replace them and the function changes).
+    Keys that are not deploy convs pass through unchanged.
+    """
+    from vinocr.models.layers import LearnableRepLayer
+
+    out = dict(state)
+    current = model.state_dict()
+    for prefix, layer in model.named_sublayers():
+        if not isinstance(layer, LearnableRepLayer) or layer.is_repped:
+            continue
+        wkey, bkey = f"{prefix}.reparam_conv.weight", f"{prefix}.reparam_conv.bias"
+        if wkey not in out or bkey not in out:
+            continue
+        weight, bias = out.pop(wkey), out.pop(bkey)
+        for i, bn in enumerate(layer.batchnorms()):
+            bn_prefix = next(f"{prefix}.{name}" for name, sub in layer.named_sublayers()
+                             if sub is bn)
+            channels = bn.weight.shape[0]
+            first = i == 0  # batchnorms() lists conv_kxk[0] first
+            out[f"{bn_prefix}.weight"] = np.full([channels], 1.0 if first else 0.0, np.float32)
+            out[f"{bn_prefix}.bias"] = (np.asarray(bias, np.float32) if first
+                                        else np.zeros([channels], np.float32))
+            out[f"{bn_prefix}._mean"] = np.zeros([channels], np.float32)
+            out[f"{bn_prefix}._variance"] = np.full([channels], 1.0 - bn._epsilon, np.float32)
+        out[f"{prefix}.conv_kxk.0.conv.weight"] = np.asarray(weight, np.float32)
+        for key in current:
+            # the other branches' convs keep their initial weights
+            if key.startswith(f"{prefix}.") and key.endswith(".conv.weight") and key not in out:
+                out[key] = current[key].numpy()
+    return out
 
 
 @dataclass
