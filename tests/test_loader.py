@@ -62,6 +62,21 @@ def test_sampler_is_seeded_and_sharded():
         EpochBatchSampler(10, 3, drop_last=True)))
 
 
+def test_shards_stay_with_their_rank_across_epochs():
+    # For per-process feature caches: a rank's samples stay the same across epochs (only their
+    # order changes) and the ranks split the data between them.
+    def shard(rank, epoch):
+        s = EpochBatchSampler(11, 2, seed=3, rank=rank, world_size=2)
+        s.set_epoch(epoch)
+        return [i for b in s for i in b]
+
+    for rank in (0, 1):
+        assert sorted(shard(rank, 0)) == sorted(shard(rank, 5))
+        assert shard(rank, 0) != shard(rank, 5)
+    assert set(shard(0, 0)) | set(shard(1, 0)) == set(range(11))
+    assert len(shard(0, 0)) == len(shard(1, 0)) == 6
+
+
 def test_loader_batches_with_workers(tmp_path: Path, vin_labels):
     lf = make_label_dir(tmp_path / "ds", vin_labels[:10])
     samples = RecognitionSamples(LabelFileDataset(lf, charset="vin"), "vin", (3, 48, 160), 20,

@@ -86,6 +86,11 @@ class EpochBatchSampler:
 
     Every rank sees the same number of batches (the index list is padded by wrapping around), which
     data-parallel training needs to keep the ranks in step.
+
+    Samples are dealt to ranks once (from ``seed``) and reshuffled only within each rank's shard
+    per epoch. A per-process feature cache then computes each sample on one rank only; with shards
+    redealt every epoch, every rank would end up computing nearly every sample. Each optimizer step
+    still mixes samples from every shard.
     """
 
     def __init__(self, n: int, batch_size: int, shuffle: bool = True, drop_last: bool = False,
@@ -99,14 +104,25 @@ class EpochBatchSampler:
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
 
-    def _indices(self) -> List[int]:
-        order = (np.random.default_rng([self.seed, self.epoch]).permutation(self.n)
-                 if self.shuffle else np.arange(self.n))
+    def _deal(self, order: np.ndarray) -> np.ndarray:
+        """This rank's share of ``order``, padded by wrapping around to equal shares."""
         per_rank = math.ceil(self.n / self.world_size)
         total = per_rank * self.world_size
         if total > self.n and self.n > 0:
             order = np.concatenate([order, order[: total - self.n]])
-        return order[self.rank:total:self.world_size].tolist()
+        return order[self.rank:total:self.world_size]
+
+    def _indices(self) -> List[int]:
+        if self.world_size > 1:
+            shard = self._deal(np.random.default_rng([self.seed, 2 ** 31]).permutation(self.n)
+                               if self.shuffle else np.arange(self.n))
+            if self.shuffle:
+                shard = shard[np.random.default_rng([self.seed, self.epoch, self.rank])
+                              .permutation(len(shard))]
+            return shard.tolist()
+        order = (np.random.default_rng([self.seed, self.epoch]).permutation(self.n)
+                 if self.shuffle else np.arange(self.n))
+        return self._deal(order).tolist()
 
     def __iter__(self) -> Iterator[List[int]]:
         indices = self._indices()
