@@ -33,7 +33,7 @@ demo: install
 	$(VENV)/bin/vinocr-data validate $(DEMO_DIR)/vin_synth --charset vin --max-report 5
 	$(VENV)/bin/vinocr-data split $(DEMO_DIR)/vin_synth --out $(DEMO_DIR)/vin_splits --fractions 0.7 0.1 0.2 --seed 0
 	$(VENV)/bin/vinocr-pretrained import
-	$(VENV)/bin/vinocr-finetune -c configs/vin/ppocrv4_mobile.yml --technique auto \
+	$(VENV)/bin/vinocr-finetune -c configs/vin/ppocrv4_mobile.yml \
 		-o Global.run_dir=$(DEMO_DIR)/run Train.epochs=3 Train.batch_size=16 Train.feature_cache.views=1 \
 		"Train.dataset={type: label_file, label_files: [$(DEMO_DIR)/vin_splits/train.txt]}" \
 		"Eval.dataset={type: label_file, label_files: [$(DEMO_DIR)/vin_splits/val.txt]}"
