@@ -70,17 +70,20 @@ def all_reduce_gradients(model: Any) -> None:
     import paddle
     import paddle.distributed as dist
 
-    params = [p for p in model.parameters() if not p.stop_gradient and p.grad is not None]
-    if not params:
-        return
-    flat = paddle.concat([p.grad.reshape([-1]) for p in params])
-    dist.all_reduce(flat)
-    flat = flat / float(world_size())
-    offset = 0
-    for p in params:
-        size = int(np.prod(p.shape))
-        p.grad.set_value(flat[offset:offset + size].reshape(p.grad.shape))
-        offset += size
+    by_dtype: dict = {}
+    for p in model.parameters():
+        if not p.stop_gradient and p.grad is not None:
+            # one buffer per gradient dtype (AMP O2 mixes float16/bfloat16 and float32)
+            by_dtype.setdefault(str(p.grad.dtype), []).append(p)
+    for params in by_dtype.values():
+        flat = paddle.concat([p.grad.reshape([-1]) for p in params])
+        dist.all_reduce(flat)
+        flat = flat / float(world_size())
+        offset = 0
+        for p in params:
+            size = int(np.prod(p.grad.shape))
+            p.grad.set_value(flat[offset:offset + size].reshape(p.grad.shape))
+            offset += size
 
 
 def barrier() -> None:
