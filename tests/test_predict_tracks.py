@@ -150,6 +150,27 @@ def test_predict_cli_tracks(plate_model, tracks_root, tmp_path, capsys):
     assert len(sub2.read_text().splitlines()) == 2
 
 
+def test_predict_cli_tracks_without_labels(plate_model, tracks_root, tmp_path, capsys):
+    # A blind test set: annotations without plate_text still get a submission line per track,
+    # and only the labelled tracks are scored.
+    import shutil
+
+    blind = tmp_path / "blind"
+    shutil.copytree(tracks_root, blind)
+    annotations = sorted(blind.rglob("annotations.json"))
+    for ann in annotations[1:]:
+        doc = json.loads(ann.read_text())
+        doc.pop("plate_text", None)
+        doc.pop("text", None)
+        ann.write_text(json.dumps(doc))
+    sub = tmp_path / "blind.txt"
+    assert _predict(["--rec", str(plate_model), "--tracks", str(blind), "--submission", str(sub),
+                     "--quiet"]) == 0
+    err = capsys.readouterr().err
+    assert "3 tracks" in err and "/1 = " in err
+    assert len(_check_submission(sub)) == 3
+
+
 def test_predict_cli_tracks_errors(plate_model, tracks_root, tmp_path, capsys):
     (tmp_path / "empty").mkdir()
     assert _predict(["--rec", str(plate_model), "--tracks", str(tmp_path / "empty"),

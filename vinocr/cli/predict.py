@@ -203,12 +203,13 @@ def open_tracks(tracks_dir: str) -> Any:
     """The tracks below ``tracks_dir`` as an :class:`vinocr.data.lrlpr.LrlprTracks` (LR frames).
 
     Going through the reader (which finds the tracks with ``find_tracks``) makes rectification by
-    corners exactly the reader's. Checked up front, before any model is loaded: every track needs
-    LR frames and a track id of its own (the submission has one line per id).
+    corners exactly the reader's. Tracks need no ``plate_text`` (blind test sets); those that have
+    one are scored. Checked up front, before any model is loaded: every track needs LR frames and
+    a track id of its own (the submission has one line per id).
     """
     from vinocr.data.lrlpr import LrlprTracks
 
-    dataset = LrlprTracks(tracks_dir, frames="lr")
+    dataset = LrlprTracks(tracks_dir, frames="lr", require_text=False)
     if not dataset.tracks:
         raise VinocrError(f"{tracks_dir}: no tracks found")
     seen: Dict[str, Path] = {}

@@ -74,8 +74,11 @@ def rectify(image: np.ndarray, corners: np.ndarray) -> np.ndarray:
                                borderMode=cv2.BORDER_REPLICATE)
 
 
-def find_tracks(root: Path) -> List[Track]:
-    """All tracks under ``root`` (the dataset root, a scenario, a layout folder or one track)."""
+def find_tracks(root: Path, require_text: bool = True) -> List[Track]:
+    """All tracks under ``root`` (the dataset root, a scenario, a layout folder or one track).
+
+    ``require_text=False`` accepts tracks without ``plate_text`` (a blind test set); their text
+    is ``""``."""
     if not root.exists():
         raise DataError("LRLPR root not found", root)
     files = [root / "annotations.json"] if (root / "annotations.json").is_file() else \
@@ -88,6 +91,8 @@ def find_tracks(root: Path) -> List[Track]:
         track_dir = ann_path.parent
         doc = read_json_object(ann_path)
         text = doc.get("plate_text", doc.get("text"))
+        if text is None and not require_text:
+            text = ""
         if text is None:
             raise DataError("missing key 'plate_text'", ann_path)
         if not isinstance(text, str):
@@ -128,7 +133,7 @@ class LrlprTracks(TextDataset):
 
     def __init__(self, path: Union[str, Path], frames: str = "lr", rectify: bool = True,
                  layouts: Optional[Sequence[str]] = None, charset: Any = None, strict: bool = False,
-                 max_length: Optional[int] = None) -> None:
+                 max_length: Optional[int] = None, require_text: bool = True) -> None:
         super().__init__(charset=charset, strict=strict, max_length=max_length)
         if frames not in ("lr", "hr", "both"):
             raise ConfigError(f"frames must be 'lr', 'hr' or 'both', got {frames!r}")
@@ -136,10 +141,12 @@ class LrlprTracks(TextDataset):
         self.frames = frames
         self.rectify = rectify
         wanted = None if layouts is None else {l.lower() for l in layouts}
-        self.tracks = [t for t in find_tracks(self.path)
+        self.tracks = [t for t in find_tracks(self.path, require_text)
                        if wanted is None or t.layout.lower() in wanted]
         kinds = ("lr", "hr") if frames == "both" else (frames,)
         for t_index, track in enumerate(self.tracks):
+            if not track.text and not require_text:
+                continue  # unlabelled: reachable through load_track, not as training samples
             for kind in kinds:
                 for frame in getattr(track, kind):
                     other = "hr" if kind == "lr" else "lr"
