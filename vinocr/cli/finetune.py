@@ -80,10 +80,9 @@ def resolve_nproc(value: str, batch_size: int, resume: Optional[str] = None) -> 
 
 def saved_world_size(run: str) -> Optional[int]:
     """The process count the run's latest checkpoint was trained with (None if unrecorded)."""
-    from vinocr.engine.checkpoint import STATE_FILE, resolve_checkpoint
+    from vinocr.engine.checkpoint import read_checkpoint_state
 
-    doc = json.loads((resolve_checkpoint(run) / STATE_FILE).read_text(encoding="utf-8"))
-    saved = doc.get("state", {}).get("world_size")
+    saved = read_checkpoint_state(run).get("world_size")
     return int(saved) if saved else None
 
 

@@ -478,6 +478,12 @@ def _read_state_file(ckpt: Path) -> Dict[str, Any]:
     return doc
 
 
+def read_checkpoint_state(path: PathLike) -> Dict[str, Any]:
+    """The trainer state recorded in a checkpoint (any form :func:`resolve_checkpoint` accepts),
+    read from its validated manifest without loading any tensors."""
+    return _read_state_file(resolve_checkpoint(path))["state"]
+
+
 def load_checkpoint(path: PathLike) -> Checkpoint:
     """Read a checkpoint (any form :func:`resolve_checkpoint` accepts). No pickle is involved.
 
