@@ -192,7 +192,6 @@ def deploy_to_training_state(model, state: Mapping[str, np.ndarray]) -> Dict[str
     from vinocr.models.layers import LearnableRepLayer
 
     out = dict(state)
-    current = model.state_dict()
     for prefix, layer in model.named_sublayers():
         if not isinstance(layer, LearnableRepLayer) or layer.is_repped:
             continue
@@ -200,9 +199,9 @@ def deploy_to_training_state(model, state: Mapping[str, np.ndarray]) -> Dict[str
         if wkey not in out or bkey not in out:
             continue
         weight, bias = out.pop(wkey), out.pop(bkey)
+        names = {id(sub): name for name, sub in layer.named_sublayers()}
         for i, bn in enumerate(layer.batchnorms()):
-            bn_prefix = next(f"{prefix}.{name}" for name, sub in layer.named_sublayers()
-                             if sub is bn)
+            bn_prefix = f"{prefix}.{names[id(bn)]}"
             channels = bn.weight.shape[0]
             first = i == 0  # batchnorms() lists conv_kxk[0] first
             out[f"{bn_prefix}.weight"] = np.full([channels], 1.0 if first else 0.0, np.float32)
@@ -211,10 +210,10 @@ def deploy_to_training_state(model, state: Mapping[str, np.ndarray]) -> Dict[str
             out[f"{bn_prefix}._mean"] = np.zeros([channels], np.float32)
             out[f"{bn_prefix}._variance"] = np.full([channels], 1.0 - bn._epsilon, np.float32)
         out[f"{prefix}.conv_kxk.0.conv.weight"] = np.asarray(weight, np.float32)
-        for key in current:
+        for name, tensor in layer.state_dict().items():
             # the other branches' convs keep their initial weights
-            if key.startswith(f"{prefix}.") and key.endswith(".conv.weight") and key not in out:
-                out[key] = current[key].numpy()
+            if name.endswith("conv.weight") and f"{prefix}.{name}" not in out:
+                out[f"{prefix}.{name}"] = tensor.numpy()
     return out
 
 
