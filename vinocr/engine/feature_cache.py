@@ -19,7 +19,7 @@ from typing import Any, Dict, Iterable, Iterator, List, Optional, Tuple
 import numpy as np
 import paddle
 
-from vinocr.models.layers import running_stat_ids
+from vinocr.models.layers import weight_parameters
 
 logger = logging.getLogger(__name__)
 
@@ -29,8 +29,7 @@ STAGES = ("backbone", "neck")
 def frozen_stage(model: Any) -> Optional[str]:
     """The longest frozen prefix: ``neck`` (backbone + SVTR neck frozen), ``backbone``, or None."""
     def frozen(layer: Any) -> bool:
-        stats = running_stat_ids(layer)
-        params = [p for p in layer.parameters() if id(p) not in stats]
+        params = weight_parameters(layer)
         return bool(params) and all(p.stop_gradient for p in params)
 
     if not frozen(model.backbone):
@@ -126,7 +125,8 @@ class FeatureCache:
             layer.train() if mode else layer.eval()
         elapsed = time.perf_counter() - start
         self.build_seconds += elapsed
-        mb = sum(a.nbytes for a in self.store.values()) / 2 ** 20
+        # rows actually computed: another process's shard is allocated but never touched
+        mb = sum(a[0].nbytes * int(self.filled[v].sum()) for v, a in self.store.items()) / 2 ** 20
         logger.info("feature cache: view %d of %d: %d samples (%s features) computed in %.1f s; "
                     "%d of %d cached; %.0f MiB", view + 1, self.views, len(missing), stage,
                     elapsed, int(self.filled[view].sum()), n, mb)

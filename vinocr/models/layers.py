@@ -232,3 +232,10 @@ def running_stat_ids(model: nn.Layer) -> Set[int]:
             if stat is not None:
                 ids.add(id(stat))
     return ids
+
+
+def weight_parameters(model: nn.Layer) -> List[paddle.Tensor]:
+    """``model``'s parameters without the BatchNorm running statistics: what an optimizer may
+    update and what counts when asking whether a part is frozen."""
+    stats = running_stat_ids(model)
+    return [p for p in model.parameters() if id(p) not in stats]

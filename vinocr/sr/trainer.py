@@ -24,7 +24,7 @@ import paddle
 import paddle.nn as nn
 
 from vinocr.engine.runlog import RunLogger
-from vinocr.models.layers import running_stat_ids
+from vinocr.models.layers import running_stat_ids, weight_parameters
 from vinocr.errors import ConfigError, VinocrError
 from vinocr.sr.data import SRPairs
 from vinocr.sr.evaluate import SREvaluation, evaluate_sr
@@ -82,11 +82,6 @@ def set_trainable(layer: nn.Layer, trainable: bool) -> None:
     stats = running_stat_ids(layer)
     for p in layer.parameters():
         p.stop_gradient = not trainable or id(p) in stats
-
-
-def _weights(layer: nn.Layer) -> List[Any]:
-    stats = running_stat_ids(layer)
-    return [p for p in layer.parameters() if id(p) not in stats]
 
 
 def _rnn_layers(ocr: nn.Layer) -> List[nn.Layer]:
@@ -176,12 +171,12 @@ class SRTrainer:
         set_trainable(self.generator, True)
         recogniser_mode(self.ocr, plan.trains_ocr)
         self.generator.train()
-        params: List[Any] = [{"params": _weights(self.generator)}]
+        params: List[Any] = [{"params": weight_parameters(self.generator)}]
         if plan.trains_ocr:
             # Paddle's per-group learning_rate is a multiplier of the optimizer's LR, which is the
             # generator's (Optimizer.lr x lr_scale); lr_scale 0 is refused by the config check.
             ratio = plan.ocr_lr_scale / plan.lr_scale
-            params.append({"params": _weights(self.ocr),
+            params.append({"params": weight_parameters(self.ocr),
                            "learning_rate": ratio})
         opt = self.cfg["Optimizer"]
         from vinocr.engine.optim import ClippedAdam
