@@ -215,9 +215,5 @@ def eval_frozen_batchnorms(model: paddle.nn.Layer) -> List[str]:
 
 
 def total_epochs(trainer: Any) -> int:
-    """The run's epoch count. ``prepare_model`` runs before the trainer sets ``trainer.epochs``,
-    so fall back to the config there."""
-    epochs = getattr(trainer, "epochs", None)
-    if epochs is None:
-        epochs = trainer.cfg["Train"]["epochs"]
-    return int(epochs)
+    """The run's epoch count (``trainer.epochs``, set before ``prepare_model``)."""
+    return int(trainer.epochs)

@@ -10,6 +10,7 @@ import cv2
 import numpy as np
 import pytest
 
+from vinocr.engine.hooks import TrainerHooks
 from vinocr.vin import with_check_digit
 
 # Progress bars are for people; in test logs they are noise.
@@ -133,3 +134,17 @@ def tiny_config(data: Path, run_dir: Path, epochs: int = 4, **over):
         section, name = key.split("__")
         cfg.setdefault(section, {})[name] = value
     return load_config(data=cfg)
+
+
+class InterruptBefore(TrainerHooks):
+    """Simulates Ctrl-C between two epochs: before epoch ``epoch`` (counted from 0) starts."""
+
+    name = "interrupt"
+
+    def __init__(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def on_epoch_start(self, epoch: int, trainer) -> bool:
+        if epoch == self.epoch:
+            raise KeyboardInterrupt
+        return False

@@ -446,3 +446,19 @@ def test_config_errors_name_the_key(call, message):
     with pytest.raises(ConfigError) as err:
         call(two_layer())
     assert message in str(err.value) and "\n" not in str(err.value)
+
+
+def test_cosine_spans_total_steps_when_max_steps_ends_the_run_early():
+    # Train.max_steps = 30 in a run of 5 epochs x 10 batches: the schedule anneals in 30 steps
+    s = build_scheduler({"name": "cosine", "warmup_epochs": 1.0, "min_lr": 1e-5}, 1e-3, 10, 5,
+                        total_steps=30)
+    lrs = lr_curve(s, 30)
+    assert lrs[10] == pytest.approx(1e-3)
+    assert lrs[29] == pytest.approx(1e-5, rel=1e-9)
+    # a cap above the epochs' length changes nothing
+    longer = lr_curve(build_scheduler({"name": "cosine", "warmup_epochs": 1.0, "min_lr": 1e-5},
+                                      1e-3, 10, 5, total_steps=500), 50)
+    assert longer == lr_curve(build_scheduler({"name": "cosine", "warmup_epochs": 1.0,
+                                               "min_lr": 1e-5}, 1e-3, 10, 5), 50)
+    with pytest.raises(ValueError, match="total_steps"):
+        build_scheduler({"name": "cosine"}, 1e-3, 10, 5, total_steps=0)

@@ -14,7 +14,7 @@ import paddle.nn.functional as F
 import pytest
 
 import techniques
-from conftest import tiny_config  # the `data` fixture comes from conftest too
+from conftest import InterruptBefore, tiny_config  # the `data` fixture comes from conftest too
 from techniques import build_technique
 from techniques.auto import DEFAULT_TABLE, Auto, _check_table, choose
 from techniques.discriminative_lr import DiscriminativeLR
@@ -229,9 +229,10 @@ def test_gradual_unfreeze_schedule_and_exact_resume(data, tmp_path):
     assert [opts[e] is not opts[e - 1] for e in range(1, 4)] == [True, True, True]
     assert trainer.hooks.hooks[0].state_dict() == {
         "unfrozen": sorted(["stem", "early_backbone", "late_backbone", "neck", "head", "aux_head"])}
-    # stop after 2 epochs, resume: bit-identical to the uninterrupted run
+    # stopped between epochs 2 and 3, resumed: bit-identical to the uninterrupted run
     split = tmp_path / "split"
-    Trainer(tiny_config(data, split, Train__max_steps=8), hooks=[GradualUnfreeze()]).fit()
+    with pytest.raises(KeyboardInterrupt):
+        Trainer(tiny_config(data, split), hooks=[GradualUnfreeze(), InterruptBefore(2)]).fit()
     resumed = Trainer(tiny_config(data, split), hooks=[GradualUnfreeze()], resume=str(split))
     assert resumed.hooks.hooks[0].unfrozen == {"head", "aux_head", "neck", "late_backbone"}
     resumed.fit()

@@ -5,7 +5,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import tiny_config  # the `data` fixture comes from conftest too
+from conftest import InterruptBefore, tiny_config  # the `data` fixture comes from conftest too
 from vinocr.engine.checkpoint import load_checkpoint
 from vinocr.engine.hooks import LossOutput, TrainerHooks
 from vinocr.engine.trainer import Trainer, TrainingDiverged
@@ -31,14 +31,37 @@ class InterruptAt(TrainerHooks):
         return out
 
 
+def test_max_steps_ends_the_run_and_its_lr_schedule(data, tmp_path):
+    # 16 samples / batch 4 x 4 epochs = 16 steps, capped at 6: the cosine anneals within the 6
+    lrs = []
+    trainer = Trainer(tiny_config(data, tmp_path / "run", Train__max_steps=6,
+                                  Scheduler__min_lr=1e-4), hooks=[RecordLr(lrs)])
+    assert trainer.planned_steps == 6
+    assert trainer.fit()["global_step"] == 6
+    assert len(lrs) == 6 and lrs[-1] == pytest.approx(1e-4) and max(lrs) == pytest.approx(0.01)
+    assert Trainer(tiny_config(data, tmp_path / "long")).planned_steps == 16
+
+
+class RecordLr(TrainerHooks):
+    name = "record_lr"
+
+    def __init__(self, lrs) -> None:
+        self.lrs = lrs
+
+    def loss(self, out, logits, batch, trainer):
+        self.lrs.append(trainer.optimizer.get_lr())
+        return out
+
+
 def test_resume_is_exact_and_ctrl_c_keeps_latest(data, tmp_path):
     straight = tmp_path / "straight"
     report = Trainer(tiny_config(data, straight)).fit()
     assert report["status"] == "completed" and report["epochs_done"] == 4
-    # the same 4-epoch run stopped after 2 epochs (8 steps), then resumed for the other 2
+    # the same 4-epoch run stopped between epochs 2 and 3, then resumed for the other 2
     split = tmp_path / "split"
-    first = Trainer(tiny_config(data, split, Train__max_steps=8)).fit()
-    assert first["epochs_done"] == 2
+    with pytest.raises(KeyboardInterrupt):
+        Trainer(tiny_config(data, split), hooks=[InterruptBefore(2)]).fit()
+    assert load_checkpoint(split / "latest").state["epoch"] == 2
     Trainer(tiny_config(data, split), resume=str(split)).fit()
     a, b = weights(straight), weights(split)
     assert a.keys() == b.keys() and all(np.array_equal(a[k], b[k]) for k in a)

@@ -107,8 +107,8 @@ def _loader_section(batch_size: int, shuffle: bool, drop_last: bool, augment: bo
                                   "transforms)", nullable=True, check=_augment_check)
         fields.update({
             "epochs": Field((int,), 10, minimum=1),
-            "max_steps": Field((int,), None, "stop after this many optimizer steps (smoke runs)",
-                               nullable=True, minimum=1),
+            "max_steps": Field((int,), None, "stop after this many optimizer steps; cosine and "
+                               "warmup schedules then span them", nullable=True, minimum=1),
             "log_every_steps": Field((int,), 10, minimum=1),
             "eval_every_steps": Field((int,), 0, "validate every N steps too (0 = each epoch "
                                       "only)", minimum=0),

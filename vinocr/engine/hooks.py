@@ -19,7 +19,13 @@ class LossOutput:
 
 
 class TrainerHooks:
-    """Override any of these; the defaults change nothing."""
+    """Override any of these; the defaults change nothing.
+
+    What a hook may read from ``trainer`` (set before ``prepare_model``): ``model``,
+    ``train_set`` (the filtered training samples; ``len`` counts them), ``epochs``,
+    ``planned_steps`` (optimizer steps the run will take: epochs x batches, capped by
+    ``Train.max_steps``) and ``cfg``.
+    """
 
     name = "base"
 

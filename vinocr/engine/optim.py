@@ -701,10 +701,12 @@ def _warmup_iters(sec: _Section, steps_per_epoch: int, span: int, what: str) -> 
 
 
 def build_scheduler(cfg: Mapping[str, Any], base_lr: float, steps_per_epoch: int,
-                    epochs: int) -> Schedule:
+                    epochs: int, total_steps: Optional[int] = None) -> Schedule:
     """The :class:`Schedule` of the ``Scheduler`` section for a run of ``epochs`` epochs of
     ``steps_per_epoch`` optimizer steps. ``base_lr`` is ``Optimizer.lr`` (piecewise uses its own
-    absolute ``values``)."""
+    absolute ``values``). ``total_steps`` is the run's real length when ``Train.max_steps``
+    ends it early: cosine and warmup-constant schedules then span it, so a step-budgeted run
+    still anneals to ``min_lr`` (default ``epochs * steps_per_epoch``)."""
     if isinstance(steps_per_epoch, bool) or not isinstance(steps_per_epoch, int) \
             or steps_per_epoch < 1:
         raise ValueError(f"steps_per_epoch must be an integer >= 1, got {steps_per_epoch!r}")
@@ -716,6 +718,10 @@ def build_scheduler(cfg: Mapping[str, Any], base_lr: float, steps_per_epoch: int
     sec = _Section(cfg, "Scheduler", SCHEDULER_DEFAULTS)
     name = sec.choice("name", SCHEDULERS, "scheduler")
     total = steps_per_epoch * epochs
+    if total_steps is not None:
+        if isinstance(total_steps, bool) or not isinstance(total_steps, int) or total_steps < 1:
+            raise ValueError(f"total_steps must be an integer >= 1, got {total_steps!r}")
+        total = min(total, total_steps)
     if name in ("step", "piecewise", "plateau") and sec.raw("warmup_epochs"):
         logger.info("Scheduler.warmup_epochs is not used by the %s schedule", name)
 

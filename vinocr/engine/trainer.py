@@ -122,6 +122,8 @@ class Trainer:
         if g["pretrained_model"]:
             self._load_pretrained_run(g["pretrained_model"])
         self._check_frames()
+        self.epochs = cfg["Train"]["epochs"]
+        self.planned_steps = self._planned_steps()
         self.model = self.hooks.prepare_model(self.model, self)
         self.fast_depthwise = self._use_fast_depthwise(g["fast_depthwise"])
         # Data parallel: identical starting weights on every rank; gradients are averaged after
@@ -235,15 +237,23 @@ class Trainer:
             logger.info("%s", info)
         load_weights(self.model, state, source=f"Global.pretrained_model {ckpt.path}")
 
+    def _planned_steps(self) -> int:
+        """Optimizer steps the whole run will take: ``epochs x batches per epoch``, capped by
+        ``Train.max_steps``. Known before training (techniques such as ``auto`` weigh it);
+        early stopping can only shorten it."""
+        steps = max(1, len(self.train_loader)) * self.cfg["Train"]["epochs"]
+        max_steps = self.cfg["Train"]["max_steps"]
+        return min(steps, max_steps) if max_steps else steps
+
     def _build_optimization(self) -> None:
         from vinocr.engine.optim import ModelEMA, build_optimizer, build_scheduler
 
         train_cfg = self.cfg["Train"]
-        self.epochs = train_cfg["epochs"]
         self.steps_per_epoch = max(1, len(self.train_loader))
         opt_cfg = self.cfg["Optimizer"]
         self.schedule = build_scheduler(self.cfg["Scheduler"], opt_cfg["lr"],
-                                        self.steps_per_epoch, self.epochs)
+                                        self.steps_per_epoch, self.epochs,
+                                        self.planned_steps)
         self.optimizer = self._make_optimizer()
         ema_cfg = opt_cfg.get("ema") or {}
         self.ema = (ModelEMA(self.model, ema_cfg.get("decay", 0.999),
