@@ -37,6 +37,14 @@ def test_eval_table_and_artifacts(trained: Path):
     rows = list(csv.DictReader((out / "table.csv").open()))
     assert len(rows) == 4 and {r["n"] for r in rows} == {"4", "8"}
     assert all(0.0 <= float(r["char_acc"]) <= 1.0 for r in rows)
+    # the second model is compared with the first on each dataset, sample by sample
+    for first, second in ((rows[0], rows[2]), (rows[1], rows[3])):
+        assert first["vs_first"] == "" and first["dataset"] == second["dataset"]
+        gained, lost = (int(x) for x in second["vs_first"].lstrip("+").split("/-"))
+        n = int(second["n"])
+        assert (gained - lost) / n == pytest.approx(float(second["seq_acc"]) -
+                                                    float(first["seq_acc"]))
+        assert 0.0 < float(second["p_vs_first"]) <= 1.0
     assert "| model | dataset |" in (out / "table.md").read_text()
     assert (out / "errors_m0_d0.csv").is_file()
     bad = subprocess.run([sys.executable, str(REPO / "tools/eval.py"), "--models",

@@ -9,6 +9,7 @@ from vinocr.charset import load_charset
 from vinocr.cli.eval import evaluate_one, format_table, table_row
 from vinocr.cli.model_io import LoadedModel
 from vinocr.data import LabelFileDataset
+from vinocr.engine.evaluation import mcnemar_exact_p, paired_comparison
 
 
 class ScriptedModel:
@@ -52,4 +53,22 @@ def test_eval_numbers_by_hand(tmp_path: Path):
     table = format_table([table_row("scripted", "labels.txt", r, 1.5)])
     row = table.splitlines()[2]
     assert row == ("| scripted | labels.txt | 4 | 0.7500 | 0.9500 | 0.0500 | 0.0500 | - | 0.0000 | "
-                   "1.00 1.00 0.75 1.00 1.00 | 1.5000 |")
+                   "1.00 1.00 0.75 1.00 1.00 | 1.5000 | - | - |")
+    # a second model on the same samples: fixes GH012, breaks AB123 and CD456
+    second = paired_comparison(ev["preds"], ["AB128", "CD450", "EF789", "GH012"], labels)
+    assert (second.n, second.gained, second.lost) == (4, 1, 2)
+    assert second.p_value == pytest.approx(1.0)  # 1 vs 2 of 3 disagreements: chance
+    row = format_table([table_row("second", "labels.txt", r, 1.5, second)]).splitlines()[2]
+    assert row.endswith("| +1/-2 | 1 |")
+
+
+def test_mcnemar_exact_p_values():
+    assert mcnemar_exact_p(10, 0) == pytest.approx(2 * 0.5 ** 10)
+    assert mcnemar_exact_p(0, 10) == mcnemar_exact_p(10, 0)
+    assert mcnemar_exact_p(5, 5) == 1.0 and mcnemar_exact_p(0, 0) == 1.0
+    # n = 13, k = 1: 2 * (1 + 13) / 2**13
+    assert mcnemar_exact_p(12, 1) == pytest.approx(2 * 14 / 2 ** 13)
+    with pytest.raises(ValueError):
+        mcnemar_exact_p(-1, 3)
+    with pytest.raises(ValueError, match="predictions for"):
+        paired_comparison(["A"], ["A", "B"], ["A", "B"])

@@ -1,6 +1,11 @@
 """``vinocr-eval``: models x datasets -> one comparison table (Markdown + CSV), per-sample errors,
 a confusion-matrix PNG and a grid of the worst errors per model.
 
+Each model after the first is also compared sample by sample with the first on the same dataset:
+``vs_first`` counts the samples it reads correctly where the first does not (+) and the reverse
+(-), ``p_vs_first`` is McNemar's exact test on those counts (small: the difference is unlikely to
+be chance).
+
     vinocr-eval -c configs/vin/ppocrv4_mobile.yml --models pretrained runs/vin/best \\
         --data data/vin/splits/test.txt --out eval_out
 """
@@ -23,11 +28,14 @@ PROG = "vinocr-eval"
 logger = logging.getLogger("vinocr.eval")
 
 COLUMNS = ["model", "dataset", "n", "seq_acc", "char_acc", "ned", "cer",
-           "check_digit_valid_rate", "confidence_gap", "per_position_acc", "ms_per_image"]
+           "check_digit_valid_rate", "confidence_gap", "per_position_acc", "ms_per_image",
+           "vs_first", "p_vs_first"]
 
 
-def table_row(model: str, dataset: str, r: Any, ms_per_image: float) -> Dict[str, Any]:
-    """One comparison-table row from an EvalResult."""
+def table_row(model: str, dataset: str, r: Any, ms_per_image: float,
+              vs_first: Optional[Any] = None) -> Dict[str, Any]:
+    """One comparison-table row from an EvalResult (and a PairedComparison with the first
+    model on the same dataset, if any)."""
     return {"model": model, "dataset": dataset, "n": r.n, "seq_acc": r.seq_acc,
             "char_acc": r.char_acc, "ned": r.ned, "cer": r.cer,
             "check_digit_valid_rate": r.check_digit_valid_rate,
@@ -35,12 +43,14 @@ def table_row(model: str, dataset: str, r: Any, ms_per_image: float) -> Dict[str
             # fixed-length codes (VINs, plates): accuracy at each character position
             "per_position_acc": (" ".join(f"{v:.2f}" for v in r.per_position_acc)
                                  if r.per_position_acc else None),
-            "ms_per_image": ms_per_image}
+            "ms_per_image": ms_per_image,
+            "vs_first": f"+{vs_first.gained}/-{vs_first.lost}" if vs_first else None,
+            "p_vs_first": vs_first.p_value if vs_first else None}
 
 
 def format_table(rows: List[Dict[str, Any]]) -> str:
     lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
-    lines += ["| " + " | ".join(fmt(row[c]) for c in COLUMNS) + " |" for row in rows]
+    lines += ["| " + " | ".join(fmt(row[c], c) for c in COLUMNS) + " |" for row in rows]
     return "\n".join(lines)
 
 
@@ -82,9 +92,11 @@ def evaluate_one(loaded: Any, dataset: Any, decode_cfg: Dict[str, Any], image_sh
             "ms_per_image": 1000 * infer_time / max(1, len(dataset))}
 
 
-def fmt(value: Any) -> str:
+def fmt(value: Any, column: str = "") -> str:
     if value is None:
         return "-"
+    if column == "p_vs_first":
+        return f"{value:.2g}"  # p-values span orders of magnitude
     if isinstance(value, float):
         return f"{value:.4f}"
     return str(value)
@@ -112,10 +124,12 @@ def main(argv: Optional[List[str]] = None) -> int:
     from vinocr.cli.model_io import load_model
     from vinocr.config import load_config
     from vinocr.data.registry import open_dataset
+    from vinocr.engine.evaluation import paired_comparison
     from vinocr.engine.visuals import confusion_matrix_image, error_grid, save_png
 
     cfg = load_config(args.config, args.opt) if args.config else None
     rows: List[Dict[str, Any]] = []
+    first: Dict[int, Dict[str, Any]] = {}  # dataset index -> the first model's evaluation
     out = Path(args.out) if args.out else None
     if out:
         out.mkdir(parents=True, exist_ok=True)
@@ -132,7 +146,11 @@ def main(argv: Optional[List[str]] = None) -> int:
             ev = evaluate_one(loaded, dataset, decode_cfg, image_shape, args.batch_size)
             r = ev["result"]
             name = loaded.name if spec != "pretrained" else "zero-shot pretrained"
-            row = table_row(name, data, r, ev["ms_per_image"])
+            base = first.setdefault(d_index, ev)
+            # Only when both read the same samples (a different charset can filter others out).
+            vs_first = (paired_comparison(base["preds"], ev["preds"], ev["labels"])
+                        if base is not ev and base["labels"] == ev["labels"] else None)
+            row = table_row(name, data, r, ev["ms_per_image"], vs_first)
             rows.append(row)
             if out:
                 tag = f"m{m_index}_d{d_index}"

@@ -200,3 +200,47 @@ def evaluate_texts(preds: Sequence[str], labels: Sequence[str],
                       check_digit_valid_rate=vin_rate,
                       confusion=confusion_counts(preds, labels), confidence_gap=gap,
                       mean_confidence=mean_conf, worst=wrong)
+
+
+@dataclass(frozen=True)
+class PairedComparison:
+    """Two recognisers read the same samples: where they differ, and whether that is chance.
+
+    ``gained``: samples B reads correctly and A does not; ``lost``: the reverse. ``p_value``:
+    McNemar's exact test, two-sided: how likely a split at least this uneven is if A and B were
+    equally good (only the samples they disagree on carry information; accuracy differences
+    between two models on the same set are far more certain than their separate error bars
+    suggest).
+    """
+
+    n: int
+    gained: int
+    lost: int
+    p_value: float
+
+    def text(self) -> str:
+        return f"+{self.gained}/-{self.lost} (p={self.p_value:.2g})"
+
+
+def mcnemar_exact_p(gained: int, lost: int) -> float:
+    """Two-sided exact McNemar p-value: the binomial(gained + lost, 1/2) probability of a split at
+    least as uneven as ``gained`` vs ``lost``."""
+    if gained < 0 or lost < 0:
+        raise ValueError(f"counts must be >= 0, got {gained}, {lost}")
+    n, k = gained + lost, min(gained, lost)
+    if n == 0:
+        return 1.0
+    tail = sum(math.comb(n, i) for i in range(k + 1)) / 2 ** n
+    return min(1.0, 2 * tail)
+
+
+def paired_comparison(preds_a: Sequence[str], preds_b: Sequence[str],
+                      labels: Sequence[str]) -> PairedComparison:
+    """Compare recogniser B's exact-match results with A's on the same labelled samples."""
+    if not len(preds_a) == len(preds_b) == len(labels):
+        raise ValueError(f"{len(preds_a)} and {len(preds_b)} predictions for {len(labels)} labels")
+    a_ok = [p == t for p, t in zip(preds_a, labels)]
+    b_ok = [p == t for p, t in zip(preds_b, labels)]
+    gained = sum(b and not a for a, b in zip(a_ok, b_ok))
+    lost = sum(a and not b for a, b in zip(a_ok, b_ok))
+    return PairedComparison(len(labels), gained, lost, mcnemar_exact_p(gained, lost))
