@@ -4,14 +4,20 @@ evaluate on the same hard validation set; print (and optionally write) a Markdow
 
     python tools/compare_techniques.py --sizes 200 1000 5000 --steps 40 --batch 16 --val 200 \\
         --out docs/techniques.md
+    # budgets side by side (what the auto picker's steps rule is measured with):
+    python tools/compare_techniques.py --sizes 1000 --steps 80 200 400 \\
+        --techniques lora+label_smoothing full+label_smoothing
 
 - Training data: synthetic VIN crops (``vinocr-synth`` styles, seed 1), the first N for size N.
 - Validation: ``--val`` separate crops (seed 2), each with 3 VIN-preset augmentations and a 45-70%
   downscale. This is a hard set, the same for every row.
 - Every run fine-tunes the pretrained PP-OCRv4 (VIN head by transfer) from the default recipe
-  ``configs/vin/ppocrv4_mobile.yml``, for exactly ``--steps`` optimizer steps.
-- Evaluation uses the recipe's VIN-grammar decoder, once at the end.
-- ``distillation``'s teacher is the ``full`` run of the same size (same architecture, fine-tuned
+  ``configs/vin/ppocrv4_mobile.yml``, for exactly ``--steps`` optimizer steps (each value of
+  ``--steps`` is its own budget; the LR schedule spans the budget).
+- Evaluation uses the recipe's VIN-grammar decoder, once at the end. ``vs zero-shot`` compares
+  each run with the zero-shot model crop by crop: crops it fixed (+), crops it broke (-), and
+  McNemar's exact p-value for that split.
+- ``distillation``'s teacher is the ``full`` run of the same size and budget (same architecture, fine-tuned
   with the same budget; its training time is not in the distillation row's wall time), so
   ``full`` must come before it in ``--techniques``.
 """
@@ -73,7 +79,8 @@ def subset(pool_labels: str, n: int, out: str) -> str:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[200, 1000, 5000])
-    parser.add_argument("--steps", type=int, default=40, help="optimizer steps per run")
+    parser.add_argument("--steps", type=int, nargs="+", default=[40],
+                        help="optimizer steps per run; several values: each is a budget")
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--val", type=int, default=200)
     parser.add_argument("--techniques", nargs="+", default=DEFAULT_TECHNIQUES)
@@ -90,6 +97,7 @@ def main() -> int:
     from vinocr.config import load_config
     from vinocr.data.registry import open_dataset
     from vinocr.data.synth.writer import generate_vin_dataset
+    from vinocr.engine.evaluation import paired_comparison
     from vinocr.engine.trainer import Trainer
 
     os.makedirs(args.work, exist_ok=True)
@@ -101,58 +109,67 @@ def main() -> int:
     base = load_config(recipe)
     val = open_dataset(val_labels, charset="vin")
 
-    def evaluate(loaded: LoadedModel):
-        ev = evaluate_one(loaded, val, base["Decode"], base["Global"]["image_shape"])
-        return ev["result"]
+    def evaluate(loaded: LoadedModel) -> dict:
+        return evaluate_one(loaded, val, base["Decode"], base["Global"]["image_shape"])
 
-    def teacher_options(tech: str, n: int) -> list:
+    def teacher_options(tech: str, n: int, steps: int) -> list:
         if tech.split("+")[0] != "distillation":
             return []
-        teacher = os.path.join(args.work, f"run_{n}_full")
+        teacher = os.path.join(args.work, f"run_{n}_{steps}_full")
         if not os.path.isdir(teacher):
-            raise SystemExit("distillation needs the 'full' run of the same size as its teacher: "
-                             "list full before distillation in --techniques")
+            raise SystemExit("distillation needs the 'full' run of the same size and steps as its "
+                             "teacher: list full before distillation in --techniques")
         return [f"Technique.teacher_config={recipe}", f"Technique.teacher_checkpoint={teacher}"]
+
+    def run_one(n: int, steps: int, epochs: int, train: str, tech: str) -> tuple:
+        run = os.path.join(args.work, f"run_{n}_{steps}_{tech.replace('+', '_')}")
+        cfg = load_config(recipe, [
+            f"Global.run_dir={run}", "Global.visualdl=false",
+            f"Train.dataset={{type: label_file, label_files: [{train}]}}", "Eval.dataset=null",
+            f"Train.epochs={epochs}", f"Train.max_steps={steps}",
+            f"Train.batch_size={args.batch}", "Train.num_workers=0",
+            f"Technique.name={tech}"] + teacher_options(tech, n, steps) + list(args.set))
+        start = time.perf_counter()
+        trainer = Trainer(cfg, hooks=build_technique(cfg["Technique"]))
+        report = trainer.fit()
+        wall = time.perf_counter() - start
+        chosen = report["technique"]
+        if tech.startswith("auto"):
+            parts = chosen.get("parts", [chosen])
+            chosen_name = "+".join(p.get("chosen", p.get("name", "?")) for p in parts)
+        else:
+            chosen_name = tech
+        ev = evaluate(load_model(run))
+        result = ev["result"]
+        # Sample by sample against zero-shot on the same crops: fixed / broken, McNemar p.
+        vs_zero = paired_comparison(zero["preds"], ev["preds"], ev["labels"]).text()
+        print(f"size {n} steps {steps} {tech}: seq {result.seq_acc:.3f} char "
+              f"{result.char_acc:.3f} wall {wall:.0f}s trainable {report['model']['trainable']}",
+              flush=True)
+        return (n, steps, tech if chosen_name == tech else f"{tech} -> {chosen_name}",
+                result.seq_acc, result.char_acc, vs_zero, wall, report["model"]["trainable"],
+                f"{report['timing']['train_images_per_sec']:.1f}")
 
     rows = []
     zero = evaluate(load_model("pretrained", base))
-    rows.append(("-", "zero-shot (no training)", zero.seq_acc, zero.char_acc, 0.0, 0, "-"))
-    print(f"zero-shot: seq {zero.seq_acc:.3f} char {zero.char_acc:.3f}", flush=True)
+    z = zero["result"]
+    rows.append(("-", "-", "zero-shot (no training)", z.seq_acc, z.char_acc, "-", 0.0, 0, "-"))
+    print(f"zero-shot: seq {z.seq_acc:.3f} char {z.char_acc:.3f}", flush=True)
     for n in args.sizes:
         train = subset(os.path.join(pool, "labels.txt"), n, args.work)
-        epochs = max(1, math.ceil(args.steps * args.batch / n))
-        for tech in args.techniques:
-            run = os.path.join(args.work, f"run_{n}_{tech.replace('+', '_')}")
-            cfg = load_config(recipe, [
-                f"Global.run_dir={run}", "Global.visualdl=false",
-                f"Train.dataset={{type: label_file, label_files: [{train}]}}", "Eval.dataset=null",
-                f"Train.epochs={epochs}", f"Train.max_steps={args.steps}",
-                f"Train.batch_size={args.batch}", "Train.num_workers=0",
-                f"Technique.name={tech}"] + teacher_options(tech, n) + list(args.set))
-            start = time.perf_counter()
-            trainer = Trainer(cfg, hooks=build_technique(cfg["Technique"]))
-            report = trainer.fit()
-            wall = time.perf_counter() - start
-            chosen = report["technique"]
-            if tech.startswith("auto"):
-                parts = chosen.get("parts", [chosen])
-                chosen_name = "+".join(p.get("chosen", p.get("name", "?")) for p in parts)
-            else:
-                chosen_name = tech
-            result = evaluate(load_model(run))
-            rows.append((n, tech if chosen_name == tech else f"{tech} -> {chosen_name}",
-                         result.seq_acc, result.char_acc, wall, report["model"]["trainable"],
-                         f"{report['timing']['train_images_per_sec']:.1f}"))
-            print(f"size {n} {tech}: seq {result.seq_acc:.3f} char {result.char_acc:.3f} "
-                  f"wall {wall:.0f}s trainable {report['model']['trainable']}", flush=True)
+        for steps in args.steps:
+            epochs = max(1, math.ceil(steps * args.batch / n))
+            for tech in args.techniques:
+                rows.append(run_one(n, steps, epochs, train, tech))
     settings = f" Overrides: `{' '.join(args.set)}`." if args.set else ""
-    lines = [f"{args.steps} optimizer steps of batch {args.batch} per run; hard validation set of "
+    budgets = " or ".join(str(s) for s in args.steps)
+    lines = [f"{budgets} optimizer steps of batch {args.batch} per run; hard validation set of "
              f"{args.val} crops; VIN-grammar decoding.{settings}", "",
-             "| train size | technique | seq acc | char acc | wall s | trainable params | "
-             "train images/s |", "|---|---|---|---|---|---|---|"]
-    for n, tech, seq, char, wall, trainable, ips in rows:
-        lines.append(f"| {n} | {tech} | {seq:.3f} | {char:.3f} | {wall:.0f} | {trainable:,} | "
-                     f"{ips} |")
+             "| train size | steps | technique | seq acc | char acc | vs zero-shot | wall s | "
+             "trainable params | train images/s |", "|---|---|---|---|---|---|---|---|---|"]
+    for n, steps, tech, seq, char, vs_zero, wall, trainable, ips in rows:
+        lines.append(f"| {n} | {steps} | {tech} | {seq:.3f} | {char:.3f} | {vs_zero} | "
+                     f"{wall:.0f} | {trainable:,} | {ips} |")
     table = "\n".join(lines)
     print("\n" + table)
     if args.out:
