@@ -3,6 +3,7 @@ runs (frozen weights and BatchNorm statistics bit-identical, per-group learning 
 schedule, a higher output entropy with label smoothing, auto's choice and its reason)."""
 import json
 import math
+import re
 import sys
 import textwrap
 from pathlib import Path
@@ -42,9 +43,9 @@ def tiny_crnn():
     return build_model("crnn", 20, hidden=8, channels=(4, 4, 8, 8))
 
 
-def fake_trainer(model=None, n_samples: int = 16, epochs: int = 4):
+def fake_trainer(model=None, n_samples: int = 16, epochs: int = 4, steps: int = 100):
     return SimpleNamespace(model=model if model is not None else tiny_crnn(),
-                           train_set=list(range(n_samples)), epochs=epochs,
+                           train_set=list(range(n_samples)), epochs=epochs, planned_steps=steps,
                            cfg={"Train": {"epochs": epochs}})
 
 
@@ -331,47 +332,87 @@ def test_auto_picks_per_table_and_falls_back():
                           [5000, "gradual_unfreeze"], [10000, "discriminative_lr"],
                           [None, "full"]])
     available = techniques.available_techniques()
-    picks = {n: choose(n, table, available) for n in (10, 499, 500, 1999, 2000, 9999, 10000,
-                                                      10 ** 6)}
+    picks = {n: choose(n, 100, table, available) for n in (10, 499, 500, 1999, 2000, 9999, 10000,
+                                                           10 ** 6)}
     assert {n: c for n, (c, _) in picks.items()} == {
         10: "frozen_backbone", 499: "frozen_backbone", 500: "frozen_backbone",
         1999: "frozen_backbone", 2000: "gradual_unfreeze", 9999: "discriminative_lr",
         10000: "full", 10 ** 6: "full"}
-    assert picks[10][1] == ("10 training samples < 2000 → frozen_backbone (table row 2: "
-                            "[2000, frozen_backbone]; no_such_technique (row 1) is not "
-                            "registered)")
-    assert picks[2000][1] == ("2000 training samples < 5000 → gradual_unfreeze (table row 3: "
-                              "[5000, gradual_unfreeze])")
-    assert picks[10000][1].startswith("10000 training samples ≥ 10000 → full (table row 5")
-    # the default table (measured, docs/techniques.md): lora below 10000 samples, then full
+    assert picks[10][1] == ("10 training samples, 100 planned optimizer steps → frozen_backbone "
+                            "(table row 2: samples < 2000 → frozen_backbone; no_such_technique "
+                            "(row 1) is not registered)")
+    assert picks[2000][1] == ("2000 training samples, 100 planned optimizer steps → "
+                              "gradual_unfreeze (table row 3: samples < 5000 → gradual_unfreeze; "
+                              "row 1 needs samples < 500, row 2 needs samples < 2000)")
+    assert picks[10000][1].startswith("10000 training samples, 100 planned optimizer steps → "
+                                      "full (table row 5: otherwise → full;")
+    # both conditions in one row: the first row whose every condition holds wins
+    both = _check_table([{"samples_below": 1000, "steps_below": 300, "technique": "frozen_backbone"},
+                         {"steps_below": 300, "technique": "lora"}, {"technique": "full"}])
+    assert [choose(n, s, both, available + ["lora"])[0] for n, s in
+            ((999, 299), (1000, 299), (999, 300), (10 ** 5, 10 ** 5))] == [
+        "frozen_backbone", "lora", "full", "full"]
+
+
+def test_auto_default_table_follows_the_budget():
+    # docs/techniques.md: lora won short budgets at every size, full caught up or won at long ones
     default = _check_table(DEFAULT_TABLE)
+    short = default[0].steps_below
+    assert default[0].technique == "lora" and default[-1].technique == "full" and len(default) == 2
+    available = techniques.available_techniques()
     with_lora = sorted(set(available) | {"lora"})
     without_lora = [n for n in available if n != "lora"]
-    assert {n: choose(n, default, with_lora)[0] for n in (300, 1000, 3000, 7000, 20000)} == {
-        300: "lora", 1000: "lora", 3000: "lora", 7000: "lora", 20000: "full"}
-    assert choose(300, default, with_lora)[1] == \
-        "300 training samples < 10000 → lora (table row 1: [10000, lora])"
-    assert choose(300, default, without_lora) == (
-        "full", "300 training samples → full (table row 2: [null, full]; lora (row 1) is not "
-        "registered)")
+    picks = {(n, s): choose(n, s, default, with_lora)[0]
+             for n in (200, 1000, 5000, 20000) for s in (80, short - 1, short, 2000)}
+    assert picks == {(n, s): ("lora" if s < short else "full") for (n, s) in picks}
+    assert choose(1000, 105, default, with_lora)[1] == (
+        f"1000 training samples, 105 planned optimizer steps → lora (table row 1: steps < "
+        f"{short} → lora)")
+    assert choose(1000, short, default, with_lora)[1] == (
+        f"1000 training samples, {short} planned optimizer steps → full (table row 2: otherwise "
+        f"→ full; row 1 needs steps < {short})")
+    assert choose(300, 80, default, without_lora) == (
+        "full", "300 training samples, 80 planned optimizer steps → full (table row 2: otherwise "
+        "→ full; lora (row 1) is not registered)")
+
+
+def test_auto_table_errors_name_the_row():
+    for table, message in [
+            ([[500, "full"], [100, "full"], [None, "full"]],
+             "row 2 (samples < 100 → full) can never be chosen: row 1 (samples < 500 → full)"),
+            ([{"steps_below": 300, "technique": "lora"},
+              {"steps_below": 200, "samples_below": 50, "technique": "full"},
+              {"technique": "full"}], "row 2 (samples < 50 and steps < 200 → full) can never"),
+            ([[500, "full"]], "the last row (samples < 500 → full) must have no condition"),
+            ([{"step_below": 300, "technique": "lora"}], "row 1: unknown key 'step_below'"),
+            ([{"steps_below": 0, "technique": "lora"}, {"technique": "full"}],
+             "row 1 steps_below must be a whole number >= 1"),
+            ([[None, "auto"]], "row 1 cannot choose auto itself"),
+            ([[None, "full", 3]], "row 1 must be {technique: NAME"),
+            ([], "expected a list of rows")]:
+        with pytest.raises(ConfigError, match=re.escape("Technique.table: " + message)):
+            _check_table(table)
+
+
+def test_auto_delegates_and_overrides():
     # delegation: the chosen technique's options and hooks
     auto = build_technique({"name": "auto", "table": [[100, "full"], [None, "gradual_unfreeze"]],
                             "schedule": {0: "head", 1: "all"}, "epsilon": 0.3}).hooks[0]
-    trainer = fake_trainer(n_samples=150)
+    trainer = fake_trainer(n_samples=150, steps=40)
     auto.prepare_model(trainer.model, trainer)
     assert auto.chosen == "gradual_unfreeze" and auto.on_epoch_start(1, trainer)
     assert auto.state_dict()["chosen"] == "gradual_unfreeze"
     desc = auto.describe()
     assert desc["name"] == "auto" and desc["technique"]["name"] == "gradual_unfreeze"
-    assert desc["reason"] == "150 training samples ≥ 100 → gradual_unfreeze (table row 2: " \
-                             "[null, gradual_unfreeze])"
+    assert (desc["n_samples"], desc["planned_steps"]) == (150, 40)
+    assert desc["reason"] == ("150 training samples, 40 planned optimizer steps → "
+                              "gradual_unfreeze (table row 2: otherwise → gradual_unfreeze; row 1 "
+                              "needs samples < 100)")
     # override
     auto = Auto(override="full")
-    trainer = fake_trainer(n_samples=20000)
+    trainer = fake_trainer(n_samples=20000, steps=50)
     auto.prepare_model(trainer.model, trainer)
-    assert auto.chosen == "full" and "table would pick full" in auto.reason
-    with pytest.raises(ConfigError, match=r"Technique.table: row 2 limit 100 is not above"):
-        _check_table([[500, "full"], [100, "full"]])
+    assert auto.chosen == "full" and "table would pick lora" in auto.reason
     with pytest.raises(ConfigError, match=r"Technique.override: unknown technique 'nope'"):
         Auto(override="nope").prepare_model(tiny_crnn(), fake_trainer())
 
@@ -383,8 +424,10 @@ def test_auto_writes_choice_and_reason_into_the_report(data, tmp_path):
     saved = json.loads((run / "report.json").read_text())["technique"]["parts"][0]
     assert saved == report["technique"]["parts"][0]
     assert saved["chosen"] == "frozen_backbone"
-    assert saved["reason"] == ("16 training samples ≥ 10 → frozen_backbone (table row 2: "
-                               "[null, frozen_backbone])")
+    # 16 samples / batch 4 x 1 epoch: 4 planned steps
+    assert saved["reason"] == ("16 training samples, 4 planned optimizer steps → frozen_backbone "
+                               "(table row 2: otherwise → frozen_backbone; row 1 needs samples < "
+                               "10)")
     assert saved["technique"]["frozen_parts"] == ["stem", "early_backbone", "late_backbone"]
 
 
