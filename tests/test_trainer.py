@@ -1,5 +1,6 @@
 """The trainer: exact resume, Ctrl-C safety, NaN guard, early stopping, run outputs."""
 import json
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -31,7 +32,7 @@ class InterruptAt(TrainerHooks):
         return out
 
 
-def test_max_steps_ends_the_run_and_its_lr_schedule(data, tmp_path):
+def test_max_steps_ends_the_run_and_its_lr_schedule(data, tmp_path, caplog):
     # 16 samples / batch 4 x 4 epochs = 16 steps, capped at 6: the cosine anneals within the 6
     lrs = []
     trainer = Trainer(tiny_config(data, tmp_path / "run", Train__max_steps=6,
@@ -40,6 +41,10 @@ def test_max_steps_ends_the_run_and_its_lr_schedule(data, tmp_path):
     assert trainer.fit()["global_step"] == 6
     assert len(lrs) == 6 and lrs[-1] == pytest.approx(1e-4) and max(lrs) == pytest.approx(0.01)
     assert Trainer(tiny_config(data, tmp_path / "long")).planned_steps == 16
+    # resuming with another plan (max_steps dropped) says the schedule changes
+    with caplog.at_level(logging.WARNING, logger="vinocr.engine.trainer"):
+        Trainer(tiny_config(data, tmp_path / "run"), resume=str(tmp_path / "run"))
+    assert "planned for 6 optimizer steps as one of 16" in caplog.text
 
 
 class RecordLr(TrainerHooks):

@@ -287,7 +287,7 @@ class Trainer:
                 "skipped_steps": s.skipped_steps, "metrics": s.last_metrics,
                 "schedule": self.schedule.state_dict(), "amp": self.amp.state_dict(),
                 "hooks": self.hooks.state_dict(), "seed": self.seed,
-                "world_size": dist.world_size(),
+                "world_size": dist.world_size(), "planned_steps": self.planned_steps,
                 "config": json_safe_config(self.cfg), "charset": list(self.charset.characters),
                 "arch": self.model.arch, "arch_kwargs": dict(self.model.arch_kwargs),
                 "vinocr_version": __version__, "saved_at": time.strftime("%Y-%m-%dT%H:%M:%S")}
@@ -318,6 +318,13 @@ class Trainer:
                            "is the same, but samples are dealt to processes differently, so the "
                            "continuation is not bit-identical; use --nproc %d for an exact resume",
                            saved_world, dist.world_size(), saved_world)
+        saved_plan = st.get("planned_steps")
+        if saved_plan is not None and int(saved_plan) != self.planned_steps:
+            logger.warning("resuming a run planned for %d optimizer steps as one of %d "
+                           "(Train.epochs or Train.max_steps changed): the LR schedule is rebuilt "
+                           "for %d steps and continues from step %d, so the continuation differs "
+                           "from the run as first planned", int(saved_plan), self.planned_steps,
+                           self.planned_steps, int(st["global_step"]))
         load_weights(self.model, ckpt.model_state, strict=True, source=f"resume {ckpt.path}")
         if ckpt.optimizer_state:
             optimizer_state_from_named(self.optimizer, self.model, ckpt.optimizer_state)
