@@ -123,6 +123,7 @@ class Trainer:
             self._load_pretrained_run(g["pretrained_model"])
         self._check_frames()
         self.epochs = cfg["Train"]["epochs"]
+        self.steps_per_epoch = max(1, len(self.train_loader))
         self.planned_steps = self._planned_steps()
         self.model = self.hooks.prepare_model(self.model, self)
         self.fast_depthwise = self._use_fast_depthwise(g["fast_depthwise"])
@@ -241,15 +242,13 @@ class Trainer:
         """Optimizer steps the whole run will take: ``epochs x batches per epoch``, capped by
         ``Train.max_steps``. Known before training (techniques such as ``auto`` weigh it);
         early stopping can only shorten it."""
-        steps = max(1, len(self.train_loader)) * self.cfg["Train"]["epochs"]
+        steps = self.steps_per_epoch * self.epochs
         max_steps = self.cfg["Train"]["max_steps"]
         return min(steps, max_steps) if max_steps else steps
 
     def _build_optimization(self) -> None:
         from vinocr.engine.optim import ModelEMA, build_optimizer, build_scheduler
 
-        train_cfg = self.cfg["Train"]
-        self.steps_per_epoch = max(1, len(self.train_loader))
         opt_cfg = self.cfg["Optimizer"]
         self.schedule = build_scheduler(self.cfg["Scheduler"], opt_cfg["lr"],
                                         self.steps_per_epoch, self.epochs,
