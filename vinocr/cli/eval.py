@@ -44,7 +44,7 @@ def table_row(model: str, dataset: str, r: Any, ms_per_image: float,
             "per_position_acc": (" ".join(f"{v:.2f}" for v in r.per_position_acc)
                                  if r.per_position_acc else None),
             "ms_per_image": ms_per_image,
-            "vs_first": f"+{vs_first.gained}/-{vs_first.lost}" if vs_first else None,
+            "vs_first": vs_first.split if vs_first else None,
             "p_vs_first": vs_first.p_value if vs_first else None}
 
 

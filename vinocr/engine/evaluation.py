@@ -218,8 +218,13 @@ class PairedComparison:
     lost: int
     p_value: float
 
+    @property
+    def split(self) -> str:
+        """``+gained/-lost``."""
+        return f"+{self.gained}/-{self.lost}"
+
     def text(self) -> str:
-        return f"+{self.gained}/-{self.lost} (p={self.p_value:.2g})"
+        return f"{self.split} (p={self.p_value:.2g})"
 
 
 def mcnemar_exact_p(gained: int, lost: int) -> float:
