@@ -4,7 +4,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Dict, List, Tuple
+from typing import Dict, List, Optional, Tuple
 
 import cv2
 import numpy as np
@@ -94,6 +94,34 @@ def write_synthetic_tracks(root: Path, tracks: Dict[str, Tuple[str, str]], seed:
         write_track(root / rel, text, layout, rng,
                     image_ext=".jpg" if "Scenario-B" in rel else ".png")
     return root
+
+
+# ---------------------------------------------------------------------------- float comparisons
+def assert_close_rel(actual, expected, rtol: float = 1e-4, atol_rel: Optional[float] = None,
+                     scale: Optional[float] = None, what: str = "") -> None:
+    """``|actual - expected| <= rtol * |expected| + atol_rel * scale`` elementwise.
+
+    Float32 results of different kernels, or of the same code on another CPU (SIMD width, oneDNN
+    kernel, thread count), differ by reordered sums: ~1e-6..1e-5 of the magnitude of the summed
+    terms, not of each element, so an element near 0 in a tensor of magnitude 140 may be off by
+    1e-3. The absolute slack therefore scales with ``scale``: by default ``max|expected|``; pass
+    the magnitude of the terms summed when that is larger (e.g. a difference of two large
+    numbers). ``atol_rel`` defaults to ``rtol``."""
+    expected = np.asarray(expected, dtype=np.float64)
+    actual = np.asarray(actual, dtype=np.float64)
+    if scale is None:
+        scale = float(np.nanmax(np.abs(expected))) if expected.size else 0.0
+    atol = (rtol if atol_rel is None else atol_rel) * scale
+    try:
+        err = np.abs(actual - expected)
+        worst = float(np.nanmax(err)) if err.size else 0.0
+    except ValueError:  # shapes do not broadcast: assert_allclose says so below
+        worst = float("inf")
+    np.testing.assert_allclose(
+        actual, expected, rtol=rtol, atol=atol,
+        err_msg=f"{what}: max |diff| {worst:.3g} against magnitude {scale:.3g} "
+                f"(relative {worst / scale if scale else float('inf'):.3g}; rtol {rtol:g}, "
+                f"atol {atol:.3g})")
 
 
 # ---------------------------------------------------------------------------- tiny training runs

@@ -5,6 +5,7 @@ import numpy as np
 import paddle
 import pytest
 
+from conftest import assert_close_rel
 from vinocr.charset import load_charset
 from vinocr.models import build_model
 from vinocr.models.factory import model_from_config
@@ -62,7 +63,8 @@ def test_import_matches_onnxruntime(pretrained_full, cache):
             ref = sess.run(None, {"x": x})[0]
             ours = pretrained_full.predict_proba(paddle.to_tensor(x)).numpy()
             assert ours.shape == ref.shape == (x.shape[0], width // 8, 6625)
-            assert np.abs(ours - ref).max() < 1e-4
+            # probabilities (magnitude 1): cross-CPU logit reordering moves them by ~1e-5
+            assert_close_rel(ours, ref, rtol=1e-4, what=f"probabilities vs onnxruntime, w={width}")
             assert greedy(ours, classes) == greedy(ref, classes)
     assert (cache / "pretrained/ppocrv4_mobile.safetensors").is_file()
 
@@ -109,7 +111,7 @@ def test_rep_keeps_outputs():
     model.rep()
     after = model(x).numpy()
     assert model.is_deploy and not any("conv_kxk" in k for k in model.state_dict())
-    assert np.abs(before - after).max() < 1e-4 * max(1.0, np.abs(before).max())
+    assert_close_rel(after, before, rtol=1e-4, what="logits after rep()")
     # a deploy-form model built fresh loads the repped weights with identical keys
     deploy = build_model("ppocrv4_mobile", 35, deploy=True)
     report = load_weights(deploy, {k: v.numpy() for k, v in model.state_dict().items()},
@@ -132,7 +134,8 @@ def test_training_form_checkpoint_loads_into_deploy_model(tmp_path: Path):
     assert report.unexpected == ["head.before_gtc.1.fc.weight"] and not report.missing
     deploy.eval()
     x = paddle.randn([1, 3, 48, 96])
-    assert np.abs(deploy(x).numpy() - train(x).numpy()).max() < 1e-3
+    # raw logits of randomised BNs reach ~140: the slack scales with that magnitude
+    assert_close_rel(deploy(x).numpy(), train(x).numpy(), rtol=1e-4, what="deploy vs training form")
 
 
 def test_load_report_and_strict():
@@ -164,7 +167,7 @@ def test_head_transfer_copies_rows_and_keeps_shared_outputs(pretrained_full):
     x = paddle.to_tensor(crops(320, 2))
     full_logits = pretrained_full(x).numpy()
     vin_logits = vin_model(x).numpy()
-    assert np.allclose(vin_logits, full_logits[:, :, mapping], atol=1e-5)
+    assert_close_rel(vin_logits, full_logits[:, :, mapping], rtol=1e-4, what="vin vs full head")
 
 
 def test_head_transfer_fresh_rows_for_unseen_characters():
@@ -197,12 +200,13 @@ def test_deploy_weights_expand_into_an_equal_training_form():
     x = paddle.to_tensor(np.random.default_rng(2).uniform(-1, 1, (2, 3, 48, 160)).astype("float32"))
     train.eval()
     reference = source(x).numpy()
-    assert np.abs(train(x).numpy() - reference).max() < 1e-4 * max(1.0, np.abs(reference).max())
+    assert_close_rel(train(x).numpy(), reference, rtol=1e-4, what="expanded training form, eval")
     # training mode: the backbone (no dropout) is still exactly the deploy backbone
     train.train()
     source.train()
     ref_feats = source.backbone(x).numpy()
-    assert np.abs(train.backbone(x).numpy() - ref_feats).max() < 1e-4 * max(1.0, np.abs(ref_feats).max())
+    assert_close_rel(train.backbone(x).numpy(), ref_feats, rtol=1e-4,
+                     what="expanded training-form backbone, train mode")
     # one step grows the zero-scale branches, and the running statistics stay put
     bn1 = train.backbone.blocks2[0].dw_conv.conv_kxk[1].bn
     mean_before = bn1._mean.numpy().copy()
@@ -311,5 +315,5 @@ def test_export_matches_dygraph(pretrained_full, tmp_path: Path):
                                                    "inference.yml"}
     predictor = load_predictor(out_dir)
     got = run_paddle_predictor(predictor, x)
-    assert np.abs(got - ref).max() < 1e-4
+    assert_close_rel(got, ref, rtol=1e-4, what="exported predictor probabilities")
     assert vin_model.state_dict().keys() == build_model("ppocrv4_mobile", 35).state_dict().keys()
