@@ -7,6 +7,11 @@ A checkpoint is a directory such as ``RUN/latest``, ``RUN/best`` or ``RUN/epoch_
     ema.safetensors         EMA shadow weights (optional)
     state.json              manifest + the trainer's JSON-able state (epoch, step, scheduler, ...)
 
+The manifest (``files`` in ``state.json``) records each tensor file's size and sha256, hashed from
+the very bytes written, and :func:`load_checkpoint` checks both: a flipped bit in the tensor data
+would otherwise load "fine" and only show up as NaN predictions much later. Checkpoints written
+before hashes were recorded have sizes only and load with just the size check.
+
 Opening a checkpoint never unpickles anything: tensors come from safetensors and everything else
 from JSON. Only :func:`convert_pdparams` reads pickles, once, to turn a PaddleOCR checkpoint into
 this format.
@@ -20,9 +25,12 @@ checkpoint at NAME, or no NAME plus a complete ``.NAME.old-...``, which :func:`l
 from __future__ import annotations
 
 import datetime as _dt
+import errno
+import hashlib
 import json
 import logging
 import os
+import re
 import secrets
 import shutil
 import time
@@ -31,7 +39,9 @@ from pathlib import Path, PurePath
 from typing import Any, Dict, List, Mapping, Optional, Tuple, Union
 
 import numpy as np
-from safetensors.numpy import load_file, save_file
+from safetensors import SafetensorError
+from safetensors.numpy import load as load_bytes
+from safetensors.numpy import save as save_bytes
 
 from vinocr.errors import VinocrError
 
@@ -57,7 +67,8 @@ class CheckpointError(VinocrError):
 class Checkpoint:
     """A loaded checkpoint. ``state`` is exactly the dict given to :func:`save_checkpoint` (after
     JSON conversion: numpy values become Python numbers/lists, tuples become lists); ``meta`` is the
-    manifest written alongside it (format version, vinocr version, save time, file sizes)."""
+    manifest written alongside it (format version, vinocr version, save time, file sizes and
+    sha256)."""
 
     model_state: Dict[str, np.ndarray]
     optimizer_state: Optional[Dict[str, np.ndarray]]
@@ -228,12 +239,65 @@ def _check_tensors(tensors: Mapping[str, Any], what: str) -> Dict[str, np.ndarra
     return out
 
 
+def _write_file(path: Path, data: bytes) -> None:
+    """Write ``data`` to a new file at ``path`` and fsync it.
+
+    Raw ``os.write`` in a loop rather than a buffered file: a short write (a nearly full disk)
+    is continued instead of silently dropped, and ENOSPC surfaces as the ``OSError`` itself.
+    """
+    fd = os.open(str(path), os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_BINARY", 0),
+                 0o644)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view):]
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def save_file(tensors: Dict[str, np.ndarray], filename: str,
+              metadata: Optional[Dict[str, str]] = None) -> Dict[str, Any]:
+    """Write a safetensors file like ``safetensors.numpy.save_file`` (same arguments) and return
+    its manifest record: size and sha256 of exactly the bytes written.
+
+    The file is serialised in memory and written by :func:`_write_file` instead of by
+    ``save_file`` so the hash costs one pass over bytes already in memory, never a re-read, and so
+    write errors are plain ``OSError`` rather than the Rust writer's ``SafetensorError``. The
+    price is one transient in-memory copy of the file.
+    """
+    data = save_bytes(tensors, metadata=metadata)
+    digest = hashlib.sha256(data).hexdigest()
+    _write_file(Path(filename), data)
+    return {"bytes": len(data), "sha256": digest}
+
+
 def _write_tensors(tensors: Dict[str, np.ndarray], path: Path, kind: str) -> Dict[str, Any]:
     from vinocr import __version__
 
-    save_file(tensors, str(path), metadata={"vinocr_version": __version__, "kind": kind})
-    _fsync_path(path)
-    return {"bytes": path.stat().st_size, "tensors": len(tensors)}
+    record = save_file(tensors, str(path), metadata={"vinocr_version": __version__, "kind": kind})
+    return {**record, "tensors": len(tensors)}
+
+
+def _write_failure(path: Path, name: str, exc: BaseException) -> CheckpointError:
+    """The one-line error for a failed write of file ``name`` of checkpoint ``path``.
+
+    Names the checkpoint rather than the hidden temp file the OS error mentions (which is already
+    deleted by the time the user reads this), and states that nothing at ``path`` changed.
+    """
+    if isinstance(exc, OSError) and exc.strerror:
+        reason = exc.strerror
+        disk_full = exc.errno == errno.ENOSPC
+    else:
+        text = _one_line(exc)
+        # safetensors' writer reports I/O errors as the Rust Debug form of std::io::Error:
+        # 'IoError(Os { code: 28, kind: StorageFull, message: "No space left on device" })'.
+        found = re.search(r'message: "([^"]+)"', text)
+        reason = found.group(1) if found else text
+        disk_full = "StorageFull" in text or "code: 28," in text
+    hint = "; free disk space and save again" if disk_full else ""
+    return CheckpointError(f"{path}: cannot write checkpoint ({reason} while writing {name})"
+                           f"{hint}; any previous checkpoint there is unchanged")
 
 
 def _one_line(exc: BaseException) -> str:
@@ -345,11 +409,13 @@ def save_checkpoint(path: PathLike, model_state: Mapping[str, np.ndarray], state
 
     token = f"{os.getpid()}-{secrets.token_hex(4)}"
     tmp = path.parent / f".{path.name}.tmp-{token}"
+    writing = f"temp directory {tmp.name}"  # what the error names if the next step fails
     try:
         tmp.mkdir()
         files: Dict[str, Any] = {}
         for name, kind, _ in groups:
             if name in tensors:
+                writing = name
                 files[name] = _write_tensors(tensors[name], tmp / name, kind)
         now = time.time()
         doc = {"format": FORMAT_NAME, "format_version": FORMAT_VERSION,
@@ -358,15 +424,14 @@ def save_checkpoint(path: PathLike, model_state: Mapping[str, np.ndarray], state
                "saved_at_unix": now, "files": files, "state": json_state}
         # state.json goes last: its presence marks the directory complete.
         text = json.dumps(doc, indent=1, ensure_ascii=False, allow_nan=True)
-        with open(tmp / STATE_FILE, "w", encoding="utf-8") as fh:
-            fh.write(text + "\n")
-            fh.flush()
-            os.fsync(fh.fileno())
+        writing = STATE_FILE
+        _write_file(tmp / STATE_FILE, (text + "\n").encode("utf-8"))
         _fsync_path(tmp)
     except BaseException as exc:
+        # Nothing at `path` has been touched yet: dropping the temp directory is the whole undo.
         shutil.rmtree(tmp, ignore_errors=True)
-        if isinstance(exc, OSError):
-            raise CheckpointError(f"{path}: cannot write checkpoint ({_one_line(exc)})") from None
+        if isinstance(exc, (OSError, SafetensorError)):
+            raise _write_failure(path, writing, exc) from None
         raise
 
     _swap_into_place(tmp, path, token)
@@ -451,7 +516,20 @@ def _read_tensors(path: Path, expected: Optional[Mapping[str, Any]]) -> Dict[str
         raise CheckpointError(f"{path}: {path.stat().st_size} bytes but {STATE_FILE} records "
                               f"{expected['bytes']}; the file is truncated or was replaced")
     try:
-        return dict(load_file(str(path)))
+        # One read serves both the hash and the parse.
+        data = path.read_bytes()
+    except OSError as exc:
+        raise CheckpointError(f"{path}: cannot read ({_one_line(exc)})") from None
+    recorded = expected.get("sha256") if expected else None
+    # Manifests written before hashes were recorded have none: those load unchecked.
+    if recorded is not None and hashlib.sha256(data).hexdigest() != recorded:
+        raise CheckpointError(f"{path.parent}: {path.name} content does not match its recorded "
+                              "sha256 (corrupted or modified); restore it or use another "
+                              "checkpoint")
+    try:
+        # Like load_file, load() gives writable arrays with buffers of their own (not views of
+        # `data`), which optimizer and EMA code may update in place.
+        return dict(load_bytes(data))
     except Exception as exc:  # safetensors raises several types for corrupt files
         raise CheckpointError(f"{path}: not a readable safetensors file "
                               f"({_one_line(exc)})") from None
@@ -487,8 +565,8 @@ def read_checkpoint_state(path: PathLike) -> Dict[str, Any]:
 def load_checkpoint(path: PathLike) -> Checkpoint:
     """Read a checkpoint (any form :func:`resolve_checkpoint` accepts). No pickle is involved.
 
-    Files listed in ``state.json`` must exist with the recorded sizes; a corrupt or missing file
-    raises :class:`CheckpointError` naming it.
+    Files listed in ``state.json`` must exist with the recorded sizes and, when recorded, sha256;
+    a corrupt, modified or missing file raises :class:`CheckpointError` naming it.
     """
     ckpt = resolve_checkpoint(path)
     doc = _read_state_file(ckpt)

@@ -1,0 +1,190 @@
+"""Damaged files and failing disks: corrupted checkpoint tensors and a full disk while saving.
+Each failure must be a one-line error naming the file."""
+from __future__ import annotations
+
+import errno
+import hashlib
+import json
+import os
+import re
+import shutil
+from pathlib import Path
+from typing import Dict, List
+
+import numpy as np
+import pytest
+
+from conftest import TINY_CRNN, text_image, write_png
+from vinocr.engine import checkpoint as ckpt_mod
+from vinocr.engine.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+
+IMAGE_SHAPE = [3, 48, 96]
+
+
+def tensors(seed: int) -> Dict[str, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    return {"backbone.conv.weight": rng.standard_normal((4, 3, 3, 3)).astype(np.float32),
+            "head.fc.bias": rng.standard_normal(7).astype(np.float32),
+            "counter": np.array(seed, dtype=np.int64)}
+
+
+def assert_tensors_equal(a: Dict[str, np.ndarray], b: Dict[str, np.ndarray]) -> None:
+    assert set(a) == set(b)
+    for key in a:
+        np.testing.assert_array_equal(a[key], b[key])
+
+
+def flip_tensor_bytes(path: Path) -> None:
+    """XOR 16 bytes in the middle of a safetensors file's tensor data (after the JSON header), so
+    the file keeps its size and its header: only a content hash can tell."""
+    data = bytearray(path.read_bytes())
+    start = 8 + int.from_bytes(data[:8], "little")
+    mid = start + (len(data) - start) // 2
+    for i in range(mid, min(mid + 16, len(data))):
+        data[i] ^= 0xFF
+    size = path.stat().st_size
+    path.write_bytes(bytes(data))
+    assert path.stat().st_size == size
+
+
+def tmp_dirs(path: Path) -> List[Path]:
+    return sorted(path.parent.glob(f".{path.name}.tmp-*"))
+
+
+# ------------------------------------------------------------------ 1. content hash in state.json
+def test_manifest_records_sha256_of_each_file(tmp_path: Path) -> None:
+    path = save_checkpoint(tmp_path / "ck", tensors(1), {"epoch": 1},
+                           optimizer_state=tensors(2), ema_state=tensors(3))
+    files = json.loads((path / "state.json").read_text())["files"]
+    assert set(files) == {"model.safetensors", "optimizer.safetensors", "ema.safetensors"}
+    for name, record in files.items():
+        data = (path / name).read_bytes()
+        assert record["bytes"] == len(data)
+        assert record["sha256"] == hashlib.sha256(data).hexdigest()
+
+
+@pytest.mark.parametrize("name", ["model.safetensors", "optimizer.safetensors",
+                                  "ema.safetensors"])
+def test_corrupted_tensor_bytes_are_rejected(tmp_path: Path, name: str) -> None:
+    path = save_checkpoint(tmp_path / "ck", tensors(1), {"epoch": 1},
+                           optimizer_state=tensors(2), ema_state=tensors(3))
+    flip_tensor_bytes(path / name)
+    with pytest.raises(CheckpointError) as info:
+        load_checkpoint(path)
+    assert str(info.value) == (f"{path}: {name} content does not match its recorded sha256 "
+                               "(corrupted or modified); restore it or use another checkpoint")
+
+
+def test_checkpoint_without_hashes_still_loads(tmp_path: Path) -> None:
+    """Checkpoints written before hashes were recorded load as before (sizes still checked)."""
+    path = save_checkpoint(tmp_path / "ck", tensors(1), {"epoch": 4}, optimizer_state=tensors(2))
+    doc = json.loads((path / "state.json").read_text())
+    for record in doc["files"].values():
+        record.pop("sha256", None)
+    (path / "state.json").write_text(json.dumps(doc))
+    loaded = load_checkpoint(path)
+    assert_tensors_equal(loaded.model_state, tensors(1))
+    assert_tensors_equal(loaded.optimizer_state, tensors(2))
+    assert loaded.state["epoch"] == 4
+
+
+@pytest.fixture(scope="module")
+def model_dirs(tmp_path_factory) -> Dict[str, Path]:
+    """A tiny CRNN saved as a checkpoint the way vinocr-finetune does (config + charset in the
+    state), and its vinocr-export output."""
+    import paddle
+
+    from vinocr.charset import load_charset
+    from vinocr.cli.export import main as export_main
+    from vinocr.models.factory import model_from_config
+
+    root = tmp_path_factory.mktemp("faults")
+    cfg = {"Global": {"charset": "plate", "image_shape": IMAGE_SHAPE},
+           "Architecture": {"name": "crnn", "pretrained": None, "params": dict(TINY_CRNN)},
+           "Decode": {"method": "greedy"}}
+    charset = load_charset("plate")
+    paddle.seed(0)
+    model, _ = model_from_config(cfg["Architecture"], charset)
+    state = {k: v.numpy() for k, v in model.state_dict().items()}
+    save_checkpoint(root / "ck", state, {"config": cfg, "charset": list(charset.characters)})
+    assert export_main(["--checkpoint", str(root / "ck"), "--out", str(root / "exp"),
+                        "--log-level", "WARNING"]) == 0
+    write_png(root / "crop.png", text_image("AB123"))
+    return {"root": root, "ck": root / "ck", "exp": root / "exp", "image": root / "crop.png"}
+
+
+def test_export_of_corrupted_checkpoint_exits_2(model_dirs, tmp_path: Path, capsys) -> None:
+    from vinocr.cli.export import main as export_main
+
+    ck = tmp_path / "ck"
+    shutil.copytree(model_dirs["ck"], ck)
+    flip_tensor_bytes(ck / "model.safetensors")
+    capsys.readouterr()
+    out = tmp_path / "exp"
+    assert export_main(["--checkpoint", str(ck), "--out", str(out),
+                        "--log-level", "WARNING"]) == 2
+    err = capsys.readouterr().err
+    assert err == (f"vinocr-export: error: {ck}: model.safetensors content does not match its "
+                   "recorded sha256 (corrupted or modified); restore it or use another "
+                   "checkpoint\n")
+    assert not (out / "inference.pdiparams").exists()
+
+
+# ----------------------------------------------------------------- 2. disk full while saving
+def _enospc(path: Path) -> OSError:
+    return OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
+
+
+def _assert_save_failed_cleanly(path: Path, exc: CheckpointError) -> None:
+    message = str(exc)
+    assert "\n" not in message and str(path) in message
+    assert re.search("no space left on device", message, re.IGNORECASE), message
+    assert tmp_dirs(path) == []
+    # The previous checkpoint is still complete, with its old content.
+    loaded = load_checkpoint(path)
+    assert loaded.state["epoch"] == 1
+    assert_tensors_equal(loaded.model_state, tensors(1))
+    assert_tensors_equal(loaded.optimizer_state, tensors(2))
+
+
+@pytest.mark.parametrize("failing", ["model.safetensors", "optimizer.safetensors",
+                                     "state.json"])
+def test_disk_full_partway_keeps_previous_checkpoint(tmp_path: Path, monkeypatch,
+                                                     failing: str) -> None:
+    path = tmp_path / "run" / "latest"
+    save_checkpoint(path, tensors(1), {"epoch": 1}, optimizer_state=tensors(2))
+    real_write = ckpt_mod._write_file
+
+    def disk_full(target: Path, data: bytes) -> None:
+        if Path(target).name != failing:
+            return real_write(target, data)
+        Path(target).write_bytes(data[:len(data) // 2])  # the disk fills up halfway
+        raise _enospc(Path(target))
+
+    monkeypatch.setattr(ckpt_mod, "_write_file", disk_full)
+    with pytest.raises(CheckpointError) as info:
+        save_checkpoint(path, tensors(5), {"epoch": 5}, optimizer_state=tensors(6))
+    monkeypatch.undo()
+    _assert_save_failed_cleanly(path, info.value)
+    assert failing in str(info.value)
+
+
+def test_safetensors_error_on_full_disk_is_a_checkpoint_error(tmp_path: Path,
+                                                              monkeypatch) -> None:
+    """The tensor writer failing the way safetensors' Rust writer reports ENOSPC (a
+    SafetensorError, not an OSError) must not escape as a traceback."""
+    from safetensors import SafetensorError
+
+    path = tmp_path / "latest"
+    save_checkpoint(path, tensors(1), {"epoch": 1}, optimizer_state=tensors(2))
+
+    def disk_full(tensors_, filename, metadata=None):
+        Path(filename).write_bytes(b"\0" * 100)
+        raise SafetensorError('Error while serializing: IoError(Os { code: 28, kind: '
+                              'StorageFull, message: "No space left on device" })')
+
+    monkeypatch.setattr(ckpt_mod, "save_file", disk_full)
+    with pytest.raises(CheckpointError) as info:
+        save_checkpoint(path, tensors(5), {"epoch": 5}, optimizer_state=tensors(6))
+    monkeypatch.undo()
+    _assert_save_failed_cleanly(path, info.value)
