@@ -98,7 +98,7 @@ def write_synthetic_tracks(root: Path, tracks: Dict[str, Tuple[str, str]], seed:
 
 # ---------------------------------------------------------------------------- float comparisons
 def assert_close_rel(actual, expected, rtol: float = 1e-4, atol_rel: Optional[float] = None,
-                     scale: Optional[float] = None, what: str = "") -> None:
+                     scale: Optional[float] = None, logits=None, what: str = "") -> None:
     """``|actual - expected| <= rtol * |expected| + atol_rel * scale`` elementwise.
 
     Float32 results of different kernels, or of the same code on another CPU (SIMD width, oneDNN
@@ -106,9 +106,17 @@ def assert_close_rel(actual, expected, rtol: float = 1e-4, atol_rel: Optional[fl
     terms, not of each element, so an element near 0 in a tensor of magnitude 140 may be off by
     1e-3. The absolute slack therefore scales with ``scale``: by default ``max|expected|``; pass
     the magnitude of the terms summed when that is larger (e.g. a difference of two large
-    numbers). ``atol_rel`` defaults to ``rtol``."""
+    numbers). ``atol_rel`` defaults to ``rtol``.
+
+    Softmax probabilities inherit the error of their logits, not of their own magnitude: a logit
+    error dz moves p_i by ``p_i * (dz_i - sum_j p_j dz_j)``, at most ``max|dz| / 2``. For them
+    pass ``logits`` (the logits they were computed from): the slack is then ``atol_rel *
+    max|logits| / 2``, the logits' own tolerance carried through the softmax."""
     expected = np.asarray(expected, dtype=np.float64)
     actual = np.asarray(actual, dtype=np.float64)
+    if logits is not None:
+        assert scale is None, "pass scale or logits, not both"
+        scale = 0.5 * float(np.abs(np.asarray(logits, dtype=np.float64)).max())
     if scale is None:
         scale = float(np.nanmax(np.abs(expected))) if expected.size else 0.0
     atol = (rtol if atol_rel is None else atol_rel) * scale

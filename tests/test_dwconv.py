@@ -13,6 +13,7 @@ import paddle.nn as nn
 import paddle.nn.functional as F
 import pytest
 
+from conftest import assert_close_rel
 from vinocr.ops import depthwise as dw
 from vinocr.ops import (depthwise_conv2d, fast_depthwise_available, get_num_threads,
                         set_num_threads, use_fast_depthwise)
@@ -278,7 +279,8 @@ def test_static_graph_uses_paddle_conv(fast_op, tmp_path):
     assert use_fast_depthwise(layer) == 1
     static = paddle.jit.to_static(layer, input_spec=[InputSpec([None, 4, 8, 12], "float32")],
                                   full_graph=True)
-    np.testing.assert_allclose(static(x).numpy(), ref, rtol=1e-5, atol=1e-6)
+    # the static executor may pick another conv kernel: 25-term sums, slack relative to max|y|
+    assert_close_rel(static(x).numpy(), ref, rtol=1e-5, what="to_static vs dygraph")
     paddle.jit.save(static, str(tmp_path / "m"))
     graphs = [p for p in tmp_path.iterdir() if p.suffix in (".json", ".pdmodel")]
     assert graphs

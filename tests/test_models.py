@@ -63,8 +63,10 @@ def test_import_matches_onnxruntime(pretrained_full, cache):
             ref = sess.run(None, {"x": x})[0]
             ours = pretrained_full.predict_proba(paddle.to_tensor(x)).numpy()
             assert ours.shape == ref.shape == (x.shape[0], width // 8, 6625)
-            # probabilities (magnitude 1): cross-CPU logit reordering moves them by ~1e-5
-            assert_close_rel(ours, ref, rtol=1e-4, what=f"probabilities vs onnxruntime, w={width}")
+            # probabilities: the slack follows the logits' magnitude (~30 here)
+            logits = pretrained_full(paddle.to_tensor(x)).numpy()
+            assert_close_rel(ours, ref, rtol=1e-4, logits=logits,
+                             what=f"probabilities vs onnxruntime, w={width}")
             assert greedy(ours, classes) == greedy(ref, classes)
     assert (cache / "pretrained/ppocrv4_mobile.safetensors").is_file()
 
@@ -315,5 +317,6 @@ def test_export_matches_dygraph(pretrained_full, tmp_path: Path):
                                                    "inference.yml"}
     predictor = load_predictor(out_dir)
     got = run_paddle_predictor(predictor, x)
-    assert_close_rel(got, ref, rtol=1e-4, what="exported predictor probabilities")
+    assert_close_rel(got, ref, rtol=1e-4, logits=vin_model(paddle.to_tensor(x)).numpy(),
+                     what="exported predictor probabilities")
     assert vin_model.state_dict().keys() == build_model("ppocrv4_mobile", 35).state_dict().keys()
