@@ -19,7 +19,7 @@ from typing import Any, Dict, List, Optional
 
 import numpy as np
 
-from vinocr.cli.common import cli_entry, positive_int, setup_logging
+from vinocr.cli.common import cli_entry, non_negative_int, positive_int, setup_logging
 
 PROG = "vinocr-bench"
 
@@ -61,7 +61,7 @@ def build_parser() -> argparse.ArgumentParser:
                                 "model: Paddle inference (oneDNN) vs onnxruntime.")
     p.add_argument("--model", required=True, help="exported model directory")
     p.add_argument("--runs", type=positive_int, default=100, help="timed runs per row")
-    p.add_argument("--warmup", type=int, default=None,
+    p.add_argument("--warmup", type=non_negative_int, default=None,
                    help="untimed runs first (default: runs // 10, at least 1)")
     p.add_argument("--batch-sizes", type=positive_int, nargs="+", default=[1, 16])
     p.add_argument("--threads", type=positive_int, nargs="+", default=[1, 2])
@@ -77,12 +77,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     args = build_parser().parse_args(argv)
     setup_logging(args.log_level)
     from vinocr.cli.predict import native_stdout_to_stderr
-    from vinocr.errors import VinocrError
     from vinocr.predict import ONNX_FILE, Recognizer, read_model_info
 
     warmup = max(1, args.runs // 10) if args.warmup is None else args.warmup
-    if warmup < 0:
-        raise VinocrError(f"--warmup must be >= 0, got {warmup}")
     model_dir = Path(args.model)
     info = read_model_info(model_dir)
     notes: List[str] = []

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import functools
 import logging
+import math
 import os
 import sys
 from typing import Callable, List, Optional
@@ -25,22 +26,52 @@ def setup_logging(level: str = "INFO") -> None:
                         datefmt="%H:%M:%S", stream=sys.stderr, force=True)
 
 
-def non_negative_int(text: str) -> int:
-    """argparse type: an int >= 0 (seeds, counts)."""
+def _parse_int(text: str) -> int:
     try:
-        value = int(text)
+        return int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+
+
+def _parse_finite(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"expected a finite number, got {text!r}")
+    return value
+
+
+def non_negative_int(text: str) -> int:
+    """argparse type: an int >= 0 (seeds, counts)."""
+    value = _parse_int(text)
     if value < 0:
         raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
     return value
 
 
 def positive_int(text: str) -> int:
-    """argparse type: an int >= 1."""
-    value = non_negative_int(text)
+    """argparse type: an int >= 1 (batch sizes, workers, threads)."""
+    value = _parse_int(text)
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
+def non_negative_float(text: str) -> float:
+    """argparse type: a finite float >= 0 (tolerances, weights); NaN and inf are rejected."""
+    value = _parse_finite(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {value:g}")
+    return value
+
+
+def probability(text: str) -> float:
+    """argparse type: a float in [0, 1]; NaN is rejected."""
+    value = _parse_finite(text)
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"must be between 0 and 1, got {value:g}")
     return value
 
 

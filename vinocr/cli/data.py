@@ -12,7 +12,8 @@ from typing import Any, Dict, List, Optional
 
 import numpy as np
 
-from vinocr.cli.common import cli_entry, non_negative_int, positive_int, setup_logging
+from vinocr.cli.common import (cli_entry, non_negative_float, non_negative_int, positive_int,
+                               setup_logging)
 from vinocr.data.base import TextDataset, encode_image
 from vinocr.data.registry import DATASET_TYPES, detect_format, open_dataset
 from vinocr.errors import VinocrError
@@ -249,7 +250,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("validate", help="find unreadable images, bad labels, duplicates ...")
     _add_common(p)
-    p.add_argument("--length", type=int, nargs="+", help="allowed label lengths (vin: 17)")
+    p.add_argument("--length", type=positive_int, nargs="+",
+                   help="allowed label lengths (vin: 17)")
     p.add_argument("--check-digit", default="auto", choices=["auto", "always", "never"],
                    help="VIN check digit: auto = mandatory for North American VINs only")
     p.add_argument("--export-fixed", metavar="OUT",
@@ -267,7 +269,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("split", help="train/val/test split grouped by label text")
     _add_common(p, charset_default=None)
     p.add_argument("--out", required=True, help="output folder for train.txt, val.txt, test.txt")
-    p.add_argument("--fractions", type=float, nargs="+", default=[0.8, 0.1, 0.1])
+    p.add_argument("--fractions", type=non_negative_float, nargs="+", default=[0.8, 0.1, 0.1],
+                   help="relative split sizes (finite, >= 0, not all 0)")
     p.add_argument("--names", default="train,val,test")
     p.add_argument("--seed", type=non_negative_int, default=0)
     p.add_argument("--lmdb", action="store_true", help="write each split as an LMDB")

@@ -21,7 +21,7 @@ from typing import Any, Dict, List, Optional
 
 import numpy as np
 
-from vinocr.cli.common import cli_entry, setup_logging
+from vinocr.cli.common import cli_entry, positive_int, setup_logging
 from vinocr.errors import VinocrError
 
 PROG = "vinocr-eval"
@@ -112,7 +112,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "model dirs (inference.json)")
     p.add_argument("--data", nargs="+", required=True, help="datasets (any vinocr format)")
     p.add_argument("--out", help="folder for table.md, table.csv, errors CSV and PNGs")
-    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--batch-size", type=positive_int, default=32)
     p.add_argument("--log-level", default="WARNING")
     return p
 

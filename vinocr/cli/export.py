@@ -17,7 +17,7 @@ from typing import List, Optional, Sequence
 
 import numpy as np
 
-from vinocr.cli.common import cli_entry, positive_int, setup_logging
+from vinocr.cli.common import cli_entry, non_negative_float, positive_int, setup_logging
 
 PROG = "vinocr-export"
 
@@ -42,8 +42,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--onnx", action="store_true", help="also write inference.onnx (paddle2onnx, "
                    "offline) and check it against the Paddle predictor")
     p.add_argument("--opset", type=positive_int, default=11, help="ONNX opset (with --onnx)")
-    p.add_argument("--atol", type=float, default=1e-4, help="largest accepted ONNX vs Paddle "
-                   "difference of the output probabilities (with --onnx)")
+    p.add_argument("--atol", type=non_negative_float, default=1e-4,
+                   help="largest accepted ONNX vs Paddle difference of the output probabilities "
+                   "(with --onnx)")
     p.add_argument("--log-level", default="INFO")
     return p
 

@@ -6,7 +6,7 @@ import sys
 from pathlib import Path
 from typing import List, Optional
 
-from vinocr.cli.common import cli_entry, setup_logging
+from vinocr.cli.common import cli_entry, non_negative_int, setup_logging
 
 PROG = "vinocr-pretrained"
 
@@ -63,7 +63,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_convert)
     p = sub.add_parser("info", help="list a weights file's tensors and form")
     p.add_argument("path")
-    p.add_argument("--keys", type=int, default=10)
+    p.add_argument("--keys", type=non_negative_int, default=10, help="tensors listed")
     p.set_defaults(func=cmd_info)
     return parser
 

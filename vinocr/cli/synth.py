@@ -13,7 +13,8 @@ import argparse
 import sys
 from typing import List, NoReturn, Optional
 
-from vinocr.cli.common import cli_entry, setup_logging
+from vinocr.cli.common import (cli_entry, non_negative_int, positive_int, probability,
+                               setup_logging)
 from vinocr.errors import VinocrError
 
 PROG = "vinocr-synth"
@@ -24,30 +25,6 @@ class _Parser(argparse.ArgumentParser):
 
     def error(self, message: str) -> NoReturn:
         raise VinocrError(f"{message} (see '{self.prog} --help')")
-
-
-def _int(text: str) -> int:
-    try:
-        return int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
-
-
-def _positive_int(text: str) -> int:
-    value = _int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
-
-
-def _probability(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not 0.0 <= value <= 1.0:
-        raise argparse.ArgumentTypeError(f"must be between 0 and 1, got {value}")
-    return value
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -64,16 +41,16 @@ def build_parser() -> argparse.ArgumentParser:
     sub.required = True
 
     p = sub.add_parser("vin", parents=[common], help="VIN text-line crops (label file or LMDB)")
-    p.add_argument("--n", type=_positive_int, required=True, help="number of crops")
+    p.add_argument("--n", type=positive_int, required=True, help="number of crops")
     p.add_argument("--out", required=True, help="output directory (must be empty)")
-    p.add_argument("--seed", type=_int, default=0, help="dataset seed (default 0)")
+    p.add_argument("--seed", type=non_negative_int, default=0, help="dataset seed (default 0)")
     p.add_argument("--format", default="labelfile", choices=["labelfile", "lmdb"],
                    help="labelfile: images/*.png + labels.txt (PaddleOCR); lmdb: DTRB LMDB")
     p.add_argument("--styles", default=None,
                    help="comma-separated subset of " + ",".join(STYLES) + " (default: all)")
-    p.add_argument("--delimiter-prob", type=_probability, default=0.3,
+    p.add_argument("--delimiter-prob", type=probability, default=0.3,
                    help="probability of drawing '*' delimiters around the VIN (default 0.3)")
-    p.add_argument("--workers", type=_positive_int, default=1,
+    p.add_argument("--workers", type=positive_int, default=1,
                    help="worker processes; the output does not depend on it")
     p.add_argument("--overwrite", action="store_true",
                    help="replace the outputs of an earlier run in --out")
@@ -81,14 +58,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("plates", parents=[common],
                        help="LRLPR-26-style tracks (5 HR + 5 LR frames each)")
-    p.add_argument("--tracks", type=_positive_int, required=True, help="number of tracks")
+    p.add_argument("--tracks", type=positive_int, required=True, help="number of tracks")
     p.add_argument("--out", required=True, help="output directory (must be empty)")
-    p.add_argument("--seed", type=_int, default=0, help="dataset seed (default 0)")
+    p.add_argument("--seed", type=non_negative_int, default=0, help="dataset seed (default 0)")
     p.add_argument("--layouts", default="brazilian,mercosur",
                    help="comma-separated layouts, used in turn (default brazilian,mercosur)")
     p.add_argument("--image-ext", default=".png", choices=[".png", ".jpg"],
                    help="frame file type (Scenario-A uses .png)")
-    p.add_argument("--workers", type=_positive_int, default=1,
+    p.add_argument("--workers", type=positive_int, default=1,
                    help="worker processes; the output does not depend on it")
     p.add_argument("--overwrite", action="store_true",
                    help="replace the outputs of an earlier run in --out")

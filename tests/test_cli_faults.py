@@ -1,0 +1,118 @@
+"""Command-line faults: option values that make no sense, vinocr-predict and vinocr-eval scoring the
+same samples, Ctrl-C during multi-worker synthesis, pickles opened only on request, and pretrained
+weights that leave the model (mostly) at its random init."""
+from __future__ import annotations
+
+import csv
+import os
+import pickle
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Callable, Dict, List
+
+import numpy as np
+import paddle
+import pytest
+
+from conftest import TINY_CRNN, text_image, tiny_config, write_png
+from vinocr.errors import VinocrError
+
+REPO = Path(__file__).resolve().parents[1]
+IMAGE_SHAPE = (3, 48, 96)
+
+
+# ------------------------------------------------------------------------------------ helpers
+def usage_error(main: Callable[[List[str]], int], argv: List[str],
+                capsys: pytest.CaptureFixture) -> str:
+    """Run ``main(argv)``; it must stop in argparse (exit 2) with one error line and no
+    traceback. Returns that line."""
+    with pytest.raises(SystemExit) as exc:
+        main(argv)
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    errors = [line for line in err.splitlines() if "error:" in line]
+    assert len(errors) == 1, err
+    return errors[0]
+
+
+def crnn_state(num_classes: int, seed: int = 0) -> Dict[str, np.ndarray]:
+    from vinocr.models import build_model
+
+    paddle.seed(seed)
+    model = build_model("crnn", num_classes, **TINY_CRNN)
+    return {k: v.numpy() for k, v in model.state_dict().items()}
+
+
+def crnn_arch(pretrained: str, **extra) -> Dict:
+    return {"name": "crnn", "pretrained": pretrained, "params": dict(TINY_CRNN), **extra}
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory) -> Path:
+    """An (untrained) tiny CRNN exported with the plate charset: cheap and deterministic."""
+    from vinocr.export import export_inference
+    from vinocr.models.factory import model_from_config
+
+    root = tmp_path_factory.mktemp("faults")
+    paddle.seed(0)
+    model, _ = model_from_config({"name": "crnn", "pretrained": None, "params": TINY_CRNN},
+                                 "plate")
+    return export_inference(model, root / "exp", "plate", IMAGE_SHAPE,
+                            {"decode": {"method": "greedy"}, "charset": "plate"})
+
+
+# --------------------------------------------------------------- 1. option values that make no sense
+@pytest.mark.parametrize("value", ["0", "-2"])
+def test_eval_batch_size_must_be_positive(exported, tmp_path, value, capsys):
+    from vinocr.cli.eval import main
+
+    write_png(tmp_path / "im/0.png", text_image("AB123"))
+    (tmp_path / "labels.txt").write_text("im/0.png\tAB123\n", encoding="utf-8")
+    line = usage_error(main, ["--models", str(exported), "--data", str(tmp_path / "labels.txt"),
+                              "--batch-size", value], capsys)
+    assert line.startswith("vinocr-eval: error: argument --batch-size: must be >= 1")
+
+
+@pytest.mark.parametrize("prog, argv, option", [
+    ("bench", ["--model", "M", "--warmup", "-1"], "--warmup"),
+    ("data", ["validate", "D", "--length", "0"], "--length"),
+    ("data", ["validate", "D", "--length", "17", "-3"], "--length"),
+    ("data", ["split", "D", "--out", "O", "--fractions", "0.8", "nan", "0.1"], "--fractions"),
+    ("data", ["split", "D", "--out", "O", "--fractions", "0.8", "-0.1", "0.3"], "--fractions"),
+    ("export", ["--checkpoint", "C", "--out", "O", "--onnx", "--atol", "nan"], "--atol"),
+    ("export", ["--checkpoint", "C", "--out", "O", "--onnx", "--atol=-1e-4"], "--atol"),
+    ("pretrained", ["info", "W.safetensors", "--keys", "-1"], "--keys"),
+])
+def test_cli_numeric_options_rejected_by_argparse(prog, argv, option, tmp_path, capsys):
+    import importlib
+
+    main = importlib.import_module(f"vinocr.cli.{prog}").main
+    argv = [str(tmp_path / a) if a in ("M", "D", "O", "C", "W.safetensors") else a for a in argv]
+    line = usage_error(main, argv, capsys)
+    assert f"argument {option}" in line
+
+
+def test_positive_int_message_for_negative_values():
+    import argparse
+
+    from vinocr.cli.common import positive_int
+
+    with pytest.raises(argparse.ArgumentTypeError, match="must be >= 1, got -2"):
+        positive_int("-2")
+
+
+@pytest.mark.parametrize("argv", [["vin", "--n", "2", "--out", "X", "--seed", "-1"],
+                                  ["vin", "--n", "2", "--out", "X", "--delimiter-prob", "nan"],
+                                  ["vin", "--n", "2", "--out", "X", "--workers", "0"]])
+def test_synth_numeric_options(argv, tmp_path, capsys):
+    from vinocr.cli.synth import main
+
+    argv = [str(tmp_path / a) if a == "X" else a for a in argv]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("vinocr-synth: error: argument") and len(err.splitlines()) == 1
+    assert not (tmp_path / "X").exists()
