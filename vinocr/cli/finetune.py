@@ -38,6 +38,8 @@ def build_parser() -> argparse.ArgumentParser:
                    "CPU cores (GPU machines: GPUs) that split Train.batch_size evenly into shares "
                    f"of at least {MIN_BATCH_PER_PROCESS}; on --resume, auto keeps the run's own "
                    "count. Relaunches through paddle.distributed.launch")
+    p.add_argument("--overwrite", action="store_true", help="start over in a run directory "
+                   "that already holds a run, replacing its checkpoints and history")
     p.add_argument("--log-level", default="INFO")
     return p
 
@@ -86,26 +88,25 @@ def saved_world_size(run: str) -> Optional[int]:
     return int(saved) if saved else None
 
 
-def relaunch(argv: List[str], nproc: int, log_dir: Path) -> int:
-    """Run this command under paddle.distributed.launch with ``nproc`` processes."""
-    import subprocess
+def relaunch(argv: List[str], nproc: int, run_dir: Path) -> int:
+    """Run this command under paddle.distributed.launch with ``nproc`` processes (launcher
+    output in ``RUN/launch_logs``)."""
+    from vinocr.engine.launch import launch
+    from vinocr.engine.rundir import CLAIMED_ENV
 
     rest, skip = [], False
-    for i, arg in enumerate(argv):
+    for arg in argv:
         if skip:
             skip = False
             continue
         if arg == "--nproc":
             skip = True
             continue
-        if arg.startswith("--nproc="):
-            continue
+        if arg.startswith("--nproc=") or arg == "--overwrite":
+            continue   # the ranks must not remove what this process checked and claimed
         rest.append(arg)
-    env = dict(os.environ, OMP_NUM_THREADS=os.environ.get("OMP_NUM_THREADS", "1"))
-    cmd = [sys.executable, "-m", "paddle.distributed.launch", "--nproc_per_node", str(nproc),
-           "--log_dir", str(log_dir), os.path.abspath(__file__), *rest]
-    logger.info("launching %d processes: %s", nproc, " ".join(cmd))
-    return subprocess.call(cmd, env=env)
+    os.environ[CLAIMED_ENV] = str(run_dir.resolve())
+    return launch(os.path.abspath(__file__), rest, nproc, run_dir / "launch_logs", PROG)
 
 
 @cli_entry(PROG)
@@ -129,17 +130,21 @@ def main(argv: Optional[List[str]] = None) -> int:
         config_files = args.config
     cfg = load_config(config_files, overrides)
     nproc = resolve_nproc(args.nproc, cfg["Train"]["batch_size"], args.resume)
+    from vinocr.engine import distributed as dist
+    from vinocr.engine.rundir import claim_run_dir
+
+    run_dir = Path(cfg["Global"]["run_dir"])
+    if dist.is_main():
+        claim_run_dir(run_dir, bool(args.resume), args.overwrite)
     if nproc > 1 and "PADDLE_TRAINER_ID" not in os.environ:
         raw = sys.argv[1:] if argv is None else list(argv)
-        return relaunch(raw, nproc, Path(cfg["Global"]["run_dir"]) / "launch_logs")
+        return relaunch(raw, nproc, run_dir)
     from techniques import build_technique
     from vinocr.engine.trainer import Trainer
 
     hooks = build_technique(cfg["Technique"])
     trainer = Trainer(cfg, hooks=hooks, resume=args.resume)
     report = trainer.fit()
-    from vinocr.engine import distributed as dist
-
     if not dist.is_main():
         return 0
     best = report["best"]

@@ -155,6 +155,10 @@ SCHEMA = Section({
         "histogram_every_epochs": Field((int,), 5, "weight histograms every N epochs (0 = off)",
                                         minimum=0),
         "log_level": Field((str,), "INFO", choices=("DEBUG", "INFO", "WARNING", "ERROR")),
+        "sync_timeout": Field((int, float), 1800.0, "data parallel: seconds a rank waits for the "
+                              "others at a synchronisation point (validation, checkpoints) "
+                              "before it stops the run naming the rank it waited for",
+                              minimum=1),
     }),
     "Architecture": Section({
         "name": Field((str,), "ppocrv4_mobile", "ppocrv4_mobile, ppocrv4_teacher or crnn",

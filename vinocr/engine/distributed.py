@@ -3,13 +3,16 @@
 on CPUs (gloo); ``--nproc auto`` relaunches itself that way on multi-core CPU machines."""
 from __future__ import annotations
 
+import itertools
+import json
 import logging
 import os
-from typing import Any
+import time
+from typing import Any, List
 
 import numpy as np
 
-from vinocr.errors import ConfigError
+from vinocr.errors import ConfigError, VinocrError
 
 logger = logging.getLogger(__name__)
 
@@ -86,23 +89,71 @@ def all_reduce_gradients(model: Any) -> None:
             offset += size
 
 
-def barrier() -> None:
-    if world_size() > 1:
-        import paddle.distributed as dist
-
-        dist.barrier()
+class RankTimeout(VinocrError):
+    """Another rank did not reach a synchronisation point within ``Global.sync_timeout``."""
 
 
-def all_reduce_sum(values: Any) -> Any:
-    """Sum a list of floats across ranks (for validation counts); identity on one process."""
+#: Seconds a rank waits at a synchronisation point for the others (``Global.sync_timeout``):
+#: long enough for the slowest legitimate rank-0-only step (validation images, checkpoints).
+DEFAULT_SYNC_TIMEOUT = 1800.0
+
+# Synchronisation points are numbered in the order a rank reaches them; every rank runs the same
+# code path, so the n-th point is the same place on every rank.
+_sync_points = itertools.count()
+
+
+def _store() -> Any:
+    from paddle.base import core
+
+    return core.create_or_get_global_tcp_store()
+
+
+def _wait_all(key: str, what: str, timeout: float) -> None:
+    """Mark this rank as arrived at ``key`` and poll until every rank has."""
+    store = _store()
+    me, n = rank(), world_size()
+    store.add(f"{key}/rank{me}", 1)
+    store.add(key, 1)
+    deadline = time.monotonic() + timeout
+    pause = 0.01
+    while store.add(key, 0) < n:
+        if time.monotonic() > deadline:
+            missing = [r for r in range(n) if store.add(f"{key}/rank{r}", 0) == 0]
+            names = ", ".join(str(r) for r in missing) or "?"
+            plural = "s" if len(missing) > 1 else ""
+            raise RankTimeout(
+                f"rank {me} timed out after {timeout:.0f} s waiting for rank{plural} {names} at "
+                f"{what}; rank{plural} {names} stalled or died (logs: "
+                "RUN/launch_logs/workerlog.N); raise Global.sync_timeout if that step is "
+                "legitimately slower")
+        time.sleep(pause)
+        pause = min(pause * 2, 0.5)
+
+
+def sync(what: str, timeout: float = DEFAULT_SYNC_TIMEOUT) -> None:
+    """Wait until every rank reaches this point (a no-op on one process).
+
+    Used instead of a collective barrier wherever ranks may arrive far apart (rank-0-only work:
+    checkpoints, VisualDL images, histograms; uneven data loading): gloo collectives give up after
+    a fixed 30 s, this waits ``timeout`` seconds and fails with a message naming the missing rank.
+    It polls Paddle's TCP store, which every rank already shares, so it needs no extra setup.
+    """
     if world_size() == 1:
-        return values
-    import paddle
-    import paddle.distributed as dist
+        return
+    _wait_all(f"vinocr/sync/{next(_sync_points)}", what, timeout)
 
-    t = paddle.to_tensor(values, dtype="float64")
-    dist.all_reduce(t)
-    return t.numpy().tolist()
+
+def gather_json(obj: Any, what: str, timeout: float = DEFAULT_SYNC_TIMEOUT) -> List[Any]:
+    """Every rank's ``obj`` (JSON-able), in rank order, on every rank. Goes through the TCP store
+    as JSON (never a pickle), after a :func:`sync` with ``timeout``, so ranks may arrive apart."""
+    if world_size() == 1:
+        return [obj]
+    key = f"vinocr/gather/{next(_sync_points)}"
+    store = _store()
+    store.set(f"{key}/data{rank()}", json.dumps(obj).encode("utf-8"))
+    _wait_all(key, what, timeout)
+    return [json.loads(bytes(store.get(f"{key}/data{r}")).decode("utf-8"))
+            for r in range(world_size())]
 
 
 def average_buffers(model: Any) -> None:
@@ -132,13 +183,3 @@ def weights_digest(model: Any) -> str:
         h.update(name.encode())
         h.update(tensor.numpy().tobytes())
     return h.hexdigest()
-
-
-def broadcast_object(obj: Any) -> Any:
-    if world_size() == 1:
-        return obj
-    import paddle.distributed as dist
-
-    box = [obj]
-    dist.broadcast_object_list(box, src=0)
-    return box[0]

@@ -81,6 +81,26 @@ class RunLogger:
         if self.enabled:
             write_json_atomic(self.run_dir / "training_history.json", self.history)
 
+    def restore_history(self, history: Optional[List[Dict[str, Any]]], epochs_done: int) -> None:
+        """On resume: the records of the epochs a checkpoint has seen, so the history (and early
+        stopping, which reads it) continues instead of restarting. ``history`` is what the
+        checkpoint stored; older checkpoints stored none, so the run's file is read instead, cut
+        to the checkpoint's epochs (the file may be ahead of an older checkpoint)."""
+        if history is None:
+            path = self.run_dir / "training_history.json"
+            try:
+                history = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else []
+            except (OSError, ValueError) as exc:
+                logger.warning("%s unreadable (%s): the history restarts at this resume", path,
+                               exc)
+                history = []
+            if not isinstance(history, list):
+                history = []
+        self.history = [dict(r) for r in history
+                        if isinstance(r, dict) and int(r.get("epoch", 0)) <= epochs_done]
+        if self.enabled:
+            write_json_atomic(self.run_dir / "training_history.json", self.history)
+
     def report(self, report: Dict[str, Any]) -> None:
         if self.enabled:
             write_json_atomic(self.run_dir / "report.json", report)

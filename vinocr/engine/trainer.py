@@ -56,6 +56,9 @@ class TrainState:
     skipped_steps: int = 0         # non-finite steps skipped in total
     status: str = "running"
     last_metrics: Dict[str, Any] = field(default_factory=dict)
+    # The finished epoch whose validation has not run yet (its history record so far): `latest`
+    # is saved in this state before validating, so a failure there costs no training.
+    pending_epoch: Optional[Dict[str, Any]] = None
 
 
 def resolve_device(device: str) -> str:
@@ -108,6 +111,7 @@ class Trainer:
             paddle.set_flags({"FLAGS_cudnn_deterministic": True})
         dist.init(self.device)
         self.is_main = dist.is_main()
+        self.sync_timeout = float(g["sync_timeout"])
         self.timer = Timer()
         self.log = RunLogger(self.run_dir, self.is_main, g["visualdl"])
         if self.is_main:
@@ -128,7 +132,10 @@ class Trainer:
         self.model = self.hooks.prepare_model(self.model, self)
         self.fast_depthwise = self._use_fast_depthwise(g["fast_depthwise"])
         # Data parallel: identical starting weights on every rank; gradients are averaged after
-        # each backward (see _train_step).
+        # each backward (see _train_step). Ranks finish building at different times (rank 0
+        # writes the config, datasets load at their own pace), so meet first: the broadcast is a
+        # gloo collective with a fixed 30 s timeout.
+        dist.sync("start-up (data and model built)", self.sync_timeout)
         dist.broadcast_state(self.model)
         self.amp = Amp(resolve_amp(g["use_amp"], self.device, g["amp_dtype"], g["amp_level"]))
         self.decoder = build_decoder(cfg["Decode"], charset=self.charset, key="Decode")
@@ -180,8 +187,11 @@ class Trainer:
                                           **common)
             self.eval_samples = RecognitionSamples(self.eval_set, self.charset, self.image_shape,
                                                    g["max_text_length"], None, self.seed)
+            # Validation is sharded like training: each rank decodes its share, the predictions
+            # are gathered, and every rank computes the same metrics.
             self.eval_loader = build_loader(self.eval_samples, eval_cfg["batch_size"], False,
-                                            eval_cfg["num_workers"], False, self.seed)
+                                            eval_cfg["num_workers"], False, self.seed,
+                                            dist.rank(), dist.world_size())
         logger.info("data: %d training samples (%s), %d validation samples", len(self.train_set),
                     self.train_set.describe(), 0 if self.eval_set is None else len(self.eval_set))
 
@@ -284,6 +294,7 @@ class Trainer:
         return {"epoch": s.epoch, "global_step": s.global_step, "best_metric": s.best_metric,
                 "best_epoch": s.best_epoch, "bad_epochs": s.bad_epochs,
                 "skipped_steps": s.skipped_steps, "metrics": s.last_metrics,
+                "pending_epoch": s.pending_epoch, "history": list(self.log.history),
                 "schedule": self.schedule.state_dict(), "amp": self.amp.state_dict(),
                 "hooks": self.hooks.state_dict(), "seed": self.seed,
                 "world_size": dist.world_size(), "planned_steps": self.planned_steps,
@@ -335,7 +346,11 @@ class Trainer:
                                 best_metric=st.get("best_metric"), best_epoch=st.get("best_epoch"),
                                 bad_epochs=int(st.get("bad_epochs", 0)),
                                 skipped_steps=int(st.get("skipped_steps", 0)),
-                                last_metrics=st.get("metrics", {}))
+                                last_metrics=st.get("metrics", {}),
+                                pending_epoch=st.get("pending_epoch"))
+        # The epochs before the resume stay in training_history.json and count for early
+        # stopping. Checkpoints from before the history was stored fall back to the file.
+        self.log.restore_history(st.get("history"), self.state.epoch)
         logger.info("resumed from %s: %d epochs done, step %d", ckpt.path, self.state.epoch,
                     self.state.global_step)
 
@@ -440,82 +455,42 @@ class Trainer:
 
     def fit(self) -> Dict[str, Any]:
         """Train to the configured number of epochs (or early stop); return the run report."""
-        from tqdm import tqdm
-
         self._nan_streak = 0
         self.log.hparams({"technique": self.hooks.name, "lr": self.cfg["Optimizer"]["lr"],
                           "optimizer": self.cfg["Optimizer"]["name"],
                           "batch_size": self.cfg["Train"]["batch_size"],
                           "epochs": self.epochs}, ["val/seq_acc", "val/char_acc"])
         max_steps = self.cfg["Train"]["max_steps"]
-        eval_every = self.cfg["Train"]["eval_every_steps"]
-        log_every = self.cfg["Train"]["log_every_steps"]
-        samples_seen, train_time = 0, 0.0
+        self._samples_seen, self._train_time = 0, 0.0
         try:
-            while self.state.epoch < self.epochs:
-                epoch = self.state.epoch
-                seed_everything(self.seed, epoch)
-                if self.hooks.on_epoch_start(epoch, self):
-                    self.rebuild_optimizer()
-                set_loader_epoch(self.train_loader, self.train_samples, epoch)
-                self.model.train()
-                self.hooks.train_mode(self.model, self)
-                stage = self._freeze_prefix_mode()
-                batches = self.train_loader
-                if stage is not None and self.feature_cache is not None:
-                    self.feature_cache.prepare(self.model, stage)
-                    batches = self.feature_cache.batches(self.model, epoch,
-                                                         self.train_loader.batch_sampler)
-                else:
-                    stage = None
-                bar = tqdm(total=len(self.train_loader), desc=f"epoch {epoch + 1}/{self.epochs}",
-                           disable=not self.is_main or bool(os.environ.get("VINOCR_NO_PROGRESS")),
-                           file=sys.stderr, dynamic_ncols=True, leave=False)
-                start, losses, epoch_samples = time.perf_counter(), [], 0
-                for batch in batches:
-                    result = self._train_step(batch, stage)
-                    n = int(batch[0].shape[0]) * dist.world_size()
-                    epoch_samples += n
-                    samples_seen += n
-                    if result is not None:
-                        self.state.global_step += 1
-                        losses.append(result["loss"])
-                        ips = epoch_samples / max(1e-9, time.perf_counter() - start)
-                        step = self.state.global_step
-                        if step % log_every == 0 or step == 1:
-                            self._log_step(result, ips)
-                        bar.set_postfix(loss=f"{result['loss']:.3f}",
-                                        lr=f"{self.schedule.last_lr():.2e}", ips=f"{ips:.1f}")
-                    bar.update(1)
-                    if eval_every and self.state.global_step % eval_every == 0:
-                        self.validate(epoch)
-                        self.model.train()
-                        self.hooks.train_mode(self.model, self)
-                        self._freeze_prefix_mode()
-                    if max_steps and self.state.global_step >= max_steps:
+            while True:
+                if self.state.pending_epoch is not None:
+                    # An epoch trained but not yet validated (normally the one just trained;
+                    # after a resume, the one whose validation was interrupted).
+                    stop = self._finish_epoch()
+                    if stop or (max_steps and self.state.global_step >= max_steps):
                         break
-                bar.close()
-                epoch_time = time.perf_counter() - start
-                train_time += epoch_time
-                dist.average_buffers(self.model)
-                metrics = self.validate(epoch) if self.eval_set is not None else {}
-                self.state.epoch = epoch + 1
-                stop = self._end_epoch(epoch, metrics, losses, epoch_time, epoch_samples)
-                if stop or (max_steps and self.state.global_step >= max_steps):
+                if self.state.epoch >= self.epochs:
                     break
+                self._train_epoch(self.state.epoch, max_steps)
             if self.state.status == "running":
                 self.state.status = "completed"
         except KeyboardInterrupt:
             self.state.status = "interrupted"
-            logger.warning("interrupted during epoch %d: the checkpoint `latest` (after epoch %d) "
-                           "is intact; continue with --resume %s", self.state.epoch + 1,
-                           self.state.epoch, self.run_dir)
-            self._write_report(train_time, samples_seen)
+            if self.state.pending_epoch is not None:
+                logger.warning("interrupted while validating epoch %d: the checkpoint `latest` "
+                               "holds its training; --resume %s validates it and continues",
+                               self.state.epoch, self.run_dir)
+            else:
+                logger.warning("interrupted during epoch %d: the checkpoint `latest` (after "
+                               "epoch %d) is intact; continue with --resume %s",
+                               self.state.epoch + 1, self.state.epoch, self.run_dir)
+            self._write_report(self._train_time, self._samples_seen)
             raise
         except TrainingDiverged:
-            self._write_report(train_time, samples_seen)
+            self._write_report(self._train_time, self._samples_seen)
             raise
-        report = self._write_report(train_time, samples_seen)
+        report = self._write_report(self._train_time, self._samples_seen)
         if dist.world_size() > 1:
             # Each rank records its final weights so a run can prove the ranks stayed in step.
             from vinocr.engine.runlog import write_json_atomic
@@ -526,15 +501,94 @@ class Trainer:
         self.log.close()
         return report
 
-    def _end_epoch(self, epoch: int, metrics: Dict[str, Any], losses: List[float],
-                   epoch_time: float, samples: int) -> bool:
+    def _epoch_batches(self, epoch: int, stage: Optional[str]) -> Any:
+        """The epoch's batches (cached features for a frozen prefix), after every rank has its
+        first batch: building a feature cache or starting loader workers takes each rank its
+        own time, and the first gradient all-reduce must not wait for that on gloo's clock."""
+        if stage is not None:
+            self.feature_cache.prepare(self.model, stage)
+            batches = iter(self.feature_cache.batches(self.model, epoch,
+                                                      self.train_loader.batch_sampler))
+        else:
+            batches = iter(self.train_loader)
+        first = next(batches, None)
+        dist.sync(f"the first batch of epoch {epoch + 1}", self.sync_timeout)
+        if first is not None:
+            yield first
+            yield from batches
+
+    def _train_epoch(self, epoch: int, max_steps: int) -> None:
+        """One epoch of optimizer steps; leaves the epoch pending validation, with ``latest``
+        saved, or finishes it at once when there is no validation set."""
+        from tqdm import tqdm
+
+        eval_every = self.cfg["Train"]["eval_every_steps"]
+        log_every = self.cfg["Train"]["log_every_steps"]
+        seed_everything(self.seed, epoch)
+        if self.hooks.on_epoch_start(epoch, self):
+            self.rebuild_optimizer()
+        set_loader_epoch(self.train_loader, self.train_samples, epoch)
+        self.model.train()
+        self.hooks.train_mode(self.model, self)
+        stage = self._freeze_prefix_mode()
+        if self.feature_cache is None:
+            stage = None
+        bar = tqdm(total=len(self.train_loader), desc=f"epoch {epoch + 1}/{self.epochs}",
+                   disable=not self.is_main or bool(os.environ.get("VINOCR_NO_PROGRESS")),
+                   file=sys.stderr, dynamic_ncols=True, leave=False)
+        start, losses, epoch_samples = time.perf_counter(), [], 0
+        for batch in self._epoch_batches(epoch, stage):
+            result = self._train_step(batch, stage)
+            n = int(batch[0].shape[0]) * dist.world_size()
+            epoch_samples += n
+            self._samples_seen += n
+            if result is not None:
+                self.state.global_step += 1
+                losses.append(result["loss"])
+                ips = epoch_samples / max(1e-9, time.perf_counter() - start)
+                step = self.state.global_step
+                if step % log_every == 0 or step == 1:
+                    self._log_step(result, ips)
+                bar.set_postfix(loss=f"{result['loss']:.3f}",
+                                lr=f"{self.schedule.last_lr():.2e}", ips=f"{ips:.1f}")
+            bar.update(1)
+            if eval_every and self.state.global_step % eval_every == 0:
+                self.validate(epoch)
+                self.model.train()
+                self.hooks.train_mode(self.model, self)
+                self._freeze_prefix_mode()
+            if max_steps and self.state.global_step >= max_steps:
+                break
+        bar.close()
+        epoch_time = time.perf_counter() - start
+        self._train_time += epoch_time
+        dist.average_buffers(self.model)
+        self.state.epoch = epoch + 1
+        self.state.pending_epoch = {
+            "epoch": epoch + 1, "global_step": self.state.global_step,
+            "train_loss": float(np.mean(losses)) if losses else None,
+            "epoch_seconds": epoch_time,
+            "images_per_sec": epoch_samples / max(epoch_time, 1e-9)}
+        if self.eval_set is not None:
+            # Before anything that can fail (validation, another rank): the epoch's training is
+            # kept, and a resume validates it first.
+            self.save("latest")
+
+    def _finish_epoch(self) -> bool:
+        """Validate the pending epoch and do its bookkeeping; True when early stopping ends the
+        run."""
+        epoch = int(self.state.pending_epoch["epoch"]) - 1
+        metrics = self.validate(epoch) if self.eval_set is not None else {}
+        return self._end_epoch(epoch, metrics)
+
+    def _end_epoch(self, epoch: int, metrics: Dict[str, Any]) -> bool:
         g = self.cfg["Global"]
         metric_name = g["best_metric"]
+        # Every rank has the same metrics (validation is gathered), so the scheduler, the best
+        # checkpoint and early stopping decide the same on every rank without a broadcast.
         self.schedule.step_epoch(metrics.get(metric_name))
-        record = {"epoch": epoch + 1, "global_step": self.state.global_step,
-                  "train_loss": float(np.mean(losses)) if losses else None,
-                  "lr": self.schedule.last_lr(), "epoch_seconds": epoch_time,
-                  "images_per_sec": samples / max(epoch_time, 1e-9), **metrics}
+        record = {**self.state.pending_epoch, "lr": self.schedule.last_lr(), **metrics}
+        self.state.pending_epoch = None
         self.state.last_metrics = metrics
         improved = False
         if metric_name in metrics and is_better(metric_name, metrics[metric_name],
@@ -544,7 +598,8 @@ class Trainer:
         es = self.cfg["EarlyStopping"]
         stop = False
         if es["patience"] and es["metric"] in metrics:
-            # Early stopping uses its own metric and min_delta against the best seen so far.
+            # Early stopping uses its own metric and min_delta against the best seen so far
+            # (including the epochs before a resume: the history is restored with the state).
             best_es = self.history_best(es["metric"])
             if best_es is None or is_better(es["metric"], metrics[es["metric"]], best_es,
                                             es["min_delta"]):
@@ -552,6 +607,8 @@ class Trainer:
             else:
                 self.state.bad_epochs += 1
                 stop = self.state.bad_epochs >= es["patience"]
+        if stop:
+            self.state.status = "early_stopped"
         self.log.epoch(record)
         if self.is_main:
             self.save("latest")
@@ -568,15 +625,15 @@ class Trainer:
         self.hooks.on_epoch_end(epoch, metrics, self)
         summary = ", ".join(f"{k} {v:.4f}" for k, v in metrics.items()
                             if isinstance(v, float)) or "no validation set"
+        loss = record["train_loss"]
         logger.info("epoch %d/%d: loss %s, %s%s", epoch + 1, self.epochs,
-                    f"{record['train_loss']:.4f}" if losses else "n/a", summary,
+                    "n/a" if loss is None else f"{loss:.4f}", summary,
                     " (best)" if improved else "")
-        stop = bool(dist.broadcast_object(stop))
         if stop:
-            self.state.status = "early_stopped"
             logger.info("early stopping: %s did not improve by %s for %d epochs",
                         es["metric"], es["min_delta"], es["patience"])
-        dist.barrier()
+        # Rank 0 wrote checkpoints and histograms meanwhile; the next collective is gloo's.
+        dist.sync(f"the end of epoch {epoch + 1} (checkpoints)", self.sync_timeout)
         return stop
 
     def history_best(self, metric: str) -> Optional[float]:
@@ -587,21 +644,30 @@ class Trainer:
 
     # ------------------------------------------------------------------ validation
     def predict_eval_set(self) -> Dict[str, Any]:
-        """Decoded predictions on the eval set: texts, confidences, labels."""
+        """Decoded predictions on the eval set, in sample order: texts, confidences, labels and
+        dataset indices. Each rank decodes its shard; the shards are gathered on every rank."""
         self.model.eval()
-        preds, confs, labels = [], [], []
+        mine: Dict[int, Any] = {}
         ctx = self.ema.apply_to(self.model) if self.ema is not None else _nullcontext()
         with ctx, paddle.no_grad():
             for images, _, _, index in self.eval_loader:
                 probs = self.model.predict_proba(images).numpy()
                 for result, i in zip(self.decoder.decode(probs), index.numpy().tolist()):
-                    preds.append(result.text)
-                    confs.append(result.confidence)
-                    labels.append(self.eval_set.label(int(i)))
-        return {"preds": preds, "confidences": confs, "labels": labels}
+                    mine[int(i)] = [result.text, float(result.confidence)]
+        # The sampler pads shards to equal length by wrapping around; keyed by index, each
+        # sample counts once.
+        merged: Dict[int, Any] = {}
+        for shard in dist.gather_json({str(k): v for k, v in mine.items()},
+                                      "the validation gather", self.sync_timeout):
+            merged.update({int(k): v for k, v in shard.items()})
+        order = sorted(merged)
+        return {"preds": [merged[i][0] for i in order],
+                "confidences": [merged[i][1] for i in order],
+                "labels": [self.eval_set.label(i) for i in order], "indices": order}
 
     def validate(self, epoch: int) -> Dict[str, Any]:
-        if self.eval_set is None or not self.is_main:
+        """Metrics on the eval set, the same on every rank ({} without an eval set)."""
+        if self.eval_set is None:
             return {}
         from vinocr.engine.evaluation import evaluate_texts
 
@@ -614,7 +680,9 @@ class Trainer:
         step = self.state.global_step
         for name, value in metrics.items():
             self.log.scalar(f"val/{name}", value, step)
-        self._log_visuals(result, out, step)
+        if self.is_main:
+            self._log_visuals(result, out, step)
+        dist.sync(f"validation of epoch {epoch + 1} (VisualDL images)", self.sync_timeout)
         return metrics
 
     def _log_visuals(self, result: Any, out: Dict[str, Any], step: int) -> None:
@@ -624,7 +692,7 @@ class Trainer:
 
         worst = list(result.worst[:8])
         if worst:
-            images = [self.eval_set.load_image(i) for i in worst]
+            images = [self.eval_set.load_image(out["indices"][i]) for i in worst]
             grid = error_grid(images, [out["labels"][i] for i in worst],
                               [out["preds"][i] for i in worst],
                               [out["confidences"][i] for i in worst])

@@ -1,0 +1,163 @@
+"""Running a command data-parallel under ``paddle.distributed.launch`` with a tidy terminal.
+
+The launcher prints its configuration dump, glog lines and, when a rank fails, a traceback per
+rank plus its own status lines. All of that goes to ``LOG_DIR/launcher.log``; the terminal gets
+rank 0's own log lines and progress bar, and on failure one line naming the rank and the cause,
+read from that rank's ``workerlog.N``.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import re
+import signal
+import subprocess
+import sys
+from pathlib import Path
+from typing import IO, Callable, List, Optional, Tuple
+
+logger = logging.getLogger(__name__)
+
+EXIT_INTERRUPTED = 130
+
+# Launcher and Paddle runtime chatter: configuration dump, glog (I1202 05:51:55.87 ...), the
+# modified-flags banner, the ccache warning Paddle's extension builder gives on import.
+_NOISE = re.compile(r"^(LAUNCH |[IWEF]\d{4} \d\d:\d\d:\d\d|=+( Modified FLAGS detected =+)?$|"
+                    r"FLAGS\(name=|.*UserWarning: No ccache found|\s+warnings\.warn\()")
+_TRACEBACK_START = re.compile(r"^(Traceback \(most recent call last\):|C\+\+ Traceback|-{8,}$|"
+                              r"Error Message Summary:|During handling of the above exception|"
+                              r"The above exception was the direct cause)")
+_EXCEPTION_LINE = re.compile(r"^([A-Za-z_][\w.]*(Error|Exception|Interrupt|Exit|Timeout)):? ?(.*)$")
+
+
+class OutputFilter:
+    """Splits a byte stream into what the terminal shows and what only the log keeps.
+
+    Progress bars redraw with ``\\r``: such segments go to the terminal only. Tracebacks go to the
+    log only (a failed rank is summarised in one line at the end instead)."""
+
+    def __init__(self, show: Callable[[str], None], keep: Callable[[str], None]) -> None:
+        self.show, self.keep = show, keep
+        self._pending = ""
+        self._in_traceback = False
+        self._dumping = False
+
+    def feed(self, text: str) -> None:
+        self._pending += text
+        while True:
+            cut = min((i for i in (self._pending.find("\n"), self._pending.find("\r")) if i >= 0),
+                      default=-1)
+            if cut < 0:
+                return
+            segment, end = self._pending[:cut], self._pending[cut]
+            self._pending = self._pending[cut + 1:]
+            if end == "\r":
+                self.show(segment + "\r")
+            else:
+                self._line(segment)
+
+    def close(self) -> None:
+        if self._pending:
+            self._line(self._pending)
+            self._pending = ""
+
+    def _line(self, line: str) -> None:
+        self.keep(line + "\n")
+        if line.startswith("Container rank ") or self._dumping:
+            # The launcher reporting a failed rank, then replaying that rank's log.
+            self._dumping = True
+            return
+        if _TRACEBACK_START.match(line):
+            self._in_traceback = True
+            return
+        if self._in_traceback:
+            # Indented frames, blank lines and the closing exception line belong to it.
+            if not line or line[0].isspace() or re.match(r"^\d+\s", line):
+                return
+            self._in_traceback = False
+            if _EXCEPTION_LINE.match(line) or line.startswith(("[", "(")):
+                return
+        if _NOISE.match(line):
+            return
+        self.show(line + "\n")
+
+
+def rank_failure(log_dir: Path, prog: str) -> Tuple[Optional[int], str, int]:
+    """``(rank, one-line cause, exit code)`` of a failed data-parallel run, read from
+    ``workerlog.N``: the rank's own exit code for a user error (2) or an interruption (130).
+
+    A user error a rank reported (``prog: error: ...``, e.g. a rank timing out waiting for
+    another) wins over an interruption, which wins over a raw exception line (a crash)."""
+    found: List[Tuple[int, int, str]] = []
+    for path in sorted(log_dir.glob("workerlog.*")):
+        try:
+            n = int(path.suffix.lstrip("."))
+            lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
+        except (ValueError, OSError):
+            continue
+        for line in reversed(lines):
+            line = line.strip()
+            if line.startswith(f"{prog}: error: "):
+                found.append((0, n, line[len(prog) + 9:]))
+                break
+            if line.startswith(f"{prog}: interrupted"):
+                found.append((1, n, "interrupted"))
+                break
+            m = _EXCEPTION_LINE.match(line)
+            if m and "Interrupt" not in m.group(1):
+                found.append((2, n, line))
+                break
+    if not found:
+        return None, "", 1
+    kind, n, cause = min(found)
+    return n, cause, {0: 2, 1: EXIT_INTERRUPTED}.get(kind, 1)
+
+
+def launch(script: str, args: List[str], nproc: int, log_dir: Path, prog: str,
+           stream: IO[str] = sys.stderr) -> int:
+    """Run ``python -m paddle.distributed.launch --nproc_per_node nproc script args`` and return
+    its exit code; on failure print one line ``prog: error: rank N: cause (logs: ...)``."""
+    log_dir.mkdir(parents=True, exist_ok=True)
+    env = dict(os.environ, OMP_NUM_THREADS=os.environ.get("OMP_NUM_THREADS", "1"),
+               PYTHONUNBUFFERED="1")
+    cmd = [sys.executable, "-m", "paddle.distributed.launch", "--nproc_per_node", str(nproc),
+           "--log_dir", str(log_dir), script, *args]
+    logger.info("launching %d processes (launcher output: %s)", nproc, log_dir / "launcher.log")
+    interrupted = False
+    with open(log_dir / "launcher.log", "a", encoding="utf-8") as log:
+        log.write("$ " + " ".join(cmd) + "\n")
+        out = OutputFilter(lambda s: (stream.write(s), stream.flush()), log.write)
+        proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        assert proc.stdout is not None
+        fd = proc.stdout.fileno()
+        while True:
+            try:
+                chunk = os.read(fd, 65536)
+            except KeyboardInterrupt:
+                # Ctrl-C reached the launcher and the ranks too (one process group): let them
+                # stop cleanly (rank 0 keeps `latest` intact), then report it.
+                interrupted = True
+                continue
+            if not chunk:
+                break
+            out.feed(chunk.decode("utf-8", errors="replace"))
+        out.close()
+        try:
+            code = proc.wait()
+        except KeyboardInterrupt:
+            proc.send_signal(signal.SIGTERM)
+            code = proc.wait()
+    if code == 0 and not interrupted:
+        return 0
+    n, cause, rank_code = rank_failure(log_dir, prog)
+    if interrupted or cause == "interrupted":
+        raise KeyboardInterrupt
+    if not cause:
+        cause = f"the launcher exited with code {code}"
+    if n is not None and not cause.startswith(f"rank {n} "):
+        cause = f"rank {n}: {cause}"
+    # Rank errors already say what to do; the logs hold every rank's full output.
+    log_file = log_dir / (f"workerlog.{n}" if n is not None else "launcher.log")
+    stream.write(f"{prog}: error: {cause} (log: {log_file})\n")
+    stream.flush()
+    return rank_code
