@@ -116,3 +116,41 @@ def test_synth_numeric_options(argv, tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert err.startswith("vinocr-synth: error: argument") and len(err.splitlines()) == 1
     assert not (tmp_path / "X").exists()
+
+
+# ------------------------------------------------------ 2. vinocr-predict scores what vinocr-eval does
+def test_predict_and_eval_score_the_same_samples(exported, tmp_path, capsys):
+    from vinocr.cli.eval import main as eval_main
+    from vinocr.cli.predict import main as predict_main
+    from vinocr.predict import Recognizer
+
+    images = [write_png(tmp_path / f"im/{i}.png", text_image(t, seed=i))
+              for i, t in enumerate(["AB123", "CD456", "EF789", "GH012", "XY999", "ZZ111"])]
+    preds = [r.text for r in Recognizer.from_dir(exported).predict(images)]
+    assert all(preds), preds
+    # 2 right, 2 wrong, 2 with characters the plate charset does not have
+    labels = [preds[0], preds[1].lower(), "AAAAA" if preds[2] != "AAAAA" else "BBBBB",
+              "BBBBB" if preds[3] != "BBBBB" else "CCCCC", preds[4] + "#", "ÄB12"]
+    label_file = tmp_path / "labels.txt"
+    label_file.write_text("".join(f"im/{i}.png\t{l}\n" for i, l in enumerate(labels)),
+                          encoding="utf-8")
+    capsys.readouterr()
+    assert eval_main(["--models", str(exported), "--data", str(label_file),
+                      "--out", str(tmp_path / "ev")]) == 0
+    row = next(csv.DictReader((tmp_path / "ev/table.csv").open(encoding="utf-8")))
+    assert int(row["n"]) == 4 and float(row["seq_acc"]) == pytest.approx(0.5)
+    capsys.readouterr()
+    out = tmp_path / "p.json"
+    assert predict_main(["--model", str(exported), str(label_file), "--out", str(out)]) == 0
+    err = capsys.readouterr().err
+    assert "accuracy: 2/4 = 0.5000" in err
+    skipped = [line for line in err.splitlines() if "not scored" in line]
+    assert len(skipped) == 1 and "2 of 6" in skipped[0]
+    assert "outside charset 'plate'" in skipped[0] and "labels.txt:5" in skipped[0]
+    import json
+
+    rows = json.loads(out.read_text(encoding="utf-8"))
+    assert len(rows) == 6  # every listed image is still predicted
+    assert [r.get("correct") for r in rows] == [True, True, False, False, None, None]
+    assert [r["label"] for r in rows] == labels
+    assert "outside charset" in rows[4]["skipped"] and "skipped" not in rows[0]

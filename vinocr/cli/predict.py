@@ -8,7 +8,10 @@
 Each INPUT is an image, a folder (every image below it, sorted) or a label file
 (``path<TAB>label`` lines); for label-file samples the output adds the label and whether the
 prediction matches it (after the charset's normalisation, e.g. upper-casing VINs), and an accuracy
-line goes to stderr.
+line goes to stderr. The accuracy counts exactly the samples ``vinocr-eval`` scores: a label the
+model's charset cannot spell is skipped by the dataset reader in both commands, so such an image is
+still predicted but its record carries ``skipped`` (the reason) instead of ``correct``, and a
+"not scored" line on stderr says how many and why.
 
 ``--tracks DIR`` recognises every LRLPR-26 track below DIR instead (``track_*/annotations.json``
 with ``lr-001..`` frames): the LR frames, rectified by their corners as the ``lrlpr`` reader does,
@@ -24,10 +27,11 @@ import contextlib
 import csv
 import io
 import json
+import logging
 import os
 import sys
 from pathlib import Path
-from typing import Any, Dict, Iterator, List, Optional, Tuple
+from typing import Any, Dict, Iterator, List, Mapping, NamedTuple, Optional, Tuple
 
 from vinocr.cli.common import cli_entry, positive_int, setup_logging
 from vinocr.errors import VinocrError
@@ -41,8 +45,18 @@ DEFAULT_FRAMES = 5
 #: The file an exported SR directory must hold.
 SR_CONFIG = "sr.yml"
 
-#: One sample to recognise: image path and its label (None when the input has no labels).
-Item = Tuple[str, Optional[str]]
+#: Reasons listed in the "not scored" line on stderr (the rest are counted).
+MAX_LISTED_SKIPS = 3
+
+
+class Item(NamedTuple):
+    """One sample to recognise."""
+
+    path: str
+    #: None when the input has no labels.
+    label: Optional[str] = None
+    #: ``label_file:line`` of a label-file sample (the key of the dataset's skip records).
+    where: Optional[str] = None
 
 
 @contextlib.contextmanager
@@ -82,27 +96,57 @@ def collect_inputs(inputs: List[str]) -> List[Item]:
             if not images:
                 raise VinocrError(f"{p}: no images in this folder "
                                   f"({', '.join(IMAGE_EXTENSIONS)})")
-            items.extend((str(q), None) for q in images)
+            items.extend(Item(str(q)) for q in images)
         elif p.suffix.lower() in IMAGE_EXTENSIONS:
-            items.append((str(p), None))
+            items.append(Item(str(p)))
         else:
             from vinocr.data.registry import open_dataset
 
-            # No charset here: every listed image is predicted, including labels the model
-            # cannot spell (those simply count as wrong).
+            # No charset here: every listed image is predicted, labels as written, including
+            # labels the model cannot spell (unscored_samples leaves those out of the accuracy).
             dataset = open_dataset(p)
             if len(dataset) == 0:
                 raise VinocrError(f"{p}: no samples (empty label file or all images missing)")
-            items.extend((str(dataset.path_of(i)), dataset.label(i)) for i in range(len(dataset)))
+            items.extend(Item(str(dataset.path_of(i)), dataset.label(i),
+                              dataset.meta(i).get("where")) for i in range(len(dataset)))
     return items
 
 
+def unscored_samples(inputs: List[str], charset: Any) -> Dict[str, str]:
+    """``{label_file:line: reason}`` for the label-file samples of ``inputs`` that vinocr-eval
+    does not score with ``charset`` (empty labels, characters outside the charset).
+
+    The decision is the dataset reader's own (``open_dataset(..., charset=charset)``, as
+    vinocr-eval opens its data, and its ``skipped`` records), so the two commands always score the
+    same samples. Image files were checked by :func:`collect_inputs` already.
+    """
+    from vinocr.data.base import IMAGE_EXTENSIONS
+    from vinocr.data.registry import open_dataset
+
+    skipped: Dict[str, str] = {}
+    # The reader's per-reason warnings were logged when collect_inputs opened these files, and
+    # the "not scored" line reports the rest: a second round would only repeat them.
+    reader_log = logging.getLogger("vinocr.data.base")
+    was_disabled, reader_log.disabled = reader_log.disabled, True
+    try:
+        for spec in inputs:
+            p = Path(spec)
+            if p.is_file() and p.suffix.lower() not in IMAGE_EXTENSIONS:
+                dataset = open_dataset(p, charset=charset, check_files=False)
+                skipped.update((s.where, s.reason) for s in dataset.skipped)
+    finally:
+        reader_log.disabled = was_disabled
+    return skipped
+
+
 def predict_items(recognizer: Any, items: List[Item], batch_size: int,
-                  sr: Any = None) -> Iterator[Dict[str, Any]]:
+                  sr: Any = None, unscored: Optional[Mapping[str, str]] = None
+                  ) -> Iterator[Dict[str, Any]]:
     """One output record per item, in input order (images are read a chunk at a time).
 
     ``sr``: optional SR model run on each chunk before recognition
-    (:func:`vinocr.sr.pipeline.chain`).
+    (:func:`vinocr.sr.pipeline.chain`). ``unscored``: :func:`unscored_samples`; those labelled
+    items get ``skipped`` (the reason) instead of ``correct``.
     """
     from vinocr.data.base import read_image
     from vinocr.sr.pipeline import chain
@@ -110,14 +154,37 @@ def predict_items(recognizer: Any, items: List[Item], batch_size: int,
     chunk = batch_size * 8  # a few batches per chunk lets predict() group similar aspect ratios
     for start in range(0, len(items), chunk):
         part = items[start:start + chunk]
-        results = chain(sr, recognizer, [read_image(path) for path, _ in part],
+        results = chain(sr, recognizer, [read_image(item.path) for item in part],
                         batch_size=batch_size)
-        for (path, label), res in zip(part, results):
-            row: Dict[str, Any] = {"path": path, **res.to_dict()}
-            if label is not None:
-                row["label"] = label
-                row["correct"] = recognizer.charset.normalize(label) == res.text
+        for item, res in zip(part, results):
+            row: Dict[str, Any] = {"path": item.path, **res.to_dict()}
+            if item.label is not None:
+                row["label"] = item.label
+                reason = (unscored or {}).get(item.where or "")
+                if reason is None:
+                    row["correct"] = recognizer.charset.normalize(item.label) == res.text
+                else:
+                    row["skipped"] = reason
             yield row
+
+
+def accuracy_lines(rows: List[Dict[str, Any]], unscored: Mapping[str, str],
+                   items: List[Item]) -> List[str]:
+    """The stderr summary of labelled predictions: accuracy over the scored samples and, when
+    some were not scored, how many and why (with their ``label_file:line``)."""
+    scored = [row for row in rows if "correct" in row]
+    right = sum(row["correct"] for row in scored)
+    lines = [f"accuracy: {right}/{len(scored)} = {right / len(scored):.4f} (exact match)"
+             if scored else "accuracy: no sample could be scored"]
+    skipped = [(item.where, unscored[item.where]) for item in items
+               if item.label is not None and item.where in unscored]
+    if skipped:
+        listed = "; ".join(f"{where}: {reason}" for where, reason in skipped[:MAX_LISTED_SKIPS])
+        more = (f"; {len(skipped) - MAX_LISTED_SKIPS} more" if len(skipped) > MAX_LISTED_SKIPS
+                else "")
+        lines.append(f"not scored: {len(skipped)} of {len(scored) + len(skipped)} labelled "
+                     f"samples, as vinocr-eval skips them: {listed}{more}")
+    return lines
 
 
 def csv_text(rows: List[Dict[str, Any]], vin: bool, labelled: bool) -> str:
@@ -125,7 +192,7 @@ def csv_text(rows: List[Dict[str, Any]], vin: bool, labelled: bool) -> str:
     if vin:
         columns += ["vin_valid", "check_digit_ok", "model_year"]
     if labelled:
-        columns += ["label", "correct"]
+        columns += ["label", "correct", "skipped"]
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=columns, extrasaction="ignore", lineterminator="\n")
     writer.writeheader()
@@ -133,7 +200,7 @@ def csv_text(rows: List[Dict[str, Any]], vin: bool, labelled: bool) -> str:
         out = dict(row)
         out["confidence"] = f"{row['confidence']:.4f}"
         out["char_confidences"] = " ".join(f"{c:.4f}" for c in row["char_confidences"])
-        for key in ("vin_valid", "check_digit_ok", "model_year", "label", "correct"):
+        for key in ("vin_valid", "check_digit_ok", "model_year", "label", "correct", "skipped"):
             if out.get(key) is None:
                 out[key] = ""
         writer.writerow(out)
@@ -298,7 +365,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     items = collect_inputs(args.inputs)
     with native_stdout_to_stderr():
         recognizer, sr = load_models(args)
-        rows = list(predict_items(recognizer, items, args.batch_size, sr=sr))
+        unscored = unscored_samples(args.inputs, recognizer.charset)
+        rows = list(predict_items(recognizer, items, args.batch_size, sr=sr, unscored=unscored))
     labelled = any("label" in row for row in rows)
     if args.format == "json":
         text = json.dumps(rows, indent=1, ensure_ascii=False) + "\n"
@@ -312,10 +380,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     elif not args.quiet:
         sys.stdout.write(text)
     if labelled:
-        scored = [row for row in rows if "correct" in row]
-        right = sum(row["correct"] for row in scored)
-        print(f"accuracy: {right}/{len(scored)} = {right / len(scored):.4f} (exact match)",
-              file=sys.stderr)
+        for line in accuracy_lines(rows, unscored, items):
+            print(line, file=sys.stderr)
     return 0
 
 
