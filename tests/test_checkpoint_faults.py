@@ -1,5 +1,5 @@
-"""Damaged files and failing disks: corrupted checkpoint tensors and a full disk while saving.
-Each failure must be a one-line error naming the file."""
+"""Damaged files and failing disks: corrupted checkpoint tensors, a full disk while saving, and
+truncated or modified exported models. Each failure must be a one-line error naming the file."""
 from __future__ import annotations
 
 import errno
@@ -13,6 +13,7 @@ from typing import Dict, List
 
 import numpy as np
 import pytest
+import yaml
 
 from conftest import TINY_CRNN, text_image, write_png
 from vinocr.engine import checkpoint as ckpt_mod
@@ -188,3 +189,104 @@ def test_safetensors_error_on_full_disk_is_a_checkpoint_error(tmp_path: Path,
         save_checkpoint(path, tensors(5), {"epoch": 5}, optimizer_state=tensors(6))
     monkeypatch.undo()
     _assert_save_failed_cleanly(path, info.value)
+
+
+# ------------------------------------------------------- 3. truncated / modified exported model
+def _predict(model_dir: Path, image: Path, capsys) -> tuple:
+    from vinocr.cli.predict import main
+
+    capsys.readouterr()
+    code = main(["--model", str(model_dir), str(image)])
+    return code, capsys.readouterr().err
+
+
+def _copy_export(model_dirs, tmp_path: Path, keep_record: bool) -> Path:
+    d = tmp_path / "exp"
+    shutil.copytree(model_dirs["exp"], d)
+    if not keep_record:  # as exported by an older vinocr (or not by vinocr at all)
+        doc = yaml.safe_load((d / "inference.yml").read_text(encoding="utf-8"))
+        doc.get("vinocr", {}).pop("files", None)
+        (d / "inference.yml").write_text(yaml.safe_dump(doc, allow_unicode=True,
+                                                        sort_keys=False), encoding="utf-8")
+    return d
+
+
+def test_export_records_file_hashes(model_dirs) -> None:
+    d = model_dirs["exp"]
+    doc = yaml.safe_load((d / "inference.yml").read_text(encoding="utf-8"))
+    files = doc["vinocr"]["files"]
+    assert set(files) == {"inference.json", "inference.pdiparams"}
+    for name, record in files.items():
+        data = (d / name).read_bytes()
+        assert record == {"bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}
+
+
+@pytest.mark.parametrize("keep_record", [True, False], ids=["recorded", "unrecorded"])
+@pytest.mark.parametrize("cut", ["1", "half"])
+def test_predict_truncated_pdiparams_one_line_error(model_dirs, tmp_path: Path, capsys,
+                                                    keep_record: bool, cut: str) -> None:
+    d = _copy_export(model_dirs, tmp_path, keep_record)
+    params = d / "inference.pdiparams"
+    data = params.read_bytes()
+    # Paddle itself loads a file one byte short without complaint (the last tensor just ends
+    # early); half a file makes it raise deep inside create_predictor.
+    params.write_bytes(data[:len(data) - 1] if cut == "1" else data[:len(data) // 2])
+    code, err = _predict(d, model_dirs["image"], capsys)
+    assert code == 2, err
+    assert err.startswith(f"vinocr-predict: error: {params}: truncated or corrupt (")
+    assert err.endswith("; re-export the model\n") and err.count("\n") == 1, err
+
+
+def test_predict_pdiparams_cut_at_a_tensor_boundary(model_dirs, tmp_path: Path, capsys) -> None:
+    """Without a record, a file cut exactly between two tensors passes the layout walk; Paddle's
+    own loader then fails, and that failure must be a one-line error too."""
+    from vinocr.export.manifest import pdiparams_problem
+
+    d = _copy_export(model_dirs, tmp_path, keep_record=False)
+    params = d / "inference.pdiparams"
+    data = params.read_bytes()
+    for end in range(len(data) - 1, 0, -1):  # the start of the last tensor
+        params.write_bytes(data[:end])
+        if pdiparams_problem(params) is None:
+            break
+    assert 0 < end < len(data) - 1
+    code, err = _predict(d, model_dirs["image"], capsys)
+    assert code == 2, err
+    assert err.startswith(f"vinocr-predict: error: {params}: truncated or corrupt (")
+    assert err.endswith("; re-export the model\n") and err.count("\n") == 1, err
+
+
+@pytest.mark.parametrize("name", ["inference.pdiparams", "inference.json"])
+def test_predict_modified_export_file_is_rejected(model_dirs, tmp_path: Path, capsys,
+                                                  name: str) -> None:
+    d = _copy_export(model_dirs, tmp_path, keep_record=True)
+    target = d / name
+    data = bytearray(target.read_bytes())
+    if name == "inference.pdiparams":
+        data[-8:] = bytes(b ^ 0xFF for b in data[-8:])  # last tensor's values, same size
+    else:
+        data[-2:] = b"  "  # still the same size
+    target.write_bytes(bytes(data))
+    code, err = _predict(d, model_dirs["image"], capsys)
+    assert code == 2, err
+    assert err == (f"vinocr-predict: error: {target}: truncated or corrupt (content does not "
+                   "match the sha256 recorded in inference.yml); re-export the model\n")
+
+
+def test_predict_intact_export_still_works(model_dirs, tmp_path: Path, capsys) -> None:
+    for keep_record in (True, False):
+        d = _copy_export(model_dirs, tmp_path / str(keep_record), keep_record)
+        code, err = _predict(d, model_dirs["image"], capsys)
+        assert code == 0, err
+
+
+def test_manifest_module_does_not_import_paddle() -> None:
+    """The onnxruntime backend checks hashes through it, and must not pull in Paddle for that."""
+    import subprocess
+    import sys
+
+    code = ("import sys\nimport vinocr.export.manifest\n"
+            "assert 'paddle' not in sys.modules, 'vinocr.export.manifest imported paddle'\n")
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         cwd=Path(__file__).resolve().parents[1])
+    assert res.returncode == 0, res.stderr[-2000:]

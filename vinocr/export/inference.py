@@ -1,6 +1,7 @@
 """Paddle inference export: ``inference.json`` + ``inference.pdiparams`` (PIR, Paddle 3) and an
 ``inference.yml`` in the layout stock paddleocr reads, with the softmax inside the graph as
-paddleocr's ``CTCLabelDecode`` expects.
+paddleocr's ``CTCLabelDecode`` expects. ``inference.yml`` also records the size and sha256 of the
+model files (:mod:`vinocr.export.manifest`), which :func:`load_predictor` checks.
 """
 from __future__ import annotations
 
@@ -14,6 +15,8 @@ import yaml
 
 from vinocr.charset import Charset, load_charset
 from vinocr.errors import VinocrError
+from vinocr.export.manifest import (PADDLE_FILES, ExportedModelError, corrupt, pdiparams_problem,
+                                    read_records, verify_recorded, write_records)
 from vinocr.models.recognizer import Recognizer
 
 logger = logging.getLogger(__name__)
@@ -67,6 +70,9 @@ def export_inference(model: Recognizer, out_dir: Union[str, Path], charset: Any,
     static = paddle.jit.to_static(wrapped, input_spec=spec, full_graph=True)
     paddle.jit.save(static, str(out / "inference"))
     doc = inference_yml(cs, image_shape, extra)
+    # Hashed after paddle.jit.save has written the files: it writes them itself, so there are no
+    # bytes to hash on the way out.
+    write_records(out, PADDLE_FILES, doc)
     (out / "inference.yml").write_text(yaml.safe_dump(doc, allow_unicode=True, sort_keys=False),
                                        encoding="utf-8")
     logger.info("exported %s to %s", model.arch, out)
@@ -74,7 +80,12 @@ def export_inference(model: Recognizer, out_dir: Union[str, Path], charset: Any,
 
 
 def load_predictor(model_dir: Union[str, Path], threads: int = 1, mkldnn: bool = True):
-    """A Paddle inference predictor for an exported directory (oneDNN on CPU by default)."""
+    """A Paddle inference predictor for an exported directory (oneDNN on CPU by default).
+
+    Damaged files raise :class:`~vinocr.export.manifest.ExportedModelError` naming the file:
+    recorded files are checked against ``inference.yml``; without a record the parameter file's
+    layout is walked, because Paddle runs a file cut short inside its last tensor without error.
+    """
     from paddle import inference
 
     d = Path(model_dir)
@@ -82,13 +93,31 @@ def load_predictor(model_dir: Union[str, Path], threads: int = 1, mkldnn: bool =
     if not json_path.is_file() or not params.is_file():
         raise VinocrError(f"{d}: not an exported model (needs inference.json and "
                           "inference.pdiparams)")
+    records = read_records(d)
+    verify_recorded(d, PADDLE_FILES, records)
+    if params.name not in records:  # a matching hash already proves the file complete
+        problem = pdiparams_problem(params)
+        if problem is not None:
+            raise corrupt(params, problem)
     config = inference.Config(str(json_path), str(params))
     config.disable_gpu()
     config.set_cpu_math_library_num_threads(threads)
     if mkldnn:
         config.enable_mkldnn()
     config.disable_glog_info()
-    return inference.create_predictor(config)
+    try:
+        return inference.create_predictor(config)
+    except Exception as exc:  # Paddle raises RuntimeError/ValueError/... for unreadable files
+        lines = str(exc).strip().splitlines()
+        reason = " ".join(lines[0].split()) if lines else type(exc).__name__
+        # Paddle's messages name no file; attribute the failure by what it was parsing.
+        lowered = reason.lower()
+        if "json" in lowered:
+            raise corrupt(json_path, reason) from None
+        if any(word in lowered for word in ("tensor", "load_combine", "partial data", "param")):
+            raise corrupt(params, reason) from None
+        raise ExportedModelError(f"{d}: Paddle cannot load this exported model ({reason}); "
+                                 "re-export the model") from None
 
 
 def run_paddle_predictor(predictor, x: np.ndarray) -> np.ndarray:
