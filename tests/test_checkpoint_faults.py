@@ -280,6 +280,28 @@ def test_predict_intact_export_still_works(model_dirs, tmp_path: Path, capsys) -
         assert code == 0, err
 
 
+def test_onnx_export_is_recorded_and_checked(model_dirs, tmp_path: Path, capsys) -> None:
+    pytest.importorskip("paddle2onnx")
+    pytest.importorskip("onnxruntime")
+    from vinocr.cli.predict import main
+    from vinocr.export.onnx import export_onnx
+
+    d = _copy_export(model_dirs, tmp_path, keep_record=True)
+    onnx = export_onnx(d)
+    files = yaml.safe_load((d / "inference.yml").read_text(encoding="utf-8"))["vinocr"]["files"]
+    assert files["inference.onnx"]["sha256"] == hashlib.sha256(onnx.read_bytes()).hexdigest()
+    assert set(files) == {"inference.json", "inference.pdiparams", "inference.onnx"}
+    argv = ["--model", str(d), str(model_dirs["image"]), "--backend", "onnxruntime"]
+    assert main(argv) == 0
+    onnx.write_bytes(onnx.read_bytes()[:-10])
+    capsys.readouterr()
+    assert main(argv) == 2
+    assert capsys.readouterr().err == (f"vinocr-predict: error: {onnx}: truncated or corrupt "
+                                       f"({onnx.stat().st_size} bytes, inference.yml records "
+                                       f"{files['inference.onnx']['bytes']}); re-export the "
+                                       "model\n")
+
+
 def test_manifest_module_does_not_import_paddle() -> None:
     """The onnxruntime backend checks hashes through it, and must not pull in Paddle for that."""
     import subprocess

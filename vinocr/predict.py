@@ -124,10 +124,13 @@ class OnnxRuntimeBackend:
     name = "onnxruntime"
 
     def __init__(self, model_dir: Union[str, Path], threads: int = 1) -> None:
+        from vinocr.export.manifest import verify_recorded
+
         path = Path(model_dir) / ONNX_FILE
         if not path.is_file():
             raise VinocrError(f"{Path(model_dir)}: no {ONNX_FILE} (export the model with ONNX "
                               "too, or use backend 'paddle')")
+        verify_recorded(model_dir, [ONNX_FILE])  # when inference.yml records it
         try:
             import onnxruntime as ort
         except ImportError:

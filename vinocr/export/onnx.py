@@ -6,7 +6,8 @@ paddle2onnx's Python API. The input keeps a dynamic batch and a dynamic width (`
 output is ``[N, W / 8, C]`` softmax probabilities. paddle2onnx's optional post-export optimisers are
 disabled (``optimize_tool='None'``): the default, polygraphy, sets ``POLYGRAPHY_AUTOINSTALL_DEPS`` and
 may try to pip-install packages, i.e. reach the network. With ``inference.yml`` in the same directory,
-stock paddleocr loads it with ``engine='onnxruntime'``.
+stock paddleocr loads it with ``engine='onnxruntime'``; when that ``inference.yml`` records the
+export's file hashes (:mod:`vinocr.export.manifest`), the ONNX file is added to the record.
 
 :func:`check_onnx_parity` runs the same inputs through onnxruntime and the Paddle predictor and
 returns the largest absolute difference of the output probabilities.
@@ -164,6 +165,10 @@ def export_onnx(model_dir: Union[str, Path], onnx_path: Union[str, Path, None] =
     finally:
         if tmp.exists():
             tmp.unlink()
+    if out.parent.resolve() == d.resolve():
+        from vinocr.export.manifest import add_record
+
+        add_record(d, out.name)
     logger.info("wrote %s (%.1f MB)", out, out.stat().st_size / 1e6)
     return out
 
