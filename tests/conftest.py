@@ -132,6 +132,24 @@ def assert_close_rel(actual, expected, rtol: float = 1e-4, atol_rel: Optional[fl
                 f"atol {atol:.3g})")
 
 
+
+def assert_state_close(actual: Dict[str, np.ndarray], expected: Dict[str, np.ndarray],
+                       rtol: float = 1e-4, bn_epsilon: float = 1e-5, what: str = "") -> None:
+    """Two state dicts, tensor by tensor with :func:`assert_close_rel` (each on its own
+    magnitude). A BatchNorm running mean is compared on the scale it is divided by,
+    ``sqrt(running variance + epsilon)``, and a running variance on ``variance + epsilon``: below
+    that they do not move the normalised output (an untrained deploy-form backbone feeds the neck
+    ~1e-20 activations, whose running means differ by a few % between two kernel orders)."""
+    assert actual.keys() == expected.keys(), what
+    for key, want in expected.items():
+        scale = None
+        if key.endswith("_mean") and key[:-len("_mean")] + "_variance" in expected:
+            var = np.asarray(expected[key[:-len("_mean")] + "_variance"], dtype=np.float64)
+            scale = max(float(np.abs(want).max()), float(np.sqrt(var.max() + bn_epsilon)))
+        elif key.endswith("_variance"):
+            scale = float(np.abs(want).max()) + bn_epsilon
+        assert_close_rel(actual[key], want, rtol=rtol, scale=scale, what=f"{what}{key}")
+
 # ---------------------------------------------------------------------------- tiny training runs
 @pytest.fixture(scope="module")
 def data(tmp_path_factory):

@@ -1,7 +1,6 @@
 """Frozen-prefix feature cache: same training as without it, rebuilt when the prefix changes."""
-import numpy as np
 
-from conftest import tiny_config  # the `data` fixture comes from conftest too
+from conftest import assert_state_close, tiny_config  # the `data` fixture: conftest too
 from techniques import build_technique
 from vinocr.engine.checkpoint import load_checkpoint
 from vinocr.engine.feature_cache import frozen_stage
@@ -32,8 +31,7 @@ def test_cached_training_equals_uncached(data, tmp_path):
     a, b = final_weights(tmp_path / "cache_False"), final_weights(tmp_path / "cache_True")
     moved = [k for k in a if k.startswith("head.") and "ctc_head" in k]
     assert moved
-    for key in a:
-        assert np.allclose(a[key], b[key], atol=1e-5, rtol=1e-4), key
+    assert_state_close(b, a, rtol=1e-4)
 
 
 def test_cache_follows_gradual_unfreezing(data, tmp_path):
@@ -63,8 +61,7 @@ def test_cache_follows_gradual_unfreezing(data, tmp_path):
     cache = runs[True][0].feature_cache
     assert cache.key[0] == "backbone"  # rebuilt when the neck unfroze
     a, b = final_weights(tmp_path / "g_False"), final_weights(tmp_path / "g_True")
-    for key in a:
-        assert np.allclose(a[key], b[key], atol=1e-5, rtol=1e-4), key
+    assert_state_close(b, a, rtol=1e-4)
 
 
 def test_frozen_stage_detection():
