@@ -132,7 +132,6 @@ def assert_close_rel(actual, expected, rtol: float = 1e-4, atol_rel: Optional[fl
                 f"atol {atol:.3g})")
 
 
-
 def assert_state_close(actual: Dict[str, np.ndarray], expected: Dict[str, np.ndarray],
                        rtol: float = 1e-4, bn_epsilon: float = 1e-5, what: str = "") -> None:
     """Two state dicts, tensor by tensor with :func:`assert_close_rel` (each on its own
@@ -149,6 +148,7 @@ def assert_state_close(actual: Dict[str, np.ndarray], expected: Dict[str, np.nda
         elif key.endswith("_variance"):
             scale = float(np.abs(want).max()) + bn_epsilon
         assert_close_rel(actual[key], want, rtol=rtol, scale=scale, what=f"{what}{key}")
+
 
 # ---------------------------------------------------------------------------- tiny training runs
 @pytest.fixture(scope="module")

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import yaml
 
-from conftest import make_label_dir
+from conftest import assert_state_close, make_label_dir
 from vinocr.cli.finetune import auto_nproc, resolve_nproc
 from vinocr.engine.checkpoint import load_checkpoint
 
@@ -94,8 +94,7 @@ def test_two_process_feature_cache_trains_like_uncached(tmp_path: Path):
         weights[cache] = load_checkpoint(tmp_path / run / "latest").model_state
     moved = [k for k in weights[True] if "ctc_head" in k]
     assert moved
-    for key in weights[True]:
-        assert np.allclose(weights[True][key], weights[False][key], atol=1e-5, rtol=1e-4), key
+    assert_state_close(weights[True], weights[False], rtol=1e-4)
 
 
 def test_two_process_gradual_unfreezing_keeps_ranks_in_step(tmp_path: Path):
