@@ -3,7 +3,8 @@
 Error classes (each reported with the file and line or key of the sample):
 
 - ``unreadable``: the image cannot be decoded (corrupt, truncated, not an image);
-- ``zero_size``: the file is empty or decodes to a zero-sized image;
+- ``zero_size``: the file is empty, decodes to a zero-sized image, or is too small to hold text
+  (under :data:`MIN_IMAGE_SIDE` pixels high or wide);
 - ``missing_file``: a label file names an image that does not exist;
 - ``empty_label``; ``charset``: label characters outside the charset;
 - ``length``: label length outside the allowed lengths (VINs: exactly 17);
@@ -35,6 +36,15 @@ logger = logging.getLogger(__name__)
 
 ERROR_CLASSES = ("unreadable", "zero_size", "missing_file", "empty_label", "charset", "length",
                  "check_digit", "duplicate", "label_mismatch")
+
+#: Smallest height and width (px) of an image that can hold text. Preprocessing (resize_norm)
+#: accepts anything of at least 1x1 px and stretches it to the model height (48 px), so a 1x1
+#: image would train as a flat block labelled with a whole VIN. Under 4 px there is no room for
+#: stroke, gap, stroke and a gap to the next character, the least that tells one character from
+#: another (the smallest legible bitmap fonts draw 3x5 px glyphs in 4x6 px cells). The bound is
+#: deliberately loose: real low-resolution crops (LRLPR-26 LR plates, about 40x18 px; the
+#: synthetic ones 16-19 px high) are far above it, so only images that cannot be text fail.
+MIN_IMAGE_SIDE = 4
 
 
 @dataclass
@@ -159,6 +169,10 @@ def validate_dataset(dataset: TextDataset, charset: Union[str, Charset],
                 report.add("unreadable", where, "unreadable or corrupt image", i)
             elif image.shape[0] == 0 or image.shape[1] == 0:
                 report.add("zero_size", where, f"image has zero size {image.shape[:2]}", i)
+            elif min(image.shape[:2]) < MIN_IMAGE_SIDE:
+                h, w = image.shape[:2]
+                report.add("zero_size", where, f"image is {w}x{h} px, too small to hold text "
+                           f"(at least {MIN_IMAGE_SIDE} px high and wide)", i)
             else:
                 digest = hashlib.sha1(data).hexdigest()
                 if digest in seen:
