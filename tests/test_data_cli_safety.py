@@ -48,6 +48,154 @@ def dataset_with_bad_line(root: Path) -> Path:
     return lf
 
 
+# ------------------------------------------------------------------- outputs onto the input
+@pytest.mark.parametrize("spelling", ["same", "relative", "dotdot", "symlink"])
+@pytest.mark.parametrize("overwrite", [False, True])
+def test_validate_export_fixed_onto_input_label_file_refused(tmp_path: Path, capsys,
+                                                             monkeypatch, spelling: str,
+                                                             overwrite: bool):
+    lf = dataset_with_bad_line(tmp_path / "d")
+    before = lf.read_text(encoding="utf-8")
+    if spelling == "same":
+        out = str(lf)
+    elif spelling == "relative":
+        monkeypatch.chdir(tmp_path)
+        out = "d/labels.txt"
+    elif spelling == "dotdot":
+        out = str(tmp_path / "d" / ".." / "d" / "labels.txt")
+    else:
+        os.symlink(lf, tmp_path / "alias.txt")
+        out = str(tmp_path / "alias.txt")
+    rc, _, err = run(capsys, "validate", lf, "--charset", "plate", "--export-fixed", out,
+                     *(["--overwrite"] if overwrite else []))
+    assert_refused(rc, err, "would overwrite the input label file", str(lf.resolve()),
+                   "--export-fixed")
+    assert lf.read_text(encoding="utf-8") == before  # the invalid line is still there
+
+
+def test_validate_json_onto_input_refused(tmp_path: Path, capsys):
+    lf = dataset_with_bad_line(tmp_path / "d")
+    before = lf.read_text(encoding="utf-8")
+    rc, _, err = run(capsys, "validate", lf, "--charset", "plate", "--json", lf, "--overwrite")
+    assert_refused(rc, err, "would overwrite the input label file", "--json")
+    assert lf.read_text(encoding="utf-8") == before
+
+
+@pytest.mark.parametrize("overwrite", [False, True])
+def test_split_onto_input_label_file_refused(tmp_path: Path, capsys, vin_labels: List[str],
+                                             overwrite: bool):
+    lf = make_label_dir(tmp_path / "s", vin_labels, name="train.txt")
+    before = lf.read_text(encoding="utf-8")
+    os.symlink(tmp_path / "s", tmp_path / "alias")
+    for out in (tmp_path / "s", tmp_path / "alias", tmp_path / "s" / ".." / "s"):
+        rc, _, err = run(capsys, "split", lf, "--out", out,
+                         *(["--overwrite"] if overwrite else []))
+        assert_refused(rc, err, "would overwrite the input label file", str(lf.resolve()),
+                       "--out")
+    assert lf.read_text(encoding="utf-8") == before
+    assert sorted(p.name for p in (tmp_path / "s").iterdir()) == ["images", "train.txt"]
+
+
+@pytest.mark.parametrize("overwrite", [False, True])
+def test_augment_onto_input_label_file_refused(tmp_path: Path, capsys, overwrite: bool):
+    lf = dataset_with_bad_line(tmp_path / "d")
+    before = lf.read_text(encoding="utf-8")
+    images_before = sorted(p.name for p in (tmp_path / "d" / "images").iterdir())
+    for out in (tmp_path / "d", tmp_path / "d" / ".." / "d"):
+        rc, _, err = run(capsys, "augment", lf, "--out", out, "--augs-per-sample", "1",
+                         *(["--overwrite"] if overwrite else []))
+        assert_refused(rc, err, "would overwrite the input label file", str(lf.resolve()))
+    assert lf.read_text(encoding="utf-8") == before
+    assert sorted(p.name for p in (tmp_path / "d" / "images").iterdir()) == images_before
+
+
+def test_augment_into_the_input_images_folder_refused(tmp_path: Path, capsys):
+    """`--out` whose images/ folder holds the input's images: never, even with --overwrite."""
+    lf = make_label_dir(tmp_path / "d", PLATES, name="train.txt")
+    rc, _, err = run(capsys, "augment", lf, "--out", tmp_path / "d", "--augs-per-sample", "1",
+                     "--overwrite")
+    assert_refused(rc, err, "input", str((tmp_path / "d" / "images").resolve()))
+    assert not (tmp_path / "d" / "labels.txt").exists()
+    assert len(list((tmp_path / "d" / "images").iterdir())) == len(PLATES)
+
+
+@pytest.mark.parametrize("command", ["validate", "split", "augment"])
+def test_output_inside_the_input_folder_refused(tmp_path: Path, capsys, command: str):
+    """A folder dataset is whatever label files it holds: writing into it changes the input."""
+    make_label_dir(tmp_path / "d", PLATES)
+    args = {"validate": ["--charset", "plate", "--export-fixed", tmp_path / "d" / "clean.txt"],
+            "split": ["--out", tmp_path / "d"],
+            "augment": ["--out", tmp_path / "d" / "aug", "--augs-per-sample", "1"]}[command]
+    rc, _, err = run(capsys, command, tmp_path / "d", *args, "--overwrite")
+    assert_refused(rc, err, "input folder", str((tmp_path / "d").resolve()))
+    assert sorted(p.name for p in (tmp_path / "d").iterdir()) == ["images", "labels.txt"]
+
+
+def test_lmdb_outputs_onto_the_input_lmdb_refused(tmp_path: Path, capsys):
+    lf = make_label_dir(tmp_path / "d", PLATES)
+    assert run(capsys, "make-lmdb", lf, "--out", tmp_path / "db")[0] == 0
+    for argv in (("make-lmdb", tmp_path / "db", "--out", tmp_path / "db", "--overwrite"),
+                 ("validate", tmp_path / "db", "--charset", "plate", "--export-fixed",
+                  tmp_path / "db", "--overwrite")):
+        rc, _, err = run(capsys, *argv)
+        assert_refused(rc, err, "input", str((tmp_path / "db").resolve()))
+    assert LmdbDataset(tmp_path / "db").labels() == PLATES
+
+
+# ------------------------------------------------------------------------ existing outputs
+def test_validate_export_fixed_needs_overwrite(tmp_path: Path, capsys):
+    lf = dataset_with_bad_line(tmp_path / "d")
+    for out in (tmp_path / "fixed.txt", tmp_path / "fixed_db"):
+        assert run(capsys, "validate", lf, "--charset", "plate", "--export-fixed", out)[0] == 1
+        rc, _, err = run(capsys, "validate", lf, "--charset", "plate", "--export-fixed", out)
+        assert_refused(rc, err, str(out), "exists", "--overwrite")
+        rc, _, _ = run(capsys, "validate", lf, "--charset", "plate", "--export-fixed", out,
+                       "--overwrite")
+        assert rc == 1
+    assert LabelFileDataset(tmp_path / "fixed.txt").labels() == PLATES
+    # --overwrite replaces the LMDB instead of writing records over the old ones.
+    assert LmdbDataset(tmp_path / "fixed_db").labels() == PLATES
+
+
+def test_validate_json_report_needs_overwrite(tmp_path: Path, capsys):
+    lf = dataset_with_bad_line(tmp_path / "d")
+    report = tmp_path / "report.json"
+    assert run(capsys, "validate", lf, "--charset", "plate", "--json", report)[0] == 1
+    rc, _, err = run(capsys, "validate", lf, "--charset", "plate", "--json", report)
+    assert_refused(rc, err, str(report), "--overwrite")
+    assert run(capsys, "validate", lf, "--charset", "plate", "--json", report,
+               "--overwrite")[0] == 1
+    assert json.loads(report.read_text())["total"] == len(PLATES) + 1
+
+
+@pytest.mark.parametrize("lmdb", [False, True])
+def test_split_into_existing_output_needs_overwrite(tmp_path: Path, capsys,
+                                                    vin_labels: List[str], lmdb: bool):
+    lf = make_label_dir(tmp_path / "d", vin_labels)
+    extra = ["--lmdb"] if lmdb else []
+    out = tmp_path / "splits"
+    assert run(capsys, "split", lf, "--out", out, *extra)[0] == 0
+    rc, _, err = run(capsys, "split", lf, "--out", out, *extra)
+    assert_refused(rc, err, str(out), "exists", "--overwrite")
+    rc, _, err = run(capsys, "split", lf, "--out", out, "--seed", "3", *extra, "--overwrite")
+    assert rc == 0, err
+    reader = LmdbDataset if lmdb else LabelFileDataset
+    names = [f"{n}" if lmdb else f"{n}.txt" for n in ("train", "val", "test")]
+    assert sorted(lbl for n in names for lbl in reader(out / n).labels()) == sorted(vin_labels)
+
+
+def test_augment_into_existing_output_needs_overwrite(tmp_path: Path, capsys):
+    lf = make_label_dir(tmp_path / "d", PLATES)
+    out = tmp_path / "aug"
+    assert run(capsys, "augment", lf, "--out", out, "--augs-per-sample", "1")[0] == 0
+    rc, _, err = run(capsys, "augment", lf, "--out", out, "--augs-per-sample", "2")
+    assert_refused(rc, err, str(out), "exists", "--overwrite")
+    assert len(LabelFileDataset(out / "labels.txt")) == 2 * len(PLATES)
+    rc, _, err = run(capsys, "augment", lf, "--out", out, "--augs-per-sample", "2", "--overwrite")
+    assert rc == 0, err
+    assert len(LabelFileDataset(out / "labels.txt")) == 3 * len(PLATES)
+
+
 # ---------------------------------------------------------------------------- tiny images
 def test_images_too_small_for_text_are_invalid(tmp_path: Path, capsys):
     root = tmp_path / "d"

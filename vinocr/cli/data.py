@@ -8,13 +8,13 @@ import os
 import re
 import sys
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Sequence, Set
 
 import numpy as np
 
 from vinocr.cli.common import (cli_entry, non_negative_float, non_negative_int, positive_int,
                                setup_logging)
-from vinocr.data.base import TextDataset, encode_image
+from vinocr.data.base import FileBackedDataset, TextDataset, encode_image
 from vinocr.data.registry import DATASET_TYPES, detect_format, open_dataset
 from vinocr.errors import VinocrError
 
@@ -46,11 +46,99 @@ def _add_common(p: argparse.ArgumentParser, charset_default: Optional[str] = "vi
                    "skipping and reporting it")
 
 
+# --------------------------------------------------------------------- inputs and outputs
+# Writing onto the input cannot be undone: a fixed export written over its own label file loses
+# exactly the invalid lines, a split written over it keeps one split of it. So every output path
+# is compared with the input after resolving symlinks, relative parts and ``..``, and before any
+# work is done.
+class _Inputs:
+    """The paths a command reads, resolved."""
+
+    def __init__(self, path: str, dataset: TextDataset) -> None:
+        self.path = Path(path).resolve()
+        #: A folder given as the dataset: its contents *are* the dataset (every label file in it,
+        #: every image below it), so nothing may be written into it.
+        self.folder: Optional[Path] = self.path if self.path.is_dir() else None
+        self.label_files = [Path(f).resolve() for f in getattr(dataset, "label_files", [])]
+        self._dataset = dataset
+        self._images: Optional[Set[Path]] = None
+
+    def images(self) -> Set[Path]:
+        """The samples' image files; resolved on first use, since only outputs that already exist
+        need them (resolving every path of a large dataset costs a system call each)."""
+        if self._images is None:
+            ds = self._dataset
+            self._images = ({ds.path_of(i).resolve() for i in range(len(ds))}
+                            if isinstance(ds, FileBackedDataset) else set())
+        return self._images
+
+
+def _within(path: Path, folder: Path) -> bool:
+    return path == folder or folder in path.parents
+
+
+def _check_outputs(inputs: _Inputs, flag: str, overwrite: bool, *, files: Sequence[Path] = (),
+                   dirs: Sequence[Path] = (), parents: Sequence[Path] = ()) -> None:
+    """Refuse, before anything is written, outputs that would land on the input (always, even
+    with ``--overwrite``) or on an earlier output (unless ``overwrite``).
+
+    ``files`` are written or replaced; ``dirs`` are folders filled with output files (an image
+    folder); ``parents`` are folders the outputs go into without being outputs themselves
+    (``--out``), so an existing, non-empty one is fine.
+    """
+    for target in (*parents, *files, *dirs):
+        resolved = target.resolve()
+        if resolved in inputs.label_files:
+            raise VinocrError(f"{target}: would overwrite the input label file {resolved}; "
+                              f"choose another {flag}")
+        if inputs.folder is not None and _within(resolved, inputs.folder):
+            where = "is" if resolved == inputs.folder else "is inside"
+            raise VinocrError(f"{target}: {where} the input folder {inputs.folder}; writing there "
+                              f"would change the input dataset; choose another {flag}")
+    existing: List[Path] = []
+    for target in files:
+        if target.exists():
+            if target.resolve() in inputs.images():
+                raise VinocrError(f"{target}: would overwrite the input image {target.resolve()}; "
+                                  f"choose another {flag}")
+            existing.append(target)
+    for target in dirs:
+        if target.is_dir() and any(target.iterdir()):
+            resolved = target.resolve()
+            held = next((im for im in inputs.images() if resolved in im.parents), None)
+            if held is not None:
+                raise VinocrError(f"{target}: would write into {resolved}, which holds the input "
+                                  f"image {held}; choose another {flag}")
+            existing.append(target)
+    if existing and not overwrite:
+        raise VinocrError(f"{existing[0]} exists already; choose another {flag} or pass "
+                          "--overwrite to replace it")
+
+
+def _clear_lmdb(folder: Path) -> None:
+    """Delete an earlier LMDB's two files (and nothing else) before writing a new one there:
+    writing into it would keep its file size and records past the new count."""
+    for name in ("data.mdb", "lock.mdb"):
+        (folder / name).unlink(missing_ok=True)
+
+
 # ---------------------------------------------------------------------------- validate
 def cmd_validate(args: argparse.Namespace) -> int:
-    from vinocr.data.validate import ERROR_CLASSES, validate_dataset, write_fixed
+    from vinocr.data.validate import (ERROR_CLASSES, LABEL_FILE_SUFFIXES, fixed_image_dir,
+                                      validate_dataset, write_fixed)
 
     dataset = _open(args, charset=None)
+    inputs = _Inputs(args.path, dataset)
+    fixed = Path(args.export_fixed) if args.export_fixed else None
+    fixed_is_lmdb = fixed is not None and fixed.suffix.lower() not in LABEL_FILE_SUFFIXES
+    if fixed is not None and fixed_is_lmdb:
+        _check_outputs(inputs, "--export-fixed", args.overwrite, files=[fixed / "data.mdb"],
+                       parents=[fixed])
+    elif fixed is not None:
+        _check_outputs(inputs, "--export-fixed", args.overwrite, files=[fixed],
+                       dirs=[fixed_image_dir(fixed)])
+    if args.json:
+        _check_outputs(inputs, "--json", args.overwrite, files=[Path(args.json)])
     report, clean = validate_dataset(dataset, args.charset, lengths=args.length,
                                      check_digit=args.check_digit)
     shown: Dict[str, int] = {}
@@ -71,8 +159,10 @@ def cmd_validate(args: argparse.Namespace) -> int:
             "path": str(args.path), "total": report.total, "clean": len(clean),
             "counts": counts, "issues": [vars(i) for i in report.issues]}, indent=2),
             encoding="utf-8")
-    if args.export_fixed:
-        out = write_fixed(clean, args.export_fixed)
+    if fixed is not None:
+        if fixed_is_lmdb:
+            _clear_lmdb(fixed)
+        out = write_fixed(clean, fixed)
         print(f"wrote {len(clean)} clean samples to {out}")
     return 0 if report.ok else 1
 
@@ -137,13 +227,22 @@ def cmd_split(args: argparse.Namespace) -> int:
     names = args.names.split(",")
     _check_split_args(args.fractions, names)
     dataset = _open(args, charset=args.charset)
-    splits = grouped_split(dataset.labels(), args.fractions, names, seed=args.seed)
     out = Path(args.out)
+    if args.lmdb:
+        _check_outputs(_Inputs(args.path, dataset), "--out", args.overwrite,
+                       files=[out / n / "data.mdb" for n in names],
+                       parents=[out, *(out / n for n in names)])
+    else:
+        _check_outputs(_Inputs(args.path, dataset), "--out", args.overwrite,
+                       files=[out / f"{n}.txt" for n in names],
+                       dirs=[out / f"{n}_images" for n in names], parents=[out])
+    splits = grouped_split(dataset.labels(), args.fractions, names, seed=args.seed)
     out.mkdir(parents=True, exist_ok=True)
     for name, indices in splits.items():
         if args.lmdb:
             from vinocr.data.lmdb_dataset import write_lmdb
 
+            _clear_lmdb(out / name)
             write_lmdb(out / name, ((encode_image(dataset.load_image(i)), dataset.label(i))
                                     for i in indices))
             target = out / name
@@ -161,11 +260,9 @@ def cmd_make_lmdb(args: argparse.Namespace) -> int:
 
     dataset = _open(args, charset=args.charset)
     out = Path(args.out)
-    if (out / "data.mdb").exists() and not args.overwrite:
-        raise VinocrError(f"{out}: an LMDB exists there already (use --overwrite)")
-    if args.overwrite:
-        for name in ("data.mdb", "lock.mdb"):
-            (out / name).unlink(missing_ok=True)
+    _check_outputs(_Inputs(args.path, dataset), "--out", args.overwrite,
+                   files=[out / "data.mdb"], parents=[out])
+    _clear_lmdb(out)
     n = write_lmdb(out, ((dataset.read_bytes(i), dataset.label(i)) for i in range(len(dataset))))
     # read_bytes gives the stored file for file datasets and the rectified frame for tracks.
     print(f"wrote {n} samples to {out} (DTRB keys image-%09d, label-%09d, num-samples)")
@@ -205,11 +302,16 @@ def _looks_like_test_split(path: Path, dataset: Optional[TextDataset] = None) ->
 
 def cmd_augment(args: argparse.Namespace) -> int:
     from vinocr.data.augment import augment_dataset
+    from vinocr.data.augment.pipeline import AUGMENT_IMAGE_DIR, AUGMENT_LABEL_FILE
 
     dataset = _open(args, charset=args.charset)
     if _looks_like_test_split(Path(args.path), dataset):
         raise VinocrError(f"{args.path}: refusing to augment a test split (test data must stay "
                           "real so its accuracy means something); point at the train label file")
+    out = Path(args.out)
+    _check_outputs(_Inputs(args.path, dataset), "--out", args.overwrite,
+                   files=[out / AUGMENT_LABEL_FILE], dirs=[out / AUGMENT_IMAGE_DIR],
+                   parents=[out])
     pipeline = _pipeline(args)
     samples = ((dataset.load_image(i), dataset.label(i), f"{i:09d}") for i in range(len(dataset)))
     out = augment_dataset(samples, args.out, pipeline, args.augs_per_sample, args.seed)
@@ -258,6 +360,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="write clean samples to OUT (.txt label file, else an LMDB folder)")
     p.add_argument("--max-report", type=non_negative_int, default=50, help="lines listed per error class")
     p.add_argument("--json", metavar="FILE", help="also write the full report as JSON")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace an existing --export-fixed or --json output (never the input)")
     p.set_defaults(func=cmd_validate)
 
     p = sub.add_parser("stats", help="counts, label lengths, characters, image sizes")
@@ -274,12 +378,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--names", default="train,val,test")
     p.add_argument("--seed", type=non_negative_int, default=0)
     p.add_argument("--lmdb", action="store_true", help="write each split as an LMDB")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace the outputs of an earlier split in --out (never the input)")
     p.set_defaults(func=cmd_split)
 
     p = sub.add_parser("make-lmdb", help="convert any dataset into a DTRB LMDB")
     _add_common(p, charset_default=None)
     p.add_argument("--out", required=True)
-    p.add_argument("--overwrite", action="store_true")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace an LMDB in --out (never the input)")
     p.set_defaults(func=cmd_make_lmdb)
 
     for name, func, help_ in (("augment", cmd_augment, "offline augmentation: originals + N "
@@ -294,6 +401,9 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--seed", type=non_negative_int, default=0)
         if name == "augment":
             p.add_argument("--augs-per-sample", type=non_negative_int, required=True)
+            p.add_argument("--overwrite", action="store_true",
+                           help="replace the labels.txt and images of an earlier run in --out "
+                           "(never the input)")
         else:
             p.add_argument("--n", type=positive_int, default=8, help="samples (rows)")
             p.add_argument("--per-row", type=positive_int, default=7,

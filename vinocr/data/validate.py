@@ -45,6 +45,8 @@ ERROR_CLASSES = ("unreadable", "zero_size", "missing_file", "empty_label", "char
 #: deliberately loose: real low-resolution crops (LRLPR-26 LR plates, about 40x18 px; the
 #: synthetic ones 16-19 px high) are far above it, so only images that cannot be text fail.
 MIN_IMAGE_SIDE = 4
+#: Suffixes of a fixed export written as a label file; any other path becomes an LMDB folder.
+LABEL_FILE_SUFFIXES = (".txt", ".tsv")
 
 
 @dataclass
@@ -215,10 +217,10 @@ def write_fixed(clean: Sequence[Tuple[str, str, Optional[Path], Optional[bytes]]
     """Write the clean samples: a label file (``.txt``, paths relative to its folder; images are
     referenced in place, or written beside it when they had no file) or an LMDB (other paths)."""
     out_path = Path(out)
-    if out_path.suffix.lower() in (".txt", ".tsv"):
+    if out_path.suffix.lower() in LABEL_FILE_SUFFIXES:
         out_path.parent.mkdir(parents=True, exist_ok=True)
         lines = []
-        image_dir = out_path.parent / (out_path.stem + "_images")
+        image_dir = fixed_image_dir(out_path)
         for k, (label, rel, path, data) in enumerate(clean):
             rel_out = _relpath(path, out_path.parent) if path is not None and path.is_file() \
                 else None
@@ -237,6 +239,13 @@ def write_fixed(clean: Sequence[Tuple[str, str, Optional[Path], Optional[bytes]]
 
     write_lmdb(out_path, ((data or b"", label) for label, _, _, data in clean))
     return out_path
+
+
+def fixed_image_dir(out: Union[str, Path]) -> Path:
+    """Where :func:`write_fixed` puts the images a label-file export must copy (``clean.txt`` ->
+    ``clean_images/``): samples that had no file of their own, or whose name cannot be written."""
+    out_path = Path(out)
+    return out_path.parent / (out_path.stem + "_images")
 
 
 def _relpath(path: Path, start: Path) -> str:

@@ -305,6 +305,11 @@ def write_png(path: Union[str, Path], img: np.ndarray) -> Path:
 
 _UNSAFE = re.compile(r"[^\w.-]+")
 
+#: What :func:`augment_dataset` writes into its output folder: the label file and the image folder
+#: (named here so ``vinocr-data augment`` can check them against the input before writing).
+AUGMENT_LABEL_FILE = "labels.txt"
+AUGMENT_IMAGE_DIR = "images"
+
 
 def _safe_stem(name: str) -> str:
     stem = Path(str(name).replace("\\", "/")).stem
@@ -332,12 +337,12 @@ def augment_dataset(samples: Iterable[Tuple[np.ndarray, str, str]], out_dir: Uni
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
         raise ValueError(f"seed must be an integer >= 0, got {seed!r}")
     out_dir = Path(out_dir)
-    img_dir = out_dir / "images"
+    img_dir = out_dir / AUGMENT_IMAGE_DIR
     img_dir.mkdir(parents=True, exist_ok=True)
     if any(img_dir.iterdir()):
         logger.warning("%s already holds files; they are kept but only new ones are listed in "
                        "labels.txt", img_dir)
-    labels_path = out_dir / "labels.txt"
+    labels_path = out_dir / AUGMENT_LABEL_FILE
     lines: List[str] = []
     n_samples = 0
     for i, sample in enumerate(samples):
