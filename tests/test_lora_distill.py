@@ -9,7 +9,7 @@ import paddle
 import paddle.nn as nn
 import pytest
 
-from conftest import tiny_config as base_tiny_config  # `data` fixture: conftest
+from conftest import assert_close_rel, tiny_config as base_tiny_config  # `data`: conftest
 from techniques import build_technique
 from techniques.distillation import Distillation, kd_loss, resample_frames
 from techniques.lora import (DEFAULT_TARGETS, LoRA, lora_layers, load_adapters,
@@ -115,7 +115,7 @@ def test_lora_merge_is_exact_and_restores_the_architecture():
     merged = merge_lora(model, inplace=False)
     assert lora_layers(model), "inplace=False leaves the original wrapped"
     assert not lora_layers(merged)
-    assert np.allclose(merged(x).numpy(), wrapped_out, atol=1e-5, rtol=0)
+    assert_close_rel(merged(x).numpy(), wrapped_out, rtol=1e-4, what="merged vs wrapped")
     fresh = build_model("ppocrv4_mobile", 35)
     got = [(k, tuple(v.shape)) for k, v in merged.state_dict().items()]
     want = [(k, tuple(v.shape)) for k, v in fresh.state_dict().items()]
@@ -126,7 +126,7 @@ def test_lora_merge_is_exact_and_restores_the_architecture():
     from vinocr.models.weights import load_weights
 
     load_weights(fresh, {k: v.numpy() for k, v in merged.state_dict().items()}, strict=True)
-    assert np.allclose(fresh.eval()(x).numpy(), wrapped_out, atol=1e-5, rtol=0)
+    assert_close_rel(fresh.eval()(x).numpy(), wrapped_out, rtol=1e-4, what="reloaded vs wrapped")
     # unload drops the adapters: back to the base output
     assert np.array_equal(unload_lora(model)(x).numpy(), base_out)
 
@@ -210,7 +210,8 @@ def test_lora_training_freezes_base_resumes_and_finalizes(data, tmp_path):
     fresh = build_model("ppocrv4_mobile", 38)
     assert [k for k in plain.state_dict()] == [k for k in fresh.state_dict()]
     x = images(width=96)
-    assert np.allclose(plain.eval()(x).numpy(), resumed.model.eval()(x).numpy(), atol=1e-5)
+    assert_close_rel(plain.eval()(x).numpy(), resumed.model.eval()(x).numpy(), rtol=1e-4,
+                     what="finalized vs wrapped")
     # Global.pretrained_model = a LoRA run: the new adapters continue from the old ones
     cont = Trainer(tiny_config(data, tmp_path / "cont", Global__pretrained_model=str(run), **over),
                    hooks=build_technique({"name": "lora", "rank": 4, "dropout": 0.1}))
@@ -277,7 +278,8 @@ def test_kd_student_moves_toward_frozen_teacher(teacher_file):
     half.prepare_model(student, stub())
     student.eval()
     mixed = half.loss(LossOutput(paddle.to_tensor(2.0), {"ctc": 2.0}), student(x), batch, None)
-    assert abs(float(mixed.loss) - (0.25 * 2.0 + 0.75 * mixed.terms["kd"])) < 1e-5
+    assert_close_rel(float(mixed.loss), 0.25 * 2.0 + 0.75 * mixed.terms["kd"], rtol=1e-5,
+                     what="alpha mix")
 
 
 class RepeatFrames(nn.Layer):
@@ -311,9 +313,12 @@ def test_kd_length_mismatch_interpolates_or_errors(teacher_file):
     assert t2.shape[1] == 16
     # frames repeated twice, resampled at frame centres: exactly the original grid again
     same = kd_loss(s, base.teacher_logits(x, None), 2.0)
-    assert abs(float(kd_loss(s, t2, 2.0)) - float(same)) < 1e-5
-    assert double.loss(LossOutput(paddle.to_tensor(0.0), {}), s, batch, None).terms["kd"] == \
-        pytest.approx(float(same), abs=1e-5)
+    # KL sums log-probability terms of the logits' magnitude (the result is far smaller)
+    kd_scale = float(np.abs(s.numpy()).max())
+    assert_close_rel(float(kd_loss(s, t2, 2.0)), float(same), rtol=1e-5, scale=kd_scale,
+                     what="resampled teacher")
+    assert_close_rel(double.loss(LossOutput(paddle.to_tensor(0.0), {}), s, batch, None)
+                     .terms["kd"], float(same), rtol=1e-5, scale=kd_scale, what="hook kd")
     with pytest.raises(ConfigError, match="Technique.length_mismatch: .*16 frames.*8"):
         Distillation(teacher_model=RepeatFrames(base.teacher),
                      length_mismatch="error").prepare_model(student, stub())
