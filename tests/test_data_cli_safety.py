@@ -196,6 +196,54 @@ def test_augment_into_existing_output_needs_overwrite(tmp_path: Path, capsys):
     assert len(LabelFileDataset(out / "labels.txt")) == 3 * len(PLATES)
 
 
+# ---------------------------------------------------------------------------- test splits
+def test_augment_refuses_symlink_to_test_split(tmp_path: Path, capsys):
+    splits = tmp_path / "splits"
+    make_label_dir(splits, PLATES[:3], name="test.txt")
+    os.symlink("test.txt", splits / "mine.txt")                  # same folder, relative link
+    os.symlink(splits / "mine.txt", tmp_path / "train.txt")      # a chain from elsewhere
+    for path in (splits / "mine.txt", tmp_path / "train.txt"):
+        rc, _, err = run(capsys, "augment", path, "--out", tmp_path / "aug",
+                         "--augs-per-sample", "1")
+        assert_refused(rc, err, "test split", str(path))
+        assert not (tmp_path / "aug").exists()
+
+
+def test_augment_refuses_symlinked_test_lmdb(tmp_path: Path, capsys):
+    lf = make_label_dir(tmp_path / "d", PLATES)
+    assert run(capsys, "make-lmdb", lf, "--out", tmp_path / "splits" / "test")[0] == 0
+    os.symlink(tmp_path / "splits" / "test", tmp_path / "train_db")
+    rc, _, err = run(capsys, "augment", tmp_path / "train_db", "--out", tmp_path / "aug",
+                     "--augs-per-sample", "1")
+    assert_refused(rc, err, "test split")
+    assert not (tmp_path / "aug").exists()
+
+
+def test_split_manifest_names_the_test_split(tmp_path: Path, capsys, vin_labels: List[str]):
+    lf = make_label_dir(tmp_path / "d", vin_labels)
+    out = tmp_path / "s"
+    rc, _, err = run(capsys, "split", lf, "--out", out, "--names", "train,dev,holdout",
+                     "--test-split", "holdout", "--fractions", "0.5", "0.25", "0.25")
+    assert rc == 0, err
+    manifest = json.loads((out / "split.json").read_text(encoding="utf-8"))
+    assert manifest["test_splits"] == ["holdout"]
+    assert manifest["files"] == {"train": "train.txt", "dev": "dev.txt", "holdout": "holdout.txt"}
+    os.symlink(out / "holdout.txt", tmp_path / "more_training.txt")
+    for path in (out / "holdout.txt", tmp_path / "more_training.txt", out):
+        rc, _, err = run(capsys, "augment", path, "--out", tmp_path / "aug",
+                         "--augs-per-sample", "1")
+        assert_refused(rc, err, "test split", "split.json")
+        assert not (tmp_path / "aug").exists()
+    rc, _, err = run(capsys, "augment", out / "train.txt", "--out", tmp_path / "aug",
+                     "--augs-per-sample", "1")
+    assert rc == 0, err
+    # Without --test-split the split named like a test split is recorded.
+    assert run(capsys, "split", lf, "--out", tmp_path / "s2")[0] == 0
+    assert json.loads((tmp_path / "s2/split.json").read_text())["test_splits"] == ["test"]
+    rc, _, err = run(capsys, "split", lf, "--out", tmp_path / "s3", "--test-split", "nope")
+    assert_refused(rc, err, "--test-split", "nope")
+
+
 # ---------------------------------------------------------------------------- tiny images
 def test_images_too_small_for_text_are_invalid(tmp_path: Path, capsys):
     root = tmp_path / "d"

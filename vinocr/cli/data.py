@@ -221,23 +221,38 @@ def _check_split_args(fractions: List[float], names: List[str]) -> None:
         raise VinocrError(f"--names: {bad[0]!r} is not a plain file name (letters, digits, _-.)")
 
 
+def _test_split_names(arg: Optional[str], names: List[str]) -> List[str]:
+    """The splits recorded as test splits: those given by --test-split plus those named like one
+    (a split called test is held out whatever --test-split says)."""
+    from vinocr.data.split import looks_like_test_name
+
+    chosen = [] if arg is None else arg.split(",")
+    unknown = [n for n in chosen if n not in names]
+    if unknown:
+        raise VinocrError(f"--test-split: {unknown[0]!r} is not one of --names "
+                          f"({','.join(names)})")
+    return [n for n in names if n in chosen or looks_like_test_name(n)]
+
+
 def cmd_split(args: argparse.Namespace) -> int:
-    from vinocr.data.split import grouped_split
+    from vinocr.data.split import MANIFEST, grouped_split, write_manifest
 
     names = args.names.split(",")
     _check_split_args(args.fractions, names)
+    test_splits = _test_split_names(args.test_split, names)
     dataset = _open(args, charset=args.charset)
     out = Path(args.out)
     if args.lmdb:
         _check_outputs(_Inputs(args.path, dataset), "--out", args.overwrite,
-                       files=[out / n / "data.mdb" for n in names],
+                       files=[*(out / n / "data.mdb" for n in names), out / MANIFEST],
                        parents=[out, *(out / n for n in names)])
     else:
         _check_outputs(_Inputs(args.path, dataset), "--out", args.overwrite,
-                       files=[out / f"{n}.txt" for n in names],
+                       files=[*(out / f"{n}.txt" for n in names), out / MANIFEST],
                        dirs=[out / f"{n}_images" for n in names], parents=[out])
     splits = grouped_split(dataset.labels(), args.fractions, names, seed=args.seed)
     out.mkdir(parents=True, exist_ok=True)
+    files: Dict[str, str] = {}
     for name, indices in splits.items():
         if args.lmdb:
             from vinocr.data.lmdb_dataset import write_lmdb
@@ -249,8 +264,15 @@ def cmd_split(args: argparse.Namespace) -> int:
         else:
             target = out / f"{name}.txt"
             _write_label_file(dataset, indices, target)
+        files[name] = target.name
         n_labels = len({dataset.label(i) for i in indices})
         print(f"{name:<6} {len(indices):>8} samples  {n_labels:>8} labels  -> {target}")
+    # Written last: it records what was written, and which splits must never be trained on.
+    write_manifest(out, {"source": str(Path(args.path).resolve()), "names": names,
+                         "fractions": list(args.fractions), "seed": args.seed,
+                         "format": "lmdb" if args.lmdb else "label_file", "files": files,
+                         "samples": {n: len(splits[n]) for n in names},
+                         "test_splits": test_splits})
     return 0
 
 
@@ -288,16 +310,42 @@ def _pipeline(args: argparse.Namespace):
     return pipeline
 
 
-_TEST_NAME = re.compile(r"(.*[_\-.])?(test|tests|testing|testset)([_\-.].*)?")
+def _link_chain(path: Path) -> List[Path]:
+    """``path``, every symlink it leads through, and what it finally resolves to."""
+    chain = [Path(os.path.abspath(path))]
+    while chain[-1].is_symlink() and len(chain) < 40:  # 40: the kernel's own limit on link loops
+        link = chain[-1]
+        chain.append(Path(os.path.abspath(link.parent / os.readlink(link))))
+    resolved = Path(path).resolve()
+    if resolved not in chain:
+        chain.append(resolved)
+    return chain
 
 
-def _looks_like_test_split(path: Path, dataset: Optional[TextDataset] = None) -> bool:
-    """True for a dataset named like a test split: ``test.txt``, ``test/``, ``vin_test.txt``,
-    ``testset/`` (only the dataset's own name counts, not the folders above it), or a folder whose
-    label files include one (``vinocr-data split`` output)."""
-    names = [path.stem if path.is_file() else path.name]
-    names += [Path(f).stem for f in getattr(dataset, "label_files", [])]
-    return any(_TEST_NAME.fullmatch(n.lower()) for n in names)
+def _test_split_reason(path: Path, dataset: TextDataset) -> Optional[str]:
+    """Why the dataset at ``path`` is (or holds) a test split, or None.
+
+    A test split is a label file or folder named like one (``test.txt``, ``test/``,
+    ``vin_test.txt``, ``testset/``: the dataset's own name, not the folders above it), one that the
+    ``split.json`` beside it names as a test split (``vinocr-data split --test-split``), or a folder
+    holding either. Every symlink on the way is followed and each name on it counts, so a link
+    called ``train.txt`` that points at ``test.txt`` is still the test split.
+    """
+    from vinocr.data.split import MANIFEST, looks_like_test_name, manifest_test_splits
+
+    for candidate in (path, *(Path(f) for f in getattr(dataset, "label_files", []))):
+        for link in _link_chain(candidate):
+            # A label file is named by its stem (test.txt -> test), a folder (LMDB) by its name.
+            name = link.stem if link.is_file() else link.name
+            via = "" if link == Path(os.path.abspath(path)) else f"{link}: "
+            if looks_like_test_name(name):
+                return f"{via}named like a test split"
+            if name in manifest_test_splits(link.parent):
+                return f"{via}{link.parent / MANIFEST} records {name!r} as a test split"
+            held = manifest_test_splits(link) if link.is_dir() else []
+            if held:
+                return f"{via}holds the test split {held[0]!r} ({link / MANIFEST})"
+    return None
 
 
 def cmd_augment(args: argparse.Namespace) -> int:
@@ -305,9 +353,14 @@ def cmd_augment(args: argparse.Namespace) -> int:
     from vinocr.data.augment.pipeline import AUGMENT_IMAGE_DIR, AUGMENT_LABEL_FILE
 
     dataset = _open(args, charset=args.charset)
-    if _looks_like_test_split(Path(args.path), dataset):
-        raise VinocrError(f"{args.path}: refusing to augment a test split (test data must stay "
-                          "real so its accuracy means something); point at the train label file")
+    # No override: the output is a training set (originals plus copies), so augmenting a test
+    # split can only leak it into training. Robustness tests on augmented test data belong in an
+    # evaluation tool, not here.
+    reason = _test_split_reason(Path(args.path), dataset)
+    if reason is not None:
+        raise VinocrError(f"{args.path}: refusing to augment a test split ({reason}); test data "
+                          "must stay real so its accuracy means something; point at the train "
+                          "label file")
     out = Path(args.out)
     _check_outputs(_Inputs(args.path, dataset), "--out", args.overwrite,
                    files=[out / AUGMENT_LABEL_FILE], dirs=[out / AUGMENT_IMAGE_DIR],
@@ -378,6 +431,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--names", default="train,val,test")
     p.add_argument("--seed", type=non_negative_int, default=0)
     p.add_argument("--lmdb", action="store_true", help="write each split as an LMDB")
+    p.add_argument("--test-split", metavar="NAMES",
+                   help="comma-separated --names held out for testing, recorded in split.json so "
+                   "`vinocr-data augment` refuses them (default: those named like a test split)")
     p.add_argument("--overwrite", action="store_true",
                    help="replace the outputs of an earlier split in --out (never the input)")
     p.set_defaults(func=cmd_split)

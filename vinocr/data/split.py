@@ -2,15 +2,64 @@
 
 All samples with the same (normalised) label go to the same split, so one VIN or plate never
 appears in two splits: otherwise validation measures memorised plates, not reading.
+
+``vinocr-data split`` also writes a manifest, ``split.json``, beside the splits. It records which
+splits are held out for testing, so tools that must never train on test data (``vinocr-data
+augment``) can tell, whatever the split files are called.
 """
 from __future__ import annotations
 
+import json
+import re
 from collections import defaultdict
-from typing import Dict, List, Sequence
+from pathlib import Path
+from typing import Any, Dict, List, Mapping, Sequence, Union
 
 import numpy as np
 
-from vinocr.errors import VinocrError
+from vinocr.errors import DataError, VinocrError
+
+#: The manifest ``vinocr-data split`` writes into its output folder.
+MANIFEST = "split.json"
+
+_TEST_NAME = re.compile(r"(.*[_\-.])?(test|tests|testing|testset)([_\-.].*)?")
+
+
+def looks_like_test_name(name: str) -> bool:
+    """``test``, ``tests``, ``vin_test``, ``test-2024``, ``testset`` ...: a name that says "test"
+    as a word of its own (``latest`` and ``contest`` do not)."""
+    return bool(_TEST_NAME.fullmatch(name.lower()))
+
+
+def write_manifest(out_dir: Union[str, Path], record: Mapping[str, Any]) -> Path:
+    """Write ``record`` (which must hold ``test_splits``) as ``out_dir/split.json``, atomically."""
+    if not isinstance(record.get("test_splits"), list):
+        raise ValueError("the split manifest needs a test_splits list")
+    path = Path(out_dir) / MANIFEST
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(dict(record), indent=2, ensure_ascii=False) + "\n",
+                   encoding="utf-8")
+    tmp.replace(path)
+    return path
+
+
+def manifest_test_splits(folder: Union[str, Path]) -> List[str]:
+    """The test split names ``folder/split.json`` records; [] when there is no manifest.
+
+    A manifest that cannot be read is an error, not "no test split": it exists to keep test data
+    out of training, so guessing would defeat it.
+    """
+    path = Path(folder) / MANIFEST
+    if not path.is_file():
+        return []
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise DataError(f"cannot read the split manifest: {exc}", path) from None
+    names = doc.get("test_splits") if isinstance(doc, dict) else None
+    if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+        raise DataError("the split manifest has no test_splits list of names", path)
+    return names
 
 
 def grouped_split(labels: Sequence[str], fractions: Sequence[float] = (0.8, 0.1, 0.1),
