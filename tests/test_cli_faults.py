@@ -154,3 +154,69 @@ def test_predict_and_eval_score_the_same_samples(exported, tmp_path, capsys):
     assert [r.get("correct") for r in rows] == [True, True, False, False, None, None]
     assert [r["label"] for r in rows] == labels
     assert "outside charset" in rows[4]["skipped"] and "skipped" not in rows[0]
+
+
+# ------------------------------------------------------------- 3. Ctrl-C during multi-worker synth
+def _ctrl_c_synth(argv: List[str], started: Callable[[], bool]) -> subprocess.CompletedProcess:
+    """Run ``vinocr-synth argv`` in its own process group, wait until ``started()`` (workers
+    are producing), give it ~3 s more, then signal SIGINT to the whole group as a terminal's
+    Ctrl-C does (parent and workers)."""
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(REPO))
+    proc = subprocess.Popen([sys.executable, "-m", "vinocr.cli.synth", *argv, "--workers", "2",
+                             "--log-level", "WARNING"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+                            start_new_session=True)
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and proc.poll() is None and not started():
+            time.sleep(0.2)
+        assert proc.poll() is None, proc.communicate()
+        time.sleep(3)
+        os.killpg(proc.pid, signal.SIGINT)
+        stdout, stderr = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    return subprocess.CompletedProcess(proc.args, proc.returncode, stdout, stderr)
+
+
+def _interrupted_cleanly(res: subprocess.CompletedProcess, out: Path) -> None:
+    import json
+
+    assert res.returncode == 130, res.stderr
+    assert "Traceback" not in res.stderr, res.stderr
+    assert res.stderr.strip() == "vinocr-synth: interrupted", res.stderr
+    assert json.loads((out / "synth.json").read_text(encoding="utf-8"))["complete"] is False
+
+
+def test_synth_ctrl_c_with_workers(tmp_path):
+    out = tmp_path / "synth"
+    images = out / "images"
+    res = _ctrl_c_synth(["vin", "--n", "200000", "--out", str(out)],
+                        lambda: images.is_dir() and any(images.iterdir()))
+    _interrupted_cleanly(res, out)
+    # the label file is written last: none, so the images do not pass for a dataset
+    assert not (out / "labels.txt").exists()
+    assert not (out / "labels.txt.tmp").exists()
+    # the interrupted folder is ours: --overwrite may replace it
+    import json
+
+    from vinocr.data.synth.writer import generate_vin_dataset
+
+    generate_vin_dataset(out, 3, overwrite=True)
+    assert len((out / "labels.txt").read_text().splitlines()) == 3
+    assert json.loads((out / "synth.json").read_text())["complete"] is True
+
+
+def test_synth_plates_ctrl_c_leaves_only_complete_tracks(tmp_path):
+    import json
+
+    out = tmp_path / "plates"
+    res = _ctrl_c_synth(["plates", "--tracks", "20000", "--out", str(out)],
+                        lambda: any(out.glob("Scenario-A/*/track_*/annotations.json")))
+    _interrupted_cleanly(res, out)
+    tracks = sorted(out.glob("Scenario-A/*/track_*"))
+    assert tracks
+    for track in tracks:  # every track left is whole: annotations.json is written last
+        assert json.loads((track / "annotations.json").read_text(encoding="utf-8"))

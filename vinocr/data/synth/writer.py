@@ -3,6 +3,13 @@
 Determinism: sample ``i`` draws all of its randomness from ``np.random.default_rng([seed, i])``, so
 the output depends only on ``(seed, i)`` -- not on the number of worker processes, the order in
 which workers finish, or how many samples were generated before it.
+
+Interruption (Ctrl-C, a crash): nothing half-written looks complete. ``synth.json`` is written
+first with ``"complete": false`` and rewritten with ``true`` at the very end; the label file is
+written last, atomically (so it never lists missing images), an LMDB gets its ``num-samples`` key
+last, and a plate track its ``annotations.json`` last. Worker processes ignore SIGINT: Ctrl-C
+reaches the parent only, which terminates the pool, so the user sees one line, not a traceback
+per worker.
 """
 from __future__ import annotations
 
@@ -12,6 +19,8 @@ import logging
 import multiprocessing
 import os
 import shutil
+import signal
+import threading
 from pathlib import Path
 from typing import (Any, Callable, Dict, Iterable, Iterator, Optional, Sequence, Tuple, TypeVar,
                     Union)
@@ -35,7 +44,8 @@ LABEL_FILE = "labels.txt"
 IMAGE_DIR = "images"
 SETTINGS_FILE = "synth.json"
 # Everything a generator may have written, removed by ``overwrite=True`` (and nothing else).
-_OUTPUTS = (IMAGE_DIR, LABEL_FILE, "data.mdb", "lock.mdb", SETTINGS_FILE, SCENARIO)
+_OUTPUTS = (IMAGE_DIR, LABEL_FILE, LABEL_FILE + ".tmp", "data.mdb", "lock.mdb", SETTINGS_FILE,
+            SETTINGS_FILE + ".tmp", SCENARIO)
 
 # zlib level 1 with Huffman-only coding: noisy synthetic crops barely compress with LZ77 anyway
 # (+4% size), and it halves the encoding time, which otherwise dominates the generation cost.
@@ -70,12 +80,33 @@ def _vin_task(index: int, seed: int, styles: Tuple[str, ...], delimiter_prob: fl
 
 
 def _worker_init() -> None:
+    # Ctrl-C signals the terminal's whole process group; the parent handles it (and terminates
+    # the pool), a worker would only print a KeyboardInterrupt traceback of its own.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     # Each worker is one core's worth of work; OpenCV's own thread pool would oversubscribe.
     cv2.setNumThreads(1)
 
 
+def _start_pool(ctx: Any, workers: int) -> Any:
+    """A pool whose workers ignore SIGINT from their first instruction on.
+
+    The initializer runs only after a spawned worker has imported this module; SIGINT ignored in
+    the parent while the workers start is inherited across exec and covers that window too.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        return ctx.Pool(processes=workers, initializer=_worker_init)
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        return ctx.Pool(processes=workers, initializer=_worker_init)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 def _map_ordered(func: Callable[[int], T], n: int, workers: int) -> Iterator[T]:
-    """``func(i)`` for i in range(n), in order, optionally spread over worker processes."""
+    """``func(i)`` for i in range(n), in order, optionally spread over worker processes.
+
+    On Ctrl-C (or any error, or when the consumer stops early) the pool is terminated before the
+    exception propagates."""
     workers = _cap_workers(workers, n)
     if workers <= 1 or n <= 1:
         for i in range(n):
@@ -84,8 +115,15 @@ def _map_ordered(func: Callable[[int], T], n: int, workers: int) -> Iterator[T]:
     # "spawn" avoids forking a parent that may hold threads (e.g. Paddle, OpenCV pools).
     ctx = multiprocessing.get_context("spawn")
     chunk = max(1, min(64, n // (workers * 8) or 1))
-    with ctx.Pool(processes=workers, initializer=_worker_init) as pool:
+    pool = _start_pool(ctx, workers)
+    try:
         yield from pool.imap(func, range(n), chunksize=chunk)
+        pool.close()
+    except BaseException:
+        pool.terminate()
+        raise
+    finally:
+        pool.join()
 
 
 def _prepare_out_dir(out_dir: PathLike, overwrite: bool) -> Path:
@@ -131,8 +169,15 @@ def _cap_workers(workers: int, n: int) -> int:
     return min(workers, cap)
 
 
-def _write_settings(out: Path, settings: Dict[str, Any]) -> None:
-    (out / SETTINGS_FILE).write_text(json.dumps(settings, indent=2) + "\n", encoding="utf-8")
+def _write_settings(out: Path, settings: Dict[str, Any], complete: bool) -> None:
+    """``synth.json`` (atomically): the generator's settings and whether the run finished.
+
+    Written with ``complete: false`` before the first sample, so an interrupted folder is marked
+    as such (and stays replaceable with ``overwrite``), and again with ``true`` at the end."""
+    tmp = out / (SETTINGS_FILE + ".tmp")
+    tmp.write_text(json.dumps(dict(settings, complete=complete), indent=2) + "\n",
+                   encoding="utf-8")
+    os.replace(tmp, out / SETTINGS_FILE)
 
 
 def _progress(done: int, total: int, what: str) -> None:
@@ -178,6 +223,14 @@ def generate_vin_dataset(out_dir: PathLike, n: int, seed: int = 0, fmt: str = "l
     task = functools.partial(_vin_task, seed=int(seed), styles=style_list,
                              delimiter_prob=float(delimiter_prob))
     counts: Dict[str, int] = {s: 0 for s in style_list}
+    settings = {
+        "generator": "vinocr.data.synth", "kind": "vin", "n": n, "seed": int(seed), "format": fmt,
+        "styles": list(style_list), "delimiter_prob": float(delimiter_prob),
+        "height_range": list(HEIGHT_RANGE), "aspect_range": list(ASPECT_RANGE),
+        "label_file": LABEL_FILE if fmt == "labelfile" else None,
+        "style_counts": counts, "sample_rng": "numpy default_rng([seed, index])",
+    }
+    _write_settings(out, settings, complete=False)
     logger.info("generating %d VIN crops (%s, styles %s, %d worker%s) in %s", n, fmt,
                 ",".join(style_list), workers, "" if workers == 1 else "s", out)
 
@@ -206,15 +259,18 @@ def generate_vin_dataset(out_dir: PathLike, n: int, seed: int = 0, fmt: str = "l
         written = write_lmdb(out, samples())
         if written != n:  # pragma: no cover - write_lmdb consumes the whole iterator
             raise VinocrError(f"LMDB writer stored {written} of {n} samples")
-    _write_settings(out, {
-        "generator": "vinocr.data.synth", "kind": "vin", "n": n, "seed": int(seed), "format": fmt,
-        "styles": list(style_list), "delimiter_prob": float(delimiter_prob),
-        "height_range": list(HEIGHT_RANGE), "aspect_range": list(ASPECT_RANGE),
-        "label_file": LABEL_FILE if fmt == "labelfile" else None,
-        "style_counts": counts, "sample_rng": "numpy default_rng([seed, index])",
-    })
+    _write_settings(out, settings, complete=True)
     logger.info("wrote %d VIN crops to %s", n, out)
     return out
+
+
+def _remove_partial_tracks(out: Path) -> None:
+    """Delete track folders whose ``annotations.json`` (written last) is missing or cut short."""
+    for track_dir in sorted((out / SCENARIO).glob("*/track_*")):
+        try:
+            json.loads((track_dir / "annotations.json").read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            shutil.rmtree(track_dir, ignore_errors=True)
 
 
 def _track_task(index: int, seed: int, layouts: Tuple[str, ...], root: str, image_ext: str
@@ -254,15 +310,25 @@ def generate_plate_tracks(out_dir: PathLike, n_tracks: int, seed: int = 0,
     task = functools.partial(_track_task, seed=int(seed), layouts=layout_keys, root=str(out),
                              image_ext=ext)
     counts = {LAYOUT_NAMES[k]: 0 for k in layout_keys}
-    logger.info("generating %d plate tracks (%s) in %s", n_tracks, ",".join(layout_keys), out)
-    for i, (layout, _) in enumerate(_map_ordered(task, n_tracks, workers), start=1):
-        counts[LAYOUT_NAMES[layout]] += 1
-        _progress(i, n_tracks, "plate tracks")
-    _write_settings(out, {
+    settings = {
         "generator": "vinocr.data.synth", "kind": "plates", "n_tracks": n_tracks,
         "seed": int(seed), "layouts": list(layout_keys), "image_ext": ext, "scenario": SCENARIO,
         "frames_per_track": FRAMES_PER_TRACK, "layout_counts": counts,
         "sample_rng": "numpy default_rng([seed, track_number])",
-    })
+    }
+    _write_settings(out, settings, complete=False)
+    logger.info("generating %d plate tracks (%s) in %s", n_tracks, ",".join(layout_keys), out)
+    results = _map_ordered(task, n_tracks, workers)
+    try:
+        for i, (layout, _) in enumerate(results, start=1):
+            counts[LAYOUT_NAMES[layout]] += 1
+            _progress(i, n_tracks, "plate tracks")
+    except BaseException:
+        # Interrupted: stop the workers (closing the generator terminates the pool), then remove
+        # the tracks they were writing.
+        results.close()
+        _remove_partial_tracks(out)
+        raise
+    _write_settings(out, settings, complete=True)
     logger.info("wrote %d plate tracks to %s", n_tracks, out)
     return out
