@@ -3,19 +3,32 @@
 Augmentation randomness is drawn from ``np.random.default_rng([seed, epoch, index])`` inside each
 sample, so results do not depend on the number of loader workers, and resuming at an epoch replays
 exactly the same batches.
+
+Unreadable samples never reach Paddle's DataLoader as an exception: Paddle 3.3 then blocks the
+main thread forever in ``MultiDeviceFeedReader::ReadNextList`` (with any ``num_workers``). Instead
+:meth:`RecognitionSamples.__getitem__` returns a substitute sample whose index is ``-(i + 1)``;
+the main thread finds those rows with :func:`bad_indices` / :func:`good_rows` and reports (or, in
+strict mode, raises) the real error through :class:`BadSampleTracker`.
 """
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
+import functools
 import logging
 import math
-from typing import Any, Callable, Iterator, List, Optional, Sequence
+import multiprocessing
+import os
+import signal
+import sys
+from typing import Any, Callable, Iterable, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 
 from vinocr.charset import Charset, load_charset
 from vinocr.data.base import TextDataset
 from vinocr.data.preprocess import DEFAULT_IMAGE_SHAPE, resize_norm
-from vinocr.errors import ConfigError
+from vinocr.errors import ConfigError, DataError
 
 logger = logging.getLogger(__name__)
 
@@ -31,9 +44,18 @@ def encode_ctc_label(label: str, charset: Charset, max_length: int) -> np.ndarra
     return out
 
 
+# How many following samples __getitem__ tries as a substitute for an unreadable one. Bounded so a
+# dataset that is mostly broken costs a few failed decodes per sample, not a scan of the dataset.
+SUBSTITUTE_TRIES = 8
+
+
 class RecognitionSamples:
     """Map-style dataset of ``(image[3,H,W] float32, label_ids[max_len] int64, length int64,
-    index int64)`` built on any :class:`TextDataset`."""
+    index int64)`` built on any :class:`TextDataset`.
+
+    A sample whose image cannot be read comes back as a substitute with index ``-(i + 1)`` (see
+    :meth:`__getitem__`), never as an exception.
+    """
 
     def __init__(self, dataset: TextDataset, charset: Any, image_shape: Sequence[int] =
                  DEFAULT_IMAGE_SHAPE, max_text_length: int = 25,
@@ -76,9 +98,109 @@ class RecognitionSamples:
         ids = encode_ctc_label(label, self.charset, self.max_text_length)
         return ids, np.int64(len(self.charset.encode(label)))
 
-    def __getitem__(self, i: int):
+    def __getitem__(self, i: int) -> Tuple[np.ndarray, np.ndarray, np.int64, np.int64]:
+        """Sample ``i``; if its image is unreadable, a substitute marked by index ``-(i + 1)``.
+
+        The substitute is the first of the next :data:`SUBSTITUTE_TRIES` samples (wrapping) that
+        loads, with its own label, so a training batch keeps its size and stays a valid batch; if
+        none loads, a zero image with sample ``i``'s label. This runs in Paddle's reader thread or
+        worker processes, where raising hangs the loader and logging may go nowhere, so the error
+        itself is reported by the main thread (:class:`BadSampleTracker` reloads the image).
+        """
         ids, length = self.label_arrays(i)
-        return self.image_tensor(i), ids, length, np.int64(i)
+        try:
+            return self.image_tensor(i), ids, length, np.int64(i)
+        except DataError:
+            pass
+        failed = np.int64(-(i + 1))
+        n = len(self)
+        for step in range(1, min(SUBSTITUTE_TRIES, n - 1) + 1):
+            j = (i + step) % n
+            try:
+                image = self.image_tensor(j)
+            except DataError:
+                continue
+            sub_ids, sub_length = self.label_arrays(j)
+            return image, sub_ids, sub_length, failed
+        return np.zeros(self.image_shape, np.float32), ids, length, failed
+
+
+def _as_index_array(index_array: Any) -> np.ndarray:
+    """A batch's index column (paddle Tensor, numpy array or list) as a flat int64 array."""
+    if hasattr(index_array, "numpy"):
+        index_array = index_array.numpy()
+    return np.asarray(index_array, dtype=np.int64).reshape(-1)
+
+
+def bad_indices(index_array: Any) -> List[int]:
+    """Dataset indices of the samples that failed to load in a batch (from its index column).
+
+    Each appears once, in row order (a padded batch can hold the same sample twice).
+    """
+    out: List[int] = []
+    for v in _as_index_array(index_array):
+        if v < 0 and int(-v - 1) not in out:
+            out.append(int(-v - 1))
+    return out
+
+
+def good_rows(index_array: Any) -> np.ndarray:
+    """Boolean mask over a batch's rows: True for real samples, False for substitutes."""
+    return _as_index_array(index_array) >= 0
+
+
+class BadSampleTracker:
+    """Reports the samples a loader substituted, in the main thread, once per sample.
+
+    ``skipped`` lists ``(index, message)`` for every sample skipped so far.
+    """
+
+    def __init__(self) -> None:
+        self.skipped: List[Tuple[int, str]] = []
+        self._seen: set = set()
+
+    @staticmethod
+    def _error(dataset: Any, i: int) -> DataError:
+        """The DataError that sample ``i`` raises, re-created by loading it here: the worker that
+        hit it could not hand the exception over without hanging the loader."""
+        try:
+            dataset.load_image(i)
+        except DataError as exc:
+            error = exc
+        else:
+            error = DataError("could not be read by a loader worker but reads now (transient "
+                              "I/O error?)", dataset.meta(i).get("where"))
+        # Label-file readers name the label file and line; add the image so the user need not
+        # look it up.
+        meta = dataset.meta(i) if hasattr(dataset, "meta") else {}
+        image = meta.get("rel") or meta.get("path")
+        if image and str(image) not in str(error):
+            error = DataError(f"{error} (image {image})")
+        return error
+
+    def record(self, dataset: Any, ids: Iterable[int], strict: bool = False,
+               where: str = "data") -> List[Tuple[int, str]]:
+        """Report the failed samples ``ids`` (from :func:`bad_indices`) of ``dataset`` (a
+        :class:`TextDataset` or :class:`RecognitionSamples`); ``where`` says which loader (e.g.
+        ``"train"``). Strict: raise the first one's :class:`DataError`. Otherwise log one warning
+        per new sample and return the newly skipped ``(index, message)`` pairs.
+        """
+        if not hasattr(dataset, "load_image"):
+            dataset = dataset.dataset        # RecognitionSamples -> its TextDataset
+        new: List[Tuple[int, str]] = []
+        for i in ids:
+            i = int(i)
+            if i in self._seen:
+                continue
+            error = self._error(dataset, i)
+            if strict:
+                raise error
+            self._seen.add(i)
+            self.skipped.append((i, str(error)))
+            new.append((i, str(error)))
+            logger.warning("%s: skipped unreadable sample %d: %s (strict mode fails instead)",
+                           where, i, error)
+        return new
 
 
 class EpochBatchSampler:
@@ -138,13 +260,56 @@ class EpochBatchSampler:
                                                                             self.batch_size)
 
 
+PR_SET_PDEATHSIG = 1   # <linux/prctl.h>
+
+
+def die_with_parent(parent_pid: Optional[int] = None) -> bool:
+    """Ask Linux to SIGKILL this process when its parent dies; True if that is now in force.
+
+    Paddle's workers look for their parent only between reads of their index queue; after a
+    ``kill -9`` of the trainer they were seen (Paddle 3.3.1) blocked in a pipe read for good,
+    re-parented to init, holding their memory. No-op (False) off Linux or if prctl fails.
+    The kernel sends the signal when the *thread* that forked the worker exits, which is the
+    thread that started iterating the loader; that is the main thread in vinocr.
+    """
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        if libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) != 0:
+            logger.debug("prctl(PR_SET_PDEATHSIG) failed: errno %d", ctypes.get_errno())
+            return False
+    except (OSError, AttributeError) as exc:
+        logger.debug("prctl unavailable: %s", exc)
+        return False
+    # The parent may have died between fork and prctl; then no signal will ever come, and we
+    # have already been re-parented (to init or a subreaper).
+    if parent_pid is not None and os.getppid() != parent_pid:
+        os._exit(1)
+    return True
+
+
+def _init_worker(worker_id: int, parent_pid: Optional[int] = None,
+                 user_init: Optional[Callable[[int], None]] = None) -> None:
+    """Paddle ``worker_init_fn``: die with the parent, then run the caller's own init, if any."""
+    # multiprocessing records the pid of the process that started the worker; more exact than
+    # the pid at build_loader time (the loader may be iterated in another process).
+    parent = multiprocessing.parent_process()
+    die_with_parent(parent.pid if parent is not None else parent_pid)
+    if user_init is not None:
+        user_init(worker_id)
+
+
 def build_loader(samples: RecognitionSamples, batch_size: int, shuffle: bool = True,
                  num_workers: int = 0, drop_last: bool = False, seed: int = 0, rank: int = 0,
-                 world_size: int = 1):
+                 world_size: int = 1,
+                 worker_init_fn: Optional[Callable[[int], None]] = None) -> Any:
     """A ``paddle.io.DataLoader`` over ``samples`` with an :class:`EpochBatchSampler`.
 
     Call ``loader.batch_sampler.set_epoch(e)`` and ``samples.set_epoch(e)`` (or
-    :func:`set_loader_epoch`) before each epoch.
+    :func:`set_loader_epoch`) before each epoch. Workers die with the process that iterates the
+    loader (:func:`die_with_parent`); ``worker_init_fn`` runs after that in each worker.
+    Unreadable samples arrive as substitutes with a negative index (:func:`bad_indices`).
     """
     import paddle
 
@@ -161,8 +326,11 @@ def build_loader(samples: RecognitionSamples, batch_size: int, shuffle: bool = T
 
     sampler = EpochBatchSampler(len(samples), batch_size, shuffle, drop_last, seed, rank,
                                 world_size)
+    # The pid is a fallback for _init_worker; multiprocessing's own record of the parent wins.
+    init = functools.partial(_init_worker, parent_pid=os.getpid(), user_init=worker_init_fn)
     return paddle.io.DataLoader(_PaddleView(samples), batch_sampler=sampler,
-                                num_workers=num_workers, use_shared_memory=False)
+                                num_workers=num_workers, use_shared_memory=False,
+                                worker_init_fn=init)
 
 
 def set_loader_epoch(loader: Any, samples: RecognitionSamples, epoch: int) -> None:
