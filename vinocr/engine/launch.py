@@ -1,9 +1,9 @@
 """Running a command data-parallel under ``paddle.distributed.launch`` with a tidy terminal.
 
-The launcher prints its configuration dump, glog lines and, when a rank fails, a traceback per
-rank plus its own status lines. All of that goes to ``LOG_DIR/launcher.log``; the terminal gets
-rank 0's own log lines and progress bar, and on failure one line naming the rank and the cause,
-read from that rank's ``workerlog.N``.
+The launcher prints its configuration dump, status lines and, when a rank fails, that rank's log
+again. All of it goes to ``LOG_DIR/launcher.log``. The terminal gets rank 0's own log lines and
+progress bar (read from ``workerlog.0`` without Paddle's glog lines and tracebacks), and on
+failure one line naming the rank and the cause, read from that rank's ``workerlog.N``.
 """
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ import re
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import IO, Callable, List, Optional, Tuple
 
@@ -40,7 +41,6 @@ class OutputFilter:
         self.show, self.keep = show, keep
         self._pending = ""
         self._in_traceback = False
-        self._dumping = False
 
     def feed(self, text: str) -> None:
         self._pending += text
@@ -63,10 +63,6 @@ class OutputFilter:
 
     def _line(self, line: str) -> None:
         self.keep(line + "\n")
-        if line.startswith("Container rank ") or self._dumping:
-            # The launcher reporting a failed rank, then replaying that rank's log.
-            self._dumping = True
-            return
         if _TRACEBACK_START.match(line):
             self._in_traceback = True
             return
@@ -113,6 +109,23 @@ def rank_failure(log_dir: Path, prog: str) -> Tuple[Optional[int], str, int]:
     return n, cause, {0: 2, 1: EXIT_INTERRUPTED}.get(kind, 1)
 
 
+def _tail(path: Path, offset: int, out: OutputFilter) -> int:
+    """Feed what ``path`` gained since ``offset`` to ``out``; the new offset."""
+    try:
+        size = path.stat().st_size
+    except OSError:
+        return offset
+    if size < offset:   # rewritten from the start
+        offset = 0
+    if size == offset:
+        return offset
+    with open(path, "rb") as f:
+        f.seek(offset)
+        data = f.read(size - offset)
+    out.feed(data.decode("utf-8", errors="replace"))
+    return offset + len(data)
+
+
 def launch(script: str, args: List[str], nproc: int, log_dir: Path, prog: str,
            stream: IO[str] = sys.stderr) -> int:
     """Run ``python -m paddle.distributed.launch --nproc_per_node nproc script args`` and return
@@ -123,30 +136,33 @@ def launch(script: str, args: List[str], nproc: int, log_dir: Path, prog: str,
     cmd = [sys.executable, "-m", "paddle.distributed.launch", "--nproc_per_node", str(nproc),
            "--log_dir", str(log_dir), script, *args]
     logger.info("launching %d processes (launcher output: %s)", nproc, log_dir / "launcher.log")
-    interrupted = False
+    # Rank 0's own output is shown by tailing its log: the launcher's echo of it turns progress
+    # bar redraws into new lines and adds its own status lines and log dumps.
+    rank0 = log_dir / "workerlog.0"
+    offset = rank0.stat().st_size if rank0.exists() else 0   # a resume appends to it
+    out = OutputFilter(lambda text: (stream.write(text), stream.flush()), lambda text: None)
+    interrupted, deadline = False, None
     with open(log_dir / "launcher.log", "a", encoding="utf-8") as log:
         log.write("$ " + " ".join(cmd) + "\n")
-        out = OutputFilter(lambda s: (stream.write(s), stream.flush()), log.write)
-        proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-        assert proc.stdout is not None
-        fd = proc.stdout.fileno()
+        log.flush()
+        proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT)
         while True:
             try:
-                chunk = os.read(fd, 65536)
+                done = proc.poll() is not None
+                offset = _tail(rank0, offset, out)
+                if done:
+                    break
+                if deadline is not None and time.monotonic() > deadline:
+                    proc.terminate()
+                    deadline = None
+                time.sleep(0.2)
             except KeyboardInterrupt:
                 # Ctrl-C reached the launcher and the ranks too (one process group): let them
                 # stop cleanly (rank 0 keeps `latest` intact), then report it.
                 interrupted = True
-                continue
-            if not chunk:
-                break
-            out.feed(chunk.decode("utf-8", errors="replace"))
+                deadline = time.monotonic() + 120
         out.close()
-        try:
-            code = proc.wait()
-        except KeyboardInterrupt:
-            proc.send_signal(signal.SIGTERM)
-            code = proc.wait()
+        code = proc.returncode
     if code == 0 and not interrupted:
         return 0
     n, cause, rank_code = rank_failure(log_dir, prog)
