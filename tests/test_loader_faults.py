@@ -262,3 +262,45 @@ def test_workers_die_with_a_killed_parent(tmp_path: Path):
         for pid in workers:
             if _alive(pid):
                 os.kill(pid, signal.SIGKILL)
+
+
+def write_train_config(root: Path, strict: bool) -> Path:
+    """A 1-step VIN run whose training and validation sets both hold the faulty images."""
+    import yaml
+
+    labels = make_faulty_label_file(root / "data")
+    cfg = {"Global": {"charset": "vin", "run_dir": str(root / "run"), "image_shape": [3, 32, 160],
+                      "max_text_length": 17, "visualdl": False, "strict_data": strict},
+           "Architecture": {"name": "crnn", "pretrained": None,
+                            "params": {"hidden": 8, "channels": [4, 4, 8, 8]}},
+           "Decode": {"method": "greedy"},
+           "Train": {"dataset": {"type": "label_file", "label_files": [str(labels)]},
+                     "batch_size": 7, "num_workers": 2, "epochs": 1, "max_steps": 1},
+           "Eval": {"dataset": {"type": "label_file", "label_files": [str(labels)]},
+                    "num_workers": 0, "batch_size": 7}}
+    path = root / "run.yml"
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+@pytest.mark.parametrize("strict", [False, True])
+def test_training_with_unreadable_images_skips_or_stops_in_one_line(tmp_path, strict):
+    cfg = write_train_config(tmp_path, strict)
+    cmd = [sys.executable, str(TESTS_DIR.parent / "tools/finetune.py"), "-c", str(cfg),
+           "--nproc", "1"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300,
+                          env=dict(os.environ, VINOCR_NO_PROGRESS="1"))
+    if strict:
+        assert proc.returncode == 2, proc.stderr[-2000:]
+        assert "Traceback" not in proc.stderr
+        assert proc.stderr.strip().splitlines()[-1].startswith("vinocr-finetune: error: ")
+        assert "labels.txt:" in proc.stderr and "image" in proc.stderr
+        return
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    report = json.loads((tmp_path / "run" / "report.json").read_text())
+    unreadable = report["data"]["unreadable_images"]
+    assert sorted(r["index"] for r in unreadable["Eval.dataset"]) == [EMPTY, CORRUPT]
+    assert {r["index"] for r in unreadable["Train.dataset"]} <= {EMPTY, CORRUPT}
+    # validation scored the 5 readable crops only
+    history = json.loads((tmp_path / "run" / "training_history.json").read_text())
+    assert len(history) == 1 and "seq_acc" in history[0]

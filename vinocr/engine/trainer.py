@@ -26,7 +26,8 @@ from vinocr import __version__
 from vinocr.charset import load_charset
 from vinocr.config import json_safe_config, write_resolved_config
 from vinocr.data.augment import build_augment
-from vinocr.data.loader import RecognitionSamples, build_loader, set_loader_epoch
+from vinocr.data.loader import (BadSampleTracker, RecognitionSamples, bad_indices, build_loader,
+                                good_rows, set_loader_epoch)
 from vinocr.data.registry import build_dataset
 from vinocr.decode import build_decoder
 from vinocr.engine import distributed as dist
@@ -175,6 +176,9 @@ class Trainer:
         augment = build_augment(train_cfg.get("augment"), key="Train.augment")
         self.train_samples = RecognitionSamples(self.train_set, self.charset, self.image_shape,
                                                 g["max_text_length"], augment, self.seed)
+        # Unreadable images found while loading: substituted in training batches, dropped from
+        # validation, reported once each (or, with Global.strict_data, the run stops).
+        self.unreadable = {"Train.dataset": BadSampleTracker(), "Eval.dataset": BadSampleTracker()}
         self.batch_per_process = dist.per_process_batch(train_cfg["batch_size"])
         self.train_loader = build_loader(self.train_samples, self.batch_per_process,
                                          train_cfg["shuffle"], train_cfg["num_workers"],
@@ -389,6 +393,8 @@ class Trainer:
     def _train_step(self, batch: List[paddle.Tensor], stage: Optional[str] = None
                     ) -> Optional[Dict[str, float]]:
         images, labels, lengths, index = batch
+        if stage is None:
+            self._check_unreadable("Train.dataset", self.train_set, index)
         with self.amp.autocast():
             if stage is not None:
                 # ``images`` are cached prefix features; only the trainable suffix runs.
@@ -423,6 +429,12 @@ class Trainer:
             self.ema.update(self.model)
         self._nan_streak = 0
         return {"loss": loss_value, "grad_norm": grad_norm, **out.terms}
+
+    def _check_unreadable(self, key: str, dataset: Any, index: paddle.Tensor) -> None:
+        bad = bad_indices(index)
+        if bad:
+            self.unreadable[key].record(dataset, bad, strict=self.cfg["Global"]["strict_data"],
+                                        where=key)
 
     def _skip_step(self, what: str, value: float, index: paddle.Tensor) -> None:
         self.optimizer.clear_grad()
@@ -651,9 +663,12 @@ class Trainer:
         ctx = self.ema.apply_to(self.model) if self.ema is not None else _nullcontext()
         with ctx, paddle.no_grad():
             for images, _, _, index in self.eval_loader:
+                self._check_unreadable("Eval.dataset", self.eval_set, index)
                 probs = self.model.predict_proba(images).numpy()
-                for result, i in zip(self.decoder.decode(probs), index.numpy().tolist()):
-                    mine[int(i)] = [result.text, float(result.confidence)]
+                for result, i, ok in zip(self.decoder.decode(probs), index.numpy().tolist(),
+                                         good_rows(index)):
+                    if ok:   # substitutes for unreadable images are not scored
+                        mine[int(i)] = [result.text, float(result.confidence)]
         # The sampler pads shards to equal length by wrapping around; keyed by index, each
         # sample counts once.
         merged: Dict[int, Any] = {}
@@ -708,6 +723,9 @@ class Trainer:
             "resumed_from": self.resumed_from,
             "data": {"train_samples": len(self.train_set), "train_source": self.train_set.describe(),
                      "train_skipped": len(self.train_set.skipped),
+                     # this process's count: each rank loads its own shard
+                     "unreadable_images": {k: [{"index": i, "error": e} for i, e in t.skipped]
+                                           for k, t in self.unreadable.items()},
                      "eval_samples": 0 if self.eval_set is None else len(self.eval_set),
                      "charset": self.charset.name},
             "model": {"arch": self.model.arch, "form": "deploy" if self.model.is_deploy
