@@ -16,6 +16,10 @@ from vinocr.errors import ConfigError, VinocrError
 
 logger = logging.getLogger(__name__)
 
+#: Seconds a rank waits at a synchronisation point for the others (``Global.sync_timeout``):
+#: long enough for the slowest legitimate rank-0-only step (validation images, checkpoints).
+DEFAULT_SYNC_TIMEOUT = 1800.0
+
 
 def world_size() -> int:
     return int(os.environ.get("PADDLE_TRAINERS_NUM", "1"))
@@ -39,10 +43,14 @@ def per_process_batch(global_batch: int, key: str = "Train.batch_size") -> int:
     return global_batch // n
 
 
-def init(device: str) -> None:
-    """Initialise the process group when launched by paddle.distributed.launch."""
+def init(device: str, timeout: float = DEFAULT_SYNC_TIMEOUT) -> None:
+    """Initialise the process group when launched by paddle.distributed.launch. ``timeout``
+    (``Global.sync_timeout``) also bounds NCCL collectives on GPUs (``PADDLE_PG_TIMEOUT``, unless
+    set); gloo's is fixed at 30 s, which is why long waits go through :func:`sync`."""
     if world_size() > 1:
         import paddle.distributed as dist
+
+        os.environ.setdefault("PADDLE_PG_TIMEOUT", str(int(timeout * 1000)))
 
         dist.init_parallel_env()
         logger.info("data parallel: rank %d of %d on %s", rank(), world_size(), device)
@@ -92,10 +100,6 @@ def all_reduce_gradients(model: Any) -> None:
 class RankTimeout(VinocrError):
     """Another rank did not reach a synchronisation point within ``Global.sync_timeout``."""
 
-
-#: Seconds a rank waits at a synchronisation point for the others (``Global.sync_timeout``):
-#: long enough for the slowest legitimate rank-0-only step (validation images, checkpoints).
-DEFAULT_SYNC_TIMEOUT = 1800.0
 
 # Synchronisation points are numbered in the order a rank reaches them; every rank runs the same
 # code path, so the n-th point is the same place on every rank.

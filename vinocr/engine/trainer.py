@@ -110,9 +110,9 @@ class Trainer:
         paddle.set_device(self.device)
         if g["deterministic"]:
             paddle.set_flags({"FLAGS_cudnn_deterministic": True})
-        dist.init(self.device)
-        self.is_main = dist.is_main()
         self.sync_timeout = float(g["sync_timeout"])
+        dist.init(self.device, self.sync_timeout)
+        self.is_main = dist.is_main()
         self.timer = Timer()
         self.log = RunLogger(self.run_dir, self.is_main, g["visualdl"])
         if self.is_main:
