@@ -220,3 +220,72 @@ def test_synth_plates_ctrl_c_leaves_only_complete_tracks(tmp_path):
     assert tracks
     for track in tracks:  # every track left is whole: annotations.json is written last
         assert json.loads((track / "annotations.json").read_text(encoding="utf-8"))
+
+
+# ---------------------------------------------------------------- 4. pickles only on request
+class _Payload:
+    """Unpickling this creates a file: the kind of code a .pdparams can run when opened."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (open, (str(self.marker), "w"))
+
+
+@pytest.fixture
+def evil(tmp_path) -> Path:
+    path = tmp_path / "evil.pdparams"
+    path.write_bytes(pickle.dumps({"w": _Payload(tmp_path / "pwned")}))
+    return path
+
+
+@pytest.mark.parametrize("command", ["info", "convert"])
+def test_pretrained_cli_refuses_pickles_without_flag(command, evil, tmp_path, capsys):
+    from vinocr.cli.pretrained import main
+
+    argv = [command, str(evil)] + ([str(tmp_path / "out.safetensors")] if command == "convert"
+                                   else [])
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and err.startswith("vinocr-pretrained: error:")
+    assert "pickle" in err and "--trust-pickle" in err
+    assert not (tmp_path / "pwned").exists()
+    assert not (tmp_path / "out.safetensors").exists()
+
+
+def test_pretrained_cli_reads_pickles_with_flag(tmp_path, capsys):
+    from vinocr.cli.pretrained import main
+    from vinocr.models.weights import load_state_file
+
+    state = crnn_state(10)
+    paddle.save({k: paddle.to_tensor(v) for k, v in state.items()}, str(tmp_path / "m.pdparams"))
+    assert main(["info", str(tmp_path / "m.pdparams"), "--trust-pickle"]) == 0
+    assert f"{len(state)} tensors" in capsys.readouterr().out
+    assert main(["convert", str(tmp_path / "m.pdparams"), str(tmp_path / "m.safetensors"),
+                 "--trust-pickle"]) == 0
+    again = load_state_file(tmp_path / "m.safetensors")  # safetensors: no flag needed
+    assert set(again) == set(state)
+    assert main(["info", str(tmp_path / "m.safetensors")]) == 0
+
+
+def test_architecture_pretrained_pickle_needs_trust_pickle(evil, tmp_path):
+    from vinocr.models.factory import model_from_config
+
+    with pytest.raises(VinocrError, match="Architecture.trust_pickle") as exc:
+        model_from_config(crnn_arch(str(evil)), "plate")
+    assert "\n" not in str(exc.value)
+    assert not (tmp_path / "pwned").exists()
+    state = crnn_state(38)
+    paddle.save({k: paddle.to_tensor(v) for k, v in state.items()}, str(tmp_path / "m.pdparams"))
+    with pytest.raises(VinocrError, match="trust_pickle"):
+        model_from_config(crnn_arch(str(tmp_path / "m.pdparams")), "plate")
+    _, report = model_from_config(crnn_arch(str(tmp_path / "m.pdparams"), trust_pickle=True),
+                                  "plate")
+    assert report.clean and len(report.loaded) == len(state)
+
+
+def test_config_declares_trust_pickle(data, tmp_path):
+    assert tiny_config(data, tmp_path / "run")["Architecture"]["trust_pickle"] is False
+    cfg = tiny_config(data, tmp_path / "run", Architecture__trust_pickle=True)
+    assert cfg["Architecture"]["trust_pickle"] is True

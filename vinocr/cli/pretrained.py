@@ -9,6 +9,10 @@ from typing import List, Optional
 from vinocr.cli.common import cli_entry, non_negative_int, setup_logging
 
 PROG = "vinocr-pretrained"
+#: How a user of this command opts in to opening a pickle (ends the refusal message).
+TRUST_OPT_IN = "add --trust-pickle"
+TRUST_HELP = (".pdparams files are pickles, which can run code when opened: open one only with "
+              "this flag, and only if you trust where it came from")
 
 
 def cmd_import(args: argparse.Namespace) -> int:
@@ -23,7 +27,7 @@ def cmd_import(args: argparse.Namespace) -> int:
 def cmd_convert(args: argparse.Namespace) -> int:
     from vinocr.models.weights import load_state_file, save_state_file, strip_prefix
 
-    state = load_state_file(args.src)
+    state = load_state_file(args.src, trust_pickle=args.trust_pickle, opt_in=TRUST_OPT_IN)
     if not args.keep_prefix:
         state = strip_prefix(state)
     out = save_state_file(state, args.dst)
@@ -34,7 +38,7 @@ def cmd_convert(args: argparse.Namespace) -> int:
 def cmd_info(args: argparse.Namespace) -> int:
     from vinocr.models.weights import is_deploy_form, is_training_form, load_state_file
 
-    state = load_state_file(args.path)
+    state = load_state_file(args.path, trust_pickle=args.trust_pickle, opt_in=TRUST_OPT_IN)
     form = ("deploy" if is_deploy_form(state) else "training" if is_training_form(state)
             else "unknown")
     total = sum(int(v.size) for v in state.values())
@@ -55,15 +59,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="output folder (default: $VINOCR_CACHE_DIR/pretrained)")
     p.add_argument("--force", action="store_true", help="re-import even if cached")
     p.set_defaults(func=cmd_import)
-    p = sub.add_parser("convert", help="convert a .pdparams checkpoint (pickle) to safetensors")
+    p = sub.add_parser("convert", help="convert a .pdparams checkpoint (a pickle: needs "
+                       "--trust-pickle) to safetensors")
     p.add_argument("src")
     p.add_argument("dst")
     p.add_argument("--keep-prefix", action="store_true",
                    help="keep Student./Teacher. prefixes of distillation checkpoints")
+    p.add_argument("--trust-pickle", action="store_true", help=TRUST_HELP)
     p.set_defaults(func=cmd_convert)
     p = sub.add_parser("info", help="list a weights file's tensors and form")
     p.add_argument("path")
     p.add_argument("--keys", type=non_negative_int, default=10, help="tensors listed")
+    p.add_argument("--trust-pickle", action="store_true", help=TRUST_HELP)
     p.set_defaults(func=cmd_info)
     return parser
 

@@ -167,6 +167,9 @@ SCHEMA = Section({
                       "or train (re-parameterisable branches)", choices=("deploy", "train")),
         "pretrained": Field((str,), None, "ppocrv4_mobile (from rapidocr_onnxruntime) or a "
                             ".safetensors/.pdparams path", nullable=True),
+        "trust_pickle": Field((bool,), False, "allow a .pdparams pretrained file: it is a pickle "
+                              "and opening it runs any code it holds (better: convert it once "
+                              "with vinocr-pretrained convert --trust-pickle)"),
         "head_transfer": Field((bool,), True, "copy pretrained CTC rows of shared characters"),
         "strict_load": Field((bool,), False, "fail on any skipped/missing/unexpected key"),
         "params": Field((dict,), {}, "extra keyword arguments of the architecture"),

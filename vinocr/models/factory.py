@@ -33,7 +33,8 @@ def model_from_config(arch: Mapping[str, Any], charset: Any) -> Tuple[Recognizer
         return model, None
     from vinocr.models.pretrained import load_pretrained
 
-    pre = load_pretrained(spec)
+    pre = load_pretrained(spec, trust_pickle=bool(arch.get("trust_pickle", False)),
+                          opt_in="set Architecture.trust_pickle: true")
     if pre.arch and pre.arch != model.arch:
         raise VinocrError(f"Architecture.pretrained: {spec!r} holds {pre.arch} weights, but "
                           f"Architecture.name is {model.arch!r}; set pretrained: null (train from "

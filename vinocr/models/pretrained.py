@@ -4,7 +4,8 @@
 ``rapidocr_onnxruntime`` package ships. The first use converts its ONNX into a Paddle state dict
 (:mod:`vinocr.models.onnx_import`) and caches it as safetensors, with the dictionary beside it, in
 ``$VINOCR_CACHE_DIR`` (default ``~/.cache/vinocr``). Later uses read the cache. A path to a
-``.safetensors`` or ``.pdparams`` file (e.g. the official ``student.pdparams``) works too.
+``.safetensors`` or ``.pdparams`` file (e.g. the official ``student.pdparams``) works too; a
+``.pdparams`` is a pickle and is opened only with ``trust_pickle=True``.
 """
 from __future__ import annotations
 
@@ -86,11 +87,14 @@ def import_rapidocr(onnx_path: Union[str, Path, None] = None,
     return target
 
 
-def load_pretrained(spec: Union[str, Path]) -> Pretrained:
+def load_pretrained(spec: Union[str, Path], trust_pickle: bool = False,
+                    opt_in: str = "pass trust_pickle=True") -> Pretrained:
     """Weights for ``spec``: a built-in name (see ``BUILTIN_PRETRAINED``) or a weights file.
 
     For a file, a dictionary is looked up beside it (``<stem>.dict.txt`` or ``dict.txt``); without
-    one, the checkpoint's head is assumed to match the configured charset.
+    one, the checkpoint's head is assumed to match the configured charset. A ``.pdparams`` file
+    (a pickle) is refused unless ``trust_pickle``; ``opt_in`` ends that error (see
+    :func:`vinocr.models.weights.load_state_file`).
     """
     text = str(spec)
     if text in BUILTIN_PRETRAINED:
@@ -101,7 +105,7 @@ def load_pretrained(spec: Union[str, Path]) -> Pretrained:
     if not path.exists():
         raise VinocrError(f"pretrained weights {text!r}: not a built-in "
                           f"({', '.join(BUILTIN_PRETRAINED)}) and no such file")
-    state = load_state_file(path)
+    state = load_state_file(path, trust_pickle=trust_pickle, opt_in=opt_in)
     chars = None
     for candidate in (path.with_suffix(".dict.txt"), path.parent / "dict.txt"):
         if candidate.is_file():

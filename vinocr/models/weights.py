@@ -3,6 +3,10 @@
 PaddleOCR's loader skips mismatched keys with a warning and keeps the init of missing keys
 without a word. Here every load returns (and logs) a table of loaded, skipped (with both shapes),
 missing and unexpected keys, and ``strict=True`` fails on any of them.
+
+``.pdparams``/``.pdopt`` files are pickles: opening one runs whatever code it holds.
+:func:`load_state_file` refuses them unless the caller passes ``trust_pickle=True`` (the
+``--trust-pickle`` flag of ``vinocr-pretrained``, ``Architecture.trust_pickle`` in a config).
 """
 from __future__ import annotations
 
@@ -19,6 +23,8 @@ logger = logging.getLogger(__name__)
 
 HEAD_WEIGHT = "head.ctc_head.fc.weight"
 HEAD_BIAS = "head.ctc_head.fc.bias"
+#: Weights files that are pickles (reading them can run code).
+PICKLE_SUFFIXES = (".pdparams", ".pdopt")
 
 
 class WeightsError(VinocrError):
@@ -64,8 +70,21 @@ def strip_prefix(state: Mapping[str, np.ndarray], prefixes: Sequence[str] = ("St
     return dict(state)
 
 
-def load_state_file(path: Union[str, Path]) -> Dict[str, np.ndarray]:
-    """Tensors from ``.safetensors`` (safe) or ``.pdparams`` (pickle; accepted with a warning)."""
+def pickle_refusal(path: Union[str, Path], opt_in: str) -> str:
+    """The one-line error for a pickle opened without ``trust_pickle``; ``opt_in`` says how the
+    caller's user opts in (e.g. "add --trust-pickle")."""
+    p = Path(path)
+    return (f"{p}: not opened: {p.suffix} files are pickles, and loading one runs any code it "
+            f"holds; if you trust where it came from, {opt_in} (better: convert it once with "
+            f"`vinocr-pretrained convert --trust-pickle {p} {p.with_suffix('.safetensors')}` "
+            "and use the .safetensors file)")
+
+
+def load_state_file(path: Union[str, Path], trust_pickle: bool = False,
+                    opt_in: str = "pass trust_pickle=True") -> Dict[str, np.ndarray]:
+    """Tensors from ``.safetensors`` (safe) or ``.pdparams`` (a pickle: only with
+    ``trust_pickle=True``; otherwise a :class:`WeightsError` whose message ends with ``opt_in``,
+    the caller's way to allow it)."""
     p = Path(path)
     if not p.is_file():
         raise WeightsError(f"{p}: weights file not found")
@@ -76,11 +95,13 @@ def load_state_file(path: Union[str, Path]) -> Dict[str, np.ndarray]:
             return dict(load_file(str(p)))
         except Exception as exc:  # safetensors raises several types for corrupt files
             raise WeightsError(f"{p}: not a readable safetensors file ({exc})") from None
-    if p.suffix in (".pdparams", ".pdopt"):
+    if p.suffix in PICKLE_SUFFIXES:
+        if not trust_pickle:
+            raise WeightsError(pickle_refusal(p, opt_in))
         import paddle
 
-        logger.warning("%s: .pdparams is a pickle and can run code when opened; convert it once "
-                       "with `vinocr-pretrained convert` and share the .safetensors instead", p)
+        logger.info("%s: unpickling (trusted on request); convert it once with `vinocr-pretrained "
+                    "convert --trust-pickle` and share the .safetensors instead", p)
         try:
             raw = paddle.load(str(p))
         except Exception as exc:
