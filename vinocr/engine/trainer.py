@@ -686,7 +686,10 @@ class Trainer:
             return {}
         from vinocr.engine.evaluation import evaluate_texts
 
+        start = time.perf_counter()
         out = self.predict_eval_set()
+        logger.info("validation: %d crops decoded in %.1f s on %d process(es)", len(out["preds"]),
+                    time.perf_counter() - start, dist.world_size())
         result = evaluate_texts(out["preds"], out["labels"], out["confidences"],
                                 vin=self.charset.name == "vin")
         metrics = {k: v for k, v in result.to_dict().items()
