@@ -13,6 +13,7 @@ import pytest
 import yaml
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
+from conftest import assert_close_rel
 from vinocr.errors import ConfigError, VinocrError
 from vinocr.sr.generator import (GENERATOR_CONFIGS, SharedAttention, SRGenerator, build_generator,
                                  count_parameters)
@@ -217,7 +218,9 @@ def test_export_round_trip(exported, tiny_generator):
         raw = tiny_generator(paddle.to_tensor(x)).numpy()
     assert raw.min() < 0 or raw.max() > 1  # the clip matters in this test
     static = run_paddle_predictor(load_predictor(exported), x)
-    np.testing.assert_allclose(static, np.clip(raw, 0, 1), atol=1e-4)
+    # oneDNN vs dygraph kernels: slack relative to the unclipped output's magnitude
+    assert_close_rel(static, np.clip(raw, 0, 1), rtol=1e-4, scale=float(np.abs(raw).max()),
+                     what="exported SR output")
 
     from_dir = SRPredictor.from_dir(exported)
     assert from_dir.lr_shape == (16, 48) and from_dir.scale == 2 and from_dir.hr_shape == (32, 96)
