@@ -7,6 +7,7 @@ import numpy as np
 import paddle
 import pytest
 
+from conftest import assert_close_rel, assert_state_close
 from vinocr.charset import load_charset
 from vinocr.config.schema import validate_config
 from vinocr.decode import build_decoder
@@ -231,8 +232,7 @@ def test_resume_continues_exactly(track_root, tmp_path, plate_charset):
     assert (resumed._stage, resumed._epoch) == (2, 1)
     resumed.fit([1, 2])
     a, b = _snapshot(full.system), _snapshot(resumed.system)
-    for k in a:
-        np.testing.assert_allclose(a[k], b[k], rtol=0, atol=1e-6, err_msg=k)
+    assert_state_close(b, a, rtol=1e-6)  # (bit-identical on the machines measured so far)
     assert [h["epoch"] for h in resumed.history] == [1, 1, 2]
 
 
@@ -276,7 +276,7 @@ def test_stage3_clips_generator_and_recogniser_by_one_global_norm(track_root, tm
     assert norm == pytest.approx(1.0, rel=1e-4)
     # one scale for both networks: their gradients stay equal to each other
     g = {float(p.grad.flatten()[0]) for p in params}
-    assert max(g) - min(g) < 1e-6
+    assert_close_rel(sorted(g), [max(g)] * len(g), rtol=1e-6, what="clipped gradients")
 
 
 def test_resume_after_early_stop_moves_to_the_next_stage(track_root, tmp_path, plate_charset):
