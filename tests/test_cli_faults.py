@@ -289,3 +289,81 @@ def test_config_declares_trust_pickle(data, tmp_path):
     assert tiny_config(data, tmp_path / "run")["Architecture"]["trust_pickle"] is False
     cfg = tiny_config(data, tmp_path / "run", Architecture__trust_pickle=True)
     assert cfg["Architecture"]["trust_pickle"] is True
+
+
+# ------------------------------------------------ 5. pretrained weights that leave parameters missing
+def test_config_declares_allow_missing(data, tmp_path):
+    assert tiny_config(data, tmp_path / "run")["Architecture"]["allow_missing"] is False
+    cfg = tiny_config(data, tmp_path / "run", Architecture__allow_missing=True)
+    assert cfg["Architecture"]["allow_missing"] is True
+
+
+def test_pretrained_without_matching_weights_is_an_error(tmp_path):
+    from vinocr.models.factory import model_from_config
+    from vinocr.models.weights import WeightsError, save_state_file
+
+    path = save_state_file({"foo.weight": np.zeros((3, 3), "float32")}, tmp_path / "x.safetensors")
+    with pytest.raises(WeightsError) as exc:
+        model_from_config(crnn_arch(str(path)), "plate")
+    message = str(exc.value)
+    assert "\n" not in message and "0 loaded" in message
+    assert f"{len(crnn_state(38))} missing" in message
+    assert "backbone." in message and "Architecture.allow_missing" in message
+    model, report = model_from_config(crnn_arch(str(path), allow_missing=True), "plate")
+    assert not report.loaded and report.missing
+
+
+def test_partially_matching_pretrained_names_the_missing_keys(tmp_path):
+    from vinocr.models.factory import model_from_config
+    from vinocr.models.weights import WeightsError, save_state_file
+
+    state = crnn_state(38)
+    gone = sorted(k for k in state if k.startswith("head.rnn."))
+    path = save_state_file({k: v for k, v in state.items() if k not in gone},
+                           tmp_path / "part.safetensors")
+    with pytest.raises(WeightsError, match=f"{len(state) - len(gone)} loaded, {len(gone)} "
+                                           "missing") as exc:
+        model_from_config(crnn_arch(str(path)), "plate")
+    assert gone[0] in str(exc.value) or any(k in str(exc.value) for k in gone)
+
+
+def test_new_charset_head_still_starts_fresh(tmp_path):
+    """The CTC head legitimately differs when the dictionary changes: not an error."""
+    from vinocr.models.factory import model_from_config
+    from vinocr.models.weights import save_state_file
+
+    path = save_state_file(crnn_state(10), tmp_path / "ten.safetensors")
+    _, report = model_from_config(crnn_arch(str(path)), "plate")
+    assert {k for k, _, _ in report.skipped} == {"head.fc.weight", "head.fc.bias"}
+    # with the dictionary beside the file and head_transfer off, the head is dropped: also fine
+    (tmp_path / "ten.dict.txt").write_text("\n".join("ABCDEFGH"), encoding="utf-8")
+    _, report = model_from_config(crnn_arch(str(path), head_transfer=False), "plate")
+    assert report is not None
+
+
+def test_dropped_head_and_training_only_branches_start_fresh(tmp_path):
+    """PP-OCRv4: a head dropped by head_transfer: false, and a GTC branch (training only, never
+    in deploy weights) may start from scratch without allow_missing."""
+    from vinocr.models import build_model
+    from vinocr.models.factory import model_from_config
+    from vinocr.models.weights import HEAD_BIAS, HEAD_WEIGHT, save_state_file
+
+    paddle.seed(0)
+    source = build_model("ppocrv4_mobile", 20, neck_depth=1)
+    path = save_state_file({k: v.numpy() for k, v in source.state_dict().items()},
+                           tmp_path / "v4.safetensors")
+    (tmp_path / "v4.dict.txt").write_text("\n".join("ABCDEFGHJKLMNPRSTU"), encoding="utf-8")
+    arch = {"name": "ppocrv4_mobile", "pretrained": str(path), "params": {"neck_depth": 1}}
+    _, report = model_from_config(dict(arch, head_transfer=False), "vin")
+    assert report.missing == [HEAD_WEIGHT, HEAD_BIAS]
+    _, report = model_from_config(dict(arch, params={"neck_depth": 1, "gtc": True}), "vin")
+    assert report.missing and all(k.startswith("head.") and "gtc" in k for k in report.missing)
+
+
+def test_trainer_refuses_pretrained_without_matching_weights(data, tmp_path):
+    from vinocr.engine.trainer import Trainer
+    from vinocr.models.weights import WeightsError, save_state_file
+
+    path = save_state_file({"foo.weight": np.zeros((3, 3), "float32")}, tmp_path / "x.safetensors")
+    with pytest.raises(WeightsError, match="0 loaded"):
+        Trainer(tiny_config(data, tmp_path / "run", Architecture__pretrained=str(path)))

@@ -172,6 +172,9 @@ SCHEMA = Section({
                               "with vinocr-pretrained convert --trust-pickle)"),
         "head_transfer": Field((bool,), True, "copy pretrained CTC rows of shared characters"),
         "strict_load": Field((bool,), False, "fail on any skipped/missing/unexpected key"),
+        "allow_missing": Field((bool,), False, "accept pretrained weights that leave parameters "
+                               "at their random init (otherwise an error; a CTC head of another "
+                               "dictionary never needs this)"),
         "params": Field((dict,), {}, "extra keyword arguments of the architecture"),
     }),
     "Decode": Field((dict,), {"method": "greedy"}, "CTC decoding: method greedy | beam | vin | "

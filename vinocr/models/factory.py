@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import logging
-from typing import Any, Mapping, Optional, Tuple
+from typing import Any, List, Mapping, Optional, Tuple
 
 import numpy as np
 
@@ -10,8 +10,8 @@ from vinocr.charset import Charset, load_charset
 from vinocr.errors import VinocrError
 from vinocr.models.recognizer import Recognizer
 from vinocr.models.registry import build_model
-from vinocr.models.weights import (HEAD_BIAS, HEAD_WEIGHT, LoadReport, load_weights,
-                                   transfer_ctc_head)
+from vinocr.models.weights import (HEAD_BIAS, HEAD_WEIGHT, LoadReport, check_coverage,
+                                   load_weights, transfer_ctc_head)
 
 logger = logging.getLogger(__name__)
 
@@ -21,7 +21,12 @@ _REP_ARCHS = ("ppocrv4_mobile", "ppocrv4_teacher")
 
 def model_from_config(arch: Mapping[str, Any], charset: Any) -> Tuple[Recognizer,
                                                                        Optional[LoadReport]]:
-    """``arch`` is the ``Architecture`` config section; ``charset`` the run's charset."""
+    """``arch`` is the ``Architecture`` config section; ``charset`` the run's charset.
+
+    Pretrained weights must cover the model: parameters they leave at random init are an error
+    (:func:`vinocr.models.weights.check_coverage`) unless ``allow_missing`` is set. A CTC head
+    of another dictionary is not counted: it is transferred (``head_transfer``) or starts fresh.
+    """
     cs: Charset = load_charset(charset)
     params = dict(arch.get("params") or {})
     name = arch.get("name", "ppocrv4_mobile")
@@ -40,6 +45,7 @@ def model_from_config(arch: Mapping[str, Any], charset: Any) -> Tuple[Recognizer
                           f"Architecture.name is {model.arch!r}; set pretrained: null (train from "
                           "scratch) or use a matching architecture")
     state = dict(pre.state)
+    dropped: List[str] = []
     if (pre.characters is not None and HEAD_WEIGHT in state
             and list(pre.characters) != list(cs.characters)):
         if arch.get("head_transfer", True):
@@ -52,6 +58,10 @@ def model_from_config(arch: Mapping[str, Any], charset: Any) -> Tuple[Recognizer
             logger.warning("dictionary differs from the pretrained one and head_transfer is off: "
                            "the CTC head starts from scratch")
             state.pop(HEAD_WEIGHT), state.pop(HEAD_BIAS)
+            dropped = [HEAD_WEIGHT, HEAD_BIAS]
     report = load_weights(model, state, strict=bool(arch.get("strict_load", False)),
                           source=pre.source)
+    if not arch.get("allow_missing", False):
+        check_coverage(report, model.num_classes, f"Architecture.pretrained {spec}",
+                       fresh=dropped)
     return model, report

@@ -25,6 +25,11 @@ HEAD_WEIGHT = "head.ctc_head.fc.weight"
 HEAD_BIAS = "head.ctc_head.fc.bias"
 #: Weights files that are pickles (reading them can run code).
 PICKLE_SUFFIXES = (".pdparams", ".pdopt")
+#: Training-only branches that deploy-form pretrained weights never hold (PP-OCRv4's GTC branch is
+#: dropped at export): when pretrained weights lack them they start fresh, as PaddleOCR's do.
+AUX_PREFIXES = ("head.before_gtc.", "head.gtc_head.")
+#: Missing keys named in the :func:`check_coverage` error.
+MISSING_LISTED = 3
 
 
 class WeightsError(VinocrError):
@@ -145,6 +150,7 @@ def load_weights(model, state: Mapping[str, np.ndarray], strict: bool = False,
 
     state = strip_prefix(state)
     report = LoadReport()
+    missing_branches: List[str] = []
     deploy_model = getattr(model, "is_deploy", False)
     if deploy_model and is_training_form(state) and not is_deploy_form(state):
         state, inner = training_to_deploy_state(model, state)
@@ -174,6 +180,9 @@ def load_weights(model, state: Mapping[str, np.ndarray], strict: bool = False,
         new_values[key] = value
         report.loaded.append(key)
     report.missing = [k for k in model_state if k not in new_values]
+    # Re-parameterisation folds the training form's missing keys (left at their init) into the
+    # deploy weights: they are missing all the same.
+    report.missing += [k for k in missing_branches if k not in report.missing]
     if strict and not report.clean:
         raise WeightsError(f"{source}: strict loading failed: {len(report.skipped)} skipped, "
                            f"{len(report.missing)} missing, {len(report.unexpected)} unexpected "
@@ -183,6 +192,31 @@ def load_weights(model, state: Mapping[str, np.ndarray], strict: bool = False,
     level = logging.INFO if report.clean else logging.WARNING
     logger.log(level, "%s -> %s\n%s", source, type(model).__name__, report.table())
     return report
+
+
+def check_coverage(report: LoadReport, num_classes: int, source: str,
+                   fresh: Sequence[str] = (),
+                   allow: str = "set Architecture.allow_missing: true") -> None:
+    """Raise :class:`WeightsError` when loaded weights leave model parameters at their random init.
+
+    Fresh by design, so not counted: tensors whose shape follows the class count and that were
+    skipped because the checkpoint's differs (the CTC head of another dictionary), the keys in
+    ``fresh`` (a head the caller dropped, e.g. ``head_transfer: false``) and training-only
+    branches (:data:`AUX_PREFIXES`). ``allow`` ends the message: how the user accepts the rest.
+    """
+    class_sized = {key for key, _, want in report.skipped if num_classes in want}
+    missing = [k for k in report.missing
+               if k not in class_sized and k not in fresh and not k.startswith(AUX_PREFIXES)]
+    if not missing:
+        return
+    first = ", ".join(missing[:MISSING_LISTED]) + (", ..." if len(missing) > MISSING_LISTED
+                                                   else "")
+    hint = (f"; {len(report.unexpected)} of its keys fit no parameter (another architecture?)"
+            if report.unexpected else "")
+    raise WeightsError(f"{source}: the weights leave parameters at their random init: "
+                       f"{len(report.loaded)} loaded, {len(missing)} missing (first: {first})"
+                       f"{hint}; use weights of this architecture, or {allow} to train the "
+                       "missing ones from scratch")
 
 
 def training_to_deploy_state(model, state: Mapping[str, np.ndarray]
