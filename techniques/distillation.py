@@ -259,7 +259,9 @@ class Distillation(TrainerHooks):
                 ckpt.state.get("charset")
         else:
             try:
-                state, source = load_state_file(path), str(path)
+                state, source = load_state_file(
+                    path, opt_in="convert it to .safetensors as shown and point "
+                    "Technique.teacher_checkpoint at that"), str(path)
             except VinocrError as exc:
                 raise ConfigError(f"Technique.teacher_checkpoint: {exc}") from None
         for key in _HEAD_WEIGHTS:

@@ -273,8 +273,13 @@ def test_convert_pdparams(tmp_path: Path, caplog) -> None:
         pickle.dump({"epoch": 12, "best_model_dict": {"acc": np.float64(0.93), "best_epoch": 10}},
                     fh, protocol=2)
 
+    # A pickle runs code when opened: refused unless the caller trusts it.
+    with pytest.raises(CheckpointError, match="pickles.*trust_pickle=True"):
+        convert_pdparams(str(prefix) + ".pdparams", tmp_path / "refused")
+    assert not (tmp_path / "refused").exists()
     with caplog.at_level(logging.WARNING, logger="vinocr.engine.checkpoint"):
-        out = convert_pdparams(str(prefix) + ".pdparams", tmp_path / "converted")
+        out = convert_pdparams(str(prefix) + ".pdparams", tmp_path / "converted",
+                               trust_pickle=True)
     assert sum("pickle" in r.getMessage() for r in caplog.records) == 1
     loaded = load_checkpoint(out)
     expected = {k: v.numpy() for k, v in layer.state_dict().items()}
@@ -292,7 +297,7 @@ def test_convert_pdparams(tmp_path: Path, caplog) -> None:
     assert not list(out.glob("*.pd*"))  # only safetensors + JSON in the result
 
     # The prefix form (PaddleOCR's Global.checkpoints) works too; a missing file is a clear error.
-    again = convert_pdparams(prefix, tmp_path / "converted2")
+    again = convert_pdparams(prefix, tmp_path / "converted2", trust_pickle=True)
     assert_tensors_equal(load_checkpoint(again).model_state, expected)
     with pytest.raises(CheckpointError, match="not found"):
-        convert_pdparams(tmp_path / "missing.pdparams", tmp_path / "x")
+        convert_pdparams(tmp_path / "missing.pdparams", tmp_path / "x", trust_pickle=True)

@@ -130,7 +130,7 @@ def test_training_form_checkpoint_loads_into_deploy_model(tmp_path: Path):
     state = {"Student." + k: v.numpy() for k, v in train.state_dict().items()}
     state["Student.head.before_gtc.1.fc.weight"] = np.zeros((480, 384), "float32")
     paddle.save({k: paddle.to_tensor(v) for k, v in state.items()}, str(tmp_path / "student.pdparams"))
-    loaded = load_state_file(tmp_path / "student.pdparams")
+    loaded = load_state_file(tmp_path / "student.pdparams", trust_pickle=True)
     deploy = build_model("ppocrv4_mobile", 35, deploy=True)
     report = load_weights(deploy, loaded)
     assert report.unexpected == ["head.before_gtc.1.fc.weight"] and not report.missing
@@ -247,7 +247,7 @@ def test_deploy_form_is_finetunable(pretrained_full):
 def test_pdparams_convert_to_safetensors(tmp_path: Path):
     model = build_model("crnn", 10)
     paddle.save(model.state_dict(), str(tmp_path / "m.pdparams"))
-    state = load_state_file(tmp_path / "m.pdparams")
+    state = load_state_file(tmp_path / "m.pdparams", trust_pickle=True)
     out = save_state_file(state, tmp_path / "m.safetensors")
     again = load_state_file(out)
     assert set(again) == set(state) and all(np.array_equal(again[k], state[k]) for k in state)

@@ -59,3 +59,18 @@ def test_ctrl_c_during_validation_keeps_the_epoch_and_resume_is_exact(data, tmp_
     assert [r["epoch"] for r in history(run)] == [1, 2, 3]
     assert [r["seq_acc"] for r in history(run)] == [r["seq_acc"] for r in history(straight)]
     assert b.state["pending_epoch"] is None
+
+
+def test_pretrained_run_that_covers_nothing_is_an_error_unless_allowed(data, tmp_path):
+    # Before: "0 loaded, N missing" and training went on from random weights with exit 0.
+    from vinocr.engine.checkpoint import save_checkpoint
+    from vinocr.models.weights import WeightsError
+
+    empty = save_checkpoint(tmp_path / "empty", {"unrelated.weight": np.zeros(3, "float32")},
+                            {"epoch": 1})
+    cfg = tiny_config(data, tmp_path / "run", epochs=1, Global__pretrained_model=str(empty))
+    with pytest.raises(WeightsError, match="Global.pretrained_model.*0 loaded.*allow_missing"):
+        Trainer(cfg)
+    allowed = tiny_config(data, tmp_path / "run2", epochs=1, Global__pretrained_model=str(empty),
+                          Architecture__allow_missing=True)
+    Trainer(allowed)

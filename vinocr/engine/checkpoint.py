@@ -600,7 +600,8 @@ def _find_pdparams(src: Path) -> Path:
     raise CheckpointError(f"{src}: .pdparams file not found")
 
 
-def convert_pdparams(src: PathLike, dst_dir: PathLike, keep_prefix: bool = False) -> Path:
+def convert_pdparams(src: PathLike, dst_dir: PathLike, keep_prefix: bool = False,
+                     trust_pickle: bool = False) -> Path:
     """Convert a PaddleOCR training checkpoint into a vinocr checkpoint directory.
 
     Reads ``X.pdparams`` and, when present beside it, ``X.pdopt`` (optimizer) and ``X.states``
@@ -611,7 +612,7 @@ def convert_pdparams(src: PathLike, dst_dir: PathLike, keep_prefix: bool = False
     (``LR_Scheduler``) go to ``state['optimizer_extra']`` and the ``.states`` content to
     ``state['paddleocr_states']`` (``epoch``/``global_step`` are also copied to the top level).
     The result holds weights and history but no trainer state (schedule, hooks), so use it as
-    ``Global.pretrained_model`` rather than to resume.
+    ``Global.pretrained_model`` rather than to resume. Refused unless ``trust_pickle``.
     """
     import pickle
 
@@ -624,6 +625,10 @@ def convert_pdparams(src: PathLike, dst_dir: PathLike, keep_prefix: bool = False
     opt_path = prefix.with_name(prefix.name + ".pdopt")
     states_path = prefix.with_name(prefix.name + ".states")
     read = [p for p in (params_path, opt_path, states_path) if p.is_file()]
+    if not trust_pickle:
+        from vinocr.models.weights import pickle_refusal
+
+        raise CheckpointError(pickle_refusal(params_path, "pass trust_pickle=True"))
     logger.warning("reading pickle files (they can run code when opened; only convert files you "
                    "trust): %s", ", ".join(str(p) for p in read))
 

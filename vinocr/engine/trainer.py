@@ -36,7 +36,8 @@ from vinocr.engine.hooks import HookList, LossOutput, TrainerHooks
 from vinocr.engine.runlog import RunLogger, Timer
 from vinocr.errors import ConfigError, VinocrError
 from vinocr.models.factory import model_from_config
-from vinocr.models.weights import HEAD_BIAS, HEAD_WEIGHT, load_weights, transfer_ctc_head
+from vinocr.models.weights import (HEAD_BIAS, HEAD_WEIGHT, check_coverage, load_weights,
+                                   transfer_ctc_head)
 
 logger = logging.getLogger(__name__)
 
@@ -250,7 +251,10 @@ class Trainer:
                                             current[HEAD_WEIGHT].numpy(),
                                             current[HEAD_BIAS].numpy())
             logger.info("%s", info)
-        load_weights(self.model, state, source=f"Global.pretrained_model {ckpt.path}")
+        source = f"Global.pretrained_model {ckpt.path}"
+        report = load_weights(self.model, state, source=source)
+        if not self.cfg["Architecture"]["allow_missing"]:
+            check_coverage(report, self.model.num_classes, source)
 
     def _planned_steps(self) -> int:
         """Optimizer steps the whole run will take: ``epochs x batches per epoch``, capped by
