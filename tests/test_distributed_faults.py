@@ -179,3 +179,20 @@ def test_rank_failure_prefers_a_reported_error_over_a_crash(tmp_path):
     (tmp_path / "workerlog.1").unlink()
     assert rank_failure(tmp_path, "vinocr-finetune") == (
         0, "RuntimeError: Connection reset by peer", 1)
+
+
+def test_finetune_into_a_run_directory_needs_resume_or_overwrite(tmp_path):
+    # Before: a second fine-tune into the same directory silently replaced best/ and latest/.
+    from vinocr.cli.finetune import main
+    from vinocr.engine.checkpoint import load_checkpoint
+
+    cfg = write_run(tmp_path)
+    run = tmp_path / "run"
+    args = ["-c", str(cfg), "--nproc", "1", "-o", f"Global.run_dir={run}", "Train.epochs=1",
+            "Global.visualdl=false"]
+    assert main(args) == 0
+    saved = load_checkpoint(run / "best").meta
+    assert main(args) == 2
+    assert load_checkpoint(run / "best").meta == saved       # untouched
+    assert main(args + ["--overwrite"]) == 0
+    assert load_checkpoint(run / "best").meta != saved
