@@ -232,7 +232,7 @@ def test_resume_continues_exactly(track_root, tmp_path, plate_charset):
     assert (resumed._stage, resumed._epoch) == (2, 1)
     resumed.fit([1, 2])
     a, b = _snapshot(full.system), _snapshot(resumed.system)
-    assert_state_close(b, a, rtol=1e-6)  # (bit-identical on the machines measured so far)
+    assert_state_close(b, a, rtol=1e-6)  # (bit-identical where measured)
     assert [h["epoch"] for h in resumed.history] == [1, 1, 2]
 
 
