@@ -132,3 +132,11 @@ def test_export_sr_and_predict_chain_write_a_submission(sr_run, tracks, tmp_path
     rows = read_submission(sub)
     assert sorted(r[0] for r in rows) == ["track_00001", "track_00002", "track_00003"]
     assert all(0.0 <= r[2] <= 1.0 for r in rows)
+
+
+def test_train_sr_into_an_existing_run_needs_resume_or_overwrite(sr_run, sr_config):
+    from vinocr.cli.train_sr import main
+
+    before = (sr_run / "latest" / "state.json").read_text()
+    assert main(["-c", str(sr_config), "--stage", "1"]) == 2
+    assert (sr_run / "latest" / "state.json").read_text() == before

@@ -29,6 +29,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--stage", default="all", help="1, 2, 3, all or a comma list (default all)")
     p.add_argument("--resume", help="checkpoint to continue from (stage{n}_epoch_{N}, latest, "
                    "best) or a run directory (its latest)")
+    p.add_argument("--overwrite", action="store_true", help="start over in a run directory "
+                   "that already holds a run, replacing its checkpoints and history")
     p.add_argument("--log-level", default=None, choices=("DEBUG", "INFO", "WARNING", "ERROR"))
     return p
 
@@ -111,6 +113,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     val = SRPairs(data["val"], max_tracks=data["max_val_tracks"], **common) \
         if data["val"] else None
     decoder = build_decoder(cfg["Decode"], charset, key="Decode")
+    from vinocr.engine.rundir import claim_run_dir
+
+    claim_run_dir(run_dir, bool(args.resume), args.overwrite)
     write_resolved_config(cfg, run_dir)
     trainer = SRTrainer(cfg, generator, ocr, charset.class_list(), image_shape, decoder, train,
                         val, run_dir, ocr_state=ocr_state)

@@ -22,7 +22,7 @@ LOCK_FILE = ".lock"
 CLAIMED_ENV = "VINOCR_RUN_CLAIMED"
 #: What a run writes; ``--overwrite`` removes these (and nothing else) before starting over.
 RUN_OUTPUTS = ("latest", "best", "training_history.json", "report.json", "visualdl")
-RUN_OUTPUT_GLOBS = ("epoch_*", "rank*_weights.json", ".latest.*", ".best.*")
+RUN_OUTPUT_GLOBS = ("epoch_*", "stage*_epoch_*", "rank*_weights.json", ".latest.*", ".best.*")
 
 _held: Dict[str, Any] = {}   # run dir -> its open lock file; closing it releases the lock
 
@@ -31,7 +31,7 @@ def holds_run(run_dir: Path) -> bool:
     """Whether ``run_dir`` holds a run's outputs (a checkpoint or a history)."""
     return any((run_dir / name).exists() for name in ("latest", "best",
                                                        "training_history.json")) or \
-        any(run_dir.glob("epoch_*"))
+        any(run_dir.glob("epoch_*")) or any(run_dir.glob("stage*_epoch_*"))
 
 
 def lock_run_dir(run_dir: Path) -> None:
