@@ -317,7 +317,7 @@ def soak_sr(work: Path, only: set) -> None:
     run_dir = work / "sr_run"
     shutil.rmtree(run_dir, ignore_errors=True)
     cfg["Global"]["run_dir"] = str(run_dir)
-    cfg["Global"]["log_every_steps"] = 1     # a pause in the log then means validation
+    cfg["Global"]["log_every_steps"] = 1     # epoch 2's last step logged = validation begins
     cfg["OCR"]["model"] = str(ocr)
     cfg["Data"] = {"train": str(plates / "train"), "val": str(plates / "val"),
                    "max_val_tracks": 40}
@@ -344,11 +344,12 @@ def soak_sr(work: Path, only: set) -> None:
     intact = not loads(run_dir / "latest")
     st1 = checkpoint_state(run_dir / "latest") or {}
     # Ctrl-C while epoch 2 of the resumed run validates, then resume to the end.
+    steps = json.loads((run_dir / "training_history.json").read_text())[0]["steps"]
     proc = start(base + ["--resume", str(run_dir)], work / "sr_2.log")
     try:
-        # The epoch's last training step is logged; validation follows.
-        wait_for(logged("stage 1 epoch 2 step"), 3600, "SR epoch 2 training", proc)
-        wait_for(lambda: _sr_validating(log), 3600, "SR epoch 2 validation", proc)
+        # Every step is logged: once epoch 2's last step is, validation is running.
+        wait_for(logged(f"stage 1 epoch 2 step {steps}:"), 3600, "SR epoch 2 validation", proc)
+        time.sleep(0.5)
         os.killpg(proc.pid, signal.SIGINT)
         code_c = proc.wait(timeout=300)
     finally:
@@ -368,16 +369,6 @@ def soak_sr(work: Path, only: set) -> None:
         ok = code_c == 130 and "Traceback" not in out_c and st2.get("epoch") == st1.get("epoch")
         report("sr_ctrl_c", ok and done, f"Ctrl-C during epoch 2 validation: exit {code_c}, "
                f"latest still epoch {st2.get('epoch')}, then resumed to the end (exit {code})")
-
-
-def _sr_validating(log: Path) -> bool:
-    """With every step logged, validation is running once the log has been quiet for a while
-    (a step takes well under 3 s at this size)."""
-    try:
-        age = time.time() - log.stat().st_mtime
-    except OSError:
-        return False
-    return age > 3
 
 
 CHECKS = ("ctrl_c_validation", "kill_rank", "finetune", "disk_full", "sr_kill", "sr_ctrl_c")
