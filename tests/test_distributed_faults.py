@@ -198,3 +198,18 @@ def test_finetune_into_a_run_directory_needs_resume_or_overwrite(tmp_path):
     assert load_checkpoint(run / "best").meta == saved       # untouched
     assert main(args + ["--overwrite"]) == 0
     assert load_checkpoint(run / "best").meta != saved
+
+
+def test_rank_failure_reads_only_this_launch_and_names_a_killed_rank(tmp_path):
+    # A resumed run appends to the logs of the run it continues: an old "interrupted" must not
+    # turn a kill -9 into a Ctrl-C.
+    (tmp_path / "workerlog.0").write_text("vinocr-finetune: interrupted\n")
+    (tmp_path / "workerlog.1").write_text("vinocr-finetune: interrupted\n")
+    (tmp_path / "launcher.log").write_text("$ old launch\n")
+    since = {p.name: p.stat().st_size for p in tmp_path.iterdir()}
+    with open(tmp_path / "workerlog.0", "a") as f:
+        f.write("RuntimeError: [Gloo] connection closed by peer\n")
+    with open(tmp_path / "launcher.log", "a") as f:
+        f.write("LAUNCH INFO x Container rank 1 status failed cmd [...] code -9 log workerlog.1\n")
+    n, cause, code = rank_failure(tmp_path, "vinocr-finetune", since)
+    assert (n, code) == (1, 1) and "rank 1 was killed by signal 9" in cause

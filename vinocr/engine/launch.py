@@ -15,7 +15,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import IO, Callable, List, Optional, Tuple
+from typing import IO, Callable, Dict, List, Optional, Tuple
 
 logger = logging.getLogger(__name__)
 
@@ -78,20 +78,36 @@ class OutputFilter:
         self.show(line + "\n")
 
 
-def rank_failure(log_dir: Path, prog: str) -> Tuple[Optional[int], str, int]:
-    """``(rank, one-line cause, exit code)`` of a failed data-parallel run, read from
-    ``workerlog.N``: the rank's own exit code for a user error (2) or an interruption (130).
+_CONTAINER_FAILED = re.compile(r"Container rank (\d+) status failed .* code (-?\d+)")
+
+
+def _read_since(path: Path, offset: int) -> List[str]:
+    try:
+        with open(path, "rb") as f:
+            f.seek(offset)
+            return f.read().decode("utf-8", errors="replace").splitlines()
+    except OSError:
+        return []
+
+
+def rank_failure(log_dir: Path, prog: str, since: Optional[Dict[str, int]] = None
+                 ) -> Tuple[Optional[int], str, int]:
+    """``(rank, one-line cause, exit code)`` of a failed data-parallel run, read from what this
+    launch added to ``workerlog.N`` and ``launcher.log`` (``since``: file name -> size before it;
+    a resumed run appends to the same files).
 
     A user error a rank reported (``prog: error: ...``, e.g. a rank timing out waiting for
-    another) wins over an interruption, which wins over a raw exception line (a crash)."""
+    another) wins over an interruption; then the rank the launcher saw fail first: killed by a
+    signal (``kill -9``, the out-of-memory killer), or its last exception line (a crash)."""
+    since = since or {}
     found: List[Tuple[int, int, str]] = []
+    crashes: Dict[int, str] = {}
     for path in sorted(log_dir.glob("workerlog.*")):
         try:
             n = int(path.suffix.lstrip("."))
-            lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
-        except (ValueError, OSError):
+        except ValueError:
             continue
-        for line in reversed(lines):
+        for line in reversed(_read_since(path, since.get(path.name, 0))):
             line = line.strip()
             if line.startswith(f"{prog}: error: "):
                 found.append((0, n, line[len(prog) + 9:]))
@@ -101,8 +117,18 @@ def rank_failure(log_dir: Path, prog: str) -> Tuple[Optional[int], str, int]:
                 break
             m = _EXCEPTION_LINE.match(line)
             if m and "Interrupt" not in m.group(1):
-                found.append((2, n, line))
+                crashes[n] = line
                 break
+    for line in _read_since(log_dir / "launcher.log", since.get("launcher.log", 0)):
+        m = _CONTAINER_FAILED.search(line)
+        if m:
+            n, code = int(m.group(1)), int(m.group(2))
+            cause = (f"rank {n} was killed by signal {-code} (kill -9 or the out-of-memory "
+                     "killer when 9)" if code < 0 else
+                     crashes.get(n, f"rank {n} exited with code {code}"))
+            found.append((2, n, cause))
+            break
+    found += [(3, n, line) for n, line in crashes.items()]
     if not found:
         return None, "", 1
     kind, n, cause = min(found)
@@ -139,7 +165,10 @@ def launch(script: str, args: List[str], nproc: int, log_dir: Path, prog: str,
     # Rank 0's own output is shown by tailing its log: the launcher's echo of it turns progress
     # bar redraws into new lines and adds its own status lines and log dumps.
     rank0 = log_dir / "workerlog.0"
-    offset = rank0.stat().st_size if rank0.exists() else 0   # a resume appends to it
+    # A resumed run appends to the same logs: only what this launch adds counts.
+    since = {p.name: p.stat().st_size for p in log_dir.iterdir()
+             if p.name.startswith("workerlog.") or p.name == "launcher.log"}
+    offset = since.get(rank0.name, 0)
     out = OutputFilter(lambda text: (stream.write(text), stream.flush()), lambda text: None)
     interrupted, deadline = False, None
     with open(log_dir / "launcher.log", "a", encoding="utf-8") as log:
@@ -165,7 +194,7 @@ def launch(script: str, args: List[str], nproc: int, log_dir: Path, prog: str,
         code = proc.returncode
     if code == 0 and not interrupted:
         return 0
-    n, cause, rank_code = rank_failure(log_dir, prog)
+    n, cause, rank_code = rank_failure(log_dir, prog, since)
     if interrupted or cause == "interrupted":
         raise KeyboardInterrupt
     if not cause:
