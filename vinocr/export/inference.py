@@ -17,7 +17,7 @@ from vinocr.charset import Charset, load_charset
 from vinocr.errors import VinocrError
 from vinocr.export.manifest import (PADDLE_FILES, ExportedModelError, corrupt, pdiparams_problem,
                                     read_records, verify_recorded, write_records)
-from vinocr.models.recognizer import Recognizer
+from vinocr.models.recognizer import RecognitionNet
 
 logger = logging.getLogger(__name__)
 
@@ -25,7 +25,7 @@ MODEL_NAME = "PP-OCRv4_mobile_rec"
 
 
 class _SoftmaxWrapper(paddle.nn.Layer):
-    def __init__(self, model: Recognizer) -> None:
+    def __init__(self, model: RecognitionNet) -> None:
         super().__init__()
         self.model = model
 
@@ -48,7 +48,7 @@ def inference_yml(charset: Charset, image_shape: Sequence[int],
     return doc
 
 
-def export_inference(model: Recognizer, out_dir: Union[str, Path], charset: Any,
+def export_inference(model: RecognitionNet, out_dir: Union[str, Path], charset: Any,
                      image_shape: Sequence[int] = (3, 48, 320),
                      extra: Optional[Dict[str, Any]] = None) -> Path:
     """Save ``model`` (deploy form is used: branches are folded first) for Paddle inference."""

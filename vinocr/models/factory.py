@@ -8,7 +8,7 @@ import numpy as np
 
 from vinocr.charset import Charset, load_charset
 from vinocr.errors import VinocrError
-from vinocr.models.recognizer import Recognizer
+from vinocr.models.recognizer import RecognitionNet
 from vinocr.models.registry import build_model
 from vinocr.models.weights import (HEAD_BIAS, HEAD_WEIGHT, LoadReport, check_coverage,
                                    load_weights, transfer_ctc_head)
@@ -19,8 +19,8 @@ logger = logging.getLogger(__name__)
 _REP_ARCHS = ("ppocrv4_mobile", "ppocrv4_teacher")
 
 
-def model_from_config(arch: Mapping[str, Any], charset: Any) -> Tuple[Recognizer,
-                                                                       Optional[LoadReport]]:
+def model_from_config(arch: Mapping[str, Any], charset: Any
+                      ) -> Tuple[RecognitionNet, Optional[LoadReport]]:
     """``arch`` is the ``Architecture`` config section; ``charset`` the run's charset.
 
     Pretrained weights must cover the model: parameters they leave at random init are an error

@@ -1,4 +1,5 @@
-"""The recogniser: ``backbone`` + ``head``, producing CTC logits [N, T, num_classes]."""
+"""The recognition network: ``backbone`` + ``head``, producing CTC logits [N, T, num_classes]
+(the inference API over an exported model is :class:`vinocr.predict.Recognizer`)."""
 from __future__ import annotations
 
 from typing import Any, Dict, Tuple
@@ -22,7 +23,7 @@ def ctc_to_gtc_targets(labels: paddle.Tensor, lengths: paddle.Tensor) -> paddle.
     return paddle.to_tensor(out)
 
 
-class Recognizer(nn.Layer):
+class RecognitionNet(nn.Layer):
     """``forward`` returns logits; :meth:`predict_proba` the softmax used by decoders and export.
 
     Attributes ``arch`` and ``arch_kwargs`` record how the model was built so checkpoints and
@@ -57,7 +58,7 @@ class Recognizer(nn.Layer):
     def predict_proba(self, x: paddle.Tensor) -> paddle.Tensor:
         return F.softmax(self.forward(x), axis=-1)
 
-    def optimize_for_inference(self) -> "Recognizer":
+    def optimize_for_inference(self) -> "RecognitionNet":
         """Exact, inference-only simplifications (after :meth:`rep`): BatchNorms folded into
         their convs and learnable affines folded into neighbouring convs. The result no longer
         loads training checkpoints by key; export works on a copy."""
@@ -76,7 +77,7 @@ class Recognizer(nn.Layer):
     def is_deploy(self) -> bool:
         return not any(getattr(l, "is_repped", True) is False for l in self.sublayers())
 
-    def rep(self) -> "Recognizer":
+    def rep(self) -> "RecognitionNet":
         """Fold re-parameterisable branches into single convolutions (training -> deploy form).
 
         Outputs are equal in eval mode. Call on a model in eval mode or after training."""

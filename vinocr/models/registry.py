@@ -4,13 +4,14 @@ from __future__ import annotations
 from typing import Any, Callable, Dict, List
 
 from vinocr.errors import ConfigError
-from vinocr.models.recognizer import Recognizer
+from vinocr.models.recognizer import RecognitionNet
 
-_MODELS: Dict[str, Callable[..., Recognizer]] = {}
+_MODELS: Dict[str, Callable[..., RecognitionNet]] = {}
 
 
-def register_model(name: str) -> Callable[[Callable[..., Recognizer]], Callable[..., Recognizer]]:
-    def wrap(fn: Callable[..., Recognizer]) -> Callable[..., Recognizer]:
+def register_model(name: str
+                   ) -> Callable[[Callable[..., RecognitionNet]], Callable[..., RecognitionNet]]:
+    def wrap(fn: Callable[..., RecognitionNet]) -> Callable[..., RecognitionNet]:
         _MODELS[name] = fn
         return fn
     return wrap
@@ -20,7 +21,7 @@ def list_models() -> List[str]:
     return sorted(_MODELS)
 
 
-def build_model(name: str, num_classes: int, **kwargs: Any) -> Recognizer:
+def build_model(name: str, num_classes: int, **kwargs: Any) -> RecognitionNet:
     if name not in _MODELS:
         raise ConfigError(f"Architecture.name: unknown model {name!r}; valid: "
                           f"{', '.join(list_models())}")
@@ -35,7 +36,7 @@ def ppocrv4_mobile(num_classes: int, deploy: bool = True, scale: float = 0.95,
                    num_conv_branches: int = 4, neck_depth: int = 2, neck_dims: int = 120,
                    neck_hidden: int = 120, detach_neck_input: bool = False,
                    drop_rate: float = 0.1, gtc: bool = False,
-                   frozen_rep_bn: bool = False) -> Recognizer:
+                   frozen_rep_bn: bool = False) -> RecognitionNet:
     """PP-OCRv4 mobile recogniser (PPLCNetV3 x0.95 + SVTR neck + CTC). ``deploy=True`` builds the
     single-conv form that the pretrained ONNX holds; ``False`` the re-parameterisable one.
     ``gtc=True`` adds PaddleOCR's GTC/NRTR attention branch as an auxiliary training loss.
@@ -55,14 +56,14 @@ def ppocrv4_mobile(num_classes: int, deploy: bool = True, scale: float = 0.95,
     neck = dict(dims=neck_dims, depth=neck_depth, hidden_dims=neck_hidden,
                 detach_input=detach_neck_input, drop_rate=drop_rate, attn_drop_rate=drop_rate)
     head = MultiHead(backbone.out_channels, num_classes, neck, gtc=gtc)
-    return Recognizer(backbone, head, "ppocrv4_mobile", num_classes, kwargs)
+    return RecognitionNet(backbone, head, "ppocrv4_mobile", num_classes, kwargs)
 
 
 @register_model("ppocrv4_teacher")
 def ppocrv4_teacher(num_classes: int, deploy: bool = False, scale: float = 1.5,
                     num_conv_branches: int = 4, neck_depth: int = 4, neck_dims: int = 160,
                     neck_hidden: int = 192, detach_neck_input: bool = False,
-                    drop_rate: float = 0.1, gtc: bool = False) -> Recognizer:
+                    drop_rate: float = 0.1, gtc: bool = False) -> RecognitionNet:
     """A wider backbone (x1.5: 32..768 channels) and a deeper, wider SVTR neck: a distillation
     teacher for the mobile student (same T = W/8, same classes)."""
     model = ppocrv4_mobile(num_classes, deploy=deploy, scale=scale,
@@ -74,11 +75,12 @@ def ppocrv4_teacher(num_classes: int, deploy: bool = False, scale: float = 1.5,
 
 
 @register_model("crnn")
-def crnn(num_classes: int, hidden: int = 128, channels: tuple = (32, 64, 128, 256)) -> Recognizer:
+def crnn(num_classes: int, hidden: int = 128, channels: tuple = (32, 64, 128, 256)
+         ) -> RecognitionNet:
     """CRNN baseline (CNN + 2-layer BiLSTM + CTC), trained from scratch."""
     from vinocr.models.crnn import CRNNBackbone, RNNHead
 
     backbone = CRNNBackbone(tuple(channels))
     head = RNNHead(backbone.out_channels, num_classes, hidden)
-    return Recognizer(backbone, head, "crnn", num_classes,
+    return RecognitionNet(backbone, head, "crnn", num_classes,
                       dict(hidden=hidden, channels=list(channels)))

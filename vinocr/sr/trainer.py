@@ -116,7 +116,7 @@ class SRTrainer:
     Args:
         cfg: a validated SR config (:data:`vinocr.sr.config.SR_SCHEMA`).
         generator: the SR network.
-        ocr: the recogniser (a :class:`vinocr.models.recognizer.Recognizer`) fine-tuned on HR.
+        ocr: the recogniser (a :class:`vinocr.models.recognizer.RecognitionNet`) fine-tuned on HR.
         classes: the recogniser's class list (index 0 = blank).
         image_shape: the recogniser's input [C, H, W].
         decoder: a :mod:`vinocr.decode` decoder for validation.
@@ -239,7 +239,7 @@ class SRTrainer:
                     continue
                 self._configure(plan)
                 if self._resume_optimizer:
-                    from vinocr.engine.optim import optimizer_state_from_named
+                    from vinocr.engine.optim_state import optimizer_state_from_named
 
                     optimizer_state_from_named(self.optimizer, self.system,
                                                self._resume_optimizer)
@@ -371,7 +371,7 @@ class SRTrainer:
 
     def save(self, name: str) -> Path:
         from vinocr.engine.checkpoint import save_checkpoint
-        from vinocr.engine.optim import optimizer_state_to_named
+        from vinocr.engine.optim_state import optimizer_state_to_named
 
         model_state = {k: v.numpy() for k, v in self.system.state_dict().items()}
         opt_state = optimizer_state_to_named(self.optimizer, self.system) \
