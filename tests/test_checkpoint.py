@@ -285,7 +285,7 @@ def test_convert_pdparams(tmp_path: Path, caplog) -> None:
     expected = {k: v.numpy() for k, v in layer.state_dict().items()}
     assert_tensors_equal(loaded.model_state, expected)
     # Optimizer tensors use the trainer's parameter-name keys, so its loader can take them.
-    from vinocr.engine.optim import optimizer_state_to_named
+    from vinocr.engine.optim_state import optimizer_state_to_named
 
     opt_expected = {k: v for k, v in optimizer_state_to_named(opt, layer).items()
                     if not k.startswith("LR_Scheduler")}

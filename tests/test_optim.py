@@ -8,9 +8,10 @@ import paddle.nn as nn
 import pytest
 
 from conftest import assert_close_rel
-from vinocr.engine.optim import (ModelEMA, Schedule, build_ema, build_optimizer, build_scheduler,
-                                 no_decay_param_names, optimizer_state_from_named,
-                                 optimizer_state_to_named)
+from vinocr.engine.ema import ModelEMA, build_ema
+from vinocr.engine.optim import build_optimizer, no_decay_param_names
+from vinocr.engine.optim_state import optimizer_state_from_named, optimizer_state_to_named
+from vinocr.engine.schedules import Schedule, build_scheduler
 from vinocr.errors import ConfigError
 from vinocr.models import build_model
 from vinocr.models.layers import LearnableAffineBlock

@@ -159,7 +159,7 @@ def paddle_optimizer_state_to_named(state_dict: Mapping[str, Any],
     only meaningful inside the process that created them. ``param_names`` maps those internal
     parameter names (``linear_0.w_0``) to structured ones (``head.fc.weight``), which a
     ``.pdparams`` file preserves; the result uses the trainer's layout
-    (:func:`vinocr.engine.optim.optimizer_state_to_named`): ``head.fc.weight/moment1``,
+    (:func:`vinocr.engine.optim_state.optimizer_state_to_named`): ``head.fc.weight/moment1``,
     ``.../master_weight``. Returns (tensors, JSON-able non-tensor entries such as
     ``LR_Scheduler``, number of tensors that match no parameter and were dropped).
     """
@@ -659,7 +659,7 @@ def convert_pdparams(src: PathLike, dst_dir: PathLike, keep_prefix: bool = False
     state: Dict[str, Any] = {"source": {"format": "paddleocr", "pdparams": str(params_path)}}
     optimizer: Optional[Dict[str, np.ndarray]] = None
     if opt_path.is_file():
-        from vinocr.engine.optim import STATE_SEP
+        from vinocr.engine.optim_state import STATE_SEP
 
         opt_raw = paddle_load(opt_path, return_numpy=True)
         if not isinstance(opt_raw, Mapping):

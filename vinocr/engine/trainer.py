@@ -265,7 +265,8 @@ class Trainer:
         return min(steps, max_steps) if max_steps else steps
 
     def _build_optimization(self) -> None:
-        from vinocr.engine.optim import ModelEMA, build_optimizer, build_scheduler
+        from vinocr.engine.ema import ModelEMA
+        from vinocr.engine.schedules import build_scheduler
 
         opt_cfg = self.cfg["Optimizer"]
         self.schedule = build_scheduler(self.cfg["Scheduler"], opt_cfg["lr"],
@@ -287,7 +288,7 @@ class Trainer:
     def rebuild_optimizer(self) -> None:
         """After trainable parameters changed: a new optimizer that keeps the moments of the
         parameters that were already training (new ones start fresh)."""
-        from vinocr.engine.optim import optimizer_state_from_named, optimizer_state_to_named
+        from vinocr.engine.optim_state import optimizer_state_from_named, optimizer_state_to_named
 
         named = optimizer_state_to_named(self.optimizer, self.model)
         self.optimizer = self._make_optimizer()
@@ -314,7 +315,7 @@ class Trainer:
         if not self.is_main:
             return None
         from vinocr.engine.checkpoint import save_checkpoint
-        from vinocr.engine.optim import optimizer_state_to_named
+        from vinocr.engine.optim_state import optimizer_state_to_named
 
         model_state = {k: v.numpy() for k, v in self.model.state_dict().items()}
         path = save_checkpoint(self.run_dir / name, model_state, self._checkpoint_state(),
@@ -323,7 +324,7 @@ class Trainer:
         return path
 
     def _restore(self, ckpt: Any) -> None:
-        from vinocr.engine.optim import optimizer_state_from_named
+        from vinocr.engine.optim_state import optimizer_state_from_named
 
         st = ckpt.state
         self.hooks.set_state_dict(st.get("hooks", {}))
