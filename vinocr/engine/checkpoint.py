@@ -151,7 +151,7 @@ _DROP = _Dropped()
 # PaddleOCR optimizer state
 
 def paddle_optimizer_state_to_named(state_dict: Mapping[str, Any],
-                                    param_names: Mapping[str, str], sep: str = "/"
+                                    param_names: Mapping[str, str]
                                     ) -> Tuple[Dict[str, np.ndarray], Dict[str, Any], int]:
     """Re-key a Paddle ``optimizer.state_dict()`` by structured parameter names.
 
@@ -163,6 +163,10 @@ def paddle_optimizer_state_to_named(state_dict: Mapping[str, Any],
     ``.../master_weight``. Returns (tensors, JSON-able non-tensor entries such as
     ``LR_Scheduler``, number of tensors that match no parameter and were dropped).
     """
+    # Imported here: the key format lives with the trainer's optimizer state, which needs paddle,
+    # and this module does not import paddle.
+    from vinocr.engine.optim_state import MASTER_WEIGHT, state_key
+
     # Longest names first, so ``linear_1.w_0`` never claims ``linear_1.w_0_fp32`` style prefixes
     # of another parameter.
     internals = sorted(param_names, key=len, reverse=True)
@@ -185,11 +189,11 @@ def paddle_optimizer_state_to_named(state_dict: Mapping[str, Any],
             if found is None:
                 dropped += 1
                 continue
-            named[f"{found[0]}{sep}{found[1]}"] = _as_array(value)
+            named[state_key(*found)] = _as_array(value)
         elif key == "master_weights" and isinstance(value, Mapping):
             for internal, tensor in value.items():
                 if internal in param_names and _is_tensor(tensor):
-                    named[f"{param_names[internal]}{sep}master_weight"] = _as_array(tensor)
+                    named[state_key(param_names[internal], MASTER_WEIGHT)] = _as_array(tensor)
                 else:
                     dropped += 1
         else:
@@ -659,13 +663,11 @@ def convert_pdparams(src: PathLike, dst_dir: PathLike, keep_prefix: bool = False
     state: Dict[str, Any] = {"source": {"format": "paddleocr", "pdparams": str(params_path)}}
     optimizer: Optional[Dict[str, np.ndarray]] = None
     if opt_path.is_file():
-        from vinocr.engine.optim_state import STATE_SEP
-
         opt_raw = paddle_load(opt_path, return_numpy=True)
         if not isinstance(opt_raw, Mapping):
             raise CheckpointError(f"{opt_path}: expected an optimizer state dict, got "
                                   f"{type(opt_raw).__name__}")
-        named, extra, dropped = paddle_optimizer_state_to_named(opt_raw, param_names, STATE_SEP)
+        named, extra, dropped = paddle_optimizer_state_to_named(opt_raw, param_names)
         if named:
             optimizer = named
             state["optimizer_extra"] = extra

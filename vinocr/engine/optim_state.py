@@ -21,7 +21,7 @@ from vinocr.engine.schedules import to_plain
 logger = logging.getLogger(__name__)
 
 __all__ = ["LR_STATE_PREFIX", "MASTER_WEIGHT", "STATE_SEP", "optimizer_state_from_named",
-           "optimizer_state_to_named"]
+           "optimizer_state_to_named", "state_key"]
 
 #: Separator between a structured parameter name and the accumulator in named optimizer state
 #: (``head.fc.weight/moment1``); structured names never contain it.
@@ -32,6 +32,13 @@ LR_STATE_PREFIX = "LR_Scheduler"
 MASTER_WEIGHT = "master_weight"
 
 
+def state_key(owner: str, entry: str) -> str:
+    """The key of one named optimizer state entry: ``<param>/<accumulator>``
+    (``head.fc.weight/moment1``) or ``LR_Scheduler/<field>``. The one definition of the format,
+    shared with :func:`vinocr.engine.checkpoint.paddle_optimizer_state_to_named`."""
+    return f"{owner}{STATE_SEP}{entry}"
+
+
 def _lr_state_to_arrays(scheduler: LRScheduler) -> Dict[str, np.ndarray]:
     # The checkpoint stores optimizer state as safetensors, so only numeric arrays: None (an
     # unset ReduceOnPlateau.best) travels as NaN, which is never a valid value of these fields.
@@ -39,18 +46,18 @@ def _lr_state_to_arrays(scheduler: LRScheduler) -> Dict[str, np.ndarray]:
     for key, value in scheduler.state_dict().items():
         value = to_plain(value)
         if value is None:
-            out[f"{LR_STATE_PREFIX}{STATE_SEP}{key}"] = np.array([np.nan], np.float64)
+            out[state_key(LR_STATE_PREFIX, key)] = np.array([np.nan], np.float64)
         elif isinstance(value, bool) or not isinstance(value, (int, float)):
             logger.debug("LR scheduler state %s=%r is not a number; not saved", key, value)
         elif isinstance(value, int):
-            out[f"{LR_STATE_PREFIX}{STATE_SEP}{key}"] = np.array([value], np.int64)
+            out[state_key(LR_STATE_PREFIX, key)] = np.array([value], np.int64)
         else:
-            out[f"{LR_STATE_PREFIX}{STATE_SEP}{key}"] = np.array([value], np.float64)
+            out[state_key(LR_STATE_PREFIX, key)] = np.array([value], np.float64)
     return out
 
 
 def _lr_state_from_arrays(scheduler: LRScheduler, named: Mapping[str, np.ndarray]) -> None:
-    prefix = LR_STATE_PREFIX + STATE_SEP
+    prefix = state_key(LR_STATE_PREFIX, "")
     entries = {k[len(prefix):]: np.asarray(v).reshape(-1)[0] for k, v in named.items()
                if k.startswith(prefix)}
     if not entries:
@@ -91,13 +98,13 @@ def optimizer_state_to_named(optimizer: paddle.optimizer.Optimizer,
             if sname is None:
                 skipped += 1
                 continue
-            out[f"{sname}{STATE_SEP}{acc_name}"] = np.array(var.numpy(), copy=True)
+            out[state_key(sname, acc_name)] = np.array(var.numpy(), copy=True)
     for internal, var in (getattr(optimizer, "_master_weights", None) or {}).items():
         sname = by_internal.get(internal)
         if sname is None:
             skipped += 1
             continue
-        out[f"{sname}{STATE_SEP}{MASTER_WEIGHT}"] = np.array(var.numpy(), copy=True)
+        out[state_key(sname, MASTER_WEIGHT)] = np.array(var.numpy(), copy=True)
     if skipped:
         logger.warning("%d optimizer tensors belong to parameters outside the model; not saved",
                        skipped)
@@ -157,14 +164,14 @@ def optimizer_state_from_named(optimizer: paddle.optimizer.Optimizer, model: pad
         for internal, var in per_param.items():
             sname = by_internal.get(internal)
             if sname is not None:
-                load(var, f"{sname}{STATE_SEP}{acc_name}")
+                load(var, state_key(sname, acc_name))
     for internal, var in (getattr(optimizer, "_master_weights", None) or {}).items():
         sname = by_internal.get(internal)
         if sname is not None:
-            load(var, f"{sname}{STATE_SEP}{MASTER_WEIGHT}")
+            load(var, state_key(sname, MASTER_WEIGHT))
     if isinstance(optimizer._learning_rate, LRScheduler):
         _lr_state_from_arrays(optimizer._learning_rate, named)
-        used.update(k for k in named if k.startswith(LR_STATE_PREFIX + STATE_SEP))
+        used.update(k for k in named if k.startswith(state_key(LR_STATE_PREFIX, "")))
     unused = sorted(set(named) - used)
 
     problems = []
