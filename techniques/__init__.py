@@ -3,7 +3,8 @@
 One file per technique; each registers a :class:`~vinocr.engine.hooks.TrainerHooks` subclass under
 a name. Other installed packages add techniques through the entry-point group
 ``vinocr.techniques`` (``name = "package.module:Class"``). Names stack with ``+``: an adaptation
-technique first, then loss-level ones, e.g. ``gradual_unfreeze+label_smoothing``.
+technique first (``adapts_model = True``; at most one), then loss-level ones, e.g.
+``gradual_unfreeze+label_smoothing``; :class:`~vinocr.engine.hooks.HookList` enforces it.
 """
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 """``auto``: pick the adaptation technique from the run: its training samples and its budget.
 
 The choice is made in :meth:`prepare_model`, when the training set is loaded and filtered
-(``len(trainer.train_set)``) and the run's length is known (``trainer.planned_steps``: epochs x
+(``run.train_size``) and the run's length is known (``run.planned_steps``: epochs x
 batches, capped by ``Train.max_steps``). ``table`` holds the rules; the first row whose every
 condition holds wins, and the last row has none::
 
@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
 
 from techniques import register_technique
-from vinocr.engine.hooks import HookList, LossOutput, TrainerHooks
+from vinocr.engine.hooks import HookList, LossOutput, RunView, TrainerHooks
 from vinocr.errors import ConfigError
 
 logger = logging.getLogger(__name__)
@@ -177,6 +177,7 @@ def choose(n_samples: int, steps: int, table: Sequence[Rule],
 
 @register_technique("auto")
 class Auto(TrainerHooks):
+    adapts_model = True
     OPTIONS = _DelegatedOptions()
 
     def __init__(self, table: Optional[Sequence[Any]] = None, override: Optional[str] = None,
@@ -208,12 +209,12 @@ class Auto(TrainerHooks):
             logger.info("auto: options not used by %s: %s", name, ", ".join(unused))
         return build_technique({"name": name, **mine})
 
-    def prepare_model(self, model: Any, trainer: Any) -> Any:
+    def prepare_model(self, model: Any, run: RunView) -> Any:
         from techniques import available_techniques
 
         available = available_techniques()
-        self.n_samples = len(trainer.train_set)
-        self.planned_steps = int(trainer.planned_steps)
+        self.n_samples = int(run.train_size)
+        self.planned_steps = int(run.planned_steps)
         if self.override is not None:
             missing = [n for n in _split(self.override) if n not in available]
             if missing:
@@ -229,30 +230,27 @@ class Auto(TrainerHooks):
                                               available)
         logger.info("auto: %s", self.reason)
         self.inner = self._build(self.chosen)
-        model = self.inner.prepare_model(model, trainer)
+        model = self.inner.prepare_model(model, run)
         if self._pending_state is not None:
             self.set_state_dict(self._pending_state)
         return model
 
     # ------------------------------------------------------------------ delegation
-    def param_groups(self, model: Any, trainer: Any) -> Optional[List[Dict[str, Any]]]:
-        return self.inner.param_groups(model, trainer)
+    def param_groups(self, model: Any, run: RunView) -> Optional[List[Dict[str, Any]]]:
+        return self.inner.param_groups(model, run)
 
-    def on_epoch_start(self, epoch: int, trainer: Any) -> bool:
-        return self.inner.on_epoch_start(epoch, trainer)
+    def on_epoch_start(self, epoch: int, run: RunView) -> bool:
+        return self.inner.on_epoch_start(epoch, run)
 
-    def train_mode(self, model: Any, trainer: Any) -> None:
-        self.inner.train_mode(model, trainer)
+    def train_mode(self, model: Any, run: RunView) -> None:
+        self.inner.train_mode(model, run)
 
-    def loss(self, out: LossOutput, logits: Any, batch: Dict[str, Any], trainer: Any
+    def loss(self, out: LossOutput, logits: Any, batch: Dict[str, Any], run: RunView
              ) -> LossOutput:
-        return self.inner.loss(out, logits, batch, trainer)
+        return self.inner.loss(out, logits, batch, run)
 
-    def on_epoch_end(self, epoch: int, metrics: Dict[str, float], trainer: Any) -> None:
-        self.inner.on_epoch_end(epoch, metrics, trainer)
-
-    def finalize(self, model: Any, trainer: Any) -> Any:
-        return self.inner.finalize(model, trainer)
+    def on_epoch_end(self, epoch: int, metrics: Dict[str, float], run: RunView) -> None:
+        self.inner.on_epoch_end(epoch, metrics, run)
 
     def state_dict(self) -> Dict[str, Any]:
         return {"chosen": self.chosen, "inner": self.inner.state_dict()}

@@ -18,7 +18,7 @@ from typing import Any, Dict, List, Mapping, Optional, Tuple
 
 from techniques import register_technique
 from techniques.parts import PartMap, learnable_parameters
-from vinocr.engine.hooks import TrainerHooks
+from vinocr.engine.hooks import RunView, TrainerHooks
 from vinocr.errors import ConfigError
 
 logger = logging.getLogger(__name__)
@@ -38,6 +38,7 @@ def _check_mult(value: Any, key: str) -> float:
 
 @register_technique("discriminative_lr")
 class DiscriminativeLR(TrainerHooks):
+    adapts_model = True
     OPTIONS = ("lr_mults", "parts")
 
     def __init__(self, lr_mults: Optional[Mapping[str, Any]] = None,
@@ -80,7 +81,7 @@ class DiscriminativeLR(TrainerHooks):
             out.append((name, p, mult))
         return out
 
-    def param_groups(self, model: Any, trainer: Any) -> Optional[List[Dict[str, Any]]]:
+    def param_groups(self, model: Any, run: RunView) -> Optional[List[Dict[str, Any]]]:
         groups: Dict[float, Dict[str, Any]] = {}
         for name, p, mult in self._mults(model):
             g = groups.setdefault(mult, {"name": f"lr_x{mult:g}", "lr_mult": mult, "params": [],

@@ -52,7 +52,7 @@ import paddle.nn as nn
 import paddle.nn.functional as F
 
 from techniques import register_technique
-from vinocr.engine.hooks import LossOutput, TrainerHooks
+from vinocr.engine.hooks import LossOutput, RunView, TrainerHooks
 from vinocr.errors import ConfigError, VinocrError
 
 logger = logging.getLogger(__name__)
@@ -277,14 +277,14 @@ class Distillation(TrainerHooks):
                               f"(same size, different characters or order)")
         return state, source
 
-    def _build_teacher(self, student: nn.Layer, trainer: Any) -> nn.Layer:
+    def _build_teacher(self, student: nn.Layer, run: RunView) -> nn.Layer:
         from vinocr.models.factory import model_from_config
         from vinocr.models.weights import load_weights
 
-        charset = getattr(trainer, "charset", None)
+        charset = run.charset
         if charset is None:
-            raise ConfigError("Technique.teacher_config: the trainer has no charset to build the "
-                              "teacher with")
+            raise ConfigError("Technique.teacher_config: the run view has no charset to build "
+                              "the teacher with")
         arch = self._teacher_arch_cfg()
         if self.teacher_checkpoint is None and not arch.get("pretrained"):
             raise ConfigError("Technique.teacher_checkpoint: required (or a pretrained entry in "
@@ -342,20 +342,19 @@ class Distillation(TrainerHooks):
         return paddle.to_tensor(np.stack(found).astype(np.float32))
 
     # -------------------------------------------------------------- hooks
-    def prepare_model(self, model: Any, trainer: Any) -> Any:
+    def prepare_model(self, model: Any, run: RunView) -> Any:
         if self.teacher is None:
-            self.teacher = self._build_teacher(model, trainer)
+            self.teacher = self._build_teacher(model, run)
         self._freeze_teacher()
-        shape = getattr(trainer, "image_shape", None)
-        if shape is not None:
-            self._check_frames(model, trainer, tuple(shape))
+        if run.image_shape:
+            self._check_frames(model, tuple(run.image_shape))
         n_t = sum(int(np.prod(p.shape)) for p in self.teacher.parameters())
         logger.info("distillation: teacher %s (%s parameters, frozen, eval mode); alpha %g, "
                     "temperature %g%s", self.teacher_source, f"{n_t:,}", self.alpha,
                     self.temperature, ", teacher outputs cached" if self.cache else "")
         return model
 
-    def _check_frames(self, model: nn.Layer, trainer: Any, shape: Tuple[int, ...]) -> None:
+    def _check_frames(self, model: nn.Layer, shape: Tuple[int, ...]) -> None:
         """Classes and frame counts at the configured input size, before any training."""
         x = paddle.zeros([1, *shape])
         was_training = model.training
@@ -380,16 +379,16 @@ class Distillation(TrainerHooks):
                            "distributions are linearly resampled onto the student's frames",
                            self.teacher_frames, self.student_frames)
 
-    def on_epoch_start(self, epoch: int, trainer: Any) -> bool:
+    def on_epoch_start(self, epoch: int, run: RunView) -> bool:
         if self.cache is not None:
             self.cache.reset_epoch()
         return False
 
-    def train_mode(self, model: Any, trainer: Any) -> None:
+    def train_mode(self, model: Any, run: RunView) -> None:
         if self.teacher is not None:
             self.teacher.eval()
 
-    def loss(self, out: LossOutput, logits: Any, batch: Dict[str, Any], trainer: Any
+    def loss(self, out: LossOutput, logits: Any, batch: Dict[str, Any], run: RunView
              ) -> LossOutput:
         if self.teacher is None:
             raise VinocrError("distillation: prepare_model was not called (no teacher)")
@@ -398,7 +397,7 @@ class Distillation(TrainerHooks):
         total = out.loss * self.alpha + kd * (1.0 - self.alpha)
         return LossOutput(total, {**out.terms, "kd": float(kd)})
 
-    def on_epoch_end(self, epoch: int, metrics: Dict[str, float], trainer: Any) -> None:
+    def on_epoch_end(self, epoch: int, metrics: Dict[str, float], run: RunView) -> None:
         c = self.cache
         if c is None or not c.epoch_lookups:
             return

@@ -17,13 +17,14 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence
 from techniques import register_technique
 from techniques.parts import (BACKBONE_PARTS, PartMap, eval_frozen_batchnorms,
                               set_trainable_parts, trainable_summary)
-from vinocr.engine.hooks import TrainerHooks
+from vinocr.engine.hooks import RunView, TrainerHooks
 
 logger = logging.getLogger(__name__)
 
 
 @register_technique("frozen_backbone")
 class FrozenBackbone(TrainerHooks):
+    adapts_model = True
     OPTIONS = ("freeze", "parts")
 
     def __init__(self, freeze: Optional[Sequence[str]] = None,
@@ -34,7 +35,7 @@ class FrozenBackbone(TrainerHooks):
             list(BACKBONE_PARTS) if freeze is None else freeze, "Technique.freeze")
         self.summary: Dict[str, Any] = {}
 
-    def prepare_model(self, model: Any, trainer: Any) -> Any:
+    def prepare_model(self, model: Any, run: RunView) -> Any:
         train = [p for p in self.partmap.names if p not in self.frozen]
         set_trainable_parts(model, self.partmap, train)
         self.summary = trainable_summary(model)
@@ -42,7 +43,7 @@ class FrozenBackbone(TrainerHooks):
                     self.summary["summary"])
         return model
 
-    def train_mode(self, model: Any, trainer: Any) -> None:
+    def train_mode(self, model: Any, run: RunView) -> None:
         eval_frozen_batchnorms(model)
 
     def describe(self) -> Dict[str, Any]:

@@ -4,14 +4,15 @@ from __future__ import annotations
 from typing import Any
 
 from techniques import register_technique
-from vinocr.engine.hooks import TrainerHooks
+from vinocr.engine.hooks import RunView, TrainerHooks
 
 
 @register_technique("full")
 class FullFineTune(TrainerHooks):
+    adapts_model = True
     OPTIONS = ()
 
-    def prepare_model(self, model: Any, trainer: Any) -> Any:
+    def prepare_model(self, model: Any, run: RunView) -> Any:
         from techniques.parts import running_stat_ids
 
         # BatchNorm running statistics are Paddle parameters too, but never trained.

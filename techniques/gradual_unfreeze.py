@@ -21,8 +21,8 @@ from typing import Any, Dict, List, Mapping, Optional, Set
 
 from techniques import register_technique
 from techniques.parts import (ALL, PartMap, eval_frozen_batchnorms, set_trainable_parts,
-                              total_epochs, trainable_summary)
-from vinocr.engine.hooks import TrainerHooks
+                              trainable_summary)
+from vinocr.engine.hooks import RunView, TrainerHooks
 from vinocr.errors import ConfigError
 
 logger = logging.getLogger(__name__)
@@ -65,6 +65,7 @@ def _epoch_key(key: Any, epochs: int) -> int:
 
 @register_technique("gradual_unfreeze")
 class GradualUnfreeze(TrainerHooks):
+    adapts_model = True
     OPTIONS = ("schedule", "parts")
 
     def __init__(self, schedule: Optional[Mapping[Any, Any]] = None,
@@ -118,8 +119,8 @@ class GradualUnfreeze(TrainerHooks):
                     self.summary["summary"])
         return changed
 
-    def prepare_model(self, model: Any, trainer: Any) -> Any:
-        self.schedule = self._resolve(total_epochs(trainer))
+    def prepare_model(self, model: Any, run: RunView) -> Any:
+        self.schedule = self._resolve(int(run.epochs))
         never = [p for p in self.partmap.names if p not in self.scheduled(10 ** 9)]
         if never:
             logger.info("gradual_unfreeze: parts never unfrozen: %s", ", ".join(never))
@@ -127,16 +128,16 @@ class GradualUnfreeze(TrainerHooks):
         self._apply(model, self.unfrozen, 0, prepare=True)
         return model
 
-    def on_epoch_start(self, epoch: int, trainer: Any) -> bool:
+    def on_epoch_start(self, epoch: int, run: RunView) -> bool:
         target = self.unfrozen | self.scheduled(epoch)
         if target == self._applied:
             return False
         self.unfrozen = target
         # True exactly when some parameter's trainability changed (a restored state may name
         # parts without parameters, which needs no new optimizer).
-        return self._apply(trainer.model, target, epoch)
+        return self._apply(run.model, target, epoch)
 
-    def train_mode(self, model: Any, trainer: Any) -> None:
+    def train_mode(self, model: Any, run: RunView) -> None:
         eval_frozen_batchnorms(model)
 
     def state_dict(self) -> Dict[str, Any]:

@@ -21,7 +21,7 @@ import paddle
 import paddle.nn.functional as F
 
 from techniques import register_technique
-from vinocr.engine.hooks import LossOutput, TrainerHooks
+from vinocr.engine.hooks import LossOutput, RunView, TrainerHooks
 from vinocr.errors import ConfigError
 
 logger = logging.getLogger(__name__)
@@ -45,7 +45,7 @@ class LabelSmoothing(TrainerHooks):
             raise ConfigError(f"Technique.epsilon: must be a number in [0, 1], got {epsilon!r}")
         self.epsilon = float(epsilon)
 
-    def loss(self, out: LossOutput, logits: Any, batch: Dict[str, Any], trainer: Any
+    def loss(self, out: LossOutput, logits: Any, batch: Dict[str, Any], run: RunView
              ) -> LossOutput:
         if self.epsilon == 0.0:
             return out

@@ -35,7 +35,9 @@ alone would no longer reproduce the trained model, and base weights would not st
 Checkpoints: a wrapper keeps the wrapped layer's parameters under the same names (``weight``,
 ``bias``) and adds ``lora_A`` / ``lora_B``, so the wrapped model's state dict is the base one plus
 ``<layer>.lora_A`` / ``<layer>.lora_B``, and resume restores adapters through the trainer's strict
-loading. Export needs the plain architecture: :meth:`LoRA.finalize` returns a merged copy.
+loading. Export, evaluation and prediction load a checkpoint in their own process
+(:func:`vinocr.cli.model_io.load_model`), which wraps the recorded layers again and merges the
+adapters (:func:`merge_lora`): they get the plain architecture.
 
 Config (``Technique`` section)::
 
@@ -54,7 +56,7 @@ import math
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import paddle
@@ -62,7 +64,7 @@ import paddle.nn as nn
 import paddle.nn.functional as F
 
 from techniques import register_technique
-from vinocr.engine.hooks import TrainerHooks
+from vinocr.engine.hooks import RunView, TrainerHooks
 from vinocr.errors import ConfigError
 from vinocr.models.weights import WeightsError, load_state_file, save_state_file
 
@@ -523,6 +525,8 @@ def _parse_options(rank: Any, alpha: Any, dropout: Any, targets: Any, train_head
 class LoRA(TrainerHooks):
     """Frozen model + low-rank adapters (+ the CTC head, ``train_head``)."""
 
+    adapts_model = True
+
     OPTIONS = ("rank", "alpha", "lora_alpha", "dropout", "targets", "train_head")
 
     def __init__(self, rank: Any = 8, alpha: Any = None, dropout: Any = 0.0,
@@ -538,7 +542,7 @@ class LoRA(TrainerHooks):
         self.counts: Tuple[int, int] = (0, 0)
 
     # -------------------------------------------------------------- hooks
-    def prepare_model(self, model: Any, trainer: Any) -> Any:
+    def prepare_model(self, model: Any, run: RunView) -> Any:
         o = self.opts
         for p in model.parameters():
             p.stop_gradient = True
@@ -566,7 +570,7 @@ class LoRA(TrainerHooks):
         model.__dict__[_META_ATTR] = {"targets": list(o.targets), "rank": o.rank,
                                       "alpha": o.alpha, "head": self.head,
                                       "train_head": o.train_head}
-        self._adopt_pretrained_adapters(model, trainer)
+        self._adopt_pretrained_adapters(model, run)
         trainable, total, self.summary = trainable_summary(model)
         self.counts = (trainable, total)
         logger.info("LoRA: %d layers wrapped (rank %d, alpha %g, dropout %g)%s; %s",
@@ -574,15 +578,11 @@ class LoRA(TrainerHooks):
                     f", CTC head {self.head} trains fully" if o.train_head else "", self.summary)
         return model
 
-    def train_mode(self, model: Any, trainer: Any) -> None:
+    def train_mode(self, model: Any, run: RunView) -> None:
         # Frozen means frozen: BatchNorm running statistics must not follow the new data either.
         for layer in model.sublayers():
             if isinstance(layer, nn.layer.norm._BatchNormBase):
                 layer.eval()
-
-    def finalize(self, model: Any, trainer: Any) -> Any:
-        # A merged copy: the trainer's model stays wrapped, so it can still be checkpointed.
-        return merge_lora(model, inplace=False)
 
     def state_dict(self) -> Dict[str, Any]:
         return {"rank": self.opts.rank, "alpha": self.opts.alpha, "layers": list(self.wrapped),
@@ -612,13 +612,12 @@ class LoRA(TrainerHooks):
                        "files; the frozen base keeps its pretrained features"}
 
     # -------------------------------------------------------------- helpers
-    def _adopt_pretrained_adapters(self, model: nn.Layer, trainer: Any) -> None:
+    def _adopt_pretrained_adapters(self, model: nn.Layer, run: RunView) -> None:
         """``Global.pretrained_model`` from an earlier LoRA run: the trainer loaded its base
         weights into the plain model (the adapter keys were unexpected then); now that the
         adapters exist, load theirs too so the run continues from that model, not from its base.
         """
-        cfg = getattr(trainer, "cfg", None)
-        spec = cfg.get("Global", {}).get("pretrained_model") if isinstance(cfg, Mapping) else None
+        spec = run.cfg.get("Global", {}).get("pretrained_model")
         if not spec:
             return
         from vinocr.engine.checkpoint import load_checkpoint, resolve_checkpoint

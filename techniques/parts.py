@@ -213,7 +213,3 @@ def eval_frozen_batchnorms(model: paddle.nn.Layer) -> List[str]:
             names.append(name)
     return names
 
-
-def total_epochs(trainer: Any) -> int:
-    """The run's epoch count (``trainer.epochs``, set before ``prepare_model``)."""
-    return int(trainer.epochs)

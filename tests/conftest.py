@@ -198,7 +198,7 @@ class InterruptBefore(TrainerHooks):
     def __init__(self, epoch: int) -> None:
         self.epoch = epoch
 
-    def on_epoch_start(self, epoch: int, trainer) -> bool:
+    def on_epoch_start(self, epoch: int, run) -> bool:
         if epoch == self.epoch:
             raise KeyboardInterrupt
         return False

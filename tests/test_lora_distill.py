@@ -2,7 +2,6 @@
 import logging
 import re
 from pathlib import Path
-from types import SimpleNamespace
 
 import numpy as np
 import paddle
@@ -16,7 +15,7 @@ from techniques.lora import (DEFAULT_TARGETS, LoRA, lora_layers, load_adapters,
                              merge_lora, save_adapters, unload_lora)
 from vinocr.charset import load_charset
 from vinocr.engine.checkpoint import load_checkpoint
-from vinocr.engine.hooks import LossOutput
+from vinocr.engine.hooks import LossOutput, RunView
 from vinocr.engine.trainer import Trainer
 from vinocr.errors import ConfigError
 from vinocr.models import build_model
@@ -63,7 +62,7 @@ def test_lora_starts_equal_to_base_and_trains_only_adapters_and_head():
     x = images()
     before = model(x).numpy()
     hook = LoRA()
-    model = hook.prepare_model(model, None)
+    model = hook.prepare_model(model, RunView())
     assert np.array_equal(model(x).numpy(), before)  # B = 0: bit-identical at step 0
     names = [n for n, _ in lora_layers(model)]
     # 8 SVTR linears, 14 backbone pw convs, 3 neck 1x1 convs
@@ -84,7 +83,7 @@ def test_lora_starts_equal_to_base_and_trains_only_adapters_and_head():
     assert re.fullmatch(r"trainable [\d,]+ of [\d,]+ \(\d+\.\d%\)", summary), summary
     assert 0 < hook.describe()["trainable_parameters"] < 0.1 * hook.describe()["total_parameters"]
     # without the head only adapters train
-    frozen_head = LoRA(train_head=False).prepare_model(ppocr(), None)
+    frozen_head = LoRA(train_head=False).prepare_model(ppocr(), RunView())
     assert all(n.endswith((".lora_A", ".lora_B")) for n, p in frozen_head.named_parameters()
                if not p.stop_gradient)
 
@@ -94,18 +93,18 @@ def test_lora_skips_depthwise_and_kxk_convs_with_a_warning(caplog):
                r"head\.ctc_encoder\.encoder\.conv1\.conv",  # 1x3 conv in the neck
                r"head\.ctc_encoder\.encoder\.svtr_block\.0\.mixer\.qkv"]
     with caplog.at_level(logging.WARNING, logger="techniques.lora"):
-        model = LoRA(targets=targets).prepare_model(ppocr(), None)
+        model = LoRA(targets=targets).prepare_model(ppocr(), RunView())
     assert [n for n, _ in lora_layers(model)] == \
         ["head.ctc_encoder.encoder.svtr_block.0.mixer.qkv"]
     text = caplog.text
     assert "depthwise" in text and "backbone.blocks2.0.dw_conv.reparam_conv" in text
     assert "3x3 conv" in text and "1x3 conv" in text
     with pytest.raises(ConfigError, match="Technique.targets: no eligible layer"):
-        LoRA(targets=[r"backbone\..*dw_conv\.reparam_conv"]).prepare_model(ppocr(), None)
+        LoRA(targets=[r"backbone\..*dw_conv\.reparam_conv"]).prepare_model(ppocr(), RunView())
 
 
 def test_lora_merge_is_exact_and_restores_the_architecture():
-    model = LoRA(rank=4, alpha=8).prepare_model(ppocr(), None)
+    model = LoRA(rank=4, alpha=8).prepare_model(ppocr(), RunView())
     randomise_adapters(model)
     model.eval()
     x = images()
@@ -132,7 +131,7 @@ def test_lora_merge_is_exact_and_restores_the_architecture():
 
 
 def test_adapter_file_is_small_and_loads_back(tmp_path):
-    model = LoRA().prepare_model(ppocr(), None)
+    model = LoRA().prepare_model(ppocr(), RunView())
     randomise_adapters(model)
     model.eval()
     x = images()
@@ -146,10 +145,10 @@ def test_adapter_file_is_small_and_loads_back(tmp_path):
     assert len(lora_layers(restored)) == 25
     assert np.array_equal(restored(x).numpy(), out)
     # and into an already wrapped model
-    again = LoRA().prepare_model(ppocr(), None)
+    again = LoRA().prepare_model(ppocr(), RunView())
     assert np.array_equal(load_adapters(again, adapters).eval()(x).numpy(), out)
     # other adapters (another rank) are refused before anything loads
-    other = LoRA(rank=4).prepare_model(ppocr(), None)
+    other = LoRA(rank=4).prepare_model(ppocr(), RunView())
     untouched = {k: v.numpy().copy() for k, v in other.state_dict().items()}
     from vinocr.models.weights import WeightsError
 
@@ -204,8 +203,8 @@ def test_lora_training_freezes_base_resumes_and_finalizes(data, tmp_path):
     with pytest.raises(ConfigError, match="Technique.rank"):
         Trainer(tiny_config(data, run, **dict(over, Train__epochs=3)),
                 hooks=build_technique({"name": "lora", "rank": 8}), resume=str(run))
-    # finalize: a merged plain copy, the trainer's model stays wrapped
-    plain = resumed.hooks.finalize(resumed.model, resumed)
+    # merged for export (what vinocr.cli.model_io does): a plain copy, the model stays wrapped
+    plain = merge_lora(resumed.model, inplace=False)
     assert not lora_layers(plain) and lora_layers(resumed.model)
     fresh = build_model("ppocrv4_mobile", 38)
     assert [k for k in plain.state_dict()] == [k for k in fresh.state_dict()]
@@ -222,12 +221,9 @@ def test_lora_training_freezes_base_resumes_and_finalizes(data, tmp_path):
 
 # ---------------------------------------------------------------------------------- distillation
 
-class Stub(SimpleNamespace):
-    """Just what prepare_model reads from the trainer."""
-
-
 def stub(width: int = 64):
-    return Stub(charset=load_charset("plate"), image_shape=(3, 48, width))
+    """Just what distillation's prepare_model reads from the run."""
+    return RunView(charset=load_charset("plate"), image_shape=(3, 48, width))
 
 
 def crnn(seed: int, num_classes: int = 38):
@@ -341,7 +337,7 @@ def test_kd_cache_hits_only_identical_inputs(teacher_file, caplog):
     base.prepare_model(crnn(1), stub())
     counting = Counting(base.teacher)
     hook = Distillation(teacher_model=counting, cache=True)
-    hook.prepare_model(crnn(1), None)
+    hook.prepare_model(crnn(1), RunView())
     x, index = images(4), paddle.to_tensor(np.arange(10, 14))
     first = hook.teacher_logits(x, index).numpy()
     assert counting.samples == 4 and hook.cache.hits == 0

@@ -7,7 +7,6 @@ import re
 import sys
 import textwrap
 from pathlib import Path
-from types import SimpleNamespace
 
 import numpy as np
 import paddle
@@ -24,7 +23,7 @@ from techniques.gradual_unfreeze import GradualUnfreeze
 from techniques.label_smoothing import LabelSmoothing, uniform_kl
 from techniques.parts import (PartMap, count_params, eval_frozen_batchnorms, running_stat_ids,
                               set_trainable_parts)
-from vinocr.engine.hooks import HookList, LossOutput, TrainerHooks
+from vinocr.engine.hooks import HookList, LossOutput, RunView, TrainerHooks
 from vinocr.engine.optim import build_optimizer
 from vinocr.engine.trainer import Trainer
 from vinocr.errors import ConfigError
@@ -44,29 +43,31 @@ def tiny_crnn():
 
 
 def fake_trainer(model=None, n_samples: int = 16, epochs: int = 4, steps: int = 100):
-    return SimpleNamespace(model=model if model is not None else tiny_crnn(),
-                           train_set=list(range(n_samples)), epochs=epochs, planned_steps=steps,
-                           cfg={"Train": {"epochs": epochs}})
+    """A run view as the trainer builds it (the model is what hooks get as ``run.model``)."""
+    model = model if model is not None else tiny_crnn()
+    return RunView(train_size=n_samples, epochs=epochs, planned_steps=steps,
+                   cfg={"Train": {"epochs": epochs}}, model_fn=lambda: model)
 
 
 class Recorder(TrainerHooks):
-    """Snapshots weights at every epoch end and the optimizer object at every epoch start."""
+    """Snapshots weights at every epoch end and the optimizer object at every epoch start (a test
+    probe: it holds the trainer, set after construction, since hooks only get the run view)."""
 
     name = "recorder"
 
     def __init__(self) -> None:
-        self.weights, self.optimizers = [], []
+        self.weights, self.optimizers, self.trainer = [], [], None
 
-    def on_epoch_start(self, epoch, trainer):
-        self.optimizers.append(trainer.optimizer)
+    def on_epoch_start(self, epoch, run):
+        self.optimizers.append(self.trainer.optimizer)
         return False
 
-    def train_mode(self, model, trainer):
+    def train_mode(self, model, run):
         # after on_epoch_start's optimizer rebuild: the optimizer this epoch trains with
-        self.optimizers[-1] = trainer.optimizer
+        self.optimizers[-1] = self.trainer.optimizer
 
-    def on_epoch_end(self, epoch, metrics, trainer):
-        self.weights.append(snapshot(trainer.model))
+    def on_epoch_end(self, epoch, metrics, run):
+        self.weights.append(snapshot(run.model))
 
 
 # ------------------------------------------------------------------ parts
@@ -215,6 +216,7 @@ def test_gradual_unfreeze_schedule_and_exact_resume(data, tmp_path):
     rec = Recorder()
     straight = tmp_path / "straight"
     trainer = Trainer(tiny_config(data, straight), hooks=[GradualUnfreeze(), rec])
+    rec.trainer = trainer
     initial = snapshot(trainer.model)
     trainer.fit()
     # E = 4: head from 0, neck from 1, late backbone from 2, everything from 3
@@ -327,6 +329,27 @@ def test_stacking_passes_options_to_the_technique_that_takes_them():
     with pytest.raises(ConfigError, match=r"Technique.lr_mults: not an option"):
         build_technique({"name": "frozen_backbone+label_smoothing", "lr_mults": {".*": 1}})
 
+
+
+def test_stacking_rules_are_enforced():
+    with pytest.raises(ConfigError, match=re.escape(
+            "Technique.name=label_smoothing+lora: lora adapts the model, so it must come first")):
+        build_technique({"name": "label_smoothing+lora"})
+    with pytest.raises(ConfigError, match=re.escape(
+            "Technique.name=full+frozen_backbone: full and frozen_backbone both adapt the model")):
+        build_technique({"name": "full+frozen_backbone"})
+
+    class Groups(TrainerHooks):
+        name = "groups"
+
+        def param_groups(self, model, run):
+            return [{"params": list(model.parameters()), "lr_mult": 1.0, "name": "all"}]
+
+    stack = HookList([DiscriminativeLR(), Groups()])
+    with pytest.raises(ConfigError, match=re.escape(
+            "Technique.name=discriminative_lr+groups: two techniques return optimizer groups: "
+            "discriminative_lr and groups")):
+        stack.param_groups(tiny_crnn(), fake_trainer())
 
 def test_auto_picks_per_table_and_falls_back():
     table = _check_table([[500, "no_such_technique"], [2000, "frozen_backbone"],

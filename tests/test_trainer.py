@@ -24,8 +24,8 @@ class InterruptAt(TrainerHooks):
     def __init__(self, epoch: int, step: int) -> None:
         self.epoch, self.step, self.calls = epoch, step, 0
 
-    def loss(self, out, logits, batch, trainer):
-        if trainer.state.epoch == self.epoch:
+    def loss(self, out, logits, batch, run):
+        if run.epoch == self.epoch:
             self.calls += 1
             if self.calls == self.step:
                 raise KeyboardInterrupt
@@ -53,8 +53,8 @@ class RecordLr(TrainerHooks):
     def __init__(self, lrs) -> None:
         self.lrs = lrs
 
-    def loss(self, out, logits, batch, trainer):
-        self.lrs.append(trainer.optimizer.get_lr())
+    def loss(self, out, logits, batch, run):
+        self.lrs.append(run.lr)
         return out
 
 
@@ -112,7 +112,7 @@ class NanLoss(TrainerHooks):
     def __init__(self, steps) -> None:
         self.steps, self.calls = set(steps), 0
 
-    def loss(self, out, logits, batch, trainer):
+    def loss(self, out, logits, batch, run):
         self.calls += 1
         if self.calls in self.steps:
             return LossOutput(out.loss * float("nan"), out.terms)

@@ -1,13 +1,107 @@
-"""The hook interface between the trainer and fine-tuning techniques.
+"""The hook interface between the trainer and fine-tuning techniques: the technique contract.
 
 The trainer knows hooks, never technique names. A technique (in ``techniques/``) subclasses
-:class:`TrainerHooks` and overrides what it needs; several hooks stack (an adaptation technique plus
-loss-level ones such as label smoothing) through :class:`HookList`, called in order.
+:class:`TrainerHooks` and overrides what it needs; several hooks stack through :class:`HookList`,
+called in order: at most one technique that adapts the model (``adapts_model``: it decides what
+trains, e.g. ``lora`` or ``gradual_unfreeze``), first, then loss-level ones (``label_smoothing``,
+``distillation``). Hooks receive the model where they act on it and a :class:`RunView`, a
+read-only view of the run, never the trainer itself.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Optional, Sequence
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any, Callable, ClassVar, Dict, List, Mapping, Optional, Sequence, Tuple
+
+from vinocr.errors import ConfigError
+
+
+def read_only(value: Any) -> Any:
+    """A deep read-only copy of a config value: mappings become ``MappingProxyType``, lists
+    tuples."""
+    if isinstance(value, Mapping):
+        return MappingProxyType({k: read_only(v) for k, v in value.items()})
+    if isinstance(value, (list, tuple)):
+        return tuple(read_only(v) for v in value)
+    return value
+
+
+def _zero() -> int:
+    return 0
+
+
+def _no_model() -> Any:
+    return None
+
+
+@dataclass(frozen=True)
+class RunView:
+    """What a hook may know about the run. Built by the trainer before ``prepare_model``; the
+    fixed facts are fields, the live ones (``epoch``, ``global_step``, ``lr``, ``model``) are
+    read through properties. Every field has a default, so tests and notebooks can build a view
+    with only what a hook reads (``RunView(charset=..., image_shape=(3, 48, 320))``).
+
+    Fields:
+        charset: the run's :class:`~vinocr.charset.Charset` (``Global.charset``).
+        image_shape: the model input ``(C, H, W)`` (``Global.image_shape``).
+        cfg: the validated config, deeply read-only (mappings are ``MappingProxyType``).
+        run_dir: the run directory (checkpoints, logs, ``report.json``).
+        device: ``cpu`` or ``gpu`` (resolved from ``Global.device``).
+        is_main: True on the process that writes files (rank 0 of a data-parallel run).
+        world_size: number of data-parallel processes.
+        train_size: training samples after filtering (the whole set, not one rank's shard).
+        epochs: ``Train.epochs``.
+        steps_per_epoch: optimizer steps (batches) per epoch.
+        planned_steps: optimizer steps the run will take: ``epochs x steps_per_epoch``, capped
+            by ``Train.max_steps`` (early stopping can only shorten it).
+
+    Live (properties):
+        epoch: epochs completed (0 during the first epoch).
+        global_step: optimizer steps taken.
+        lr: the learning rate of the current step (0 before the optimizer is built).
+        model: the model being trained (what ``prepare_model`` returned, once it has).
+
+    A hook asks the trainer for something by return value only: ``prepare_model`` returns the
+    model to train, ``param_groups`` the optimizer groups, ``on_epoch_start`` True to have the
+    optimizer rebuilt, ``loss`` the loss.
+    """
+
+    charset: Any = None
+    image_shape: Tuple[int, ...] = ()
+    cfg: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
+    run_dir: Optional[Path] = None
+    device: str = "cpu"
+    is_main: bool = True
+    world_size: int = 1
+    train_size: int = 0
+    epochs: int = 0
+    steps_per_epoch: int = 0
+    planned_steps: int = 0
+    epoch_fn: Callable[[], int] = field(default=_zero, repr=False, compare=False)
+    global_step_fn: Callable[[], int] = field(default=_zero, repr=False, compare=False)
+    lr_fn: Callable[[], float] = field(default=_zero, repr=False, compare=False)
+    model_fn: Callable[[], Any] = field(default=_no_model, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "cfg", read_only(self.cfg))
+        object.__setattr__(self, "image_shape", tuple(self.image_shape))
+
+    @property
+    def epoch(self) -> int:
+        return int(self.epoch_fn())
+
+    @property
+    def global_step(self) -> int:
+        return int(self.global_step_fn())
+
+    @property
+    def lr(self) -> float:
+        return float(self.lr_fn())
+
+    @property
+    def model(self) -> Any:
+        return self.model_fn()
 
 
 @dataclass
@@ -19,43 +113,39 @@ class LossOutput:
 
 
 class TrainerHooks:
-    """Override any of these; the defaults change nothing.
+    """Override any of these; the defaults change nothing. ``run`` is always a :class:`RunView`.
 
-    What a hook may read from ``trainer`` (set before ``prepare_model``): ``model``,
-    ``train_set`` (the filtered training samples; ``len`` counts them), ``epochs``,
-    ``planned_steps`` (optimizer steps the run will take: epochs x batches, capped by
-    ``Train.max_steps``) and ``cfg``.
+    ``adapts_model``: True for a technique that decides what trains (freezing, adapters,
+    per-parameter learning rates); a stack holds at most one, and it comes first.
     """
 
     name = "base"
+    adapts_model: ClassVar[bool] = False
 
-    def prepare_model(self, model: Any, trainer: Any) -> Any:
+    def prepare_model(self, model: Any, run: RunView) -> Any:
         """Before the optimizer is built: freeze, wrap (e.g. LoRA), load a teacher... Returns the
         model to train (usually the same object)."""
         return model
 
-    def param_groups(self, model: Any, trainer: Any) -> Optional[List[Dict[str, Any]]]:
+    def param_groups(self, model: Any, run: RunView) -> Optional[List[Dict[str, Any]]]:
         """Optional parameter groups ``[{"params": [...], "lr_mult": x, "name": ...}]``."""
         return None
 
-    def on_epoch_start(self, epoch: int, trainer: Any) -> bool:
+    def on_epoch_start(self, epoch: int, run: RunView) -> bool:
         """Called before each epoch; return True when trainable parameters changed so the trainer
         rebuilds the optimizer (keeping the state of parameters that were already training)."""
         return False
 
-    def train_mode(self, model: Any, trainer: Any) -> None:
-        """After ``model.train()``: e.g. keep frozen BatchNorms in eval mode."""
+    def train_mode(self, model: Any, run: RunView) -> None:
+        """After ``model.train()``: e.g. keep frozen BatchNorms (or a teacher) in eval mode."""
 
-    def loss(self, out: LossOutput, logits: Any, batch: Dict[str, Any], trainer: Any) -> LossOutput:
+    def loss(self, out: LossOutput, logits: Any, batch: Dict[str, Any], run: RunView
+             ) -> LossOutput:
         """Transform the loss (label smoothing, distillation...)."""
         return out
 
-    def on_epoch_end(self, epoch: int, metrics: Dict[str, float], trainer: Any) -> None:
+    def on_epoch_end(self, epoch: int, metrics: Dict[str, float], run: RunView) -> None:
         """After validation."""
-
-    def finalize(self, model: Any, trainer: Any) -> Any:
-        """Before export: merge adapters, drop helpers. Returns the plain model."""
-        return model
 
     def state_dict(self) -> Dict[str, Any]:
         """JSON-able state saved in checkpoints (for exact resume)."""
@@ -70,48 +160,54 @@ class TrainerHooks:
 
 
 class HookList(TrainerHooks):
-    """Several hooks acting as one, in order."""
+    """Several hooks acting as one, in order: one model-adapting technique first (if any), then
+    the others; at most one may return optimizer groups."""
 
     def __init__(self, hooks: Sequence[TrainerHooks] = ()) -> None:
         self.hooks = list(hooks)
         self.name = "+".join(h.name for h in self.hooks) or "none"
+        adapters = [h.name for h in self.hooks if h.adapts_model]
+        if len(adapters) > 1:
+            raise ConfigError(f"Technique.name={self.name}: {' and '.join(adapters)} "
+                              f"{'both' if len(adapters) == 2 else 'all'} adapt the model; stack "
+                              "one of them with loss-level techniques")
+        if adapters and not self.hooks[0].adapts_model:
+            raise ConfigError(f"Technique.name={self.name}: {adapters[0]} adapts the model, so "
+                              "it must come first")
+        self.adapts_model = bool(adapters)
 
-    def prepare_model(self, model, trainer):
+    def prepare_model(self, model, run):
         for h in self.hooks:
-            model = h.prepare_model(model, trainer)
+            model = h.prepare_model(model, run)
         return model
 
-    def param_groups(self, model, trainer):
-        groups = None
-        for h in self.hooks:
-            g = h.param_groups(model, trainer)
-            if g is not None:
-                groups = g
-        return groups
+    def param_groups(self, model, run):
+        found = [(h.name, g) for h in self.hooks
+                 if (g := h.param_groups(model, run)) is not None]
+        if len(found) > 1:
+            raise ConfigError(f"Technique.name={self.name}: two techniques return optimizer "
+                              f"groups: {' and '.join(n for n, _ in found)}; only one may set "
+                              "per-parameter learning rates")
+        return found[0][1] if found else None
 
-    def on_epoch_start(self, epoch, trainer):
+    def on_epoch_start(self, epoch, run):
         changed = False
         for h in self.hooks:
-            changed = h.on_epoch_start(epoch, trainer) or changed
+            changed = h.on_epoch_start(epoch, run) or changed
         return changed
 
-    def train_mode(self, model, trainer):
+    def train_mode(self, model, run):
         for h in self.hooks:
-            h.train_mode(model, trainer)
+            h.train_mode(model, run)
 
-    def loss(self, out, logits, batch, trainer):
+    def loss(self, out, logits, batch, run):
         for h in self.hooks:
-            out = h.loss(out, logits, batch, trainer)
+            out = h.loss(out, logits, batch, run)
         return out
 
-    def on_epoch_end(self, epoch, metrics, trainer):
+    def on_epoch_end(self, epoch, metrics, run):
         for h in self.hooks:
-            h.on_epoch_end(epoch, metrics, trainer)
-
-    def finalize(self, model, trainer):
-        for h in self.hooks:
-            model = h.finalize(model, trainer)
-        return model
+            h.on_epoch_end(epoch, metrics, run)
 
     def state_dict(self):
         return {h.name: h.state_dict() for h in self.hooks}

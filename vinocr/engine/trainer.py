@@ -32,7 +32,7 @@ from vinocr.data.registry import build_dataset
 from vinocr.decode import build_decoder
 from vinocr.engine import distributed as dist
 from vinocr.engine.amp import Amp, resolve_amp
-from vinocr.engine.hooks import HookList, LossOutput, TrainerHooks
+from vinocr.engine.hooks import HookList, LossOutput, RunView, TrainerHooks
 from vinocr.engine.runlog import RunLogger, Timer
 from vinocr.errors import ConfigError, VinocrError
 from vinocr.models.factory import model_from_config
@@ -131,7 +131,16 @@ class Trainer:
         self.epochs = cfg["Train"]["epochs"]
         self.steps_per_epoch = max(1, len(self.train_loader))
         self.planned_steps = self._planned_steps()
-        self.model = self.hooks.prepare_model(self.model, self)
+        self.state = TrainState()
+        # Hooks see the run through this read-only view, never the trainer.
+        self.run = RunView(
+            charset=self.charset, image_shape=self.image_shape, cfg=cfg, run_dir=self.run_dir,
+            device=self.device, is_main=self.is_main, world_size=dist.world_size(),
+            train_size=len(self.train_set), epochs=self.epochs,
+            steps_per_epoch=self.steps_per_epoch, planned_steps=self.planned_steps,
+            epoch_fn=lambda: self.state.epoch, global_step_fn=lambda: self.state.global_step,
+            lr_fn=self._current_lr, model_fn=lambda: self.model)
+        self.model = self.hooks.prepare_model(self.model, self.run)
         self.fast_depthwise = self._use_fast_depthwise(g["fast_depthwise"])
         # Data parallel: identical starting weights on every rank; gradients are averaged after
         # each backward (see _train_step). Ranks finish building at different times (rank 0
@@ -154,7 +163,6 @@ class Trainer:
             else:
                 self.feature_cache = FeatureCache(self.train_samples, cache_cfg["views"],
                                                   self.batch_per_process, cache_cfg["dtype"])
-        self.state = TrainState()
         self._build_optimization()
         self.resumed_from: Optional[str] = None
         if resume:
@@ -282,8 +290,11 @@ class Trainer:
 
         lr = self.schedule.scheduler if self.schedule.scheduler is not None else \
             self.cfg["Optimizer"]["lr"]
-        groups = self.hooks.param_groups(self.model, self)
+        groups = self.hooks.param_groups(self.model, self.run)
         return build_optimizer(self.cfg["Optimizer"], self.model, lr, groups)
+
+    def _current_lr(self) -> float:
+        return self.optimizer.get_lr() if hasattr(self, "optimizer") else 0.0
 
     def rebuild_optimizer(self) -> None:
         """After trainable parameters changed: a new optimizer that keeps the moments of the
@@ -329,7 +340,7 @@ class Trainer:
         st = ckpt.state
         self.hooks.set_state_dict(st.get("hooks", {}))
         # Hooks may change trainability (e.g. unfreezing) when their state is restored.
-        if self.hooks.on_epoch_start(int(st["epoch"]), self):
+        if self.hooks.on_epoch_start(int(st["epoch"]), self.run):
             self.optimizer = self._make_optimizer()
         saved_world = int(st.get("world_size", 1))
         if saved_world != dist.world_size():
@@ -417,7 +428,7 @@ class Trainer:
         terms = {"ctc": float(ctc), **{k: float(v) for k, v in aux.items()}}
         out = self.hooks.loss(LossOutput(loss, terms),
                               logits, {"images": images, "labels": labels, "lengths": lengths,
-                                       "index": index}, self)
+                                       "index": index}, self.run)
         loss_value = float(out.loss)
         if not math.isfinite(loss_value):
             return self._skip_step("loss", loss_value, index)
@@ -542,11 +553,11 @@ class Trainer:
         eval_every = self.cfg["Train"]["eval_every_steps"]
         log_every = self.cfg["Train"]["log_every_steps"]
         seed_everything(self.seed, epoch)
-        if self.hooks.on_epoch_start(epoch, self):
+        if self.hooks.on_epoch_start(epoch, self.run):
             self.rebuild_optimizer()
         set_loader_epoch(self.train_loader, self.train_samples, epoch)
         self.model.train()
-        self.hooks.train_mode(self.model, self)
+        self.hooks.train_mode(self.model, self.run)
         stage = self._freeze_prefix_mode()
         if self.feature_cache is None:
             stage = None
@@ -572,7 +583,7 @@ class Trainer:
             if eval_every and self.state.global_step % eval_every == 0:
                 self.validate(epoch)
                 self.model.train()
-                self.hooks.train_mode(self.model, self)
+                self.hooks.train_mode(self.model, self.run)
                 self._freeze_prefix_mode()
             if max_steps and self.state.global_step >= max_steps:
                 break
@@ -639,7 +650,7 @@ class Trainer:
                 for name, p in self.model.named_parameters():
                     if p.ndim > 1:
                         self.log.histogram(f"weights/{name}", p.numpy(), epoch + 1)
-        self.hooks.on_epoch_end(epoch, metrics, self)
+        self.hooks.on_epoch_end(epoch, metrics, self.run)
         summary = ", ".join(f"{k} {v:.4f}" for k, v in metrics.items()
                             if isinstance(v, float)) or "no validation set"
         loss = record["train_loss"]
