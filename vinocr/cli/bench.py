@@ -19,7 +19,8 @@ from typing import Any, Dict, List, Optional
 
 import numpy as np
 
-from vinocr.cli.common import cli_entry, non_negative_int, positive_int, setup_logging
+from vinocr.cli.common import (QUIET, add_log_level, cli_entry, non_negative_int, positive_int,
+                               setup_logging)
 
 PROG = "vinocr-bench"
 
@@ -68,7 +69,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--backends", nargs="+", choices=("paddle", "onnxruntime"),
                    default=["paddle", "onnxruntime"])
     p.add_argument("--out", help="also write the table to this Markdown file")
-    p.add_argument("--log-level", default="WARNING")
+    add_log_level(p, QUIET)
     return p
 
 

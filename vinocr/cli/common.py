@@ -26,6 +26,48 @@ def setup_logging(level: str = "INFO") -> None:
                         datefmt="%H:%M:%S", stream=sys.stderr, force=True)
 
 
+# ------------------------------------------------------------------ options every CLI shares
+#: ``--log-level`` values (those of the configs' ``Global.log_level``); any case is accepted.
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+#: The ``--log-level`` default.
+DEFAULT_LOG_LEVEL = "INFO"
+#: Default of the tools whose stdout or one-line error is their whole answer (vinocr-predict,
+#: -eval, -bench, -data, -config): progress messages would drown it.
+QUIET = "WARNING"
+#: Default that leaves the level to the config: ``args.log_level`` is None and the tool calls
+#: ``setup_logging(args.log_level or cfg["Global"]["log_level"])`` once the config is read.
+FROM_CONFIG = None
+
+
+def add_log_level(parser: argparse.ArgumentParser, default: Optional[str] = DEFAULT_LOG_LEVEL
+                  ) -> None:
+    """Add ``--log-level`` to ``parser``. ``default`` is :data:`DEFAULT_LOG_LEVEL`,
+    :data:`QUIET`, :data:`FROM_CONFIG` or ``argparse.SUPPRESS`` (a subcommand's copy of the
+    option that keeps the top-level value when it is absent)."""
+    if default is FROM_CONFIG:
+        shown = "the config's Global.log_level"
+    elif default == argparse.SUPPRESS:
+        shown = "the level given before the subcommand"
+    else:
+        shown = default
+    parser.add_argument("--log-level", type=str.upper, choices=LOG_LEVELS, default=default,
+                        help=f"logging verbosity (default: {shown})")
+
+
+def add_config_options(parser: argparse.ArgumentParser, required: bool = False,
+                       multiple: bool = True, overrides: bool = True,
+                       use: Optional[str] = None) -> None:
+    """Add ``-c/--config`` (YAML file(s), ``_base_`` resolved, merged in order: a list, or one
+    path with ``multiple=False``) and, with ``overrides``, ``-o/--opt`` (``Key.sub=value``
+    strings, default ``[]``). ``use`` says what the tool takes from the config."""
+    what = "YAML config file(s), merged in order" if multiple else "YAML config file"
+    parser.add_argument("-c", "--config", nargs="+" if multiple else None, required=required,
+                        metavar="YAML", help=what + (f"; {use}" if use else ""))
+    if overrides:
+        parser.add_argument("-o", "--opt", nargs="+", default=[], metavar="KEY=VALUE",
+                            help="config overrides Key.sub=value, applied after the config files")
+
+
 def _parse_int(text: str) -> int:
     try:
         return int(text)

@@ -7,7 +7,7 @@ from typing import List, Optional
 
 import yaml
 
-from vinocr.cli.common import cli_entry, setup_logging
+from vinocr.cli.common import QUIET, add_config_options, add_log_level, cli_entry, setup_logging
 from vinocr.config import load_config, write_resolved_config
 
 PROG = "vinocr-config"
@@ -16,11 +16,10 @@ PROG = "vinocr-config"
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog=PROG, description="Resolve _base_ files and -o overrides, "
                                 "validate against the schema and print the result.")
-    p.add_argument("-c", "--config", nargs="+", required=True, help="YAML file(s), merged in order")
-    p.add_argument("-o", "--opt", nargs="+", default=[], help="overrides Key.sub=value")
+    add_config_options(p, required=True)
     p.add_argument("--write", action="store_true",
                    help="also write it as config.yml into Global.run_dir")
-    p.add_argument("--log-level", default="WARNING")
+    add_log_level(p, QUIET)
     return p
 
 

@@ -12,8 +12,8 @@ from typing import Any, Dict, List, Optional, Sequence, Set
 
 import numpy as np
 
-from vinocr.cli.common import (cli_entry, non_negative_float, non_negative_int, positive_int,
-                               setup_logging)
+from vinocr.cli.common import (QUIET, add_config_options, add_log_level, cli_entry,
+                               non_negative_float, non_negative_int, positive_int, setup_logging)
 from vinocr.data.base import FileBackedDataset, TextDataset, encode_image
 from vinocr.data.registry import DATASET_TYPES, detect_format, open_dataset
 from vinocr.errors import VinocrError
@@ -400,7 +400,7 @@ def cmd_preview_aug(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog=PROG, description="Dataset tools for vinocr.")
-    parser.add_argument("--log-level", default="WARNING")
+    add_log_level(parser, QUIET)
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("validate", help="find unreadable images, bad labels, duplicates ...")
@@ -452,8 +452,8 @@ def build_parser() -> argparse.ArgumentParser:
         _add_common(p, charset_default=None)
         p.add_argument("--out", required=True)
         p.add_argument("--preset", default="vin", choices=["vin", "alpr"])
-        p.add_argument("-c", "--config", help="take Train.augment from this config instead")
-        p.add_argument("-o", "--opt", nargs="+", help="config overrides Key.sub=value")
+        add_config_options(p, multiple=False, use="take Train.augment from it instead of "
+                           "--preset")
         p.add_argument("--seed", type=non_negative_int, default=0)
         if name == "augment":
             p.add_argument("--augs-per-sample", type=non_negative_int, required=True)

@@ -21,7 +21,8 @@ from typing import Any, Dict, List, Optional
 
 import numpy as np
 
-from vinocr.cli.common import cli_entry, positive_int, setup_logging
+from vinocr.cli.common import (QUIET, add_config_options, add_log_level, cli_entry, positive_int,
+                               setup_logging)
 from vinocr.errors import VinocrError
 
 PROG = "vinocr-eval"
@@ -104,16 +105,15 @@ def fmt(value: Any, column: str = "") -> str:
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog=PROG, description="Compare recognisers on datasets.")
-    p.add_argument("-c", "--config", nargs="+", help="config (charset, decoder, image shape, "
-                   "and the architecture of the 'pretrained' model)")
-    p.add_argument("-o", "--opt", nargs="+", default=[], help="overrides Key.sub=value")
+    add_config_options(p, use="charset, decoder, image shape, and the architecture of the "
+                       "'pretrained' model")
     p.add_argument("--models", nargs="+", required=True,
                    help="'pretrained' (zero-shot), run dirs, checkpoint dirs and/or exported "
                    "model dirs (inference.json)")
     p.add_argument("--data", nargs="+", required=True, help="datasets (any vinocr format)")
     p.add_argument("--out", help="folder for table.md, table.csv, errors CSV and PNGs")
     p.add_argument("--batch-size", type=positive_int, default=32)
-    p.add_argument("--log-level", default="WARNING")
+    add_log_level(p, QUIET)
     return p
 
 

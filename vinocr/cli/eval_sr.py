@@ -17,7 +17,7 @@ import sys
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
-from vinocr.cli.common import cli_entry, positive_int, setup_logging
+from vinocr.cli.common import add_log_level, cli_entry, positive_int, setup_logging
 
 PROG = "vinocr-eval-sr"
 FUSION = ("single", "logprob", "vote", "sequence")
@@ -37,7 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="decoder as JSON, e.g. '{\"method\": \"greedy\"}' (default: the SR "
                    "run's Decode section)")
     p.add_argument("--out", help="folder for table.md and results.json")
-    p.add_argument("--log-level", default="INFO")
+    add_log_level(p)
     return p
 
 

@@ -17,7 +17,8 @@ from typing import List, Optional, Sequence
 
 import numpy as np
 
-from vinocr.cli.common import cli_entry, non_negative_float, positive_int, setup_logging
+from vinocr.cli.common import (add_config_options, add_log_level, cli_entry, non_negative_float,
+                               positive_int, setup_logging)
 
 PROG = "vinocr-export"
 
@@ -37,7 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog=PROG, description="Export a trained recogniser.")
     p.add_argument("--checkpoint", required=True, help="checkpoint dir or run dir (-> best), or "
                    "'pretrained' with -c")
-    p.add_argument("-c", "--config", nargs="+", help="config (only for --checkpoint pretrained)")
+    add_config_options(p, overrides=False, use="only for --checkpoint pretrained")
     p.add_argument("--out", required=True)
     p.add_argument("--onnx", action="store_true", help="also write inference.onnx (paddle2onnx, "
                    "offline) and check it against the Paddle predictor")
@@ -45,7 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--atol", type=non_negative_float, default=1e-4,
                    help="largest accepted ONNX vs Paddle difference of the output probabilities "
                    "(with --onnx)")
-    p.add_argument("--log-level", default="INFO")
+    add_log_level(p)
     return p
 
 

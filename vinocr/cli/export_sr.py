@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 from typing import List, Optional
 
-from vinocr.cli.common import cli_entry, setup_logging
+from vinocr.cli.common import add_log_level, cli_entry, setup_logging
 
 PROG = "vinocr-export-sr"
 
@@ -25,7 +25,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("checkpoint", help="SR run directory (its best/) or checkpoint directory")
     p.add_argument("--out", required=True, help="output folder of the SR inference model")
     p.add_argument("--rec-out", help="also export the checkpoint's recogniser here")
-    p.add_argument("--log-level", default="INFO")
+    add_log_level(p)
     return p
 
 

@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 from typing import List, Optional
 
-from vinocr.cli.common import cli_entry, setup_logging
+from vinocr.cli.common import add_config_options, add_log_level, cli_entry, setup_logging
 from vinocr.errors import VinocrError
 
 PROG = "vinocr-finetune"
@@ -27,8 +27,7 @@ MIN_BATCH_PER_PROCESS = 8
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog=PROG, description="Fine-tune a VIN / licence-plate "
                                 "recogniser.")
-    p.add_argument("-c", "--config", nargs="+", help="YAML config file(s), merged in order")
-    p.add_argument("-o", "--opt", nargs="+", default=[], help="overrides Key.sub=value")
+    add_config_options(p)
     p.add_argument("--technique", help="technique name (overrides Technique.name), e.g. "
                    "gradual_unfreeze+label_smoothing")
     p.add_argument("--resume", metavar="RUN_DIR", help="continue a run exactly from its latest "
@@ -40,7 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "count. Relaunches through paddle.distributed.launch")
     p.add_argument("--overwrite", action="store_true", help="start over in a run directory "
                    "that already holds a run, replacing its checkpoints and history")
-    p.add_argument("--log-level", default="INFO")
+    add_log_level(p)
     return p
 
 

@@ -33,7 +33,7 @@ import sys
 from pathlib import Path
 from typing import Any, Dict, Iterator, List, Mapping, NamedTuple, Optional, Tuple
 
-from vinocr.cli.common import cli_entry, positive_int, setup_logging
+from vinocr.cli.common import QUIET, add_log_level, cli_entry, positive_int, setup_logging
 from vinocr.errors import VinocrError
 from vinocr.sr.fusion import METHODS as FUSION_METHODS
 
@@ -245,7 +245,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"LR frames used per track (default: {DEFAULT_FRAMES})")
     p.add_argument("--quiet", action="store_true",
                    help="print no per-image / per-track records on stdout")
-    p.add_argument("--log-level", default="WARNING")
+    add_log_level(p, QUIET)
     return p
 
 

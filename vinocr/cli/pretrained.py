@@ -6,7 +6,7 @@ import sys
 from pathlib import Path
 from typing import List, Optional
 
-from vinocr.cli.common import cli_entry, non_negative_int, setup_logging
+from vinocr.cli.common import add_log_level, cli_entry, non_negative_int, setup_logging
 
 PROG = "vinocr-pretrained"
 #: How a user of this command opts in to opening a pickle (ends the refusal message).
@@ -51,7 +51,7 @@ def cmd_info(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog=PROG, description="Pretrained weights for vinocr "
                                      "(local files only; nothing is downloaded).")
-    parser.add_argument("--log-level", default="INFO")
+    add_log_level(parser)
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("import", help="convert the rapidocr_onnxruntime PP-OCRv4 rec ONNX into "
                        "the vinocr cache")

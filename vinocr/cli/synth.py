@@ -13,8 +13,8 @@ import argparse
 import sys
 from typing import List, NoReturn, Optional
 
-from vinocr.cli.common import (cli_entry, non_negative_int, positive_int, probability,
-                               setup_logging)
+from vinocr.cli.common import (add_log_level, cli_entry, non_negative_int, positive_int,
+                               probability, setup_logging)
 from vinocr.errors import VinocrError
 
 PROG = "vinocr-synth"
@@ -31,12 +31,10 @@ def build_parser() -> argparse.ArgumentParser:
     from vinocr.data.synth.vin_render import STYLES
 
     parser = _Parser(prog=PROG, description="Generate synthetic VIN crops and plate tracks.")
-    parser.add_argument("--log-level", default="INFO",
-                        choices=["DEBUG", "INFO", "WARNING", "ERROR"], help="logging verbosity")
+    add_log_level(parser)
     # Also accepted after the subcommand; SUPPRESS keeps the top-level value when it is absent.
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--log-level", default=argparse.SUPPRESS,
-                        choices=["DEBUG", "INFO", "WARNING", "ERROR"], help="logging verbosity")
+    add_log_level(common, argparse.SUPPRESS)
     sub = parser.add_subparsers(dest="command", metavar="{vin,plates}", parser_class=_Parser)
     sub.required = True
 

@@ -15,7 +15,8 @@ import sys
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
-from vinocr.cli.common import cli_entry, setup_logging
+from vinocr.cli.common import (FROM_CONFIG, add_config_options, add_log_level, cli_entry,
+                               setup_logging)
 from vinocr.errors import ConfigError, VinocrError
 
 PROG = "vinocr-train-sr"
@@ -24,14 +25,13 @@ PROG = "vinocr-train-sr"
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog=PROG, description=__doc__.split("\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("-c", "--config", nargs="+", help="SR config YAML file(s)")
-    p.add_argument("-o", "--opt", nargs="+", default=[], help="overrides Key.sub=value")
+    add_config_options(p, use="an SR config")
     p.add_argument("--stage", default="all", help="1, 2, 3, all or a comma list (default all)")
     p.add_argument("--resume", help="checkpoint to continue from (stage{n}_epoch_{N}, latest, "
                    "best) or a run directory (its latest)")
     p.add_argument("--overwrite", action="store_true", help="start over in a run directory "
                    "that already holds a run, replacing its checkpoints and history")
-    p.add_argument("--log-level", default=None, choices=("DEBUG", "INFO", "WARNING", "ERROR"))
+    add_log_level(p, FROM_CONFIG)
     return p
 
 
