@@ -23,25 +23,30 @@ from vinocr.models.layers import weight_parameters
 
 logger = logging.getLogger(__name__)
 
-STAGES = ("backbone", "neck")
-
-
 def frozen_stage(model: Any) -> Optional[str]:
-    """The longest frozen prefix: ``neck`` (backbone + SVTR neck frozen), ``backbone``, or None."""
+    """The longest frozen prefix of the model's :meth:`feature_stages
+    <vinocr.models.recognizer.RecognitionNet.feature_stages>` (PP-OCRv4: ``neck`` when backbone
+    and SVTR neck are frozen, ``backbone``), or None (nothing frozen, or a model without stages)."""
     def frozen(layer: Any) -> bool:
         params = weight_parameters(layer)
         return bool(params) and all(p.stop_gradient for p in params)
 
-    if not frozen(model.backbone):
-        return None
-    encoder = getattr(model.head, "ctc_encoder", None)
-    if encoder is not None and frozen(encoder):
-        return "neck"
-    return "backbone"
+    stage = None
+    for name, layer in model.feature_stages():
+        if not frozen(layer):
+            break
+        stage = name
+    return stage
 
 
 def prefix_layers(model: Any, stage: str) -> List[Any]:
-    return [model.backbone] + ([model.head.ctc_encoder] if stage == "neck" else [])
+    """The layers of the feature stages up to and including ``stage``, in forward order."""
+    layers = []
+    for name, layer in model.feature_stages():
+        layers.append(layer)
+        if name == stage:
+            return layers
+    raise ValueError(f"{type(model).__name__} has no feature stage {stage!r}")
 
 
 def prefix_digest(model: Any, stage: str) -> str:
@@ -54,15 +59,15 @@ def prefix_digest(model: Any, stage: str) -> str:
 
 
 def run_prefix(model: Any, images: paddle.Tensor, stage: str) -> paddle.Tensor:
-    features = model.backbone(images)
-    return model.head.ctc_encoder(features) if stage == "neck" else features
+    features = images
+    for layer in prefix_layers(model, stage):
+        features = layer(features)
+    return features
 
 
 def run_suffix(model: Any, features: paddle.Tensor, stage: str) -> paddle.Tensor:
     """CTC logits from cached features."""
-    if stage == "neck":
-        return model.head.ctc_head(features)
-    return model.head(features)
+    return model.forward_from(features, stage)
 
 
 class FeatureCache:

@@ -157,7 +157,7 @@ class Trainer:
 
             # Fixed augmentation views keep the cached and uncached paths identical.
             self.train_samples.views = cache_cfg["views"]
-            if not hasattr(self.model.head, "ctc_encoder"):
+            if not self.model.feature_stages():
                 logger.warning("Train.feature_cache needs a PP-OCRv4-style model (backbone + "
                                "SVTR neck); %s trains without it", self.model.arch)
             else:
@@ -386,8 +386,6 @@ class Trainer:
     def _freeze_prefix_mode(self) -> Optional[str]:
         """Put a fully frozen leading part (backbone, or backbone + neck) in eval mode: frozen
         means a fixed function, so no BatchNorm updates and no dropout. Returns that stage."""
-        if not hasattr(self.model, "backbone") or not hasattr(self.model.head, "ctc_encoder"):
-            return None
         from vinocr.engine.feature_cache import frozen_stage, prefix_layers
 
         stage = frozen_stage(self.model)

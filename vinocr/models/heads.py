@@ -1,7 +1,7 @@
 """Recognition heads with PaddleOCR's key names: ``head.ctc_encoder.encoder.*``, ``head.ctc_head.fc.*``."""
 from __future__ import annotations
 
-from typing import Any, Dict, Optional
+from typing import Any, Dict, Optional, Tuple
 
 import paddle
 import paddle.nn as nn
@@ -53,6 +53,17 @@ class MultiHead(nn.Layer):
 
     def forward(self, x: paddle.Tensor) -> paddle.Tensor:
         return self.ctc_head(self.ctc_encoder(x))
+
+    def feature_stages(self) -> Tuple[Tuple[str, nn.Layer], ...]:
+        """The stages of this head that run apart, after the backbone: the SVTR neck (see
+        :meth:`vinocr.models.recognizer.RecognitionNet.feature_stages`)."""
+        return (("neck", self.ctc_encoder),)
+
+    def forward_from(self, features: paddle.Tensor, stage: str) -> paddle.Tensor:
+        """CTC logits from the output of the head's stage ``stage`` (``neck``)."""
+        if stage != "neck":
+            raise ValueError(f"unknown feature stage {stage!r}; this head has: neck")
+        return self.ctc_head(features)
 
     def gtc_logits(self, features: paddle.Tensor, targets: paddle.Tensor) -> paddle.Tensor:
         """Teacher-forced GTC logits from the backbone features (training only)."""

@@ -58,6 +58,23 @@ class RecognitionNet(nn.Layer):
     def predict_proba(self, x: paddle.Tensor) -> paddle.Tensor:
         return F.softmax(self.forward(x), axis=-1)
 
+    def feature_stages(self) -> Tuple[Tuple[str, nn.Layer], ...]:
+        """The leading stages whose outputs can be computed once and fed to the rest of the
+        network (the trainer's feature cache): ``(name, layer)`` pairs in forward order, each
+        layer taking the previous one's output. ``()`` when the architecture does not offer it,
+        i.e. when its head declares no ``feature_stages`` (CRNN). PP-OCRv4: ``backbone``, then
+        ``neck`` (the head's SVTR encoder)."""
+        head_stages = getattr(self.head, "feature_stages", None)
+        if head_stages is None:
+            return ()
+        return (("backbone", self.backbone),) + tuple(head_stages())
+
+    def forward_from(self, features: paddle.Tensor, stage: str) -> paddle.Tensor:
+        """CTC logits from the output of feature stage ``stage`` (see :meth:`feature_stages`)."""
+        if stage == "backbone":
+            return self.head(features)
+        return self.head.forward_from(features, stage)
+
     def optimize_for_inference(self) -> "RecognitionNet":
         """Exact, inference-only simplifications (after :meth:`rep`): BatchNorms folded into
         their convs and learnable affines folded into neighbouring convs. The result no longer
