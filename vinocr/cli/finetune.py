@@ -138,6 +138,10 @@ def main(argv: Optional[List[str]] = None) -> int:
     if nproc > 1 and "PADDLE_TRAINER_ID" not in os.environ:
         raw = sys.argv[1:] if argv is None else list(argv)
         return relaunch(raw, nproc, run_dir)
+    if dist.world_size() > 1:
+        from vinocr.engine.launch import interrupt_on_sigterm
+
+        interrupt_on_sigterm()
     from techniques import build_technique
     from vinocr.engine.trainer import Trainer
 

@@ -37,8 +37,11 @@ class OutputFilter:
     Progress bars redraw with ``\\r``: such segments go to the terminal only. Tracebacks go to the
     log only (a failed rank is summarised in one line at the end instead)."""
 
-    def __init__(self, show: Callable[[str], None], keep: Callable[[str], None]) -> None:
-        self.show, self.keep = show, keep
+    def __init__(self, show: Callable[[str], None], keep: Callable[[str], None],
+                 hide_prefix: Optional[str] = None) -> None:
+        # ``hide_prefix``: a rank's own final line (``prog: error: ...``, ``prog: interrupted``);
+        # the launching process prints the one summary line instead.
+        self.show, self.keep, self.hide_prefix = show, keep, hide_prefix
         self._pending = ""
         self._in_traceback = False
 
@@ -73,7 +76,7 @@ class OutputFilter:
             self._in_traceback = False
             if _EXCEPTION_LINE.match(line) or line.startswith(("[", "(")):
                 return
-        if _NOISE.match(line):
+        if _NOISE.match(line) or (self.hide_prefix and line.startswith(self.hide_prefix)):
             return
         self.show(line + "\n")
 
@@ -97,8 +100,10 @@ def rank_failure(log_dir: Path, prog: str, since: Optional[Dict[str, int]] = Non
     a resumed run appends to the same files).
 
     A user error a rank reported (``prog: error: ...``, e.g. a rank timing out waiting for
-    another) wins over an interruption; then the rank the launcher saw fail first: killed by a
-    signal (``kill -9``, the out-of-memory killer), or its last exception line (a crash)."""
+    another) comes first; then the rank the launcher saw fail first: killed by a signal
+    (``kill -9``, the out-of-memory killer) or its last exception line (a crash); then an
+    interruption (the launcher stops the other ranks after a failure, so theirs is a
+    consequence)."""
     since = since or {}
     found: List[Tuple[int, int, str]] = []
     crashes: Dict[int, str] = {}
@@ -113,7 +118,7 @@ def rank_failure(log_dir: Path, prog: str, since: Optional[Dict[str, int]] = Non
                 found.append((0, n, line[len(prog) + 9:]))
                 break
             if line.startswith(f"{prog}: interrupted"):
-                found.append((1, n, "interrupted"))
+                found.append((3, n, "interrupted"))
                 break
             m = _EXCEPTION_LINE.match(line)
             if m and "Interrupt" not in m.group(1):
@@ -126,13 +131,23 @@ def rank_failure(log_dir: Path, prog: str, since: Optional[Dict[str, int]] = Non
             cause = (f"rank {n} was killed by signal {-code} (kill -9 or the out-of-memory "
                      "killer when 9)" if code < 0 else
                      crashes.get(n, f"rank {n} exited with code {code}"))
-            found.append((2, n, cause))
+            found.append((1, n, cause))
             break
-    found += [(3, n, line) for n, line in crashes.items()]
+    found += [(2, n, line) for n, line in crashes.items()]
     if not found:
         return None, "", 1
     kind, n, cause = min(found)
-    return n, cause, {0: 2, 1: EXIT_INTERRUPTED}.get(kind, 1)
+    return n, cause, {0: 2, 3: EXIT_INTERRUPTED}.get(kind, 1)
+
+
+def interrupt_on_sigterm() -> None:
+    """In a rank: treat SIGTERM like Ctrl-C. The launcher stops ranks with SIGTERM (on Ctrl-C, or
+    when another rank failed), and a KeyboardInterrupt lets the trainer write its report and say
+    where to resume instead of vanishing mid-line."""
+    def handler(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, handler)
 
 
 def _tail(path: Path, offset: int, out: OutputFilter) -> int:
@@ -169,7 +184,8 @@ def launch(script: str, args: List[str], nproc: int, log_dir: Path, prog: str,
     since = {p.name: p.stat().st_size for p in log_dir.iterdir()
              if p.name.startswith("workerlog.") or p.name == "launcher.log"}
     offset = since.get(rank0.name, 0)
-    out = OutputFilter(lambda text: (stream.write(text), stream.flush()), lambda text: None)
+    out = OutputFilter(lambda text: (stream.write(text), stream.flush()), lambda text: None,
+                       hide_prefix=f"{prog}:")
     interrupted, deadline = False, None
     with open(log_dir / "launcher.log", "a", encoding="utf-8") as log:
         log.write("$ " + " ".join(cmd) + "\n")
