@@ -100,27 +100,42 @@ def loads(path: Path) -> str:
     return "" if ckpt.model_state else "no tensors"
 
 
-def group_processes(pgid: int) -> List[int]:
-    """PIDs still alive in process group ``pgid`` (loader workers included)."""
-    alive = []
+def run_processes(run_dir: Path) -> List[int]:
+    """PIDs of live processes working on ``run_dir`` (the launcher starts each rank in a session
+    of its own, so a process group does not hold them; their command lines name the run)."""
+    alive, me = [], os.getpid()
     for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                if os.getpgid(int(entry.name)) == pgid:
-                    alive.append(int(entry.name))
-            except (ProcessLookupError, PermissionError):
-                continue
+        if not entry.name.isdigit() or int(entry.name) == me:
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes()
+            state = (entry / "stat").read_text().split(")")[-1].split()[0]
+        except OSError:
+            continue
+        if str(run_dir).encode() in cmdline and state != "Z":
+            alive.append(int(entry.name))
     return alive
 
 
-def rank_pid(pgid: int, rank: int) -> Optional[int]:
-    for pid in group_processes(pgid):
-        try:
-            env = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
-        except OSError:
+def _environ(pid: int) -> List[bytes]:
+    try:
+        return Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+    except OSError:
+        return []
+
+
+def rank_pid(run_dir: Path, rank: int) -> Optional[int]:
+    """The rank process itself: its loader workers share its environment, but their parent is
+    the rank, while the rank's parent (the launcher) has no PADDLE_TRAINER_ID."""
+    key = f"PADDLE_TRAINER_ID={rank}".encode()
+    for pid in run_processes(run_dir):
+        if key not in _environ(pid):
             continue
-        if f"PADDLE_TRAINER_ID={rank}".encode() in env and \
-                b"finetune" in Path(f"/proc/{pid}/cmdline").read_bytes():
+        try:
+            ppid = int(Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[1])
+        except (OSError, ValueError):
+            continue
+        if not any(e.startswith(b"PADDLE_TRAINER_ID=") for e in _environ(ppid)):
             return pid
     return None
 
@@ -193,22 +208,21 @@ def soak_finetune(work: Path, n_train: int, n_val: int, only: set) -> None:
     # 2. Resume, then SIGKILL rank 1 mid-epoch 2.
     proc = start([tool("vinocr-finetune"), "--resume", str(run_dir), "--nproc", "2"],
                  work / "ft_2.log")
-    pgid = proc.pid
     try:
         wait_for(lambda: (checkpoint_state(latest) or {}).get("pending_epoch") is None
                  and (checkpoint_state(latest) or {}).get("epoch") == 1, 3600,
                  "epoch 1's validation after the resume", proc)
         time.sleep(30)                  # into epoch 2
-        victim = rank_pid(pgid, 1)
+        victim = rank_pid(run_dir, 1)
         if victim is None:
             raise RuntimeError("rank 1 not found")
         os.kill(victim, signal.SIGKILL)
         code = proc.wait(timeout=600)
     finally:
         if proc.poll() is None:
-            os.killpg(pgid, signal.SIGKILL)
+            os.killpg(proc.pid, signal.SIGKILL)
     time.sleep(5)
-    left = group_processes(pgid)
+    left = run_processes(run_dir)
     out = (work / "ft_2.log").read_text()
     single, line = one_error_line(out, "vinocr-finetune")
     st = checkpoint_state(latest) or {}
