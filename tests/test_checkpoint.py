@@ -1,10 +1,9 @@
-"""Checkpoint directories: round trip, atomic replacement, crash recovery, errors, .pdparams."""
+"""Checkpoint directories: round trip, atomic replacement, crash recovery, errors."""
 from __future__ import annotations
 
 import json
 import logging
 import os
-import pickle
 from pathlib import Path
 from typing import Dict
 
@@ -12,8 +11,7 @@ import numpy as np
 import pytest
 
 from vinocr.engine import checkpoint as ckpt_mod
-from vinocr.engine.checkpoint import (CheckpointError, checkpoint_exists, convert_pdparams,
-                                      load_checkpoint, paddle_optimizer_state_to_named,
+from vinocr.engine.checkpoint import (CheckpointError, checkpoint_exists, load_checkpoint,
                                       resolve_checkpoint, save_checkpoint)
 from vinocr.errors import VinocrError
 
@@ -238,66 +236,3 @@ def test_newer_format_is_rejected(tmp_path: Path) -> None:
     (path / "state.json").write_text(json.dumps(doc))
     with pytest.raises(CheckpointError, match="newer"):
         load_checkpoint(path)
-
-
-def test_paddle_optimizer_keys_become_parameter_names() -> None:
-    sd = {"linear_1.w_0_moment1_0": np.ones(3, np.float32),
-          "linear_1.w_0_beta1_pow_acc_0": np.ones(1, np.float32),
-          "linear_10.w_0_moment1_0": np.zeros(2, np.float32),   # not claimed by linear_1.w_0
-          "teacher_0.w_0_moment1_0": np.zeros(1, np.float32),  # no kept parameter: dropped
-          "LR_Scheduler": {"last_epoch": 4},
-          "master_weights": {"linear_1.w_0": np.zeros((2, 2), np.float32)}}
-    names = {"linear_1.w_0": "head.fc.weight", "linear_10.w_0": "neck.fc.weight"}
-    named, extra, dropped = paddle_optimizer_state_to_named(sd, names)
-    assert set(named) == {"head.fc.weight/moment1", "head.fc.weight/beta1_pow_acc",
-                          "neck.fc.weight/moment1", "head.fc.weight/master_weight"}
-    assert extra == {"LR_Scheduler": {"last_epoch": 4}}
-    assert dropped == 1
-
-
-def test_convert_pdparams(tmp_path: Path, caplog) -> None:
-    paddle = pytest.importorskip("paddle")
-    paddle.seed(0)
-    layer = paddle.nn.Linear(3, 2)
-    sched = paddle.optimizer.lr.StepDecay(0.1, step_size=2)
-    opt = paddle.optimizer.Adam(learning_rate=sched, parameters=layer.parameters())
-    layer(paddle.randn([4, 3])).sum().backward()
-    opt.step()
-    prefix = tmp_path / "paddleocr" / "best_accuracy"
-    prefix.parent.mkdir()
-    # Distillation-style keys, as in official training checkpoints.
-    params = {f"Student.{k}": v for k, v in layer.state_dict().items()}
-    paddle.save(params, str(prefix) + ".pdparams")
-    paddle.save(opt.state_dict(), str(prefix) + ".pdopt")
-    with open(str(prefix) + ".states", "wb") as fh:
-        pickle.dump({"epoch": 12, "best_model_dict": {"acc": np.float64(0.93), "best_epoch": 10}},
-                    fh, protocol=2)
-
-    # A pickle runs code when opened: refused unless the caller trusts it.
-    with pytest.raises(CheckpointError, match="pickles.*trust_pickle=True"):
-        convert_pdparams(str(prefix) + ".pdparams", tmp_path / "refused")
-    assert not (tmp_path / "refused").exists()
-    with caplog.at_level(logging.WARNING, logger="vinocr.engine.checkpoint"):
-        out = convert_pdparams(str(prefix) + ".pdparams", tmp_path / "converted",
-                               trust_pickle=True)
-    assert sum("pickle" in r.getMessage() for r in caplog.records) == 1
-    loaded = load_checkpoint(out)
-    expected = {k: v.numpy() for k, v in layer.state_dict().items()}
-    assert_tensors_equal(loaded.model_state, expected)
-    # Optimizer tensors use the trainer's parameter-name keys, so its loader can take them.
-    from vinocr.engine.optim_state import optimizer_state_to_named
-
-    opt_expected = {k: v for k, v in optimizer_state_to_named(opt, layer).items()
-                    if not k.startswith("LR_Scheduler")}
-    assert "weight/moment1" in opt_expected
-    assert_tensors_equal(loaded.optimizer_state, opt_expected)
-    assert loaded.state["optimizer_extra"]["LR_Scheduler"]["last_epoch"] == 0
-    assert loaded.state["epoch"] == 12
-    assert loaded.state["paddleocr_states"]["best_model_dict"]["acc"] == pytest.approx(0.93)
-    assert not list(out.glob("*.pd*"))  # only safetensors + JSON in the result
-
-    # The prefix form (PaddleOCR's Global.checkpoints) works too; a missing file is a clear error.
-    again = convert_pdparams(prefix, tmp_path / "converted2", trust_pickle=True)
-    assert_tensors_equal(load_checkpoint(again).model_state, expected)
-    with pytest.raises(CheckpointError, match="not found"):
-        convert_pdparams(tmp_path / "missing.pdparams", tmp_path / "x", trust_pickle=True)

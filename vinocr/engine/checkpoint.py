@@ -13,8 +13,8 @@ would otherwise load "fine" and only show up as NaN predictions much later. Chec
 before hashes were recorded have sizes only and load with just the size check.
 
 Opening a checkpoint never unpickles anything: tensors come from safetensors and everything else
-from JSON. Only :func:`convert_pdparams` reads pickles, once, to turn a PaddleOCR checkpoint into
-this format.
+from JSON. PaddleOCR's pickled ``.pdparams`` are converted to safetensors weights by
+``vinocr-pretrained convert`` (:mod:`vinocr.models.weights`), not here.
 
 Atomic replacement: a save writes a complete checkpoint into a hidden sibling directory
 (``.NAME.tmp-PID-RAND``), fsyncs it, then swaps it in with two renames (old -> ``.NAME.old-...``,
@@ -36,7 +36,7 @@ import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path, PurePath
-from typing import Any, Dict, List, Mapping, Optional, Tuple, Union
+from typing import Any, Dict, List, Mapping, Optional, Union
 
 import numpy as np
 from safetensors import SafetensorError
@@ -85,14 +85,12 @@ def _key_repr(parts: List[str]) -> str:
     return "".join(parts).lstrip(".") or "<root>"
 
 
-def to_jsonable(value: Any, where: str = "state", strict: bool = True,
-                _parts: Optional[List[str]] = None) -> Any:
+def to_jsonable(value: Any, where: str = "state", _parts: Optional[List[str]] = None) -> Any:
     """``value`` as plain JSON types: numpy scalars/arrays and tensors become numbers/lists, tuples
     become lists, paths become strings.
 
-    With ``strict`` anything else raises :class:`CheckpointError` naming ``where`` and the key path
-    (e.g. ``state.json: value at 'technique.ema.decay' is a set``); without it such values are
-    dropped with a warning (used when converting foreign pickles, whose contents we do not control).
+    Anything else raises :class:`CheckpointError` naming ``where`` and the key path (e.g.
+    ``state.json: value at 'technique.ema.decay' is a set``).
     """
     parts = _parts if _parts is not None else []
     if value is None or isinstance(value, (bool, str)):
@@ -101,11 +99,11 @@ def to_jsonable(value: Any, where: str = "state", strict: bool = True,
         # int/float subclasses (e.g. IntEnum) are stored as their plain value.
         return int(value) if isinstance(value, int) else float(value)
     if isinstance(value, np.generic):
-        return to_jsonable(value.item(), where, strict, parts)
+        return to_jsonable(value.item(), where, parts)
     if isinstance(value, np.ndarray):
         # Through the list branch, so element types JSON lacks (complex, datetime, objects) are
         # reported like any other bad value instead of failing later inside json.dumps.
-        return to_jsonable(value.tolist(), where, strict, parts)
+        return to_jsonable(value.tolist(), where, parts)
     if isinstance(value, PurePath):
         return str(value)
     if isinstance(value, Mapping):
@@ -115,90 +113,17 @@ def to_jsonable(value: Any, where: str = "state", strict: bool = True,
                 k = str(k)
             if not isinstance(k, str):
                 # JSON would silently turn the key into a string and the round trip would differ.
-                problem = (f"{where}: key {k!r} at '{_key_repr(parts)}' is "
-                           f"{type(k).__name__}, but JSON object keys must be str")
-                if strict:
-                    raise CheckpointError(problem)
-                logger.warning("%s; dropped", problem)
-                continue
-            converted = to_jsonable(v, where, strict, parts + [f".{k}"])
-            if converted is _DROP:
-                continue
-            out[k] = converted
+                raise CheckpointError(f"{where}: key {k!r} at '{_key_repr(parts)}' is "
+                                      f"{type(k).__name__}, but JSON object keys must be str")
+            out[k] = to_jsonable(v, where, parts + [f".{k}"])
         return out
     if isinstance(value, (list, tuple)):
-        items = [to_jsonable(v, where, strict, parts + [f"[{i}]"]) for i, v in enumerate(value)]
-        return [v for v in items if v is not _DROP]
+        return [to_jsonable(v, where, parts + [f"[{i}]"]) for i, v in enumerate(value)]
     if hasattr(value, "numpy") and hasattr(value, "shape"):
         # A framework tensor (e.g. a scheduler keeping a paddle.Tensor); avoid importing paddle.
-        return to_jsonable(np.asarray(value.numpy()), where, strict, parts)
-    problem = (f"{where}: value at '{_key_repr(parts)}' is {type(value).__name__}, which is not "
-               "JSON-able")
-    if strict:
-        raise CheckpointError(problem)
-    logger.warning("%s; dropped", problem)
-    return _DROP
-
-
-class _Dropped:
-    """Marker for values :func:`to_jsonable` drops in lenient mode."""
-
-
-_DROP = _Dropped()
-
-
-# --------------------------------------------------------------------------------------------
-# PaddleOCR optimizer state
-
-def paddle_optimizer_state_to_named(state_dict: Mapping[str, Any],
-                                    param_names: Mapping[str, str]
-                                    ) -> Tuple[Dict[str, np.ndarray], Dict[str, Any], int]:
-    """Re-key a Paddle ``optimizer.state_dict()`` by structured parameter names.
-
-    Paddle keys accumulators by generated variable names (``linear_0.w_0_moment1_0``) that are
-    only meaningful inside the process that created them. ``param_names`` maps those internal
-    parameter names (``linear_0.w_0``) to structured ones (``head.fc.weight``), which a
-    ``.pdparams`` file preserves; the result uses the trainer's layout
-    (:func:`vinocr.engine.optim_state.optimizer_state_to_named`): ``head.fc.weight/moment1``,
-    ``.../master_weight``. Returns (tensors, JSON-able non-tensor entries such as
-    ``LR_Scheduler``, number of tensors that match no parameter and were dropped).
-    """
-    # Imported here: the key format lives with the trainer's optimizer state, which needs paddle,
-    # and this module does not import paddle.
-    from vinocr.engine.optim_state import MASTER_WEIGHT, state_key
-
-    # Longest names first, so ``linear_1.w_0`` never claims ``linear_1.w_0_fp32`` style prefixes
-    # of another parameter.
-    internals = sorted(param_names, key=len, reverse=True)
-    named: Dict[str, np.ndarray] = {}
-    extra: Dict[str, Any] = {}
-    dropped = 0
-
-    def accumulator(key: str) -> Optional[Tuple[str, str]]:
-        for internal in internals:
-            if key.startswith(internal + "_"):
-                rest = key[len(internal) + 1:]
-                # Strip the unique-name counter Paddle appends (``moment1_0`` -> ``moment1``).
-                head, _, counter = rest.rpartition("_")
-                return param_names[internal], head if head and counter.isdigit() else rest
-        return None
-
-    for key, value in state_dict.items():
-        if _is_tensor(value):
-            found = accumulator(key)
-            if found is None:
-                dropped += 1
-                continue
-            named[state_key(*found)] = _as_array(value)
-        elif key == "master_weights" and isinstance(value, Mapping):
-            for internal, tensor in value.items():
-                if internal in param_names and _is_tensor(tensor):
-                    named[state_key(param_names[internal], MASTER_WEIGHT)] = _as_array(tensor)
-                else:
-                    dropped += 1
-        else:
-            extra[key] = value
-    return named, to_jsonable(extra, "optimizer state", strict=False), dropped
+        return to_jsonable(np.asarray(value.numpy()), where, parts)
+    raise CheckpointError(f"{where}: value at '{_key_repr(parts)}' is {type(value).__name__}, "
+                          "which is not JSON-able")
 
 
 def _is_tensor(value: Any) -> bool:
@@ -587,119 +512,3 @@ def load_checkpoint(path: PathLike) -> Checkpoint:
                 ", ema" if optional[EMA_FILE] is not None else "")
     return Checkpoint(model_state=model, optimizer_state=optional[OPTIMIZER_FILE],
                       ema_state=optional[EMA_FILE], state=doc["state"], path=ckpt, meta=meta)
-
-
-# --------------------------------------------------------------------------------------------
-# PaddleOCR conversion
-
-def _find_pdparams(src: Path) -> Path:
-    if src.suffix == ".pdparams" and src.is_file():
-        return src
-    # PaddleOCR names checkpoints by prefix (``output/rec/best_accuracy``) without extension.
-    candidate = src.with_name(src.name + ".pdparams")
-    if src.suffix != ".pdparams" and candidate.is_file():
-        return candidate
-    if src.is_dir():
-        raise CheckpointError(f"{src}: is a directory; pass the .pdparams file")
-    raise CheckpointError(f"{src}: .pdparams file not found")
-
-
-def convert_pdparams(src: PathLike, dst_dir: PathLike, keep_prefix: bool = False,
-                     trust_pickle: bool = False) -> Path:
-    """Convert a PaddleOCR training checkpoint into a vinocr checkpoint directory.
-
-    Reads ``X.pdparams`` and, when present beside it, ``X.pdopt`` (optimizer) and ``X.states``
-    (epoch, best metrics). These are pickles, so reading them can run code: convert only files you
-    trust, then share the safetensors result. Distillation prefixes (``Student.``) are stripped
-    unless ``keep_prefix``. Optimizer tensors are re-keyed to the trainer's
-    ``<parameter>/<accumulator>`` names (:func:`paddle_optimizer_state_to_named`); optimizer extras
-    (``LR_Scheduler``) go to ``state['optimizer_extra']`` and the ``.states`` content to
-    ``state['paddleocr_states']`` (``epoch``/``global_step`` are also copied to the top level).
-    The result holds weights and history but no trainer state (schedule, hooks), so use it as
-    ``Global.pretrained_model`` rather than to resume. Refused unless ``trust_pickle``.
-    """
-    import pickle
-
-    import paddle
-
-    from vinocr.models.weights import strip_prefix
-
-    params_path = _find_pdparams(Path(src))
-    prefix = params_path.with_suffix("")
-    opt_path = prefix.with_name(prefix.name + ".pdopt")
-    states_path = prefix.with_name(prefix.name + ".states")
-    read = [p for p in (params_path, opt_path, states_path) if p.is_file()]
-    if not trust_pickle:
-        from vinocr.models.weights import pickle_refusal
-
-        raise CheckpointError(pickle_refusal(params_path, "pass trust_pickle=True"))
-    logger.warning("reading pickle files (they can run code when opened; only convert files you "
-                   "trust): %s", ", ".join(str(p) for p in read))
-
-    def paddle_load(p: Path, return_numpy: bool) -> Any:
-        try:
-            return paddle.load(str(p), return_numpy=return_numpy)
-        except Exception as exc:
-            raise CheckpointError(f"{p}: cannot read Paddle checkpoint "
-                                  f"({_one_line(exc)})") from None
-
-    # As tensors, not numpy: the tensors keep their internal names (``linear_0.w_0``), the only
-    # link between the optimizer file's keys and the parameters.
-    raw = paddle_load(params_path, return_numpy=False)
-    if not isinstance(raw, Mapping):
-        raise CheckpointError(f"{params_path}: expected a state dict, got {type(raw).__name__}")
-    model = {k: _as_array(v) for k, v in raw.items() if _is_tensor(v)}
-    if not model:
-        raise CheckpointError(f"{params_path}: holds no tensors")
-    internal_names = {k: getattr(v, "name", None) for k, v in raw.items() if _is_tensor(v)}
-    del raw
-    if not keep_prefix:
-        model = strip_prefix(model)
-        # The same keys go, so teacher accumulators below find no parameter and are dropped.
-        internal_names = strip_prefix(internal_names)
-    param_names = {internal: key for key, internal in internal_names.items()
-                   if isinstance(internal, str) and internal}
-
-    state: Dict[str, Any] = {"source": {"format": "paddleocr", "pdparams": str(params_path)}}
-    optimizer: Optional[Dict[str, np.ndarray]] = None
-    if opt_path.is_file():
-        opt_raw = paddle_load(opt_path, return_numpy=True)
-        if not isinstance(opt_raw, Mapping):
-            raise CheckpointError(f"{opt_path}: expected an optimizer state dict, got "
-                                  f"{type(opt_raw).__name__}")
-        named, extra, dropped = paddle_optimizer_state_to_named(opt_raw, param_names)
-        if named:
-            optimizer = named
-            state["optimizer_extra"] = extra
-            state["source"]["pdopt"] = str(opt_path)
-            if dropped:
-                logger.info("%s: %d optimizer tensors belong to no kept parameter (e.g. the "
-                            "distillation teacher); not converted", opt_path, dropped)
-        elif dropped:
-            logger.warning("%s: no optimizer tensor matches a parameter of %s (parameter names "
-                           "not stored?); optimizer state not converted", opt_path,
-                           params_path.name)
-    if states_path.is_file():
-        try:
-            with open(states_path, "rb") as fh:
-                # PaddleOCR writes .states with pickle protocol 2 from Python 3; latin1 also reads
-                # Python 2-era files.
-                states = pickle.load(fh, encoding="latin1")
-        except Exception as exc:
-            raise CheckpointError(f"{states_path}: cannot read ({_one_line(exc)})") from None
-        if isinstance(states, Mapping):
-            clean = to_jsonable(states, str(states_path), strict=False)
-            state["paddleocr_states"] = clean
-            for key in ("epoch", "global_step"):
-                if isinstance(clean.get(key), int):
-                    state[key] = clean[key]
-        else:
-            logger.warning("%s: expected a dict, got %s; ignored", states_path,
-                           type(states).__name__)
-        state["source"]["states"] = str(states_path)
-
-    out = save_checkpoint(dst_dir, model, state, optimizer_state=optimizer)
-    logger.info("converted %s -> %s: %d model tensors%s", params_path, out, len(model),
-                f", {len(optimizer)} optimizer tensors" if optimizer is not None else "")
-    return out
-

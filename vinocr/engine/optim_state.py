@@ -34,8 +34,7 @@ MASTER_WEIGHT = "master_weight"
 
 def state_key(owner: str, entry: str) -> str:
     """The key of one named optimizer state entry: ``<param>/<accumulator>``
-    (``head.fc.weight/moment1``) or ``LR_Scheduler/<field>``. The one definition of the format,
-    shared with :func:`vinocr.engine.checkpoint.paddle_optimizer_state_to_named`."""
+    (``head.fc.weight/moment1``) or ``LR_Scheduler/<field>``: the one definition of the format."""
     return f"{owner}{STATE_SEP}{entry}"
 
 
