@@ -65,35 +65,29 @@ def _load_built_ins() -> None:
 def build_technique(cfg: Mapping[str, Any]) -> HookList:
     """Hooks for the ``Technique`` config section: ``{name: "a+b", <a's options>, <b's options>}``.
 
-    Options are passed to every named technique that accepts them (each declares its own keys);
-    an option no technique accepts is an error naming it.
+    Each option goes to the named technique that declares it (its ``Options`` dataclass), which
+    validates it (:func:`vinocr.engine.hooks.parse_options`); an option no named technique
+    declares, or one two of them declare, is an error naming it.
     """
     names = [ALIASES.get(n.strip(), n.strip())
              for n in str(cfg.get("name", "full")).split("+") if n.strip()]
     valid = available_techniques()
     options = {k: v for k, v in cfg.items() if k != "name"}
-    hooks, used = [], set()
     for name in names:
         if name not in _REGISTRY:
             aliases = ", ".join(f"{a}={t}" for a, t in sorted(ALIASES.items()))
             raise ConfigError(f"Technique.name: unknown technique {name!r}; valid: "
                               f"{', '.join(valid)} (aliases: {aliases})")
-    if len(names) > 1:
-        # An option two stacked techniques both take (e.g. lora's and distillation's alpha)
-        # would silently configure both; make the user say which.
-        for key in options:
-            takers = [n for n in names if key in getattr(_REGISTRY[n], "OPTIONS", ())]
-            if len(takers) > 1:
-                raise ConfigError(f"Technique.{key}: ambiguous, an option of "
-                                  f"{' and '.join(takers)}; use the specific spelling (e.g. "
-                                  "lora_alpha, kd_alpha)")
-    for name in names:
-        cls = _REGISTRY[name]
-        accepted = set(getattr(cls, "OPTIONS", ()))
-        mine = {k: v for k, v in options.items() if k in accepted}
-        used |= set(mine)
-        hooks.append(cls(**mine))
-    unknown = sorted(set(options) - used)
-    if unknown:
-        raise ConfigError(f"Technique.{unknown[0]}: not an option of {'+'.join(names)}")
-    return HookList(hooks)
+    keys = {name: set(_REGISTRY[name].option_keys()) for name in names}
+    for key in options:
+        takers = [n for n in names if key in keys[n]]
+        if not takers:
+            raise ConfigError(f"Technique.{key}: not an option of {'+'.join(names)}")
+        if len(takers) > 1:
+            # An option two stacked techniques both take (e.g. lora's and distillation's alpha)
+            # would silently configure both; make the user say which.
+            raise ConfigError(f"Technique.{key}: ambiguous, an option of "
+                              f"{' and '.join(takers)}; use the specific spelling (e.g. "
+                              "lora_alpha, kd_alpha)")
+    return HookList([_REGISTRY[name](**{k: v for k, v in options.items() if k in keys[name]})
+                     for name in names])

@@ -30,17 +30,16 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from techniques import register_technique
-from vinocr.engine.hooks import HookList, LossOutput, RunView, TrainerHooks
+from vinocr.engine.hooks import HookList, LossOutput, RunView, TrainerHooks, option
 from vinocr.errors import ConfigError
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_TABLE: Tuple[Any, ...] = ({"steps_below": 110, "technique": "lora"},
                                   {"technique": "full"})
-OWN_OPTIONS = ("table", "override")
 CONDITIONS = ("samples_below", "steps_below")
 
 
@@ -70,28 +69,6 @@ class Rule:
         conds = [f"{key.replace('_below', '')} < {value}" for key in CONDITIONS
                  if (value := getattr(self, key)) is not None]
         return f"{' and '.join(conds) or 'otherwise'} → {self.technique}"
-
-
-class _DelegatedOptions:
-    """``auto``'s accepted options: its own plus those of every other registered technique (it
-    cannot know which one it will build until the data is loaded). Iterated lazily by
-    ``build_technique``, after the built-ins and plugins are registered."""
-
-    def __iter__(self) -> Iterator[str]:
-        from techniques import _REGISTRY
-
-        seen = set(OWN_OPTIONS)
-        yield from OWN_OPTIONS
-        for name, cls in list(_REGISTRY.items()):
-            if name == "auto":
-                continue
-            for opt in getattr(cls, "OPTIONS", ()):
-                if opt not in seen:
-                    seen.add(opt)
-                    yield opt
-
-    def __contains__(self, item: object) -> bool:
-        return any(item == opt for opt in self)
 
 
 def _split(name: str) -> List[str]:
@@ -175,20 +152,36 @@ def choose(n_samples: int, steps: int, table: Sequence[Rule],
                       f"{steps} planned steps ({'; '.join(notes)})")
 
 
+@dataclass(frozen=True)
+class AutoOptions:
+    table: Tuple[Any, ...] = option(DEFAULT_TABLE, doc="rows {technique, samples_below, "
+                                    "steps_below} or [limit, technique]; the first that applies "
+                                    "wins")
+    override: Optional[str] = option(None, doc="a technique to use instead of the table's pick")
+
+
 @register_technique("auto")
 class Auto(TrainerHooks):
-    adapts_model = True
-    OPTIONS = _DelegatedOptions()
+    """Chooses the adaptation technique from the data and the budget; the options of every other
+    technique are accepted too and handed to the chosen one."""
 
-    def __init__(self, table: Optional[Sequence[Any]] = None, override: Optional[str] = None,
-                 **options: Any) -> None:
-        self.table = _check_table(DEFAULT_TABLE if table is None else table)
-        if override is not None and (not isinstance(override, str) or not _split(override)
-                                     or "auto" in _split(override)):
+    adapts_model = True
+    Options = AutoOptions
+
+    def __init__(self, **options: Any) -> None:
+        own = set(super().option_keys())
+        super().__init__(**{k: v for k, v in options.items() if k in own})
+        self.delegated = {k: v for k, v in options.items() if k not in own}
+        unknown = sorted(set(self.delegated) - set(self.option_keys()))
+        if unknown:
+            raise ConfigError(f"Technique.{unknown[0]}: not an option of auto or of any "
+                              "technique it can choose")
+        self.table = _check_table(self.options.table)
+        override = self.options.override
+        if override is not None and (not _split(override) or "auto" in _split(override)):
             raise ConfigError(f"Technique.override: expected a technique name other than auto, "
                               f"got {override!r}")
         self.override = override.strip() if override is not None else None
-        self.options = options
         self.chosen: Optional[str] = None
         self.reason = "not chosen yet (chosen when the training data is loaded)"
         self.n_samples: Optional[int] = None
@@ -196,13 +189,31 @@ class Auto(TrainerHooks):
         self.inner: TrainerHooks = TrainerHooks()
         self._pending_state: Optional[Dict[str, Any]] = None
 
+    @classmethod
+    def option_keys(cls) -> List[str]:
+        """Its own options plus those of every other registered technique: which one it builds
+        is known only once the data is loaded."""
+        from techniques import _REGISTRY
+
+        keys = list(super().option_keys())
+        for name, other in list(_REGISTRY.items()):
+            if other is not cls:
+                keys.extend(k for k in other.option_keys() if k not in keys)
+        return keys
+
+    def options_report(self) -> Dict[str, Any]:
+        out = {**super().options_report(), **self.delegated}
+        if isinstance(self.inner, HookList):
+            out["chosen"] = self.inner.options_report()
+        return out
+
     # ------------------------------------------------------------------ choice
     def _build(self, name: str) -> HookList:
         from techniques import _REGISTRY, build_technique
 
-        accepted = {opt for n in _split(name) for opt in getattr(_REGISTRY[n], "OPTIONS", ())}
-        mine = {k: v for k, v in self.options.items() if k in accepted}
-        unused = sorted(set(self.options) - accepted)
+        accepted = {opt for n in _split(name) for opt in _REGISTRY[n].option_keys()}
+        mine = {k: v for k, v in self.delegated.items() if k in accepted}
+        unused = sorted(set(self.delegated) - accepted)
         if unused:
             # Options of techniques the table did not pick (e.g. lr_mults when frozen_backbone
             # was chosen) are expected with auto; they are only reported.

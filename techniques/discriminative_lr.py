@@ -14,11 +14,12 @@ from __future__ import annotations
 import logging
 import math
 import re
+from dataclasses import dataclass
 from typing import Any, Dict, List, Mapping, Optional, Tuple
 
 from techniques import register_technique
 from techniques.parts import PartMap, learnable_parameters
-from vinocr.engine.hooks import RunView, TrainerHooks
+from vinocr.engine.hooks import RunView, TrainerHooks, option
 from vinocr.errors import ConfigError
 
 logger = logging.getLogger(__name__)
@@ -36,19 +37,25 @@ def _check_mult(value: Any, key: str) -> float:
     return float(value)
 
 
+@dataclass(frozen=True)
+class DiscriminativeLROptions:
+    lr_mults: Optional[Mapping[str, Any]] = option(None, doc="{regex: multiplier}, first match "
+                                                   "wins; default per part")
+    parts: Optional[Mapping[str, str]] = option(None, doc="{part: regex} replacing the default "
+                                                "parts")
+
+
 @register_technique("discriminative_lr")
 class DiscriminativeLR(TrainerHooks):
     adapts_model = True
-    OPTIONS = ("lr_mults", "parts")
+    Options = DiscriminativeLROptions
 
-    def __init__(self, lr_mults: Optional[Mapping[str, Any]] = None,
-                 parts: Optional[Mapping[str, str]] = None) -> None:
-        self.partmap = PartMap.from_option(parts)
+    def __init__(self, **options: Any) -> None:
+        super().__init__(**options)
+        self.partmap = PartMap.from_option(self.options.parts)
         self.rules: Optional[List[Tuple[str, "re.Pattern[str]", float]]] = None
+        lr_mults = self.options.lr_mults
         if lr_mults is not None:
-            if not isinstance(lr_mults, Mapping) or not lr_mults:
-                raise ConfigError(f"Technique.lr_mults: expected a non-empty mapping regex -> "
-                                  f"multiplier, got {lr_mults!r}")
             self.rules = []
             for pattern, mult in lr_mults.items():
                 key = f"Technique.lr_mults[{pattern!r}]"

@@ -43,6 +43,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional, Tuple
 
@@ -52,7 +53,7 @@ import paddle.nn as nn
 import paddle.nn.functional as F
 
 from techniques import register_technique
-from vinocr.engine.hooks import LossOutput, RunView, TrainerHooks
+from vinocr.engine.hooks import LossOutput, RunView, TrainerHooks, option
 from vinocr.errors import ConfigError, VinocrError
 
 logger = logging.getLogger(__name__)
@@ -162,69 +163,50 @@ class TeacherCache:
 
 
 # ---------------------------------------------------------------------------------------------
-# Option checks
+# Options
 
-def _number(value: Any, key: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ConfigError(f"{key}: expected a number, got {type(value).__name__} {value!r}")
-    return float(value)
+def _existing_path(value: str, key: str) -> None:
+    if not Path(value).exists():
+        raise ConfigError(f"{key}: {value} not found")
 
 
-def _existing_path(value: Any, key: str) -> Path:
-    if not isinstance(value, (str, Path)) or not str(value):
-        raise ConfigError(f"{key}: expected a path, got {value!r}")
-    p = Path(value)
-    if not p.exists():
-        raise ConfigError(f"{key}: {p} not found")
-    return p
+@dataclass(frozen=True)
+class DistillationOptions:
+    teacher_config: Optional[str] = option(None, check=_existing_path, doc="a YAML config whose "
+                                           "Architecture builds the teacher")
+    teacher_arch: Optional[Mapping[str, Any]] = option(None, doc="or the teacher's Architecture "
+                                                       "mapping inline")
+    teacher_checkpoint: Optional[str] = option(None, check=_existing_path, doc="teacher weights: "
+                                               "checkpoint or run directory, or a weights file")
+    alpha: float = option(0.5, min=0.0, max=1.0, aliases=("kd_alpha",), doc="weight of the label "
+                          "loss; kd_alpha is the spelling that stacks with lora's alpha")
+    temperature: float = option(2.0, gt=0.0, doc="softmax temperature T of both distributions")
+    cache: bool = option(False, doc="keep teacher outputs per sample (identical inputs only)")
+    length_mismatch: str = option("interpolate", choices=LENGTH_MODES, doc="teacher and student "
+                                  "frame counts differ: resample, or refuse")
 
 
 @register_technique("distillation")
 class Distillation(TrainerHooks):
     """Knowledge distillation from a frozen teacher recogniser (per-frame KL + CTC)."""
 
-    OPTIONS = ("teacher_config", "teacher_arch", "teacher_checkpoint", "alpha", "kd_alpha",
-               "temperature", "cache", "length_mismatch")
+    Options = DistillationOptions
 
-    def __init__(self, teacher_config: Any = None, teacher_arch: Any = None,
-                 teacher_checkpoint: Any = None, alpha: Any = None, temperature: Any = 2.0,
-                 cache: Any = False, length_mismatch: Any = "interpolate",
-                 kd_alpha: Any = None, teacher_model: Optional[nn.Layer] = None) -> None:
+    def __init__(self, teacher_model: Optional[nn.Layer] = None, **options: Any) -> None:
         """``teacher_model`` (not a config option) hands over a ready teacher from Python, e.g.
         in tests or notebooks; it is frozen and put in eval mode like a configured one."""
-        if alpha is not None and kd_alpha is not None:
-            raise ConfigError("Technique.kd_alpha: give either alpha or kd_alpha, not both")
-        key = "Technique.kd_alpha" if kd_alpha is not None else "Technique.alpha"
-        a = _number(kd_alpha if kd_alpha is not None else (0.5 if alpha is None else alpha), key)
-        if not 0.0 <= a <= 1.0:
-            raise ConfigError(f"{key}: must be in [0, 1] (weight of the label loss), got {a}")
-        temp = _number(temperature, "Technique.temperature")
-        if not temp > 0:
-            raise ConfigError(f"Technique.temperature: must be > 0, got {temp}")
-        if not isinstance(cache, bool):
-            raise ConfigError(f"Technique.cache: expected true or false, got {cache!r}")
-        if length_mismatch not in LENGTH_MODES:
-            raise ConfigError(f"Technique.length_mismatch: {length_mismatch!r} is not one of "
-                              f"{', '.join(LENGTH_MODES)}")
+        super().__init__(**options)
+        o = self.options
         if teacher_model is None:
-            if (teacher_config is None) == (teacher_arch is None):
+            if (o.teacher_config is None) == (o.teacher_arch is None):
                 raise ConfigError("Technique.teacher_config: give the teacher either as "
                                   "teacher_config (a YAML config) or teacher_arch (an "
                                   "Architecture mapping), exactly one")
-            if teacher_config is not None:
-                _existing_path(teacher_config, "Technique.teacher_config")
-            elif not isinstance(teacher_arch, Mapping) or not teacher_arch.get("name"):
+            if o.teacher_arch is not None and not o.teacher_arch.get("name"):
                 raise ConfigError(f"Technique.teacher_arch: expected a mapping like "
                                   f"{{name: ppocrv4_teacher, params: {{...}}}}, got "
-                                  f"{teacher_arch!r}")
-        if teacher_checkpoint is not None:
-            _existing_path(teacher_checkpoint, "Technique.teacher_checkpoint")
-        self.teacher_config = teacher_config
-        self.teacher_arch = dict(teacher_arch) if isinstance(teacher_arch, Mapping) else None
-        self.teacher_checkpoint = teacher_checkpoint
-        self.alpha, self.temperature = a, temp
-        self.length_mismatch = length_mismatch
-        self.cache: Optional[TeacherCache] = TeacherCache() if cache else None
+                                  f"{o.teacher_arch!r}")
+        self.cache: Optional[TeacherCache] = TeacherCache() if o.cache else None
         self.teacher: Optional[nn.Layer] = teacher_model
         self.teacher_source = "teacher_model (Python)" if teacher_model is not None else ""
         self.teacher_frames: Optional[int] = None
@@ -235,12 +217,12 @@ class Distillation(TrainerHooks):
     def _teacher_arch_cfg(self) -> Dict[str, Any]:
         from vinocr.config import load_config
 
-        if self.teacher_config is not None:
+        if self.options.teacher_config is not None:
             # The whole file is validated like any config (with its _base_ chain); only its
             # Architecture section matters here.
-            return dict(load_config(self.teacher_config)["Architecture"])
+            return dict(load_config(self.options.teacher_config)["Architecture"])
         try:
-            return dict(load_config(data={"Architecture": self.teacher_arch})["Architecture"])
+            return dict(load_config(data={"Architecture": self.options.teacher_arch})["Architecture"])
         except ConfigError as exc:
             raise ConfigError(f"Technique.teacher_arch: {exc}") from None
 
@@ -249,7 +231,7 @@ class Distillation(TrainerHooks):
         from vinocr.engine.checkpoint import load_checkpoint, resolve_checkpoint
         from vinocr.models.weights import load_state_file
 
-        path = Path(self.teacher_checkpoint)
+        path = Path(self.options.teacher_checkpoint)
         chars = None
         if path.is_dir():
             if (path / "best").exists():
@@ -286,13 +268,13 @@ class Distillation(TrainerHooks):
             raise ConfigError("Technique.teacher_config: the run view has no charset to build "
                               "the teacher with")
         arch = self._teacher_arch_cfg()
-        if self.teacher_checkpoint is None and not arch.get("pretrained"):
+        if self.options.teacher_checkpoint is None and not arch.get("pretrained"):
             raise ConfigError("Technique.teacher_checkpoint: required (or a pretrained entry in "
                               "the teacher's Architecture); a teacher with random weights "
                               "teaches nothing")
         teacher, _ = model_from_config(arch, charset)
         self.teacher_source = f"{arch.get('name')} ({arch.get('pretrained') or 'no pretrained'})"
-        if self.teacher_checkpoint is not None:
+        if self.options.teacher_checkpoint is not None:
             state, source = self._teacher_state(int(student.num_classes), charset)
             report = load_weights(teacher, state, strict=False,
                                   source=f"Technique.teacher_checkpoint {source}")
@@ -350,8 +332,8 @@ class Distillation(TrainerHooks):
             self._check_frames(model, tuple(run.image_shape))
         n_t = sum(int(np.prod(p.shape)) for p in self.teacher.parameters())
         logger.info("distillation: teacher %s (%s parameters, frozen, eval mode); alpha %g, "
-                    "temperature %g%s", self.teacher_source, f"{n_t:,}", self.alpha,
-                    self.temperature, ", teacher outputs cached" if self.cache else "")
+                    "temperature %g%s", self.teacher_source, f"{n_t:,}", self.options.alpha,
+                    self.options.temperature, ", teacher outputs cached" if self.cache else "")
         return model
 
     def _check_frames(self, model: nn.Layer, shape: Tuple[int, ...]) -> None:
@@ -370,7 +352,7 @@ class Distillation(TrainerHooks):
                               "dictionary")
         self.teacher_frames, self.student_frames = int(t.shape[1]), int(s.shape[1])
         if self.teacher_frames != self.student_frames:
-            if self.length_mismatch == "error":
+            if self.options.length_mismatch == "error":
                 raise ConfigError(f"Technique.length_mismatch: at Global.image_shape {list(shape)} "
                                   f"the teacher gives {self.teacher_frames} frames and the "
                                   f"student {self.student_frames}; set length_mismatch: "
@@ -393,8 +375,8 @@ class Distillation(TrainerHooks):
         if self.teacher is None:
             raise VinocrError("distillation: prepare_model was not called (no teacher)")
         teacher = self.teacher_logits(batch["images"], batch.get("index"))
-        kd = kd_loss(logits, teacher, self.temperature, self.length_mismatch)
-        total = out.loss * self.alpha + kd * (1.0 - self.alpha)
+        kd = kd_loss(logits, teacher, self.options.temperature, self.options.length_mismatch)
+        total = out.loss * self.options.alpha + kd * (1.0 - self.options.alpha)
         return LossOutput(total, {**out.terms, "kd": float(kd)})
 
     def on_epoch_end(self, epoch: int, metrics: Dict[str, float], run: RunView) -> None:
@@ -423,8 +405,8 @@ class Distillation(TrainerHooks):
 
     def describe(self) -> Dict[str, Any]:
         out: Dict[str, Any] = {
-            "name": self.name, "teacher": self.teacher_source, "alpha": self.alpha,
-            "temperature": self.temperature, "length_mismatch": self.length_mismatch,
+            "name": self.name, "teacher": self.teacher_source, "alpha": self.options.alpha,
+            "temperature": self.options.temperature, "length_mismatch": self.options.length_mismatch,
             "teacher_frames": self.teacher_frames, "student_frames": self.student_frames,
             "why": "a stronger teacher's soft per-frame distributions carry class similarities "
                    "the labels do not; useful for small students and little labelled data"}

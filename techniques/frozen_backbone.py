@@ -12,27 +12,34 @@ Options: ``freeze`` (parts to freeze; default the three backbone parts) and ``pa
 from __future__ import annotations
 
 import logging
-from typing import Any, Dict, List, Mapping, Optional, Sequence
+from dataclasses import dataclass
+from typing import Any, Dict, List, Mapping, Optional, Tuple
 
 from techniques import register_technique
 from techniques.parts import (BACKBONE_PARTS, PartMap, eval_frozen_batchnorms,
                               set_trainable_parts, trainable_summary)
-from vinocr.engine.hooks import RunView, TrainerHooks
+from vinocr.engine.hooks import RunView, TrainerHooks, option
 
 logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class FrozenBackboneOptions:
+    freeze: Tuple[str, ...] = option(BACKBONE_PARTS, doc="parts to freeze (or 'all')")
+    parts: Optional[Mapping[str, str]] = option(None, doc="{part: regex} replacing the default "
+                                                "parts")
 
 
 @register_technique("frozen_backbone")
 class FrozenBackbone(TrainerHooks):
     adapts_model = True
-    OPTIONS = ("freeze", "parts")
+    Options = FrozenBackboneOptions
 
-    def __init__(self, freeze: Optional[Sequence[str]] = None,
-                 parts: Optional[Mapping[str, str]] = None) -> None:
-        self.partmap = PartMap.from_option(parts)
+    def __init__(self, **options: Any) -> None:
+        super().__init__(**options)
+        self.partmap = PartMap.from_option(self.options.parts)
         # Checked against the part names now (a typo fails at config time, not after data loading).
-        self.frozen: List[str] = self.partmap.resolve(
-            list(BACKBONE_PARTS) if freeze is None else freeze, "Technique.freeze")
+        self.frozen: List[str] = self.partmap.resolve(list(self.options.freeze), "Technique.freeze")
         self.summary: Dict[str, Any] = {}
 
     def prepare_model(self, model: Any, run: RunView) -> Any:

@@ -10,7 +10,6 @@ from vinocr.engine.hooks import RunView, TrainerHooks
 @register_technique("full")
 class FullFineTune(TrainerHooks):
     adapts_model = True
-    OPTIONS = ()
 
     def prepare_model(self, model: Any, run: RunView) -> Any:
         from techniques.parts import running_stat_ids

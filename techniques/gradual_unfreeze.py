@@ -17,12 +17,13 @@ from __future__ import annotations
 
 import logging
 import math
+from dataclasses import dataclass
 from typing import Any, Dict, List, Mapping, Optional, Set
 
 from techniques import register_technique
 from techniques.parts import (ALL, PartMap, eval_frozen_batchnorms, set_trainable_parts,
                               trainable_summary)
-from vinocr.engine.hooks import RunView, TrainerHooks
+from vinocr.engine.hooks import RunView, TrainerHooks, option
 from vinocr.errors import ConfigError
 
 logger = logging.getLogger(__name__)
@@ -63,18 +64,24 @@ def _epoch_key(key: Any, epochs: int) -> int:
     return int(math.floor(key * epochs))
 
 
+@dataclass(frozen=True)
+class GradualUnfreezeOptions:
+    schedule: Optional[Mapping[Any, Any]] = option(None, doc="{epoch or fraction: parts}; default "
+                                                   "head, neck at E/4, late backbone at E/2, "
+                                                   "all at 3E/4")
+    parts: Optional[Mapping[str, str]] = option(None, doc="{part: regex} replacing the default "
+                                                "parts")
+
+
 @register_technique("gradual_unfreeze")
 class GradualUnfreeze(TrainerHooks):
     adapts_model = True
-    OPTIONS = ("schedule", "parts")
+    Options = GradualUnfreezeOptions
 
-    def __init__(self, schedule: Optional[Mapping[Any, Any]] = None,
-                 parts: Optional[Mapping[str, str]] = None) -> None:
-        self.partmap = PartMap.from_option(parts)
-        if schedule is not None and (not isinstance(schedule, Mapping) or not schedule):
-            raise ConfigError(f"{KEY}: expected a non-empty mapping epoch -> parts, got "
-                              f"{schedule!r}")
-        self.schedule_option = schedule
+    def __init__(self, **options: Any) -> None:
+        super().__init__(**options)
+        self.partmap = PartMap.from_option(self.options.parts)
+        schedule = self.options.schedule
         if schedule is not None:
             # Part names are checked now; epochs need Train.epochs, known in prepare_model.
             for parts_ in schedule.values():
@@ -85,11 +92,11 @@ class GradualUnfreeze(TrainerHooks):
         self.summary: Dict[str, Any] = {}
 
     def _resolve(self, epochs: int) -> Dict[int, List[str]]:
-        if self.schedule_option is None:
+        if self.options.schedule is None:
             raw: Mapping[Any, Any] = default_schedule(epochs, self.partmap.names)
             key = f"{KEY} (default)"
         else:
-            raw, key = self.schedule_option, KEY
+            raw, key = self.options.schedule, KEY
         out: Dict[int, List[str]] = {}
         for k, parts in raw.items():
             epoch = _epoch_key(k, epochs)

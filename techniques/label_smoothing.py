@@ -15,14 +15,14 @@ from __future__ import annotations
 
 import logging
 import math
+from dataclasses import dataclass
 from typing import Any, Dict
 
 import paddle
 import paddle.nn.functional as F
 
 from techniques import register_technique
-from vinocr.engine.hooks import LossOutput, RunView, TrainerHooks
-from vinocr.errors import ConfigError
+from vinocr.engine.hooks import LossOutput, RunView, TrainerHooks, option
 
 logger = logging.getLogger(__name__)
 
@@ -35,15 +35,18 @@ def uniform_kl(logits: paddle.Tensor) -> paddle.Tensor:
     return per_frame.mean()
 
 
+@dataclass(frozen=True)
+class LabelSmoothingOptions:
+    epsilon: float = option(0.1, min=0.0, max=1.0, doc="weight of the KL-to-uniform penalty")
+
+
 @register_technique("label_smoothing")
 class LabelSmoothing(TrainerHooks):
-    OPTIONS = ("epsilon",)
+    Options = LabelSmoothingOptions
 
-    def __init__(self, epsilon: float = 0.1) -> None:
-        if isinstance(epsilon, bool) or not isinstance(epsilon, (int, float)) or \
-                not math.isfinite(float(epsilon)) or not 0.0 <= epsilon <= 1.0:
-            raise ConfigError(f"Technique.epsilon: must be a number in [0, 1], got {epsilon!r}")
-        self.epsilon = float(epsilon)
+    @property
+    def epsilon(self) -> float:
+        return self.options.epsilon
 
     def loss(self, out: LossOutput, logits: Any, batch: Dict[str, Any], run: RunView
              ) -> LossOutput:

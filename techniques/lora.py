@@ -64,7 +64,7 @@ import paddle.nn as nn
 import paddle.nn.functional as F
 
 from techniques import register_technique
-from vinocr.engine.hooks import RunView, TrainerHooks
+from vinocr.engine.hooks import RunView, TrainerHooks, option
 from vinocr.errors import ConfigError
 from vinocr.models.weights import WeightsError, load_state_file, save_state_file
 
@@ -481,44 +481,20 @@ def load_adapters(model: nn.Layer, path: Union[str, Path]) -> nn.Layer:
 # ---------------------------------------------------------------------------------------------
 # The technique
 
-def _number(value: Any, key: str, kind: type = float) -> Any:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or \
-            (kind is int and not float(value).is_integer()):
-        raise ConfigError(f"{key}: expected {'an integer' if kind is int else 'a number'}, got "
-                          f"{type(value).__name__} {value!r}")
-    return kind(value)
+def _check_targets(targets: Sequence[str], key: str) -> None:
+    _compile_targets(targets, key)
 
 
-@dataclass
-class _Options:
-    rank: int
-    alpha: float
-    dropout: float
-    targets: List[str]
-    train_head: bool
-
-
-def _parse_options(rank: Any, alpha: Any, dropout: Any, targets: Any, train_head: Any
-                   ) -> _Options:
-    rank = _number(rank, "Technique.rank", int)
-    if rank < 1:
-        raise ConfigError(f"Technique.rank: must be >= 1, got {rank}")
-    alpha = _number(alpha, "Technique.alpha")
-    if not alpha > 0:
-        raise ConfigError(f"Technique.alpha: must be > 0, got {alpha}")
-    dropout = _number(dropout, "Technique.dropout")
-    if not 0.0 <= dropout < 1.0:
-        raise ConfigError(f"Technique.dropout: must be in [0, 1), got {dropout}")
-    if isinstance(targets, str):
-        targets = [targets]
-    if not isinstance(targets, (list, tuple)) or not targets or \
-            not all(isinstance(t, str) and t for t in targets):
-        raise ConfigError(f"Technique.targets: expected a non-empty list of regular expressions "
-                          f"over layer names, got {targets!r}")
-    _compile_targets(targets)
-    if not isinstance(train_head, bool):
-        raise ConfigError(f"Technique.train_head: expected true or false, got {train_head!r}")
-    return _Options(rank, alpha, dropout, list(targets), train_head)
+@dataclass(frozen=True)
+class LoRAOptions:
+    rank: int = option(8, min=1, doc="rank r of each update B @ A")
+    alpha: float = option(16.0, gt=0, aliases=("lora_alpha",), doc="scale: the update is "
+                          "(alpha / r) * B @ A; lora_alpha is the spelling that stacks with "
+                          "distillation's alpha")
+    dropout: float = option(0.0, min=0.0, lt=1.0, doc="dropout on the adapter's input")
+    targets: Tuple[str, ...] = option(DEFAULT_TARGETS, check=_check_targets,
+                                      doc="regexes fully matching the layers to wrap")
+    train_head: bool = option(True, doc="the CTC head trains fully (no adapter on it)")
 
 
 @register_technique("lora")
@@ -526,16 +502,10 @@ class LoRA(TrainerHooks):
     """Frozen model + low-rank adapters (+ the CTC head, ``train_head``)."""
 
     adapts_model = True
+    Options = LoRAOptions
 
-    OPTIONS = ("rank", "alpha", "lora_alpha", "dropout", "targets", "train_head")
-
-    def __init__(self, rank: Any = 8, alpha: Any = None, dropout: Any = 0.0,
-                 targets: Any = DEFAULT_TARGETS, train_head: Any = True,
-                 lora_alpha: Any = None) -> None:
-        if alpha is not None and lora_alpha is not None:
-            raise ConfigError("Technique.lora_alpha: give either alpha or lora_alpha, not both")
-        alpha = lora_alpha if lora_alpha is not None else (16.0 if alpha is None else alpha)
-        self.opts = _parse_options(rank, alpha, dropout, targets, train_head)
+    def __init__(self, **options: Any) -> None:
+        super().__init__(**options)
         self.wrapped: List[str] = []
         self.head: Optional[str] = None
         self.summary = ""
@@ -543,7 +513,7 @@ class LoRA(TrainerHooks):
 
     # -------------------------------------------------------------- hooks
     def prepare_model(self, model: Any, run: RunView) -> Any:
-        o = self.opts
+        o = self.options
         for p in model.parameters():
             p.stop_gradient = True
         self.head = find_head(model)
@@ -585,14 +555,14 @@ class LoRA(TrainerHooks):
                 layer.eval()
 
     def state_dict(self) -> Dict[str, Any]:
-        return {"rank": self.opts.rank, "alpha": self.opts.alpha, "layers": list(self.wrapped),
-                "train_head": self.opts.train_head}
+        return {"rank": self.options.rank, "alpha": self.options.alpha, "layers": list(self.wrapped),
+                "train_head": self.options.train_head}
 
     def set_state_dict(self, state: Dict[str, Any]) -> None:
         # Resume with other LoRA settings would fail on shapes (rank) or, worse, silently change
         # the model (alpha): say which setting differs instead.
-        for key, mine in (("rank", self.opts.rank), ("alpha", self.opts.alpha),
-                          ("train_head", self.opts.train_head)):
+        for key, mine in (("rank", self.options.rank), ("alpha", self.options.alpha),
+                          ("train_head", self.options.train_head)):
             if key in state and state[key] != mine:
                 raise ConfigError(f"Technique.{key}: the checkpoint was trained with {key} "
                                   f"{state[key]!r}, the config says {mine!r}")
@@ -603,9 +573,9 @@ class LoRA(TrainerHooks):
 
     def describe(self) -> Dict[str, Any]:
         trainable, total = self.counts
-        return {"name": self.name, "rank": self.opts.rank, "alpha": self.opts.alpha,
-                "dropout": self.opts.dropout, "targets": list(self.opts.targets),
-                "train_head": self.opts.train_head, "wrapped_layers": len(self.wrapped),
+        return {"name": self.name, "rank": self.options.rank, "alpha": self.options.alpha,
+                "dropout": self.options.dropout, "targets": list(self.options.targets),
+                "train_head": self.options.train_head, "wrapped_layers": len(self.wrapped),
                 "trainable": self.summary, "trainable_parameters": trainable,
                 "total_parameters": total,
                 "why": "few trainable parameters: little data, little memory, small adapter "

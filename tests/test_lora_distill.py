@@ -167,7 +167,7 @@ def test_lora_options_are_checked():
         with pytest.raises(ConfigError, match=re.escape(key)):
             LoRA(**kwargs)
     hooks = build_technique({"name": "lora", "rank": 4, "targets": list(DEFAULT_TARGETS[:1])})
-    assert hooks.hooks[0].opts.rank == 4
+    assert hooks.hooks[0].options.rank == 4
     with pytest.raises(ConfigError, match="Technique.temperature"):
         build_technique({"name": "lora", "temperature": 2.0})
 

@@ -20,6 +20,7 @@ from techniques.auto import DEFAULT_TABLE, Auto, _check_table, choose
 from techniques.discriminative_lr import DiscriminativeLR
 from techniques.frozen_backbone import FrozenBackbone
 from techniques.gradual_unfreeze import GradualUnfreeze
+from techniques.lora import DEFAULT_TARGETS
 from techniques.label_smoothing import LabelSmoothing, uniform_kl
 from techniques.parts import (PartMap, count_params, eval_frozen_batchnorms, running_stat_ids,
                               set_trainable_parts)
@@ -351,6 +352,28 @@ def test_stacking_rules_are_enforced():
             "discriminative_lr and groups")):
         stack.param_groups(tiny_crnn(), fake_trainer())
 
+
+def test_options_are_declared_once_validated_once_and_reported():
+    hooks = build_technique({"name": "lora+label_smoothing", "lora_alpha": 8, "epsilon": 0.2})
+    assert hooks.describe()["options"] == {
+        "lora": {"rank": 8, "alpha": 8.0, "dropout": 0.0, "targets": list(DEFAULT_TARGETS),
+                 "train_head": True},
+        "label_smoothing": {"epsilon": 0.2}}
+    for cfg, message in (
+            ({"name": "lora", "rank": 2.5}, "Technique.rank: expected an integer, got float 2.5"),
+            ({"name": "lora", "dropout": 1}, "Technique.dropout: must be in [0, 1), got 1.0"),
+            ({"name": "label_smoothing", "epsilon": "x"},
+             "Technique.epsilon: expected a finite number, got str 'x'"),
+            ({"name": "distillation", "teacher_arch": {"name": "crnn"},
+              "length_mismatch": "pad"},
+             "Technique.length_mismatch: 'pad' is not one of interpolate, error"),
+            ({"name": "full", "epsilon": 0.1}, "Technique.epsilon: not an option of full")):
+        with pytest.raises(ConfigError, match=re.escape(message)):
+            build_technique(cfg)
+    with pytest.raises(ConfigError, match=re.escape("Technique.nope: not an option of "
+                                                    "label_smoothing (options: epsilon)")):
+        LabelSmoothing(nope=1)
+
 def test_auto_picks_per_table_and_falls_back():
     table = _check_table([[500, "no_such_technique"], [2000, "frozen_backbone"],
                           [5000, "gradual_unfreeze"], [10000, "discriminative_lr"],
@@ -453,17 +476,29 @@ def test_auto_writes_choice_and_reason_into_the_report(data, tmp_path):
                                "(table row 2: otherwise → frozen_backbone; row 1 needs samples < "
                                "10)")
     assert saved["technique"]["frozen_parts"] == ["stem", "early_backbone", "late_backbone"]
+    # the options travel with the run: auto's own, and those of the technique it chose
+    options = json.loads((run / "report.json").read_text())["technique"]["options"]["auto"]
+    assert options["table"] == [[10, "full"], [None, "frozen_backbone"]]
+    assert options["chosen"] == {"frozen_backbone": {
+        "freeze": ["stem", "early_backbone", "late_backbone"], "parts": None}}
 
 
 def test_plugin_technique_from_entry_point(tmp_path, monkeypatch):
     (tmp_path / "vinocr_demo_plugin.py").write_text(textwrap.dedent("""
-        from vinocr.engine.hooks import TrainerHooks
+        from dataclasses import dataclass
+
+        from vinocr.engine.hooks import TrainerHooks, option
+
+        @dataclass(frozen=True)
+        class DemoOptions:
+            strength: float = option(1.0, min=0.0)
 
         class Demo(TrainerHooks):
-            OPTIONS = ("strength",)
+            Options = DemoOptions
 
-            def __init__(self, strength=1.0):
-                self.strength = strength
+            @property
+            def strength(self):
+                return self.options.strength
     """))
     info = tmp_path / "vinocr_demo_plugin-0.1.dist-info"
     info.mkdir()

@@ -6,13 +6,29 @@ called in order: at most one technique that adapts the model (``adapts_model``: 
 trains, e.g. ``lora`` or ``gradual_unfreeze``), first, then loss-level ones (``label_smoothing``,
 ``distillation``). Hooks receive the model where they act on it and a :class:`RunView`, a
 read-only view of the run, never the trainer itself.
+
+A technique declares its options once, as a frozen dataclass (``Options``; fields made with
+:func:`option` for ranges, choices and alternative spellings), and :func:`parse_options` is the
+one validation of them (type, range, unknown key: a one-line ``ConfigError`` naming
+``Technique.<key>``). The parsed options are ``self.options`` and go into ``report.json`` (the
+``technique`` entry's ``options``)::
+
+    @dataclass(frozen=True)
+    class SmoothingOptions:
+        epsilon: float = option(0.1, min=0.0, max=1.0)
+
+    class Smoothing(TrainerHooks):
+        Options = SmoothingOptions      # Smoothing(epsilon=0.2).options.epsilon == 0.2
 """
 from __future__ import annotations
 
+import dataclasses
+import math
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, Callable, ClassVar, Dict, List, Mapping, Optional, Sequence, Tuple
+from typing import Any, Callable, ClassVar, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 from vinocr.errors import ConfigError
 
@@ -104,6 +120,139 @@ class RunView:
         return self.model_fn()
 
 
+# ------------------------------------------------------------------------------------- options
+
+def option(default: Any, *, min: Optional[float] = None, max: Optional[float] = None,
+           gt: Optional[float] = None, lt: Optional[float] = None,
+           choices: Optional[Sequence[Any]] = None, aliases: Sequence[str] = (),
+           check: Optional[Callable[[Any, str], None]] = None, doc: str = "") -> Any:
+    """A field of a technique's options dataclass. ``min``/``max`` are inclusive bounds, ``gt``/
+    ``lt`` exclusive ones; ``choices`` the allowed values; ``aliases`` other accepted spellings
+    (e.g. ``lora_alpha`` for ``alpha``); ``check(value, key)`` raises a ``ConfigError`` for what
+    types and ranges cannot say (it sees given values, not the default)."""
+    meta = {"min": min, "max": max, "gt": gt, "lt": lt, "choices": choices,
+            "aliases": tuple(aliases), "check": check, "doc": doc}
+    return field(default=default, metadata=meta)
+
+
+@dataclass(frozen=True)
+class NoOptions:
+    """The options of a technique that has none."""
+
+
+def option_spellings(schema: type) -> Dict[str, str]:
+    """``{accepted key: field name}`` of an options dataclass (field names and their aliases)."""
+    out: Dict[str, str] = {}
+    for f in dataclasses.fields(schema):
+        out[f.name] = f.name
+        for alias in f.metadata.get("aliases", ()):
+            out[alias] = f.name
+    return out
+
+
+def parse_options(schema: type, raw: Mapping[str, Any], owner: str = "the technique") -> Any:
+    """The one validation of a technique's options: ``raw`` (config keys -> values) checked
+    against the dataclass ``schema`` (types from its annotations, then the :func:`option` bounds,
+    choices and check) and returned as an instance; unset options keep their defaults.
+
+    Every error is a one-line ``ConfigError`` starting with ``Technique.<key>``.
+    """
+    spellings = option_spellings(schema)
+    fields = {f.name: f for f in dataclasses.fields(schema)}
+    hints = typing.get_type_hints(schema)
+    given: Dict[str, str] = {}
+    values: Dict[str, Any] = {}
+    for key, value in raw.items():
+        name = spellings.get(key)
+        if name is None:
+            valid = ", ".join(spellings) or "none"
+            raise ConfigError(f"Technique.{key}: not an option of {owner} (options: {valid})")
+        if name in given:
+            first, second = sorted((given[name], key), key=lambda k: k != name)
+            raise ConfigError(f"Technique.{second}: give either {first} or {second}, not both")
+        given[name] = key
+        values[name] = _check_option(value, hints[name], fields[name].metadata,
+                                     f"Technique.{key}")
+    return schema(**values)
+
+
+def _check_option(value: Any, tp: Any, meta: Mapping[str, Any], key: str) -> Any:
+    value = _check_type(value, tp, key)
+    if value is None:
+        return None
+    lo = ("[", meta.get("min")) if meta.get("min") is not None else ("(", meta.get("gt"))
+    hi = ("]", meta.get("max")) if meta.get("max") is not None else (")", meta.get("lt"))
+    if lo[1] is not None or hi[1] is not None:
+        low_ok = lo[1] is None or (value >= lo[1] if lo[0] == "[" else value > lo[1])
+        high_ok = hi[1] is None or (value <= hi[1] if hi[0] == "]" else value < hi[1])
+        if not (low_ok and high_ok):
+            if lo[1] is not None and hi[1] is not None:
+                wanted = f"in {lo[0]}{lo[1]:g}, {hi[1]:g}{hi[0]}"
+            elif lo[1] is not None:
+                wanted = f"{'>=' if lo[0] == '[' else '>'} {lo[1]:g}"
+            else:
+                wanted = f"{'<=' if hi[0] == ']' else '<'} {hi[1]:g}"
+            raise ConfigError(f"{key}: must be {wanted}, got {value!r}")
+    choices = meta.get("choices")
+    if choices is not None and value not in choices:
+        raise ConfigError(f"{key}: {value!r} is not one of {', '.join(map(str, choices))}")
+    if meta.get("check") is not None:
+        meta["check"](value, key)
+    return value
+
+
+def _check_type(value: Any, tp: Any, key: str) -> Any:
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if tp is Any:
+        return value
+    if origin is Union:
+        if value is None and type(None) in args:
+            return None
+        rest = [a for a in args if a is not type(None)]
+        return _check_type(value, rest[0] if len(rest) == 1 else Any, key)
+    what = f"{type(value).__name__} {value!r}"
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{key}: expected true or false, got {what}")
+        return value
+    if tp in (int, float):
+        number = isinstance(value, (int, float)) and not isinstance(value, bool) and             math.isfinite(value)
+        if tp is int and not (number and float(value).is_integer()):
+            raise ConfigError(f"{key}: expected an integer, got {what}")
+        if not number:
+            raise ConfigError(f"{key}: expected a finite number, got {what}")
+        return tp(value)
+    if tp is str:
+        if not isinstance(value, str) or not value:
+            raise ConfigError(f"{key}: expected a non-empty string, got {what}")
+        return value
+    if origin in (tuple, list, Sequence, typing.get_origin(Sequence[Any])):
+        if isinstance(value, str):
+            value = [value]  # one item may be given on its own
+        if not isinstance(value, (list, tuple)) or not value:
+            raise ConfigError(f"{key}: expected a non-empty list, got {what}")
+        item = args[0] if args else Any
+        return tuple(_check_type(v, item, key) for v in value)
+    if origin in (dict, Mapping, typing.get_origin(Mapping[Any, Any])):
+        if not isinstance(value, Mapping) or not value:
+            raise ConfigError(f"{key}: expected a non-empty mapping, got {what}")
+        return dict(value)
+    raise TypeError(f"{key}: options of type {tp!r} are not supported")
+
+
+def options_report(options: Any) -> Dict[str, Any]:
+    """An options dataclass as JSON-able data (tuples as lists), for ``report.json``."""
+    def plain(v: Any) -> Any:
+        if isinstance(v, Mapping):
+            return {str(k): plain(x) for k, x in v.items()}
+        if isinstance(v, (list, tuple)):
+            return [plain(x) for x in v]
+        return v
+    return plain(dataclasses.asdict(options)) if dataclasses.is_dataclass(options) else {}
+
+
+# ------------------------------------------------------------------------------------- hooks
+
 @dataclass
 class LossOutput:
     """The loss to optimise plus named terms to log (``train/<name>``)."""
@@ -121,6 +270,21 @@ class TrainerHooks:
 
     name = "base"
     adapts_model: ClassVar[bool] = False
+    #: The options dataclass (see :func:`option`); ``self.options`` is its parsed instance.
+    Options: ClassVar[type] = NoOptions
+
+    def __init__(self, **options: Any) -> None:
+        self.options = parse_options(type(self).Options, options, self.name)
+
+    @classmethod
+    def option_keys(cls) -> List[str]:
+        """The config keys this technique accepts (option names and their aliases)."""
+        return list(option_spellings(cls.Options))
+
+    def options_report(self) -> Dict[str, Any]:
+        """The options this run uses, defaults included (saved in ``report.json``)."""
+        # getattr: a hook with its own __init__ that takes no options need not call super().
+        return options_report(getattr(self, "options", None))
 
     def prepare_model(self, model: Any, run: RunView) -> Any:
         """Before the optimizer is built: freeze, wrap (e.g. LoRA), load a teacher... Returns the
@@ -217,5 +381,9 @@ class HookList(TrainerHooks):
             if h.name in state:
                 h.set_state_dict(state[h.name])
 
+    def options_report(self):
+        return {h.name: h.options_report() for h in self.hooks}
+
     def describe(self):
-        return {"name": self.name, "parts": [h.describe() for h in self.hooks]}
+        return {"name": self.name, "parts": [h.describe() for h in self.hooks],
+                "options": self.options_report()}
