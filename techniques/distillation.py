@@ -222,7 +222,8 @@ class Distillation(TrainerHooks):
             # Architecture section matters here.
             return dict(load_config(self.options.teacher_config)["Architecture"])
         try:
-            return dict(load_config(data={"Architecture": self.options.teacher_arch})["Architecture"])
+            arch = load_config(data={"Architecture": self.options.teacher_arch})["Architecture"]
+            return dict(arch)
         except ConfigError as exc:
             raise ConfigError(f"Technique.teacher_arch: {exc}") from None
 
@@ -406,7 +407,8 @@ class Distillation(TrainerHooks):
     def describe(self) -> Dict[str, Any]:
         out: Dict[str, Any] = {
             "name": self.name, "teacher": self.teacher_source, "alpha": self.options.alpha,
-            "temperature": self.options.temperature, "length_mismatch": self.options.length_mismatch,
+            "temperature": self.options.temperature,
+            "length_mismatch": self.options.length_mismatch,
             "teacher_frames": self.teacher_frames, "student_frames": self.student_frames,
             "why": "a stronger teacher's soft per-frame distributions carry class similarities "
                    "the labels do not; useful for small students and little labelled data"}

@@ -3,8 +3,9 @@ neck and head (and a GTC auxiliary head) train.
 
 For very small datasets: far fewer parameters to fit, and the visual features the backbone learnt
 on millions of crops cannot be overwritten by a few hundred. The BatchNorms of frozen parts stay in
-eval mode during training (:meth:`train_mode`), otherwise their running statistics would follow the
-new data's batches while the frozen weights around them cannot compensate.
+eval mode during training (the trainer does this for every frozen BatchNorm), otherwise their
+running statistics would follow the new data's batches while the frozen weights around them
+cannot compensate.
 
 Options: ``freeze`` (parts to freeze; default the three backbone parts) and ``parts`` (see
 :mod:`techniques.parts`).
@@ -16,8 +17,7 @@ from dataclasses import dataclass
 from typing import Any, Dict, List, Mapping, Optional, Tuple
 
 from techniques import register_technique
-from techniques.parts import (BACKBONE_PARTS, PartMap, eval_frozen_batchnorms,
-                              set_trainable_parts, trainable_summary)
+from techniques.parts import BACKBONE_PARTS, PartMap, set_trainable_parts, trainable_summary
 from vinocr.engine.hooks import RunView, TrainerHooks, option
 
 logger = logging.getLogger(__name__)
@@ -49,9 +49,6 @@ class FrozenBackbone(TrainerHooks):
         logger.info("frozen_backbone: frozen %s; %s", ", ".join(self.frozen),
                     self.summary["summary"])
         return model
-
-    def train_mode(self, model: Any, run: RunView) -> None:
-        eval_frozen_batchnorms(model)
 
     def describe(self) -> Dict[str, Any]:
         return {"name": self.name, "frozen_parts": list(self.frozen), **self.summary}

@@ -11,7 +11,8 @@ unfrozen once unfrozen. Parts never scheduled stay frozen.
 
 When parts are unfrozen :meth:`on_epoch_start` returns True and the trainer rebuilds the optimizer,
 keeping the moments of parameters that were already training. BatchNorms of still-frozen parts stay
-in eval mode. The unfrozen parts are saved in checkpoints so a resumed run continues exactly.
+in eval mode (the trainer keeps every frozen BatchNorm in eval mode). The unfrozen parts are saved
+in checkpoints so a resumed run continues exactly.
 """
 from __future__ import annotations
 
@@ -21,8 +22,7 @@ from dataclasses import dataclass
 from typing import Any, Dict, List, Mapping, Optional, Set
 
 from techniques import register_technique
-from techniques.parts import (ALL, PartMap, eval_frozen_batchnorms, set_trainable_parts,
-                              trainable_summary)
+from techniques.parts import ALL, PartMap, set_trainable_parts, trainable_summary
 from vinocr.engine.hooks import RunView, TrainerHooks, option
 from vinocr.errors import ConfigError
 
@@ -143,9 +143,6 @@ class GradualUnfreeze(TrainerHooks):
         # True exactly when some parameter's trainability changed (a restored state may name
         # parts without parameters, which needs no new optimizer).
         return self._apply(run.model, target, epoch)
-
-    def train_mode(self, model: Any, run: RunView) -> None:
-        eval_frozen_batchnorms(model)
 
     def state_dict(self) -> Dict[str, Any]:
         return {"unfrozen": sorted(self.unfrozen)}

@@ -28,9 +28,10 @@ convolutions a low-rank update has to choose which axes to factorise and no long
 matrix per layer in the simple way used here. A target regex that matches such a layer (or any
 layer that is not a ``Linear`` / ungrouped 1x1 ``Conv2D``) skips it with a warning.
 
-BatchNorm running statistics are frozen too (BatchNorm layers are kept in eval mode while
-training): otherwise the "frozen" base would drift with the fine-tuning data, the adapter file
-alone would no longer reproduce the trained model, and base weights would not stay bit-identical.
+BatchNorm running statistics are frozen too (the trainer keeps the BatchNorms of frozen layers,
+here all of them, in eval mode while training): otherwise the "frozen" base would drift with the
+fine-tuning data, the adapter file alone would no longer reproduce the trained model, and base
+weights would not stay bit-identical.
 
 Checkpoints: a wrapper keeps the wrapped layer's parameters under the same names (``weight``,
 ``bias``) and adds ``lora_A`` / ``lora_B``, so the wrapped model's state dict is the base one plus
@@ -65,6 +66,7 @@ import paddle.nn.functional as F
 
 from techniques import register_technique
 from vinocr.engine.hooks import RunView, TrainerHooks, option
+from vinocr.models.trainable import trainable_summary
 from vinocr.errors import ConfigError
 from vinocr.models.weights import WeightsError, load_state_file, save_state_file
 
@@ -72,7 +74,7 @@ logger = logging.getLogger(__name__)
 
 __all__ = ["DEFAULT_TARGETS", "HEAD_LAYERS", "LoRA", "LoRAConv1x1", "LoRALinear", "LoRALayer",
            "inject_lora", "lora_layers", "load_adapters", "merge_lora", "save_adapters",
-           "trainable_summary", "unload_lora"]
+           "unload_lora"]
 
 #: Regexes over structured layer names; a layer is a target when one of them matches the whole
 #: name (``re.fullmatch``, as PEFT does for a regex ``target_modules``).
@@ -353,21 +355,6 @@ def unload_lora(model: nn.Layer, inplace: bool = True) -> nn.Layer:
     return _unwrap(model, merge=False, inplace=inplace)
 
 
-def trainable_summary(model: nn.Layer) -> Tuple[int, int, str]:
-    """(trainable, total, "trainable 123,456 of 2,800,000 (4.4%)"), counting each tensor once."""
-    seen, total, trainable = set(), 0, 0
-    for p in model.parameters():
-        if id(p) in seen:
-            continue
-        seen.add(id(p))
-        n = int(np.prod(p.shape))
-        total += n
-        if not p.stop_gradient:
-            trainable += n
-    pct = 100.0 * trainable / max(total, 1)
-    return trainable, total, f"trainable {trainable:,} of {total:,} ({pct:.1f}%)"
-
-
 def find_head(model: nn.Layer) -> Optional[str]:
     names = dict(model.named_sublayers())
     return next((h for h in HEAD_LAYERS if h in names), None)
@@ -508,8 +495,7 @@ class LoRA(TrainerHooks):
         super().__init__(**options)
         self.wrapped: List[str] = []
         self.head: Optional[str] = None
-        self.summary = ""
-        self.counts: Tuple[int, int] = (0, 0)
+        self.counts: Dict[str, Any] = {"trainable": 0, "total": 0, "trainable_percent": 0.0}
 
     # -------------------------------------------------------------- hooks
     def prepare_model(self, model: Any, run: RunView) -> Any:
@@ -541,22 +527,17 @@ class LoRA(TrainerHooks):
                                       "alpha": o.alpha, "head": self.head,
                                       "train_head": o.train_head}
         self._adopt_pretrained_adapters(model, run)
-        trainable, total, self.summary = trainable_summary(model)
-        self.counts = (trainable, total)
+        self.counts = trainable_summary(model)
         logger.info("LoRA: %d layers wrapped (rank %d, alpha %g, dropout %g)%s; %s",
                     len(self.wrapped), o.rank, o.alpha, o.dropout,
-                    f", CTC head {self.head} trains fully" if o.train_head else "", self.summary)
+                    f", CTC head {self.head} trains fully" if o.train_head else "",
+                    self.counts["summary"])
         return model
 
-    def train_mode(self, model: Any, run: RunView) -> None:
-        # Frozen means frozen: BatchNorm running statistics must not follow the new data either.
-        for layer in model.sublayers():
-            if isinstance(layer, nn.layer.norm._BatchNormBase):
-                layer.eval()
-
     def state_dict(self) -> Dict[str, Any]:
-        return {"rank": self.options.rank, "alpha": self.options.alpha, "layers": list(self.wrapped),
-                "train_head": self.options.train_head}
+        o = self.options
+        return {"rank": o.rank, "alpha": o.alpha, "layers": list(self.wrapped),
+                "train_head": o.train_head}
 
     def set_state_dict(self, state: Dict[str, Any]) -> None:
         # Resume with other LoRA settings would fail on shapes (rank) or, worse, silently change
@@ -572,12 +553,13 @@ class LoRA(TrainerHooks):
                               f"{len(self.wrapped)}")
 
     def describe(self) -> Dict[str, Any]:
-        trainable, total = self.counts
-        return {"name": self.name, "rank": self.options.rank, "alpha": self.options.alpha,
-                "dropout": self.options.dropout, "targets": list(self.options.targets),
-                "train_head": self.options.train_head, "wrapped_layers": len(self.wrapped),
-                "trainable": self.summary, "trainable_parameters": trainable,
-                "total_parameters": total,
+        o, c = self.options, self.counts
+        return {"name": self.name, "rank": o.rank, "alpha": o.alpha, "dropout": o.dropout,
+                "targets": list(o.targets), "train_head": o.train_head,
+                "wrapped_layers": len(self.wrapped),
+                "trainable": f"trainable {c['trainable']:,} of {c['total']:,} "
+                             f"({c['trainable_percent']:.1f}%)",
+                "trainable_parameters": c["trainable"], "total_parameters": c["total"],
                 "why": "few trainable parameters: little data, little memory, small adapter "
                        "files; the frozen base keeps its pretrained features"}
 

@@ -23,19 +23,23 @@ so a new architecture cannot silently leave parameters out of a schedule.
 
 BatchNorm running statistics (``_mean`` / ``_variance``) are Paddle parameters that never train
 (``stop_gradient`` always True). They belong to the part of their layer (so a part's BatchNorms
-can be found) but are never made trainable and are not counted as parameters here.
+can be found) but are never made trainable and are not counted as parameters
+(:mod:`vinocr.models.trainable`). The BatchNorms of frozen parts stay in eval mode while training:
+the trainer sees to it for every technique.
 """
 from __future__ import annotations
 
 import logging
 import re
-from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Set, Tuple
+from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 
-import numpy as np
 import paddle
 
 from vinocr.errors import ConfigError
 from vinocr.models.layers import batchnorm_layers, running_stat_ids  # noqa: F401 (re-exported)
+# One way to count and to freeze BatchNorms, shared with the engine (re-exported for techniques).
+from vinocr.models.trainable import (count_params, eval_frozen_batchnorms,  # noqa: F401
+                                     learnable_parameters, trainable_summary)
 
 logger = logging.getLogger(__name__)
 
@@ -62,39 +66,6 @@ DEFAULT_RULES: Tuple[Tuple[str, str], ...] = (
 
 #: Backbone parts in the default rules, input side first.
 BACKBONE_PARTS: Tuple[str, ...] = ("stem", "early_backbone", "late_backbone")
-
-
-def learnable_parameters(model: paddle.nn.Layer) -> List[Tuple[str, paddle.Tensor]]:
-    """``(name, parameter)`` of every parameter that can train: running statistics excluded, shared
-    parameters once (first name)."""
-    stats = running_stat_ids(model)
-    seen: Set[int] = set()
-    out = []
-    for name, p in model.named_parameters():
-        if id(p) in stats or id(p) in seen:
-            continue
-        seen.add(id(p))
-        out.append((name, p))
-    return out
-
-
-def count_params(model: paddle.nn.Layer) -> Tuple[int, int]:
-    """``(trainable, total)`` numbers of parameter elements (BatchNorm statistics not counted)."""
-    trainable = total = 0
-    for _, p in learnable_parameters(model):
-        n = int(np.prod(p.shape)) if len(p.shape) else 1
-        total += n
-        if not p.stop_gradient:
-            trainable += n
-    return trainable, total
-
-
-def trainable_summary(model: paddle.nn.Layer) -> Dict[str, Any]:
-    """Counts plus the sentence ``trainable X of Y parameters (Z%)`` for logs and reports."""
-    trainable, total = count_params(model)
-    percent = 100.0 * trainable / total if total else 0.0
-    return {"trainable": trainable, "total": total, "trainable_percent": round(percent, 3),
-            "summary": f"trainable {trainable:,} of {total:,} parameters ({percent:.2f}%)"}
 
 
 class PartMap:
@@ -198,18 +169,3 @@ def set_trainable_parts(model: paddle.nn.Layer, partmap: PartMap,
                 p.stop_gradient = stop
                 changed = True
     return changed
-
-
-def eval_frozen_batchnorms(model: paddle.nn.Layer) -> List[str]:
-    """Put every BatchNorm whose affine parameters are all frozen in eval mode, so a frozen part
-    keeps its statistics too (in train mode they would drift towards the new data's batches while
-    the weights around them cannot adapt). Call after ``model.train()``. Returns the layer names."""
-    names = []
-    for name, layer in batchnorm_layers(model):
-        affine = [p for p in (getattr(layer, "weight", None), getattr(layer, "bias", None))
-                  if p is not None]
-        if affine and all(p.stop_gradient for p in affine):
-            layer.eval()
-            names.append(name)
-    return names
-

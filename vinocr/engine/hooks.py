@@ -216,7 +216,8 @@ def _check_type(value: Any, tp: Any, key: str) -> Any:
             raise ConfigError(f"{key}: expected true or false, got {what}")
         return value
     if tp in (int, float):
-        number = isinstance(value, (int, float)) and not isinstance(value, bool) and             math.isfinite(value)
+        number = (isinstance(value, (int, float)) and not isinstance(value, bool)
+                  and math.isfinite(value))
         if tp is int and not (number and float(value).is_integer()):
             raise ConfigError(f"{key}: expected an integer, got {what}")
         if not number:

@@ -36,6 +36,7 @@ from vinocr.engine.hooks import HookList, LossOutput, RunView, TrainerHooks
 from vinocr.engine.runlog import RunLogger, Timer
 from vinocr.errors import ConfigError, VinocrError
 from vinocr.models.factory import model_from_config
+from vinocr.models.trainable import count_params, eval_frozen_batchnorms
 from vinocr.models.weights import (HEAD_BIAS, HEAD_WEIGHT, check_coverage, load_weights,
                                    transfer_ctc_head)
 
@@ -304,9 +305,7 @@ class Trainer:
         named = optimizer_state_to_named(self.optimizer, self.model)
         self.optimizer = self._make_optimizer()
         optimizer_state_from_named(self.optimizer, self.model, named)
-        trainable = sum(int(np.prod(p.shape)) for p in self.model.parameters()
-                        if not p.stop_gradient)
-        logger.info("optimizer rebuilt: %d trainable parameters", trainable)
+        logger.info("optimizer rebuilt: %d trainable parameters", count_params(self.model)[0])
 
     # ------------------------------------------------------------------ checkpoints
     def _checkpoint_state(self) -> Dict[str, Any]:
@@ -382,6 +381,14 @@ class Trainer:
                                 labels.astype("int32"), paddle.full([n], t, "int64"),
                                 lengths.astype("int64"), blank=0, reduction="none")
         return per_sample.mean()
+
+    def _train_mode(self) -> Optional[str]:
+        """``model.train()``, except what is frozen: the BatchNorms of frozen layers (for every
+        technique) and a fully frozen prefix stay in eval mode. Returns the prefix stage."""
+        self.model.train()
+        eval_frozen_batchnorms(self.model)
+        self.hooks.train_mode(self.model, self.run)
+        return self._freeze_prefix_mode()
 
     def _freeze_prefix_mode(self) -> Optional[str]:
         """Put a fully frozen leading part (backbone, or backbone + neck) in eval mode: frozen
@@ -554,9 +561,7 @@ class Trainer:
         if self.hooks.on_epoch_start(epoch, self.run):
             self.rebuild_optimizer()
         set_loader_epoch(self.train_loader, self.train_samples, epoch)
-        self.model.train()
-        self.hooks.train_mode(self.model, self.run)
-        stage = self._freeze_prefix_mode()
+        stage = self._train_mode()
         if self.feature_cache is None:
             stage = None
         bar = tqdm(total=len(self.train_loader), desc=f"epoch {epoch + 1}/{self.epochs}",
@@ -580,9 +585,7 @@ class Trainer:
             bar.update(1)
             if eval_every and self.state.global_step % eval_every == 0:
                 self.validate(epoch)
-                self.model.train()
-                self.hooks.train_mode(self.model, self.run)
-                self._freeze_prefix_mode()
+                self._train_mode()
             if max_steps and self.state.global_step >= max_steps:
                 break
         bar.close()
@@ -747,9 +750,8 @@ class Trainer:
                      "charset": self.charset.name},
             "model": {"arch": self.model.arch, "form": "deploy" if self.model.is_deploy
                       else "train", "pretrained": self.cfg["Architecture"]["pretrained"],
-                      "parameters": int(sum(np.prod(p.shape) for p in self.model.parameters())),
-                      "trainable": int(sum(np.prod(p.shape) for p in self.model.parameters()
-                                           if not p.stop_gradient))},
+                      "parameters": count_params(self.model)[1],
+                      "trainable": count_params(self.model)[0]},
             "technique": self.hooks.describe(),
             "epochs_done": s.epoch, "global_step": s.global_step,
             "best": {"metric": self.cfg["Global"]["best_metric"], "value": s.best_metric,
