@@ -18,7 +18,8 @@ from JSON. PaddleOCR's pickled ``.pdparams`` are converted to safetensors weight
 
 Atomic replacement: a save writes a complete checkpoint into a hidden sibling directory
 (``.NAME.tmp-PID-RAND``), fsyncs it, then swaps it in with two renames (old -> ``.NAME.old-...``,
-temp -> NAME) and deletes the old one. A crash can therefore only leave either a complete
+temp -> NAME) and deletes the old one; the directory machinery (naming, fsync, swap, stale-temp
+cleanup) is :mod:`vinocr.engine.atomic_dir`. A crash can therefore only leave either a complete
 checkpoint at NAME, or no NAME plus a complete ``.NAME.old-...``, which :func:`load_checkpoint` and
 :func:`resolve_checkpoint` rename back (with a warning).
 """
@@ -31,7 +32,6 @@ import json
 import logging
 import os
 import re
-import secrets
 import shutil
 import time
 from dataclasses import dataclass, field
@@ -43,6 +43,7 @@ from safetensors import SafetensorError
 from safetensors.numpy import load as load_bytes
 from safetensors.numpy import save as save_bytes
 
+from vinocr.engine import atomic_dir
 from vinocr.errors import VinocrError
 
 logger = logging.getLogger(__name__)
@@ -137,21 +138,6 @@ def _as_array(value: Any) -> np.ndarray:
 # --------------------------------------------------------------------------------------------
 # Low-level file helpers
 
-def _fsync_path(path: Path) -> None:
-    """Flush a file or directory to disk. Directory fsync is not possible everywhere (Windows), and
-    losing it only weakens durability, not atomicity, so failures there are ignored."""
-    try:
-        fd = os.open(str(path), os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
 def _check_tensors(tensors: Mapping[str, Any], what: str) -> Dict[str, np.ndarray]:
     out = {}
     for key, value in tensors.items():
@@ -233,53 +219,13 @@ def _one_line(exc: BaseException) -> str:
     return " ".join(str(exc).split()) or type(exc).__name__
 
 
-def _siblings(path: Path, kind: str) -> List[Path]:
-    """Hidden ``.NAME.tmp-*`` / ``.NAME.old-*`` directories next to ``path``."""
-    parent = path.parent
-    if not parent.is_dir():
-        return []
-    return sorted(p for p in parent.glob(f".{path.name}.{kind}-*") if p.is_dir())
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except (PermissionError, OSError):
-        return True  # exists but not ours, or cannot tell: assume alive and leave it alone
-    return True
-
-
-def _cleanup_stale(path: Path) -> None:
-    """Remove leftovers of crashed saves: temp dirs of dead processes, and ``.old`` dirs once a
-    complete checkpoint is at ``path`` (they were about to be deleted when the crash came)."""
-    for tmp in _siblings(path, "tmp"):
-        try:
-            pid = int(tmp.name.rsplit(".tmp-", 1)[1].split("-", 1)[0])
-        except (IndexError, ValueError):
-            continue
-        if pid != os.getpid() and not _pid_alive(pid):
-            logger.info("%s: removing the temp directory of an interrupted save", tmp)
-            shutil.rmtree(tmp, ignore_errors=True)
-    if _is_complete(path):
-        for old in _siblings(path, "old"):
-            logger.info("%s: removing the previous checkpoint left by an interrupted save", old)
-            shutil.rmtree(old, ignore_errors=True)
-
-
 def _is_complete(path: Path) -> bool:
     return (path / STATE_FILE).is_file() and (path / MODEL_FILE).is_file()
 
 
 def _recoverable(path: Path) -> Optional[Path]:
     """The newest complete ``.NAME.old-*`` when nothing is at ``path``, else None."""
-    if path.exists():
-        return None
-    candidates = [p for p in _siblings(path, "old") if _is_complete(p)]
-    if not candidates:
-        return None
-    return max(candidates, key=lambda p: (p / STATE_FILE).stat().st_mtime)
+    return atomic_dir.recoverable(path, _is_complete, STATE_FILE)
 
 
 def _recover(path: Path) -> bool:
@@ -288,11 +234,10 @@ def _recover(path: Path) -> bool:
     if old is None:
         return False
     try:
-        os.replace(old, path)
+        atomic_dir.restore(old, path)
     except OSError as exc:
         raise CheckpointError(f"{path}: missing after an interrupted save and {old} cannot be "
                               f"renamed back ({_one_line(exc)})") from None
-    _fsync_path(path.parent)
     logger.warning("%s: was missing after an interrupted save; restored the previous checkpoint "
                    "from %s", path, old.name)
     return True
@@ -334,10 +279,9 @@ def save_checkpoint(path: PathLike, model_state: Mapping[str, np.ndarray], state
     # A crash may have left the previous checkpoint under .old; put it back before replacing it,
     # so the swap below sees the normal situation.
     _recover(path)
-    _cleanup_stale(path)
+    atomic_dir.cleanup_stale(path, _is_complete, log=logger)
 
-    token = f"{os.getpid()}-{secrets.token_hex(4)}"
-    tmp = path.parent / f".{path.name}.tmp-{token}"
+    tmp, token = atomic_dir.temp_path(path)
     writing = f"temp directory {tmp.name}"  # what the error names if the next step fails
     try:
         tmp.mkdir()
@@ -355,7 +299,7 @@ def save_checkpoint(path: PathLike, model_state: Mapping[str, np.ndarray], state
         text = json.dumps(doc, indent=1, ensure_ascii=False, allow_nan=True)
         writing = STATE_FILE
         _write_file(tmp / STATE_FILE, (text + "\n").encode("utf-8"))
-        _fsync_path(tmp)
+        atomic_dir.fsync_path(tmp)
     except BaseException as exc:
         # Nothing at `path` has been touched yet: dropping the temp directory is the whole undo.
         shutil.rmtree(tmp, ignore_errors=True)
@@ -363,43 +307,14 @@ def save_checkpoint(path: PathLike, model_state: Mapping[str, np.ndarray], state
             raise _write_failure(path, writing, exc) from None
         raise
 
-    _swap_into_place(tmp, path, token)
+    try:
+        atomic_dir.swap_into_place(tmp, path, token, log=logger)
+    except OSError as exc:
+        # swap_into_place has removed the temp directory and put any previous checkpoint back.
+        raise CheckpointError(f"{path}: cannot move the new checkpoint into place "
+                              f"({_one_line(exc)}); the previous one is kept") from None
     logger.info("checkpoint saved: %s (%s)", path, ", ".join(files))
     return path
-
-
-def _swap_into_place(tmp: Path, path: Path, token: str) -> None:
-    """Rename ``tmp`` to ``path``; a previous checkpoint moves aside first and is deleted after.
-
-    A directory cannot be atomically replaced by rename when the target is non-empty, hence the
-    two renames; the window between them is covered by :func:`_recover`.
-    """
-    old: Optional[Path] = None
-    try:
-        if path.exists():
-            old = path.parent / f".{path.name}.old-{token}"
-            os.replace(path, old)
-        try:
-            os.replace(tmp, path)
-        except BaseException:
-            if old is not None:
-                try:
-                    os.replace(old, path)  # roll back so the previous checkpoint stays in place
-                    old = None
-                except OSError:
-                    logger.error("%s: could not restore the previous checkpoint from %s; the next "
-                                 "load will try again", path, old)
-            raise
-    except BaseException as exc:
-        shutil.rmtree(tmp, ignore_errors=True)
-        if isinstance(exc, OSError):
-            raise CheckpointError(f"{path}: cannot move the new checkpoint into place "
-                                  f"({_one_line(exc)}); the previous one is kept") from None
-        raise
-    _fsync_path(path.parent)
-    if old is not None:
-        # The new checkpoint is complete at `path`; failing to delete the old one is only clutter.
-        shutil.rmtree(old, ignore_errors=True)
 
 
 def checkpoint_exists(path: PathLike) -> bool:
