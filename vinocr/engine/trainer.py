@@ -11,10 +11,8 @@ from __future__ import annotations
 import logging
 import math
 import os
-import random
 import sys
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional
 
@@ -22,72 +20,32 @@ import numpy as np
 import paddle
 import paddle.nn.functional as F
 
-from vinocr import __version__
 from vinocr.charset import load_charset
-from vinocr.config import json_safe_config, write_resolved_config
-from vinocr.data.augment import build_augment
-from vinocr.data.loader import (BadSampleTracker, RecognitionSamples, bad_indices, build_loader,
-                                good_rows, set_loader_epoch)
-from vinocr.data.registry import build_dataset
+from vinocr.config import write_resolved_config
+from vinocr.data.loader import bad_indices, set_loader_epoch
 from vinocr.decode import build_decoder
 from vinocr.engine import distributed as dist
 from vinocr.engine.amp import Amp, resolve_amp
 from vinocr.engine.hooks import HookList, LossOutput, RunView, TrainerHooks
+from vinocr.engine.run_setup import (build_data, build_feature_cache, check_ctc_frames,
+                                     load_pretrained_run, planned_steps, resolve_device,
+                                     seed_everything, use_fast_depthwise)
+from vinocr.engine.run_state import (TrainState, checkpoint_state, record_epoch,
+                                     resume_differences, run_report, train_state_from)
 from vinocr.engine.runlog import RunLogger, Timer
-from vinocr.errors import ConfigError, VinocrError
+from vinocr.engine.validation import predict_eval_set, validate
+from vinocr.errors import VinocrError
 from vinocr.models.factory import model_from_config
 from vinocr.models.trainable import count_params, eval_frozen_batchnorms
-from vinocr.models.weights import (HEAD_BIAS, HEAD_WEIGHT, check_coverage, load_weights,
-                                   transfer_ctc_head)
+from vinocr.models.weights import load_weights
+
+__all__ = ["Trainer", "TrainingDiverged", "TrainState", "resolve_device", "seed_everything"]
 
 logger = logging.getLogger(__name__)
-
-LOWER_IS_BETTER = ("ned", "cer")
 
 
 class TrainingDiverged(VinocrError):
     """Too many consecutive non-finite losses or gradients; ``latest`` was saved first."""
-
-
-@dataclass
-class TrainState:
-    epoch: int = 0                 # epochs completed
-    global_step: int = 0
-    best_metric: Optional[float] = None
-    best_epoch: Optional[int] = None
-    bad_epochs: int = 0            # early-stopping counter
-    skipped_steps: int = 0         # non-finite steps skipped in total
-    status: str = "running"
-    last_metrics: Dict[str, Any] = field(default_factory=dict)
-    # The finished epoch whose validation has not run yet (its history record so far): `latest`
-    # is saved in this state before validating, so a failure there costs no training.
-    pending_epoch: Optional[Dict[str, Any]] = None
-
-
-def resolve_device(device: str) -> str:
-    if device == "auto":
-        return "gpu" if paddle.is_compiled_with_cuda() and paddle.device.cuda.device_count() > 0 \
-            else "cpu"
-    if device == "gpu" and not paddle.is_compiled_with_cuda():
-        raise ConfigError("Global.device: gpu requested but this Paddle build has no CUDA "
-                          "(install paddlepaddle-gpu)")
-    return device
-
-
-def seed_everything(seed: int, epoch: int) -> None:
-    """Seed Python, NumPy and Paddle from ``(seed, epoch)``: epochs replay exactly on resume."""
-    value = (seed * 1_000_003 + epoch * 7_919) % (2 ** 31 - 1)
-    random.seed(value)
-    np.random.seed(value)
-    paddle.seed(value)
-
-
-def is_better(metric: str, value: float, best: Optional[float], min_delta: float = 0.0) -> bool:
-    if best is None:
-        return True
-    if metric in LOWER_IS_BETTER:
-        return value < best - min_delta
-    return value > best + min_delta
 
 
 class Trainer:
@@ -123,15 +81,20 @@ class Trainer:
         seed_everything(self.seed, -1)
         self.charset = load_charset(g["charset"])
         self.image_shape = tuple(g["image_shape"])
-        self._build_data()
-        self.model, load_report = model_from_config(cfg["Architecture"], self.charset)
-        self.load_report = load_report
+        data = build_data(cfg, self.charset, self.image_shape, self.seed)
+        self.train_set, self.train_samples = data.train_set, data.train_samples
+        self.train_loader, self.batch_per_process = data.train_loader, data.batch_per_process
+        self.eval_set, self.eval_samples = data.eval_set, data.eval_samples
+        self.eval_loader, self.unreadable = data.eval_loader, data.unreadable
+        self.model, self.load_report = model_from_config(cfg["Architecture"], self.charset)
         if g["pretrained_model"]:
-            self._load_pretrained_run(g["pretrained_model"])
-        self._check_frames()
+            load_pretrained_run(self.model, g["pretrained_model"], self.charset,
+                                cfg["Architecture"]["allow_missing"])
+        self.frames = check_ctc_frames(self.model, self.image_shape, self.train_set.labels())
         self.epochs = cfg["Train"]["epochs"]
         self.steps_per_epoch = max(1, len(self.train_loader))
-        self.planned_steps = self._planned_steps()
+        self.planned_steps = planned_steps(self.steps_per_epoch, self.epochs,
+                                           cfg["Train"]["max_steps"])
         self.state = TrainState()
         # Hooks see the run through this read-only view, never the trainer.
         self.run = RunView(
@@ -142,7 +105,7 @@ class Trainer:
             epoch_fn=lambda: self.state.epoch, global_step_fn=lambda: self.state.global_step,
             lr_fn=self._current_lr, model_fn=lambda: self.model)
         self.model = self.hooks.prepare_model(self.model, self.run)
-        self.fast_depthwise = self._use_fast_depthwise(g["fast_depthwise"])
+        self.fast_depthwise = use_fast_depthwise(self.model, self.device, g["fast_depthwise"])
         # Data parallel: identical starting weights on every rank; gradients are averaged after
         # each backward (see _train_step). Ranks finish building at different times (rank 0
         # writes the config, datasets load at their own pace), so meet first: the broadcast is a
@@ -151,19 +114,8 @@ class Trainer:
         dist.broadcast_state(self.model)
         self.amp = Amp(resolve_amp(g["use_amp"], self.device, g["amp_dtype"], g["amp_level"]))
         self.decoder = build_decoder(cfg["Decode"], charset=self.charset, key="Decode")
-        self.feature_cache = None
-        cache_cfg = cfg["Train"]["feature_cache"]
-        if cache_cfg["enabled"]:
-            from vinocr.engine.feature_cache import FeatureCache
-
-            # Fixed augmentation views keep the cached and uncached paths identical.
-            self.train_samples.views = cache_cfg["views"]
-            if not self.model.feature_stages():
-                logger.warning("Train.feature_cache needs a PP-OCRv4-style model (backbone + "
-                               "SVTR neck); %s trains without it", self.model.arch)
-            else:
-                self.feature_cache = FeatureCache(self.train_samples, cache_cfg["views"],
-                                                  self.batch_per_process, cache_cfg["dtype"])
+        self.feature_cache = build_feature_cache(cfg["Train"]["feature_cache"], self.model,
+                                                 self.train_samples, self.batch_per_process)
         self._build_optimization()
         self.resumed_from: Optional[str] = None
         if resume:
@@ -172,107 +124,6 @@ class Trainer:
             self.resumed_from = str(ckpt.path)
 
     # ------------------------------------------------------------------ construction
-    def _build_data(self) -> None:
-        g, train_cfg, eval_cfg = self.cfg["Global"], self.cfg["Train"], self.cfg["Eval"]
-        if not train_cfg.get("dataset"):
-            raise ConfigError("Train.dataset is not set: point it at your training data")
-        common = dict(charset=self.charset, strict=g["strict_data"],
-                      max_length=g["max_text_length"])
-        self.train_set = build_dataset(train_cfg["dataset"], "Train.dataset", seed=self.seed,
-                                       **common)
-        if len(self.train_set) == 0:
-            raise ConfigError("Train.dataset has no usable samples after filtering")
-        self.train_set.report_skipped()
-        augment = build_augment(train_cfg.get("augment"), key="Train.augment")
-        self.train_samples = RecognitionSamples(self.train_set, self.charset, self.image_shape,
-                                                g["max_text_length"], augment, self.seed)
-        # Unreadable images found while loading: substituted in training batches, dropped from
-        # validation, reported once each (or, with Global.strict_data, the run stops).
-        self.unreadable = {"Train.dataset": BadSampleTracker(), "Eval.dataset": BadSampleTracker()}
-        self.batch_per_process = dist.per_process_batch(train_cfg["batch_size"])
-        self.train_loader = build_loader(self.train_samples, self.batch_per_process,
-                                         train_cfg["shuffle"], train_cfg["num_workers"],
-                                         train_cfg["drop_last"] and
-                                         len(self.train_set) >= train_cfg["batch_size"],
-                                         self.seed, dist.rank(), dist.world_size())
-        self.eval_set = None
-        if eval_cfg.get("dataset"):
-            self.eval_set = build_dataset(eval_cfg["dataset"], "Eval.dataset", seed=self.seed,
-                                          **common)
-            self.eval_samples = RecognitionSamples(self.eval_set, self.charset, self.image_shape,
-                                                   g["max_text_length"], None, self.seed)
-            # Validation is sharded like training: each rank decodes its share, the predictions
-            # are gathered, and every rank computes the same metrics.
-            self.eval_loader = build_loader(self.eval_samples, eval_cfg["batch_size"], False,
-                                            eval_cfg["num_workers"], False, self.seed,
-                                            dist.rank(), dist.world_size())
-        logger.info("data: %d training samples (%s), %d validation samples", len(self.train_set),
-                    self.train_set.describe(), 0 if self.eval_set is None else len(self.eval_set))
-
-    def _use_fast_depthwise(self, mode: str) -> int:
-        """Switch depthwise convs to vinocr's CPU op (Paddle's is naive and single-threaded, the
-        bottleneck of CPU training). Weights and checkpoint keys are unchanged."""
-        if mode == "off" or not self.device.startswith("cpu"):
-            return 0
-        from vinocr.ops import fast_depthwise_available, use_fast_depthwise
-
-        if not fast_depthwise_available():
-            if mode == "on":
-                raise ConfigError("Global.fast_depthwise: on, but the op could not be built "
-                                  "(see the warning above); use auto or off")
-            return 0
-        n = use_fast_depthwise(self.model)
-        logger.info("fast CPU depthwise convolution on for %d layers", n)
-        return n
-
-    def _check_frames(self) -> None:
-        """CTC needs at least one frame per character plus one between repeated characters;
-        with fewer, Paddle's CTC loss silently returns 0 and nothing is learnt."""
-        self.model.eval()
-        with paddle.no_grad():
-            frames = int(self.model(paddle.zeros([1, *self.image_shape])).shape[1])
-        need, worst = 0, ""
-        for label in self.train_set.labels():
-            n = len(label) + sum(a == b for a, b in zip(label, label[1:]))
-            if n > need:
-                need, worst = n, label
-        if need > frames:
-            raise ConfigError(
-                f"Global.image_shape {list(self.image_shape)} gives the model {frames} CTC frames, "
-                f"but the label {worst!r} needs {need}; widen the input (width/8 frames for "
-                "PP-OCRv4 and CRNN)")
-        self.frames = frames
-
-    def _load_pretrained_run(self, spec: str) -> None:
-        """Start from an earlier run's checkpoint (incremental learning on new data)."""
-        from vinocr.engine.checkpoint import load_checkpoint, resolve_checkpoint
-
-        path = Path(spec)
-        if path.is_dir() and (path / "best").exists():
-            path = path / "best"
-        ckpt = load_checkpoint(resolve_checkpoint(path))
-        state = dict(ckpt.model_state)
-        chars = ckpt.state.get("charset")
-        if chars is not None and list(chars) != list(self.charset.characters) \
-                and HEAD_WEIGHT in state:
-            current = self.model.state_dict()
-            state, info = transfer_ctc_head(state, chars, self.charset.characters,
-                                            current[HEAD_WEIGHT].numpy(),
-                                            current[HEAD_BIAS].numpy())
-            logger.info("%s", info)
-        source = f"Global.pretrained_model {ckpt.path}"
-        report = load_weights(self.model, state, source=source)
-        if not self.cfg["Architecture"]["allow_missing"]:
-            check_coverage(report, self.model.num_classes, source)
-
-    def _planned_steps(self) -> int:
-        """Optimizer steps the whole run will take: ``epochs x batches per epoch``, capped by
-        ``Train.max_steps``. Known before training (techniques such as ``auto`` weigh it);
-        early stopping can only shorten it."""
-        steps = self.steps_per_epoch * self.epochs
-        max_steps = self.cfg["Train"]["max_steps"]
-        return min(steps, max_steps) if max_steps else steps
-
     def _build_optimization(self) -> None:
         from vinocr.engine.ema import ModelEMA
         from vinocr.engine.schedules import build_scheduler
@@ -308,19 +159,6 @@ class Trainer:
         logger.info("optimizer rebuilt: %d trainable parameters", count_params(self.model)[0])
 
     # ------------------------------------------------------------------ checkpoints
-    def _checkpoint_state(self) -> Dict[str, Any]:
-        s = self.state
-        return {"epoch": s.epoch, "global_step": s.global_step, "best_metric": s.best_metric,
-                "best_epoch": s.best_epoch, "bad_epochs": s.bad_epochs,
-                "skipped_steps": s.skipped_steps, "metrics": s.last_metrics,
-                "pending_epoch": s.pending_epoch, "history": list(self.log.history),
-                "schedule": self.schedule.state_dict(), "amp": self.amp.state_dict(),
-                "hooks": self.hooks.state_dict(), "seed": self.seed,
-                "world_size": dist.world_size(), "planned_steps": self.planned_steps,
-                "config": json_safe_config(self.cfg), "charset": list(self.charset.characters),
-                "arch": self.model.arch, "arch_kwargs": dict(self.model.arch_kwargs),
-                "vinocr_version": __version__, "saved_at": time.strftime("%Y-%m-%dT%H:%M:%S")}
-
     def save(self, name: str) -> Optional[Path]:
         if not self.is_main:
             return None
@@ -328,7 +166,7 @@ class Trainer:
         from vinocr.engine.optim_state import optimizer_state_to_named
 
         model_state = {k: v.numpy() for k, v in self.model.state_dict().items()}
-        path = save_checkpoint(self.run_dir / name, model_state, self._checkpoint_state(),
+        path = save_checkpoint(self.run_dir / name, model_state, checkpoint_state(self),
                                optimizer_state_to_named(self.optimizer, self.model),
                                self.ema.state_dict() if self.ema is not None else None)
         return path
@@ -341,19 +179,8 @@ class Trainer:
         # Hooks may change trainability (e.g. unfreezing) when their state is restored.
         if self.hooks.on_epoch_start(int(st["epoch"]), self.run):
             self.optimizer = self._make_optimizer()
-        saved_world = int(st.get("world_size", 1))
-        if saved_world != dist.world_size():
-            logger.warning("resuming a run trained on %d process(es) with %d: the global batch "
-                           "is the same, but samples are dealt to processes differently, so the "
-                           "continuation is not bit-identical; use --nproc %d for an exact resume",
-                           saved_world, dist.world_size(), saved_world)
-        saved_plan = st.get("planned_steps")
-        if saved_plan is not None and int(saved_plan) != self.planned_steps:
-            logger.warning("resuming a run planned for %d optimizer steps as one of %d "
-                           "(Train.epochs or Train.max_steps changed): the LR schedule is rebuilt "
-                           "for %d steps and continues from step %d, so the continuation differs "
-                           "from the run as first planned", int(saved_plan), self.planned_steps,
-                           self.planned_steps, int(st["global_step"]))
+        for warning in resume_differences(st, dist.world_size(), self.planned_steps):
+            logger.warning("%s", warning)
         load_weights(self.model, ckpt.model_state, strict=True, source=f"resume {ckpt.path}")
         if ckpt.optimizer_state:
             optimizer_state_from_named(self.optimizer, self.model, ckpt.optimizer_state)
@@ -361,12 +188,7 @@ class Trainer:
         self.amp.set_state_dict(st.get("amp", {}))
         if self.ema is not None and ckpt.ema_state:
             self.ema.set_state_dict(ckpt.ema_state)
-        self.state = TrainState(epoch=int(st["epoch"]), global_step=int(st["global_step"]),
-                                best_metric=st.get("best_metric"), best_epoch=st.get("best_epoch"),
-                                bad_epochs=int(st.get("bad_epochs", 0)),
-                                skipped_steps=int(st.get("skipped_steps", 0)),
-                                last_metrics=st.get("metrics", {}),
-                                pending_epoch=st.get("pending_epoch"))
+        self.state = train_state_from(st)
         # The epochs before the resume stay in training_history.json and count for early
         # stopping. Checkpoints from before the history was stored fall back to the file.
         self.log.restore_history(st.get("history"), self.state.epoch)
@@ -617,27 +439,9 @@ class Trainer:
         # checkpoint and early stopping decide the same on every rank without a broadcast.
         self.schedule.step_epoch(metrics.get(metric_name))
         record = {**self.state.pending_epoch, "lr": self.schedule.last_lr(), **metrics}
-        self.state.pending_epoch = None
-        self.state.last_metrics = metrics
-        improved = False
-        if metric_name in metrics and is_better(metric_name, metrics[metric_name],
-                                                self.state.best_metric):
-            self.state.best_metric, self.state.best_epoch = metrics[metric_name], epoch + 1
-            improved = True
         es = self.cfg["EarlyStopping"]
-        stop = False
-        if es["patience"] and es["metric"] in metrics:
-            # Early stopping uses its own metric and min_delta against the best seen so far
-            # (including the epochs before a resume: the history is restored with the state).
-            best_es = self.history_best(es["metric"])
-            if best_es is None or is_better(es["metric"], metrics[es["metric"]], best_es,
-                                            es["min_delta"]):
-                self.state.bad_epochs = 0
-            else:
-                self.state.bad_epochs += 1
-                stop = self.state.bad_epochs >= es["patience"]
-        if stop:
-            self.state.status = "early_stopped"
+        improved, stop = record_epoch(self.state, epoch, metrics, metric_name, es,
+                                      self.log.history)
         self.log.epoch(record)
         if self.is_main:
             self.save("latest")
@@ -665,118 +469,24 @@ class Trainer:
         dist.sync(f"the end of epoch {epoch + 1} (checkpoints)", self.sync_timeout)
         return stop
 
-    def history_best(self, metric: str) -> Optional[float]:
-        values = [r[metric] for r in self.log.history if isinstance(r.get(metric), (int, float))]
-        if not values:
-            return None
-        return min(values) if metric in LOWER_IS_BETTER else max(values)
-
     # ------------------------------------------------------------------ validation
     def predict_eval_set(self) -> Dict[str, Any]:
-        """Decoded predictions on the eval set, in sample order: texts, confidences, labels and
-        dataset indices. Each rank decodes its shard; the shards are gathered on every rank."""
-        self.model.eval()
-        mine: Dict[int, Any] = {}
-        ctx = self.ema.apply_to(self.model) if self.ema is not None else _nullcontext()
-        with ctx, paddle.no_grad():
-            for images, _, _, index in self.eval_loader:
-                self._check_unreadable("Eval.dataset", self.eval_set, index)
-                probs = self.model.predict_proba(images).numpy()
-                for result, i, ok in zip(self.decoder.decode(probs), index.numpy().tolist(),
-                                         good_rows(index)):
-                    if ok:   # substitutes for unreadable images are not scored
-                        mine[int(i)] = [result.text, float(result.confidence)]
-        # The sampler pads shards to equal length by wrapping around; keyed by index, each
-        # sample counts once.
-        merged: Dict[int, Any] = {}
-        for shard in dist.gather_json({str(k): v for k, v in mine.items()},
-                                      "the validation gather", self.sync_timeout):
-            merged.update({int(k): v for k, v in shard.items()})
-        order = sorted(merged)
-        return {"preds": [merged[i][0] for i in order],
-                "confidences": [merged[i][1] for i in order],
-                "labels": [self.eval_set.label(i) for i in order], "indices": order}
+        """Decoded predictions on the eval set, in sample order (texts, confidences, labels,
+        dataset indices); each rank decodes its shard, gathered on every rank."""
+        return predict_eval_set(
+            self.model, self.eval_loader, self.eval_set, self.decoder, self.ema,
+            lambda index: self._check_unreadable("Eval.dataset", self.eval_set, index),
+            self.sync_timeout)
 
     def validate(self, epoch: int) -> Dict[str, Any]:
         """Metrics on the eval set, the same on every rank ({} without an eval set)."""
         if self.eval_set is None:
             return {}
-        from vinocr.engine.evaluation import evaluate_texts
-
-        start = time.perf_counter()
-        out = self.predict_eval_set()
-        logger.info("validation: %d crops decoded in %.1f s on %d process(es)", len(out["preds"]),
-                    time.perf_counter() - start, dist.world_size())
-        result = evaluate_texts(out["preds"], out["labels"], out["confidences"],
-                                vin=self.charset.name == "vin")
-        metrics = {k: v for k, v in result.to_dict().items()
-                   if isinstance(v, (int, float)) and not isinstance(v, bool)
-                   and k not in ("n", "n_errors")}
-        step = self.state.global_step
-        for name, value in metrics.items():
-            self.log.scalar(f"val/{name}", value, step)
-        if self.is_main:
-            self._log_visuals(result, out, step)
-        dist.sync(f"validation of epoch {epoch + 1} (VisualDL images)", self.sync_timeout)
-        return metrics
-
-    def _log_visuals(self, result: Any, out: Dict[str, Any], step: int) -> None:
-        if self.log.writer is None:
-            return
-        from vinocr.engine.visuals import confusion_matrix_image, error_grid
-
-        worst = list(result.worst[:8])
-        if worst:
-            images = [self.eval_set.load_image(out["indices"][i]) for i in worst]
-            grid = error_grid(images, [out["labels"][i] for i in worst],
-                              [out["preds"][i] for i in worst],
-                              [out["confidences"][i] for i in worst])
-            self.log.image("val/hardest_errors", grid, step)
-        if result.confusion:
-            self.log.image("val/confusion_matrix", confusion_matrix_image(result.confusion), step)
+        return validate(self.predict_eval_set, self.charset, self.eval_set, self.log,
+                        self.state.global_step, self.is_main, epoch, self.sync_timeout)
 
     # ------------------------------------------------------------------ report
     def _write_report(self, train_time: float, samples_seen: int) -> Dict[str, Any]:
-        s = self.state
-        report = {
-            "status": s.status, "vinocr_version": __version__, "run_dir": str(self.run_dir),
-            "resumed_from": self.resumed_from,
-            "data": {"train_samples": len(self.train_set), "train_source": self.train_set.describe(),
-                     "train_skipped": len(self.train_set.skipped),
-                     # this process's count: each rank loads its own shard
-                     "unreadable_images": {k: [{"index": i, "error": e} for i, e in t.skipped]
-                                           for k, t in self.unreadable.items()},
-                     "eval_samples": 0 if self.eval_set is None else len(self.eval_set),
-                     "charset": self.charset.name},
-            "model": {"arch": self.model.arch, "form": "deploy" if self.model.is_deploy
-                      else "train", "pretrained": self.cfg["Architecture"]["pretrained"],
-                      "parameters": count_params(self.model)[1],
-                      "trainable": count_params(self.model)[0]},
-            "technique": self.hooks.describe(),
-            "epochs_done": s.epoch, "global_step": s.global_step,
-            "best": {"metric": self.cfg["Global"]["best_metric"], "value": s.best_metric,
-                     "epoch": s.best_epoch},
-            "final_metrics": s.last_metrics, "skipped_nonfinite_steps": s.skipped_steps,
-            "amp": self.amp.settings.reason, "device": self.device,
-            "fast_depthwise_layers": self.fast_depthwise,
-            "world_size": dist.world_size(),
-            "timing": {"wall_seconds": self.timer.elapsed(), "train_seconds": train_time,
-                       "train_images_per_sec": samples_seen / max(train_time, 1e-9),
-                       "feature_cache_build_seconds": (self.feature_cache.build_seconds
-                                                       if self.feature_cache else None)},
-            "paths": {"config": str(self.run_dir / "config.yml"),
-                      "best": str(self.run_dir / "best"), "latest": str(self.run_dir / "latest"),
-                      "log": str(self.run_dir / "train.log"),
-                      "history": str(self.run_dir / "training_history.json"),
-                      "visualdl": str(self.run_dir / "visualdl")},
-        }
+        report = run_report(self, train_time, samples_seen)
         self.log.report(report)
         return report
-
-
-class _nullcontext:
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, *exc: Any) -> bool:
-        return False
