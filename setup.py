@@ -57,7 +57,8 @@ setup(
     extras_require={
         "cpu": ["paddlepaddle>=3.0,<3.4"],
         "gpu": ["paddlepaddle-gpu>=3.0,<3.4"],
-        "test": ["pytest>=7", "pytest-xdist>=3"],
+        # wheel: the plugin-package test builds the guide's example package offline
+        "test": ["pytest>=7", "pytest-xdist>=3", "wheel>=0.40"],
     },
     entry_points={
         "console_scripts": CONSOLE_SCRIPTS,

@@ -8,7 +8,6 @@ nothing is added to the virtualenv.
 """
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import shutil
@@ -35,15 +34,11 @@ def finetune_command() -> str:
 
 
 def pip_install_target(package: Path, target: Path) -> None:
-    """``pip install`` ``package`` into the folder ``target`` only. Offline with the environment's
-    own build backend when it can build wheels (setuptools >= 70.1, or the wheel package);
-    otherwise pip builds in its usual isolated environment from the configured index."""
-    can_build_here = (importlib.util.find_spec("wheel") is not None
-                      or importlib.util.find_spec("setuptools.command.bdist_wheel") is not None)
-    how = ["--no-index", "--no-build-isolation"] if can_build_here else []
-    res = subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", *how,
-                          "--target", str(target), str(package)],
-                         capture_output=True, text=True, timeout=300)
+    """``pip install`` ``package`` into the folder ``target`` only, offline: the ``test`` extra
+    installs ``wheel``, so the environment's own setuptools builds it (nothing is downloaded)."""
+    res = subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps",
+                          "--no-index", "--no-build-isolation", "--target", str(target),
+                          str(package)], capture_output=True, text=True, timeout=300)
     assert res.returncode == 0, f"pip install of the example failed:\n{res.stderr[-3000:]}"
 
 
