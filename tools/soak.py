@@ -69,6 +69,27 @@ def start(cmd: List[str], log: Path) -> subprocess.Popen:
                             start_new_session=True, env=dict(os.environ, VINOCR_NO_PROGRESS="1"))
 
 
+def interrupt(cmd: List[str], log: Path, ready: Callable[[], bool], what: str, delay: float,
+              strike: Callable[[subprocess.Popen], None], timeout: float = 600
+              ) -> Tuple[int, float]:
+    """Start ``cmd``, wait until ``ready()``, then ``delay`` s, then ``strike`` it (a signal);
+    returns (exit code, seconds until ready). Whatever is left is killed."""
+    proc = start(cmd, log)
+    try:
+        waited = wait_for(ready, 7200, what, proc)
+        time.sleep(delay)
+        strike(proc)
+        return proc.wait(timeout=timeout), waited
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+
+
+def to_group(sig: int) -> Callable[[subprocess.Popen], None]:
+    """A signal to the command's process group, as a terminal sends Ctrl-C."""
+    return lambda proc: os.killpg(proc.pid, sig)
+
+
 def wait_for(predicate: Callable[[], bool], timeout: float, what: str,
              proc: Optional[subprocess.Popen] = None) -> float:
     t0 = time.monotonic()
@@ -186,16 +207,10 @@ def soak_finetune(work: Path, n_train: int, n_val: int, only: set) -> None:
     t0 = time.monotonic()
 
     # 1. Ctrl-C while epoch 1 validates.
-    proc = start(finetune_cmd(run_dir, train, val, max_steps), work / "ft_1.log")
-    try:
-        waited = wait_for(lambda: (checkpoint_state(latest) or {}).get("pending_epoch")
-                          is not None, 7200, "epoch 1's pre-validation checkpoint", proc)
-        time.sleep(5)
-        os.killpg(proc.pid, signal.SIGINT)
-        code = proc.wait(timeout=300)
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
+    code, waited = interrupt(
+        finetune_cmd(run_dir, train, val, max_steps), work / "ft_1.log",
+        lambda: (checkpoint_state(latest) or {}).get("pending_epoch") is not None,
+        "epoch 1's pre-validation checkpoint", 5, to_group(signal.SIGINT))
     out = (work / "ft_1.log").read_text()
     st = checkpoint_state(latest) or {}
     ok = code == 130 and "Traceback" not in out and st.get("epoch") == 1 and not loads(latest)
@@ -206,21 +221,17 @@ def soak_finetune(work: Path, n_train: int, n_val: int, only: set) -> None:
                f"loads: {not loads(latest)}")
 
     # 2. Resume, then SIGKILL rank 1 mid-epoch 2.
-    proc = start([tool("vinocr-finetune"), "--resume", str(run_dir), "--nproc", "2"],
-                 work / "ft_2.log")
-    try:
-        wait_for(lambda: (checkpoint_state(latest) or {}).get("pending_epoch") is None
-                 and (checkpoint_state(latest) or {}).get("epoch") == 1, 3600,
-                 "epoch 1's validation after the resume", proc)
-        time.sleep(30)                  # into epoch 2
+    def kill_rank_1(proc: subprocess.Popen) -> None:
         victim = rank_pid(run_dir, 1)
         if victim is None:
             raise RuntimeError("rank 1 not found")
         os.kill(victim, signal.SIGKILL)
-        code = proc.wait(timeout=600)
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
+
+    validated = (lambda: (checkpoint_state(latest) or {}).get("pending_epoch") is None
+                 and (checkpoint_state(latest) or {}).get("epoch") == 1)
+    code, _ = interrupt([tool("vinocr-finetune"), "--resume", str(run_dir), "--nproc", "2"],
+                        work / "ft_2.log", validated, "epoch 1's validation after the resume",
+                        30, kill_rank_1)            # 30 s: into epoch 2
     time.sleep(5)
     left = run_processes(run_dir)
     out = (work / "ft_2.log").read_text()
@@ -346,29 +357,16 @@ def soak_sr(work: Path, only: set) -> None:
         return lambda: log.is_file() and text in log.read_text(errors="replace")
 
     # SIGKILL mid-epoch 2 (epoch 1's checkpoints written), then resume.
-    proc = start(base, work / "sr_1.log")
-    try:
-        wait_for(logged("stage 1 epoch 1/3"), 3600, "SR epoch 1", proc)
-        time.sleep(10)
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=60)
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
+    interrupt(base, work / "sr_1.log", logged("stage 1 epoch 1/3"), "SR epoch 1", 10,
+              to_group(signal.SIGKILL))
     intact = not loads(run_dir / "latest")
     st1 = checkpoint_state(run_dir / "latest") or {}
     # Ctrl-C while epoch 2 of the resumed run validates, then resume to the end.
     steps = json.loads((run_dir / "training_history.json").read_text())[0]["steps"]
-    proc = start(base + ["--resume", str(run_dir)], work / "sr_2.log")
-    try:
-        # Every step is logged: once epoch 2's last step is, validation is running.
-        wait_for(logged(f"stage 1 epoch 2 step {steps}:"), 3600, "SR epoch 2 validation", proc)
-        time.sleep(0.5)
-        os.killpg(proc.pid, signal.SIGINT)
-        code_c = proc.wait(timeout=300)
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
+    # Every step is logged: once epoch 2's last step is, validation is running.
+    code_c, _ = interrupt(base + ["--resume", str(run_dir)], work / "sr_2.log",
+                          logged(f"stage 1 epoch 2 step {steps}:"), "SR epoch 2 validation", 0.5,
+                          to_group(signal.SIGINT))
     out_c = (work / "sr_2.log").read_text()
     st2 = checkpoint_state(run_dir / "latest") or {}
     code, err = run(base + ["--resume", str(run_dir)], work / "sr_3.log")
