@@ -367,3 +367,13 @@ def test_trainer_refuses_pretrained_without_matching_weights(data, tmp_path):
     path = save_state_file({"foo.weight": np.zeros((3, 3), "float32")}, tmp_path / "x.safetensors")
     with pytest.raises(WeightsError, match="0 loaded"):
         Trainer(tiny_config(data, tmp_path / "run", Architecture__pretrained=str(path)))
+
+
+def test_repeated_overrides_all_apply():
+    # Before: `-o A=1 -o B=2` silently dropped A=1 (argparse nargs="+" without extend).
+    from vinocr.cli.finetune import build_parser
+
+    args = build_parser().parse_args(["-c", "x.yml", "-o", "Train.epochs=1", "Global.seed=3",
+                                      "-o", "Train.batch_size=8"])
+    assert args.opt == ["Train.epochs=1", "Global.seed=3", "Train.batch_size=8"]
+    assert build_parser().parse_args(["-c", "x.yml"]).opt == []

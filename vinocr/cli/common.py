@@ -64,7 +64,9 @@ def add_config_options(parser: argparse.ArgumentParser, required: bool = False,
     parser.add_argument("-c", "--config", nargs="+" if multiple else None, required=required,
                         metavar="YAML", help=what + (f"; {use}" if use else ""))
     if overrides:
-        parser.add_argument("-o", "--opt", nargs="+", default=[], metavar="KEY=VALUE",
+        # extend: `-o A=1 -o B=2` keeps both (with nargs="+" alone the second -o dropped A=1)
+        parser.add_argument("-o", "--opt", nargs="+", action="extend", default=[],
+                            metavar="KEY=VALUE",
                             help="config overrides Key.sub=value, applied after the config files")
 
 
