@@ -150,6 +150,7 @@ class SRTrainer:
         self.lr = float(cfg["Optimizer"]["lr"])
         self._stage = 0
         self._epoch = 0          # epochs completed in the current stage
+        self._running_epoch = 1  # the epoch being trained or validated (for messages)
         self._bad_epochs = 0     # epochs since the stage's best word accuracy (plateau / stop)
         self._stage_best: Optional[float] = None
         self._resume_optimizer: Optional[Dict[str, np.ndarray]] = None
@@ -253,7 +254,8 @@ class SRTrainer:
                         break
         except KeyboardInterrupt:
             logger.warning("interrupted in stage %d epoch %d: the checkpoints already written "
-                           "are intact; continue with --resume %s", self._stage, self._epoch + 1,
+                           "are intact; continue with --resume %s", self._stage,
+                           self._running_epoch,
                            self.run_dir / "latest")
             raise
         finally:
@@ -270,6 +272,8 @@ class SRTrainer:
         log_every = int(self.cfg["Global"]["log_every_steps"])
         sums: Dict[str, float] = {}
         n = 0
+        # _epoch counts the epoch done before its validation runs; messages name this one.
+        self._running_epoch = self._epoch + 1
         t0 = time.perf_counter()
         images = 0
         # Validation switches every layer to eval mode; restore the stage's training modes.
