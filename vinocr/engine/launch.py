@@ -128,9 +128,11 @@ def rank_failure(log_dir: Path, prog: str, since: Optional[Dict[str, int]] = Non
         m = _CONTAINER_FAILED.search(line)
         if m:
             n, code = int(m.group(1)), int(m.group(2))
-            cause = (f"rank {n} was killed by signal {-code} (kill -9 or the out-of-memory "
-                     "killer when 9)" if code < 0 else
-                     crashes.get(n, f"rank {n} exited with code {code}"))
+            if code < 0:
+                why = " (SIGKILL: kill -9, or the out-of-memory killer)" if code == -9 else ""
+                cause = f"rank {n} was killed by signal {-code}{why}"
+            else:
+                cause = crashes.get(n, f"rank {n} exited with code {code}")
             found.append((1, n, cause))
             break
     found += [(2, n, line) for n, line in crashes.items()]
