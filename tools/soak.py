@@ -200,7 +200,8 @@ def soak_finetune(work: Path, n_train: int, n_val: int, only: set) -> None:
     train, val = vin_data(work, n_train, n_val)
     n = sum(1 for line in train.read_text().splitlines() if line.strip())
     per_epoch = math.ceil(math.ceil(n / 2) / (BATCH // 2))
-    max_steps = per_epoch + 12          # ends a few steps past the epoch boundary
+    # Ends 40 steps past the epoch boundary: room to kill a rank mid-epoch 2.
+    max_steps = per_epoch + 40
     run_dir = work / "ft_run"
     shutil.rmtree(run_dir, ignore_errors=True)
     latest = run_dir / "latest"
@@ -229,9 +230,12 @@ def soak_finetune(work: Path, n_train: int, n_val: int, only: set) -> None:
 
     validated = (lambda: (checkpoint_state(latest) or {}).get("pending_epoch") is None
                  and (checkpoint_state(latest) or {}).get("epoch") == 1)
+    # About 10 steps into epoch 2, at epoch 1's pace (its time is in the pending record).
+    per_step = float((st.get("pending_epoch") or {}).get("epoch_seconds", 2.0 * per_epoch)) \
+        / per_epoch
     code, _ = interrupt([tool("vinocr-finetune"), "--resume", str(run_dir), "--nproc", "2"],
                         work / "ft_2.log", validated, "epoch 1's validation after the resume",
-                        30, kill_rank_1)            # 30 s: into epoch 2
+                        5 + 10 * per_step, kill_rank_1)
     time.sleep(5)
     left = run_processes(run_dir)
     out = (work / "ft_2.log").read_text()
