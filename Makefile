@@ -24,7 +24,7 @@ install: $(STAMP)
 test: install
 	$(PY) -m pytest -q -rs -n $(TEST_WORKERS) tests
 
-# The main job end to end on synthetic data (about 10 minutes on 2 CPU cores): synthesise VINs,
+# The main job end to end on synthetic data (3 to 7 minutes on 2 CPU cores, docs/performance.md): synthesise VINs,
 # validate and split them, import the pretrained PP-OCRv4 recogniser, fine-tune it with the
 # technique the dataset size calls for, compare zero-shot and fine-tuned on the held-out split,
 # and export an inference model that stock paddleocr loads.
