@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 from conftest import make_label_dir
+from test_distributed import run_config
 from vinocr.engine.launch import OutputFilter, rank_failure
 
 REPO = Path(__file__).resolve().parents[1]
@@ -43,26 +44,12 @@ def write_run(root: Path, n_val: int = 41) -> Path:
     make_label_dir(root, labels[32:], name="val.txt", subdir="va")
     (root / "site").mkdir()
     (root / "site" / "sitecustomize.py").write_text(SLOW_RANK0)
-    import yaml
-
-    cfg = {
-        "Global": {"charset": "plate", "image_shape": [3, 32, 64], "max_text_length": 8,
-                   "visualdl": True, "histogram_every_epochs": 1, "seed": 2},
-        "Architecture": {"name": "crnn", "pretrained": None,
-                         "params": {"hidden": 8, "channels": [4, 4, 8, 8]}},
-        "Decode": {"method": "greedy"},
-        "Optimizer": {"name": "adam", "lr": 0.01},
-        "Train": {"dataset": {"type": "label_file", "label_files": [str(root / "train.txt")]},
-                  "batch_size": 8, "num_workers": 0, "epochs": 2},
-        # 41 crops: 21 per rank, rank 1's last one a repeat (the sampler pads by wrapping
-        # around). Batches of 1 give each crop the same computation however the set is sharded,
-        # so the metrics can be compared exactly.
-        "Eval": {"dataset": {"type": "label_file", "label_files": [str(root / "val.txt")]},
-                 "num_workers": 0, "batch_size": 1},
-    }
-    path = root / "run.yml"
-    path.write_text(yaml.safe_dump(cfg))
-    return path
+    # 41 crops: 21 per rank, rank 1's last one a repeat (the sampler pads by wrapping around).
+    # Batches of 1 give each crop the same computation however the set is sharded, so the
+    # metrics can be compared exactly.
+    return run_config(root, "run", Global={"image_shape": [3, 32, 64], "visualdl": True,
+                                           "histogram_every_epochs": 1, "seed": 2},
+                      Eval={"batch_size": 1})
 
 
 def finetune(root: Path, *args: str, delay: float = 0.0) -> Tuple[int, str]:
