@@ -200,3 +200,13 @@ def test_rank_failure_reads_only_this_launch_and_names_a_killed_rank(tmp_path):
         f.write("LAUNCH INFO x Container rank 1 status failed cmd [...] code -9 log workerlog.1\n")
     n, cause, code = rank_failure(tmp_path, "vinocr-finetune", since)
     assert (n, code) == (1, 1) and "rank 1 was killed by signal 9" in cause
+
+
+def test_output_filter_keeps_a_character_split_across_reads():
+    shown = []
+    f = OutputFilter(shown.append, lambda text: None)
+    data = "epoch 1/2: \u2588\u2588|\r".encode()
+    cut = data.index("\u2588".encode()) + 1          # inside the 3-byte character
+    f.feed_bytes(data[:cut])
+    f.feed_bytes(data[cut:])
+    assert shown == ["epoch 1/2: \u2588\u2588|\r"]

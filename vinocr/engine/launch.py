@@ -7,6 +7,7 @@ failure one line naming the rank and the cause, read from that rank's ``workerlo
 """
 from __future__ import annotations
 
+import codecs
 import logging
 import os
 import re
@@ -44,6 +45,11 @@ class OutputFilter:
         self.show, self.keep, self.hide_prefix = show, keep, hide_prefix
         self._pending = ""
         self._in_traceback = False
+        # Reads can end inside a multi-byte character (progress bars draw with U+2588).
+        self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+
+    def feed_bytes(self, data: bytes) -> None:
+        self.feed(self._decoder.decode(data))
 
     def feed(self, text: str) -> None:
         self._pending += text
@@ -84,13 +90,18 @@ class OutputFilter:
 _CONTAINER_FAILED = re.compile(r"Container rank (\d+) status failed .* code (-?\d+)")
 
 
-def _read_since(path: Path, offset: int) -> List[str]:
+def _bytes_since(path: Path, offset: int) -> bytes:
+    """What ``path`` holds after byte ``offset`` (b'' if it cannot be read)."""
     try:
         with open(path, "rb") as f:
             f.seek(offset)
-            return f.read().decode("utf-8", errors="replace").splitlines()
+            return f.read()
     except OSError:
-        return []
+        return b""
+
+
+def _lines_since(path: Path, offset: int) -> List[str]:
+    return _bytes_since(path, offset).decode("utf-8", errors="replace").splitlines()
 
 
 def rank_failure(log_dir: Path, prog: str, since: Optional[Dict[str, int]] = None
@@ -112,7 +123,7 @@ def rank_failure(log_dir: Path, prog: str, since: Optional[Dict[str, int]] = Non
             n = int(path.suffix.lstrip("."))
         except ValueError:
             continue
-        for line in reversed(_read_since(path, since.get(path.name, 0))):
+        for line in reversed(_lines_since(path, since.get(path.name, 0))):
             line = line.strip()
             if line.startswith(f"{prog}: error: "):
                 found.append((0, n, line[len(prog) + 9:]))
@@ -124,7 +135,7 @@ def rank_failure(log_dir: Path, prog: str, since: Optional[Dict[str, int]] = Non
             if m and "Interrupt" not in m.group(1):
                 crashes[n] = line
                 break
-    for line in _read_since(log_dir / "launcher.log", since.get("launcher.log", 0)):
+    for line in _lines_since(log_dir / "launcher.log", since.get("launcher.log", 0)):
         m = _CONTAINER_FAILED.search(line)
         if m:
             n, code = int(m.group(1)), int(m.group(2))
@@ -162,10 +173,8 @@ def _tail(path: Path, offset: int, out: OutputFilter) -> int:
         offset = 0
     if size == offset:
         return offset
-    with open(path, "rb") as f:
-        f.seek(offset)
-        data = f.read(size - offset)
-    out.feed(data.decode("utf-8", errors="replace"))
+    data = _bytes_since(path, offset)
+    out.feed_bytes(data)
     return offset + len(data)
 
 
