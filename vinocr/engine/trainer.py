@@ -429,8 +429,7 @@ class Trainer:
         """Validate the pending epoch and do its bookkeeping; True when early stopping ends the
         run."""
         epoch = int(self.state.pending_epoch["epoch"]) - 1
-        metrics = self.validate(epoch) if self.eval_set is not None else {}
-        return self._end_epoch(epoch, metrics)
+        return self._end_epoch(epoch, self.validate(epoch))
 
     def _end_epoch(self, epoch: int, metrics: Dict[str, Any]) -> bool:
         g = self.cfg["Global"]
