@@ -48,6 +48,8 @@ setup(
         "rapidocr_onnxruntime==1.4.4",
         "onnxruntime>=1.16",
         "onnx>=1.14",
+        # onnxruntime.quantization (vinocr-export --int8) imports it; onnxruntime does not pull it.
+        "ml_dtypes>=0.4",
         "paddle2onnx>=1.3",
         "safetensors>=0.4",
         "tqdm>=4.60",

@@ -16,6 +16,7 @@ from vinocr.cli.common import (QUIET, add_config_options, add_log_level, cli_ent
                                non_negative_float, non_negative_int, positive_int, setup_logging)
 from vinocr.data.base import FileBackedDataset, TextDataset, encode_image
 from vinocr.data.registry import DATASET_TYPES, detect_format, open_dataset
+from vinocr.data.split import held_out_test_reason
 from vinocr.errors import VinocrError
 
 logger = logging.getLogger("vinocr.data")
@@ -310,44 +311,6 @@ def _pipeline(args: argparse.Namespace):
     return pipeline
 
 
-def _link_chain(path: Path) -> List[Path]:
-    """``path``, every symlink it leads through, and what it finally resolves to."""
-    chain = [Path(os.path.abspath(path))]
-    while chain[-1].is_symlink() and len(chain) < 40:  # 40: the kernel's own limit on link loops
-        link = chain[-1]
-        chain.append(Path(os.path.abspath(link.parent / os.readlink(link))))
-    resolved = Path(path).resolve()
-    if resolved not in chain:
-        chain.append(resolved)
-    return chain
-
-
-def _test_split_reason(path: Path, dataset: TextDataset) -> Optional[str]:
-    """Why the dataset at ``path`` is (or holds) a test split, or None.
-
-    A test split is a label file or folder named like one (``test.txt``, ``test/``,
-    ``vin_test.txt``, ``testset/``: the dataset's own name, not the folders above it), one that the
-    ``split.json`` beside it names as a test split (``vinocr-data split --test-split``), or a folder
-    holding either. Every symlink on the way is followed and each name on it counts, so a link
-    called ``train.txt`` that points at ``test.txt`` is still the test split.
-    """
-    from vinocr.data.split import MANIFEST, looks_like_test_name, manifest_test_splits
-
-    for candidate in (path, *(Path(f) for f in getattr(dataset, "label_files", []))):
-        for link in _link_chain(candidate):
-            # A label file is named by its stem (test.txt -> test), a folder (LMDB) by its name.
-            name = link.stem if link.is_file() else link.name
-            via = "" if link == Path(os.path.abspath(path)) else f"{link}: "
-            if looks_like_test_name(name):
-                return f"{via}named like a test split"
-            if name in manifest_test_splits(link.parent):
-                return f"{via}{link.parent / MANIFEST} records {name!r} as a test split"
-            held = manifest_test_splits(link) if link.is_dir() else []
-            if held:
-                return f"{via}holds the test split {held[0]!r} ({link / MANIFEST})"
-    return None
-
-
 def cmd_augment(args: argparse.Namespace) -> int:
     from vinocr.data.augment import augment_dataset
     from vinocr.data.augment.pipeline import AUGMENT_IMAGE_DIR, AUGMENT_LABEL_FILE
@@ -356,7 +319,7 @@ def cmd_augment(args: argparse.Namespace) -> int:
     # No override: the output is a training set (originals plus copies), so augmenting a test
     # split can only leak it into training. Robustness tests on augmented test data belong in an
     # evaluation tool, not here.
-    reason = _test_split_reason(Path(args.path), dataset)
+    reason = held_out_test_reason(Path(args.path), dataset)
     if reason is not None:
         raise VinocrError(f"{args.path}: refusing to augment a test split ({reason}); test data "
                           "must stay real so its accuracy means something; point at the train "

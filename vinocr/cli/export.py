@@ -1,24 +1,31 @@
 """``vinocr-export``: a trained checkpoint -> a Paddle inference model that stock paddleocr loads.
 
-    vinocr-export --checkpoint runs/vin/best --out exported/vin [--onnx]
+    vinocr-export --checkpoint runs/vin/best --out exported/vin
+    vinocr-export --checkpoint runs/vin/best --out exported/vin --int8 --calib data/vin/train.txt
 
 LoRA adapters are merged, re-parameterisable branches folded, BatchNorms and learnable affines
 folded into their convs (all exact), and the softmax included. ``inference.yml`` records the
-dictionary, the input shape and vinocr's decoder settings. ``--onnx`` also writes ``inference.onnx``
-(dynamic batch and width; paddleocr loads the directory with ``engine='onnxruntime'``) and checks
-it against the Paddle predictor on random inputs of widths 160, 320 and 640.
+dictionary, the input shape and vinocr's decoder settings. ``inference.onnx`` is written too
+(dynamic batch and width; paddleocr loads the directory with ``engine='onnxruntime'``; ``vinocr-
+predict`` runs it by default because onnxruntime is the faster engine on CPU) and checked against
+the Paddle predictor on random inputs of widths 160, 320 and 640; ``--no-onnx`` skips it.
+
+``--int8 --calib DATASET`` adds ``inference_int8.onnx``, statically quantised with onnxruntime's
+tools on up to ``--calib-size`` crops of DATASET (training data: a test split is refused), and
+records what it is in ``inference.yml`` (:mod:`vinocr.export.quantize`).
 """
 from __future__ import annotations
 
 import argparse
 import sys
 from pathlib import Path
-from typing import List, Optional, Sequence
+from typing import Any, List, Optional, Sequence
 
 import numpy as np
 
 from vinocr.cli.common import (add_config_options, add_log_level, cli_entry, non_negative_float,
                                positive_int, setup_logging)
+from vinocr.export.quantize import MIN_CALIBRATION_CROPS, QUANT_FORMATS
 
 PROG = "vinocr-export"
 
@@ -40,19 +47,39 @@ def build_parser() -> argparse.ArgumentParser:
                    "'pretrained' with -c")
     add_config_options(p, overrides=False, use="only for --checkpoint pretrained")
     p.add_argument("--out", required=True)
-    p.add_argument("--onnx", action="store_true", help="also write inference.onnx (paddle2onnx, "
-                   "offline) and check it against the Paddle predictor")
-    p.add_argument("--opset", type=positive_int, default=11, help="ONNX opset (with --onnx)")
+    p.add_argument("--onnx", action="store_true", default=True,
+                   help="write inference.onnx (paddle2onnx, offline) and check it against the "
+                   "Paddle predictor (the default)")
+    p.add_argument("--no-onnx", dest="onnx", action="store_false",
+                   help="Paddle files only (vinocr-predict then runs Paddle inference)")
+    p.add_argument("--opset", type=positive_int, default=11, help="ONNX opset of inference.onnx")
     p.add_argument("--atol", type=non_negative_float, default=1e-4,
-                   help="largest accepted ONNX vs Paddle difference of the output probabilities "
-                   "(with --onnx)")
+                   help="largest accepted ONNX vs Paddle difference of the output probabilities")
+    g = p.add_argument_group("int8 (onnxruntime static quantisation)")
+    g.add_argument("--int8", action="store_true",
+                   help="also write inference_int8.onnx, calibrated on --calib")
+    g.add_argument("--calib", metavar="DATASET",
+                   help="training crops for int8 calibration (any vinocr dataset format; never "
+                   "a test split)")
+    g.add_argument("--calib-size", type=positive_int, default=300,
+                   help="crops drawn (seeded) from --calib")
+    g.add_argument("--int8-format", choices=QUANT_FORMATS, default="qdq",
+                   help="QDQ node pairs (fused by onnxruntime at load) or QOperator nodes")
+    g.add_argument("--reduce-range", action="store_true",
+                   help="7-bit weights, for CPUs without VNNI (AVX2 only), where onnxruntime's "
+                   "8-bit kernels can saturate")
     add_log_level(p)
     return p
 
 
 @cli_entry(PROG)
 def main(argv: Optional[List[str]] = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.int8 and not args.calib:
+        parser.error("--int8 needs --calib DATASET (training crops to calibrate on)")
+    if args.calib and not args.int8:
+        parser.error("--calib is only used with --int8")
     setup_logging(args.log_level)
     from vinocr.cli.model_io import load_model
     from vinocr.config import load_config
@@ -61,6 +88,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     cfg = load_config(args.config) if args.config else None
     loaded = load_model(args.checkpoint, cfg)
     model_cfg = cfg if cfg is not None else loaded.config
+    # Read before the export starts, so a wrong or held-out --calib costs no export time.
+    calibration = calibration_crops(args.calib, loaded.charset, args.calib_size) if args.int8 \
+        else None
     extra = {"decode": model_cfg.get("Decode"), "charset": loaded.charset.name,
              "source": loaded.name}
     out = export_inference(loaded.model, args.out, loaded.charset,
@@ -76,7 +106,39 @@ def main(argv: Optional[List[str]] = None) -> int:
         widths = "/".join(str(w) for w in PARITY_WIDTHS)
         print(f"onnx -> {Path(onnx_path).resolve()}; max abs diff vs Paddle {diff:.3g} "
               f"(widths {widths}, atol {args.atol:g})")
+    if calibration is not None:
+        from vinocr.export.quantize import quantize_onnx
+
+        report = quantize_onnx(out, calibration, model_cfg["Global"]["image_shape"],
+                               quant_format=args.int8_format, reduce_range=args.reduce_range,
+                               source=str(args.calib))
+        print(f"int8 -> {report.path.resolve()} ({args.int8_format}, {report.crops} calibration "
+              f"crops, {report.seconds:.0f} s); on those crops vs fp32: max abs diff "
+              f"{report.max_abs_diff:.3g}, {100 * report.frame_agreement:.1f}% of frames with the "
+              "same top class (accuracy: vinocr-eval --backends ... on a validation set)")
     return 0
+
+
+def calibration_crops(path: str, charset: Any, size: int, seed: int = 0) -> List[np.ndarray]:
+    """Up to ``size`` crops of the dataset at ``path``, drawn with ``seed``; a test split is an
+    error (calibrating on it would tune the int8 model to the data that measures it)."""
+    from vinocr.data.registry import open_dataset
+    from vinocr.data.split import held_out_test_reason
+    from vinocr.errors import VinocrError
+
+    if not Path(path).exists():
+        raise VinocrError(f"--calib {path}: no such file or folder")
+    dataset = open_dataset(path, charset=charset)
+    reason = held_out_test_reason(Path(path), dataset)
+    if reason is not None:
+        raise VinocrError(f"--calib {path}: {reason}; calibrate on training crops")
+    if len(dataset) < MIN_CALIBRATION_CROPS:
+        raise VinocrError(f"--calib {path}: {len(dataset)} usable crops for charset "
+                          f"{charset.name!r}; int8 calibration needs at least "
+                          f"{MIN_CALIBRATION_CROPS} crops")
+    rng = np.random.default_rng(seed)
+    picked = sorted(rng.choice(len(dataset), size=min(size, len(dataset)), replace=False))
+    return [dataset.load_image(int(i)) for i in picked]
 
 
 if __name__ == "__main__":

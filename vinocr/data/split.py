@@ -10,10 +10,11 @@ augment``) can tell, whatever the split files are called.
 from __future__ import annotations
 
 import json
+import os
 import re
 from collections import defaultdict
 from pathlib import Path
-from typing import Any, Dict, List, Mapping, Sequence, Union
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Union
 
 import numpy as np
 
@@ -60,6 +61,43 @@ def manifest_test_splits(folder: Union[str, Path]) -> List[str]:
     if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
         raise DataError("the split manifest has no test_splits list of names", path)
     return names
+
+
+def _link_chain(path: Path) -> List[Path]:
+    """``path``, every symlink it leads through, and what it finally resolves to."""
+    chain = [Path(os.path.abspath(path))]
+    while chain[-1].is_symlink() and len(chain) < 40:  # 40: the kernel's own limit on link loops
+        link = chain[-1]
+        chain.append(Path(os.path.abspath(link.parent / os.readlink(link))))
+    resolved = Path(path).resolve()
+    if resolved not in chain:
+        chain.append(resolved)
+    return chain
+
+
+def held_out_test_reason(path: Union[str, Path], dataset: Any = None) -> Optional[str]:
+    """Why the dataset at ``path`` is (or holds) a test split, or None.
+
+    A test split is a label file or folder named like one (``test.txt``, ``test/``,
+    ``vin_test.txt``, ``testset/``: the dataset's own name, not the folders above it), one that the
+    ``split.json`` beside it names as a test split (``vinocr-data split --test-split``), or a folder
+    holding either. Every symlink on the way is followed and each name on it counts, so a link
+    called ``train.txt`` that points at ``test.txt`` is still the test split.
+    """
+    path = Path(path)
+    for candidate in (path, *(Path(f) for f in getattr(dataset, "label_files", []))):
+        for link in _link_chain(candidate):
+            # A label file is named by its stem (test.txt -> test), a folder (LMDB) by its name.
+            name = link.stem if link.is_file() else link.name
+            via = "" if link == Path(os.path.abspath(path)) else f"{link}: "
+            if looks_like_test_name(name):
+                return f"{via}named like a test split"
+            if name in manifest_test_splits(link.parent):
+                return f"{via}{link.parent / MANIFEST} records {name!r} as a test split"
+            held = manifest_test_splits(link) if link.is_dir() else []
+            if held:
+                return f"{via}holds the test split {held[0]!r} ({link / MANIFEST})"
+    return None
 
 
 def grouped_split(labels: Sequence[str], fractions: Sequence[float] = (0.8, 0.1, 0.1),

@@ -8,7 +8,7 @@ from typing import Any
 
 _EXPORTS = {"export_inference": "inference", "load_predictor": "inference",
             "run_paddle_predictor": "inference", "export_onnx": "onnx",
-            "check_onnx_parity": "onnx"}
+            "check_onnx_parity": "onnx", "quantize_onnx": "quantize"}
 
 __all__ = list(_EXPORTS)
 

@@ -108,9 +108,10 @@ def write_records(model_dir: PathLike, names: Iterable[str], doc: Dict[str, Any]
         files[name] = file_record(d / name)
 
 
-def add_record(model_dir: PathLike, name: str) -> bool:
+def add_record(model_dir: PathLike, name: str, info: Optional[Dict[str, Any]] = None) -> bool:
     """Record ``name`` (e.g. a later ``inference.onnx``) in an existing vinocr ``inference.yml``.
 
+    ``info`` entries are merged into its ``vinocr`` section too (e.g. what an int8 file is).
     Only an ``inference.yml`` that already has a record is rewritten: a file written by another
     tool is left exactly as it is. Returns whether the record was added.
     """
@@ -119,6 +120,8 @@ def add_record(model_dir: PathLike, name: str) -> bool:
     if doc is None or not isinstance((doc.get("vinocr") or {}).get(FILES_KEY), dict):
         return False
     write_records(d, [name], doc)
+    if info:
+        doc["vinocr"].update(info)
     text = yaml.safe_dump(doc, allow_unicode=True, sort_keys=False)
     tmp = d / f".{YML}.{os.getpid()}.tmp"
     tmp.write_text(text, encoding="utf-8")

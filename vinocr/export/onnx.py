@@ -188,7 +188,11 @@ def _as_batches(inputs: ArrayOrArrays) -> List[np.ndarray]:
 
 
 def onnx_session(onnx_path: Union[str, Path], threads: int = 1):
-    """An onnxruntime CPU session for ``onnx_path`` (quiet: warnings are not logged)."""
+    """An onnxruntime CPU session for ``onnx_path`` (quiet: warnings are not logged).
+
+    One inter-op thread: the graph is a chain, so a second pool only adds wake-ups. An unreadable
+    file raises :class:`VinocrError` naming it.
+    """
     try:
         import onnxruntime as ort
     except ImportError as e:
@@ -198,9 +202,16 @@ def onnx_session(onnx_path: Union[str, Path], threads: int = 1):
     if not p.is_file():
         raise VinocrError(f"{p}: no such ONNX model (run export_onnx first)")
     opts = ort.SessionOptions()
-    opts.log_severity_level = 3
+    opts.log_severity_level = 3  # errors only: paddle2onnx leaves harmless graph warnings
     opts.intra_op_num_threads = max(1, int(threads))
-    return ort.InferenceSession(str(p), sess_options=opts, providers=["CPUExecutionProvider"])
+    opts.inter_op_num_threads = 1
+    try:
+        return ort.InferenceSession(str(p), sess_options=opts,
+                                    providers=["CPUExecutionProvider"])
+    except Exception as exc:  # onnxruntime raises its own exception types for bad files
+        lines = str(exc).strip().splitlines()
+        raise VinocrError(f"{p}: onnxruntime cannot load it: "
+                          f"{lines[0] if lines else type(exc).__name__}") from None
 
 
 def check_onnx_parity(model_dir: Union[str, Path], inputs: ArrayOrArrays, atol: float = 1e-4,
