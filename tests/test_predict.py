@@ -40,14 +40,14 @@ def exported(data: Path, tmp_path_factory) -> Dict[str, Path]:
 
     root = tmp_path_factory.mktemp("pred")
     Trainer(tiny_config(data, root / "run", epochs=1)).fit()
+    # "exp": Paddle files only (--no-onnx), so the default backend is Paddle there;
+    # "exp_onnx": the default export, with inference.onnx.
     assert export_main(["--checkpoint", str(root / "run"), "--out", str(root / "exp"),
-                        "--log-level", "WARNING"]) == 0
+                        "--no-onnx", "--log-level", "WARNING"]) == 0
     dirs = {"root": root, "run": root / "run", "exp": root / "exp"}
     if _has_onnx_export():
-        from vinocr.export.onnx import export_onnx
-
-        shutil.copytree(root / "exp", root / "exp_onnx")
-        export_onnx(root / "exp_onnx")
+        assert export_main(["--checkpoint", str(root / "run"), "--out", str(root / "exp_onnx"),
+                            "--log-level", "WARNING"]) == 0
         dirs["exp_onnx"] = root / "exp_onnx"
     return dirs
 
@@ -377,5 +377,22 @@ def test_onnxruntime_backend(exported, data, rec, capsys):
     assert main(["--model", str(exported["exp_onnx"]), "--runs", "3", "--threads", "1",
                  "--batch-sizes", "2"]) == 0
     out = capsys.readouterr().out
-    assert "| onnxruntime | 1 | 2 |" in out and "| paddle (oneDNN) | 1 | 2 |" in out
-    assert "skipped" not in out
+    rows = {ln.split("|")[1].strip(): ln for ln in out.splitlines() if ln.startswith("| ")}
+    # the default engine is marked; the stock rapidocr ONNX is timed in the same run and every
+    # other row states its speed-up over it
+    assert "| onnxruntime (default) | 1 | 2 |" in out and "| paddle (oneDNN) | 1 | 2 |" in out
+    assert rows["rapidocr ONNX (stock)"].rstrip(" |").endswith("-")
+    for name in ("onnxruntime (default)", "paddle (oneDNN)"):
+        assert float(rows[name].split("|")[-2].strip().rstrip("x")) > 0
+    assert "onnxruntime-int8: skipped (no inference_int8.onnx" in out
+
+
+@pytest.mark.skipif(not _has_onnx_export(), reason="needs vinocr.export.onnx and onnxruntime")
+def test_auto_backend_prefers_onnxruntime(exported, monkeypatch):
+    from vinocr.predict import resolve_backend
+
+    assert Recognizer.from_dir(exported["exp_onnx"]).backend.name == "onnxruntime"
+    assert Recognizer.from_dir(exported["exp"]).backend.name == "paddle"  # no inference.onnx
+    assert resolve_backend(exported["exp_onnx"], "paddle") == "paddle"
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)  # not installed: Paddle it is
+    assert resolve_backend(exported["exp_onnx"]) == "paddle"

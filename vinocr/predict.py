@@ -1,12 +1,12 @@
 """Recognition with an exported model: ``Recognizer.from_dir(dir).predict(images)``.
 
     from vinocr import Recognizer
-    rec = Recognizer.from_dir("exported/vin")                  # Paddle inference, oneDNN on CPU
+    rec = Recognizer.from_dir("exported/vin")                  # onnxruntime if exported, else Paddle
     rec.predict("crop.png").text                               # one image -> RecognitionResult
     [r.to_dict() for r in rec.predict([img1, img2])]           # a list -> a list
 
-An exported directory holds ``inference.json`` + ``inference.pdiparams`` (Paddle) and optionally
-``inference.onnx`` (onnxruntime), plus ``inference.yml``: its ``PostProcess.character_dict`` is the
+An exported directory holds ``inference.json`` + ``inference.pdiparams`` (Paddle), usually
+``inference.onnx`` (onnxruntime) and optionally ``inference_int8.onnx``, plus ``inference.yml``: its ``PostProcess.character_dict`` is the
 dictionary, ``PreProcess`` the input shape and ``vinocr.decode`` the decoder settings.
 
 Images go through :func:`vinocr.data.preprocess.batch_resize_norm`, the function training uses
@@ -32,12 +32,21 @@ from vinocr.data.base import read_image
 from vinocr.data.preprocess import DEFAULT_IMAGE_SHAPE, batch_resize_norm, resize_norm
 from vinocr.decode import DecodeResult, Decoder, build_decoder
 from vinocr.errors import VinocrError
+from vinocr.export.onnx import ONNX_FILENAME
+from vinocr.export.quantize import INT8_ONNX_FILENAME
 from vinocr.vin import VIN_ALPHABET, VIN_LENGTH, check_digit_ok, decode_model_year, validate_vin
 
 logger = logging.getLogger(__name__)
 
-BACKENDS: Tuple[str, ...] = ("paddle", "onnxruntime")
-ONNX_FILE = "inference.onnx"
+#: Inference engines. ``auto`` (the default) is onnxruntime when the export has
+#: ``inference.onnx`` and onnxruntime is installed, else Paddle: on CPU onnxruntime runs our graph
+#: faster (docs/performance.md). ``onnxruntime-int8`` runs ``inference_int8.onnx`` (``vinocr-export
+#: --int8``); it is never picked automatically because it trades accuracy for speed.
+BACKENDS: Tuple[str, ...] = ("auto", "paddle", "onnxruntime", "onnxruntime-int8")
+ONNX_FILE = ONNX_FILENAME
+INT8_ONNX_FILE = INT8_ONNX_FILENAME
+#: The ONNX file each onnxruntime backend runs.
+ONNX_FILES: Dict[str, str] = {"onnxruntime": ONNX_FILE, "onnxruntime-int8": INT8_ONNX_FILE}
 
 ImageInput = Union[np.ndarray, str, Path]
 
@@ -119,34 +128,26 @@ class PaddleBackend:
 
 
 class OnnxRuntimeBackend:
-    """onnxruntime on CPU for ``inference.onnx`` in the exported directory."""
+    """onnxruntime on CPU for ``inference.onnx`` (or ``inference_int8.onnx``) in the directory."""
 
-    name = "onnxruntime"
-
-    def __init__(self, model_dir: Union[str, Path], threads: int = 1) -> None:
+    def __init__(self, model_dir: Union[str, Path], threads: int = 1,
+                 name: str = "onnxruntime") -> None:
         from vinocr.export.manifest import verify_recorded
+        from vinocr.export.onnx import onnx_session
 
-        path = Path(model_dir) / ONNX_FILE
+        if name not in ONNX_FILES:
+            raise VinocrError(f"unknown onnxruntime backend {name!r} (valid: "
+                              f"{', '.join(ONNX_FILES)})")
+        self.name = name
+        filename = ONNX_FILES[name]
+        path = Path(model_dir) / filename
         if not path.is_file():
-            raise VinocrError(f"{Path(model_dir)}: no {ONNX_FILE} (export the model with ONNX "
-                              "too, or use backend 'paddle')")
-        verify_recorded(model_dir, [ONNX_FILE])  # when inference.yml records it
-        try:
-            import onnxruntime as ort
-        except ImportError:
-            raise VinocrError("backend 'onnxruntime' needs the onnxruntime package "
-                              "(pip install onnxruntime)") from None
-        opts = ort.SessionOptions()
-        opts.intra_op_num_threads = threads
-        opts.inter_op_num_threads = 1
-        opts.log_severity_level = 3  # errors only: paddle2onnx leaves harmless graph warnings
-        try:
-            self.session = ort.InferenceSession(str(path), opts,
-                                                providers=["CPUExecutionProvider"])
-        except Exception as exc:  # onnxruntime raises its own exception types for bad files
-            raise VinocrError(f"{path}: onnxruntime cannot load it: "
-                              f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}"
-                              ) from None
+            how = ("vinocr-export --int8 --calib DATASET" if name == "onnxruntime-int8"
+                   else "vinocr-export without --no-onnx")
+            raise VinocrError(f"{Path(model_dir)}: no {filename} (export it with {how}, or use "
+                              "backend 'paddle')")
+        verify_recorded(model_dir, [filename])  # when inference.yml records it
+        self.session = onnx_session(path, threads=threads)
         inp = self.session.get_inputs()[0]
         self._input_name = inp.name
         width = inp.shape[3] if len(inp.shape) == 4 else None
@@ -157,13 +158,29 @@ class OnnxRuntimeBackend:
         return self.session.run(None, feed)[0]
 
 
-def build_backend(model_dir: Union[str, Path], backend: str = "paddle", threads: int = 1,
+def resolve_backend(model_dir: Union[str, Path], backend: str = "auto") -> str:
+    """The engine ``backend`` names for ``model_dir``: ``auto`` becomes ``onnxruntime`` when the
+    directory has ``inference.onnx`` and onnxruntime imports, otherwise ``paddle``."""
+    if backend not in BACKENDS:
+        raise VinocrError(f"unknown backend {backend!r} (valid: {', '.join(BACKENDS)})")
+    if backend != "auto":
+        return backend
+    if (Path(model_dir) / ONNX_FILE).is_file():
+        try:
+            import onnxruntime  # noqa: F401
+        except ImportError:
+            logger.info("onnxruntime is not installed: using Paddle inference")
+        else:
+            return "onnxruntime"
+    return "paddle"
+
+
+def build_backend(model_dir: Union[str, Path], backend: str = "auto", threads: int = 1,
                   mkldnn: bool = True) -> Backend:
-    if backend == "paddle":
+    engine = resolve_backend(model_dir, backend)
+    if engine == "paddle":
         return PaddleBackend(model_dir, threads=threads, mkldnn=mkldnn)
-    if backend == "onnxruntime":
-        return OnnxRuntimeBackend(model_dir, threads=threads)
-    raise VinocrError(f"unknown backend {backend!r} (valid: {', '.join(BACKENDS)})")
+    return OnnxRuntimeBackend(model_dir, threads=threads, name=engine)
 
 
 # ------------------------------------------------------------------------------ exported dir
@@ -255,15 +272,16 @@ class Recognizer:
         self.model_dir: Optional[Path] = None
 
     @classmethod
-    def from_dir(cls, model_dir: Union[str, Path], backend: str = "paddle", threads: int = 1,
+    def from_dir(cls, model_dir: Union[str, Path], backend: str = "auto", threads: int = 1,
                  decode: Union[Mapping[str, Any], str, None] = None, mkldnn: bool = True,
                  dynamic_width: bool = False, batch_size: int = 16) -> "Recognizer":
         """Load an exported directory.
 
         Args:
             model_dir: the ``vinocr-export`` output.
-            backend: ``"paddle"`` (Paddle inference) or ``"onnxruntime"`` (needs
-                ``inference.onnx`` in the directory).
+            backend: ``"auto"`` (onnxruntime when the directory has ``inference.onnx``, else
+                Paddle), ``"paddle"`` (Paddle inference), ``"onnxruntime"`` (``inference.onnx``)
+                or ``"onnxruntime-int8"`` (``inference_int8.onnx``, ``vinocr-export --int8``).
             threads: CPU threads of the engine.
             decode: decoder overrides merged over ``inference.yml``'s ``vinocr.decode``: a
                 mapping (e.g. ``{"beam_size": 8}``) or just a method name (``"greedy"``).
@@ -281,6 +299,7 @@ class Recognizer:
         elif decode:
             cfg.update(decode)
         engine = build_backend(model_dir, backend, threads=threads, mkldnn=mkldnn)
+        backend = engine.name
         rec = cls(engine, info.charset, info.image_shape, cfg, dynamic_width=dynamic_width,
                   batch_size=batch_size)
         rec.model_dir = Path(model_dir)

@@ -36,6 +36,8 @@ from typing import Any, Dict, Iterator, List, Mapping, NamedTuple, Optional, Tup
 from vinocr.cli.common import QUIET, add_log_level, cli_entry, positive_int, setup_logging
 from vinocr.errors import VinocrError
 from vinocr.sr.fusion import METHODS as FUSION_METHODS
+from vinocr.decode.factory import METHODS as DECODE_METHODS
+from vinocr.predict import BACKENDS
 
 PROG = "vinocr-predict"
 #: Track mode defaults (kept here so the help text and the behaviour agree).
@@ -215,15 +217,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("inputs", nargs="*", metavar="INPUT",
                    help="image, folder of images, or label file (path<TAB>label); "
                    "not with --tracks")
-    p.add_argument("--backend", choices=("paddle", "onnxruntime"), default="paddle",
-                   help="inference engine (onnxruntime needs inference.onnx in --model)")
+    p.add_argument("--backend", choices=BACKENDS, default="auto",
+                   help="inference engine: auto (default) is onnxruntime when --model has "
+                   "inference.onnx, else paddle; onnxruntime-int8 runs inference_int8.onnx "
+                   "(vinocr-export --int8)")
     p.add_argument("--format", choices=("json", "csv"), default="json",
                    help="output for INPUT images (--tracks always writes JSON lines)")
     p.add_argument("--out", help="output file (default: stdout); with --tracks, the per-track "
                    "JSON lines")
     p.add_argument("--batch-size", type=positive_int, default=16)
     p.add_argument("--threads", type=positive_int, default=1, help="CPU threads of the engine")
-    p.add_argument("--decode", choices=("greedy", "beam", "vin", "plate"),
+    p.add_argument("--decode", choices=DECODE_METHODS,
                    help="decoder method (default: the one recorded in inference.yml)")
     p.add_argument("--dynamic-width", action="store_true",
                    help="let batches grow to keep wide crops' aspect (stock paddleocr's rule) "
@@ -297,8 +301,13 @@ def recognise_tracks(dataset: Any, recognizer: Any, sr: Any, method: str,
 
     fuser = TrackRecognizer(recognizer, sr=sr, method=method, frames=frames)
     rows: List[Dict[str, Any]] = []
-    for j, track in enumerate(dataset.tracks):
-        result = fuser.recognise(dataset.load_track(j)["lr"])
+    # Tracks go to the recogniser in chunks, so frames of different tracks share batches.
+    chunk = max(1, (recognizer.batch_size * 4) // frames)
+    results: List[Any] = []
+    for start in range(0, len(dataset.tracks), chunk):
+        stop = min(len(dataset.tracks), start + chunk)
+        results += fuser.recognise_many([dataset.load_track(j)["lr"] for j in range(start, stop)])
+    for track, result in zip(dataset.tracks, results):
         row: Dict[str, Any] = {"track": track.track_id, "path": str(track.path),
                                **result.to_dict()}
         if track.text:  # an empty plate_text marks an unlabelled track

@@ -96,6 +96,32 @@ class TrackRecognizer:
         probs = self.rec.frame_probs(images)
         return recognise_track(probs, self.rec.decoder, self.method)
 
+    def recognise_many(self, tracks: Sequence[Sequence[Union[np.ndarray, str, Path]]]
+                       ) -> List[TrackResult]:
+        """Several tracks at once: their frames share the recogniser's batches (sorted by aspect
+        ratio, ``rec.batch_size`` per engine call) instead of one small batch per track, which
+        is what makes a folder of tracks fast. Results are those of :meth:`recognise`.
+
+        With ``dynamic_width`` a frame's T depends on its batch's padded width and the fusion of
+        per-step log-probabilities needs one T per track, so each track is then its own batch.
+        """
+        if getattr(self.rec, "dynamic_width", False):
+            return [self.recognise(t) for t in tracks]
+        per_track = []
+        for track in tracks:
+            images = list(track)[:1 if self.method == "single" else self.frames]
+            if not images:
+                raise VinocrError("a track needs at least one frame")
+            per_track.append(run_sr(self.sr, images) if self.sr is not None else images)
+        flat = [im for images in per_track for im in images]
+        probs = self.rec.frame_probs(flat) if flat else []
+        out, start = [], 0
+        for images in per_track:
+            out.append(recognise_track(probs[start:start + len(images)], self.rec.decoder,
+                                       self.method))
+            start += len(images)
+        return out
+
     def __repr__(self) -> str:
         return (f"TrackRecognizer({self.rec!r}, sr={type(self.sr).__name__ if self.sr else None}, "
                 f"method={self.method!r}, frames={self.frames})")
