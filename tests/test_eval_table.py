@@ -53,13 +53,14 @@ def test_eval_numbers_by_hand(tmp_path: Path):
     table = format_table([table_row("scripted", "labels.txt", r, 1.5)])
     row = table.splitlines()[2]
     assert row == ("| scripted | labels.txt | 4 | 0.7500 | 0.9500 | 0.0500 | 0.0500 | - | 0.0000 | "
-                   "1.00 1.00 0.75 1.00 1.00 | 1.5000 | - | - |")
+                   "1.00 1.00 0.75 1.00 1.00 | 1.5000 | - | - | - |")
     # a second model on the same samples: fixes GH012, breaks AB123 and CD456
     second = paired_comparison(ev["preds"], ["AB128", "CD450", "EF789", "GH012"], labels)
     assert (second.n, second.gained, second.lost) == (4, 1, 2)
     assert second.p_value == pytest.approx(1.0)  # 1 vs 2 of 3 disagreements: chance
-    row = format_table([table_row("second", "labels.txt", r, 1.5, second)]).splitlines()[2]
-    assert row.endswith("| +1/-2 | 1 |")
+    # same_as_first: 1 of the 4 texts (EF789) is identical to the first model's
+    row = format_table([table_row("second", "labels.txt", r, 1.5, second, 0.25)]).splitlines()[2]
+    assert row.endswith("| +1/-2 | 1 | 0.2500 |")
 
 
 def test_mcnemar_exact_p_values():

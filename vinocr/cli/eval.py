@@ -1,13 +1,20 @@
 """``vinocr-eval``: models x datasets -> one comparison table (Markdown + CSV), per-sample errors,
 a confusion-matrix PNG and a grid of the worst errors per model.
 
-Each model after the first is also compared sample by sample with the first on the same dataset:
-``vs_first`` counts the samples it reads correctly where the first does not (+) and the reverse
-(-), ``p_vs_first`` is McNemar's exact test on those counts (small: the difference is unlikely to
-be chance).
+Each model after the first is also compared sample by sample with the first on the same dataset
+(and decoder): ``vs_first`` counts the samples it reads correctly where the first does not (+) and
+the reverse (-), ``p_vs_first`` is McNemar's exact test on those counts (small: the difference is
+unlikely to be chance), and ``same_as_first`` is the share of samples whose text is identical to
+the first's, right or wrong (how faithful one export form is to another).
 
     vinocr-eval -c configs/vin/ppocrv4_mobile.yml --models pretrained runs/vin/best \\
         --data data/vin/splits/test.txt --out eval_out
+
+Exported directories can be run on several engines and decoders, one row each, e.g. the cost of
+int8 under greedy and constrained decoding:
+
+    vinocr-eval --models exported/vin --backends paddle onnxruntime onnxruntime-int8 \\
+        --decoders greedy vin --data data/vin/splits/val.txt
 """
 from __future__ import annotations
 
@@ -24,17 +31,19 @@ import numpy as np
 from vinocr.cli.common import (QUIET, add_config_options, add_log_level, cli_entry, positive_int,
                                setup_logging)
 from vinocr.errors import VinocrError
+from vinocr.decode.factory import METHODS as DECODE_METHODS
+from vinocr.predict import BACKENDS
 
 PROG = "vinocr-eval"
 logger = logging.getLogger("vinocr.eval")
 
 COLUMNS = ["model", "dataset", "n", "seq_acc", "char_acc", "ned", "cer",
            "check_digit_valid_rate", "confidence_gap", "per_position_acc", "ms_per_image",
-           "vs_first", "p_vs_first"]
+           "vs_first", "p_vs_first", "same_as_first"]
 
 
 def table_row(model: str, dataset: str, r: Any, ms_per_image: float,
-              vs_first: Optional[Any] = None) -> Dict[str, Any]:
+              vs_first: Optional[Any] = None, same: Optional[float] = None) -> Dict[str, Any]:
     """One comparison-table row from an EvalResult (and a PairedComparison with the first
     model on the same dataset, if any)."""
     return {"model": model, "dataset": dataset, "n": r.n, "seq_acc": r.seq_acc,
@@ -46,7 +55,8 @@ def table_row(model: str, dataset: str, r: Any, ms_per_image: float,
                                  if r.per_position_acc else None),
             "ms_per_image": ms_per_image,
             "vs_first": vs_first.split if vs_first else None,
-            "p_vs_first": vs_first.p_value if vs_first else None}
+            "p_vs_first": vs_first.p_value if vs_first else None,
+            "same_as_first": same}
 
 
 def format_table(rows: List[Dict[str, Any]]) -> str:
@@ -113,6 +123,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", nargs="+", required=True, help="datasets (any vinocr format)")
     p.add_argument("--out", help="folder for table.md, table.csv, errors CSV and PNGs")
     p.add_argument("--batch-size", type=positive_int, default=32)
+    p.add_argument("--backends", nargs="+", choices=BACKENDS, default=["auto"],
+                   help="engines for exported model dirs, one row each (default: auto)")
+    p.add_argument("--decoders", nargs="+", choices=DECODE_METHODS,
+                   help="decoders for exported model dirs, one row each (default: the one "
+                   "inference.yml records)")
     add_log_level(p, QUIET)
     return p
 
@@ -129,28 +144,44 @@ def main(argv: Optional[List[str]] = None) -> int:
 
     cfg = load_config(args.config, args.opt) if args.config else None
     rows: List[Dict[str, Any]] = []
-    first: Dict[int, Dict[str, Any]] = {}  # dataset index -> the first model's evaluation
+    first: Dict[tuple, Dict[str, Any]] = {}  # (dataset, decoder) -> the first evaluation
     out = Path(args.out) if args.out else None
     if out:
         out.mkdir(parents=True, exist_ok=True)
-    for m_index, spec in enumerate(args.models):
-        loaded = load_model(spec, cfg)
+    runs = []  # (model spec, backend, decoder): variants only for exported directories
+    for spec in args.models:
+        if (Path(spec) / "inference.json").is_file():
+            runs += [(spec, b, d) for b in dict.fromkeys(args.backends)
+                     for d in dict.fromkeys(args.decoders or [None])]
+        else:
+            runs.append((spec, "auto", None))
+    for m_index, (spec, backend, decoder) in enumerate(runs):
+        loaded = load_model(spec, cfg, backend=backend, decode=decoder)
         model_cfg = cfg if cfg is not None else loaded.config
         decode_cfg = model_cfg.get("Decode", {"method": "greedy"})
         # Exported models carry their own input shape and decoder (inference.yml).
         image_shape = model_cfg["Global"]["image_shape"] if loaded.recognizer is None else None
+        method = (loaded.recognizer.decode_config.get("method") if loaded.recognizer is not None
+                  else decode_cfg.get("method", "greedy"))
+        name = loaded.name if spec != "pretrained" else "zero-shot pretrained"
+        if loaded.recognizer is not None and (len(args.backends) > 1 or args.decoders):
+            name += f" [{loaded.recognizer.backend.name}, {method}]"
         for d_index, data in enumerate(args.data):
             dataset = open_dataset(data, charset=loaded.charset)
             if len(dataset) == 0:
                 raise VinocrError(f"{data}: no usable samples for charset {loaded.charset.name!r}")
             ev = evaluate_one(loaded, dataset, decode_cfg, image_shape, args.batch_size)
             r = ev["result"]
-            name = loaded.name if spec != "pretrained" else "zero-shot pretrained"
-            base = first.setdefault(d_index, ev)
+            # The first row with the same decoder is the reference: an engine's fidelity is
+            # judged under one decoder at a time.
+            base = first.setdefault((d_index, method), ev)
             # Only when both read the same samples (a different charset can filter others out).
+            comparable = base is not ev and base["labels"] == ev["labels"]
             vs_first = (paired_comparison(base["preds"], ev["preds"], ev["labels"])
-                        if base is not ev and base["labels"] == ev["labels"] else None)
-            row = table_row(name, data, r, ev["ms_per_image"], vs_first)
+                        if comparable else None)
+            same = (float(np.mean([a == b for a, b in zip(base["preds"], ev["preds"])]))
+                    if comparable else None)
+            row = table_row(name, data, r, ev["ms_per_image"], vs_first, same)
             rows.append(row)
             if out:
                 tag = f"m{m_index}_d{d_index}"

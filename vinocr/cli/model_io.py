@@ -26,8 +26,10 @@ class LoadedModel:
     recognizer: Any = None   # set for exported directories (Paddle inference predictor)
 
 
-def load_model(spec: str, cfg: Optional[Mapping[str, Any]] = None) -> LoadedModel:
-    """The recogniser for ``spec`` in eval mode."""
+def load_model(spec: str, cfg: Optional[Mapping[str, Any]] = None, backend: str = "auto",
+               decode: Optional[str] = None) -> LoadedModel:
+    """The recogniser for ``spec`` in eval mode; ``backend`` and ``decode`` (a method name
+    overriding the recorded one) apply to exported directories only."""
     from vinocr.models.factory import model_from_config
 
     if spec in ("pretrained", "zero-shot", "zeroshot"):
@@ -48,7 +50,7 @@ def load_model(spec: str, cfg: Optional[Mapping[str, Any]] = None) -> LoadedMode
     if (path / "inference.json").is_file():
         from vinocr.predict import Recognizer
 
-        rec = Recognizer.from_dir(path)
+        rec = Recognizer.from_dir(path, backend=backend, decode=decode)
         return LoadedModel(f"exported {path}", None, rec.charset, {}, recognizer=rec)
     if path.is_dir() and (path / "best").exists() and not (path / "state.json").exists():
         path = path / "best"  # a run directory means its best checkpoint
