@@ -61,6 +61,10 @@ class DecodeResult:
         satisfied: the decoder's constraints hold for ``text`` (always True when unconstrained).
         fallback_text: for constrained decoders that found no valid sequence, the unconstrained
             greedy text (for display / debugging); None otherwise.
+        format: for plate-format decoding (``method: plate``), the name of the format ``text``
+            matched (the first in the configured order when several match, e.g. ``us_ny`` for
+            ``ABC1234`` under ``us``); None for other decoders and when no text was found.
+        formats: every format ``text`` matched, in the configured order (``()`` when none).
     """
 
     text: str
@@ -69,6 +73,8 @@ class DecodeResult:
     log_prob: float = 0.0
     satisfied: bool = True
     fallback_text: Optional[str] = None
+    format: Optional[str] = None
+    formats: Tuple[str, ...] = ()
 
 
 # ----------------------------------------------------------------------------------------------
