@@ -128,8 +128,8 @@ SCHEMA = Section({
         "seed": Field((int,), 0, "seed of every random choice (data order, augmentation, init)"),
         "run_dir": Field((str,), "runs/default", "where checkpoints, logs and the resolved config "
                          "go"),
-        "charset": Field((str,), "vin", "built-in charset (vin, plate, ppocr) or dictionary file",
-                         check=_charset_check),
+        "charset": Field((str,), "vin", "built-in charset (vin, plate, plate_cn, ppocr) or "
+                         "dictionary file", check=_charset_check),
         "image_shape": Field((list,), [3, 48, 320], "recogniser input [C, H, W]",
                              check=_image_shape_check),
         "max_text_length": Field((int,), 25, "longest label the CTC encoder accepts", minimum=1),
