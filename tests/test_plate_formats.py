@@ -244,6 +244,11 @@ def test_canonical_text_drops_separators_and_merges() -> None:
     assert get_format("eu_de").canonical("B-AB 123") == "BAB123"
     assert get_format("cn_blue").canonical("京A·12345") == "京A12345"
     assert FormatGrammar(["eu_de"]).canonical("B-AB 1O") == "BAB1O"  # no merge outside the US
+    # Decoders spell labels as they spell outputs (what validation and vinocr-eval score).
+    assert build_decoder({"method": "plate", "formats": "us"}, "plate").canonical(
+        "CHICAGO 1") == "CHICAG01"
+    for cfg in ({"method": "greedy"}, {"method": "plate"}, {"method": "vin"}):
+        assert build_decoder(cfg, "plate").canonical("AB 0O") == "AB 0O"
 
 
 # ------------------------------------------------------------------------------------------------

@@ -175,6 +175,13 @@ class ConstrainedDecoder(Decoder):
             result.fallback_text = self.text_of(ctc_greedy(raw)[0])
         return result
 
+    def canonical(self, text: str) -> str:
+        """Plate formats: ``text`` without separators, merged classes canonical (``CHICAGO`` ->
+        ``CHICAG0`` under ``us``); other grammars: unchanged."""
+        if isinstance(self.grammar, FormatGrammar):
+            return self.grammar.canonical(text)
+        return text
+
     def _fold_separators(self, raw: np.ndarray, logp: np.ndarray, p: np.ndarray,
                          log_input: bool) -> Tuple[np.ndarray, np.ndarray]:
         """Column 0 (blank) of the sub-matrix plus the ignored separator classes of ``raw``."""

@@ -518,6 +518,11 @@ class Decoder(ABC):
     def text_of(self, labels: Sequence[int]) -> str:
         return "".join(self.classes[c] for c in labels)
 
+    def canonical(self, text: str) -> str:
+        """``text`` spelled as this decoder's outputs are (to score labels against them): the
+        identity here; a plate-format decoder drops separators and merges one-class characters."""
+        return text
+
     def decode(self, probs: np.ndarray, log_input: bool = False
                ) -> Union[DecodeResult, List[DecodeResult]]:
         """Decode ``[T, C]`` (one result) or ``[N, T, C]`` (a list of results)."""
