@@ -32,6 +32,7 @@ __all__ = [
     "DEFAULT_PLATE_PATTERNS", "DecodeError", "DecodeResult", "Decoder", "FormatError",
     "FormatGrammar", "Grammar", "GrammarError", "GreedyDecoder", "METHODS", "PlateFormat",
     "PlateGrammar", "RegexError", "SearchConstraint", "VinGrammar", "build_decoder",
-    "check_decode_config", "constrained_beam_search", "ctc_forced_align", "ctc_greedy", "ctc_log_prob",
-    "ctc_log_prob_batch", "prefix_beam_search", "resolve_classes", "resolve_formats",
+    "check_decode_config", "constrained_beam_search", "ctc_forced_align", "ctc_greedy",
+    "ctc_log_prob", "ctc_log_prob_batch", "prefix_beam_search", "resolve_classes",
+    "resolve_formats",
 ]

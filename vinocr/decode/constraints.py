@@ -279,7 +279,8 @@ class FormatGrammar(Grammar):
 
     def formats_of(self, state: Hashable) -> Tuple[PlateFormat, ...]:
         """The formats a final ``state`` completes (empty when it is not final)."""
-        return tuple(self.formats[k] for k in self.nfa.accepted_tags(self._sets[state]))  # type: ignore[index]
+        tags = self.nfa.accepted_tags(self._sets[state])  # type: ignore[index]
+        return tuple(self.formats[k] for k in tags)
 
     def match(self, text: str) -> Tuple[str, ...]:
         """Names of the formats that accept ``text`` (as read: no separators), in order."""

@@ -132,7 +132,7 @@ def _parse(cfg: Optional[Mapping[str, Any]], key: str
             return method, opts, VinGrammar(check_digit=check, year_rule=year_rule)
         if formats is not None:
             if "patterns" in cfg:
-                logger.info("%s: formats %s given, so patterns %s are not used", key,
+                logger.debug("%s: formats %s given, so patterns %s are not used", key,
                             list(formats), list(patterns))
             try:
                 return method, opts, FormatGrammar(list(formats))

@@ -13,14 +13,12 @@ listed (``Decode.formats``), and a decoder reports the format (never the group) 
 from __future__ import annotations
 
 import functools
-import logging
 from dataclasses import dataclass, field
 from typing import Dict, Iterable, List, Optional, Sequence, Tuple, Union
 
 from vinocr.decode import regex
 from vinocr.decode.ctc import DecodeError
 
-logger = logging.getLogger(__name__)
 
 #: Group of every registered format, fallbacks last (computed when asked, so plugins count).
 ALL = "all"

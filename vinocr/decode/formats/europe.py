@@ -8,7 +8,8 @@ is not read. Every simplification makes the language larger than the real one, n
 - ``eu_de`` (Germany): district code of 1-3 letters (umlauts Ä Ö Ü occur, e.g. ``LÖ``), 1-2
   letters, a number 1-9999 without leading zero, optional ``E`` (electric) or ``H`` (historic)
   suffix; district + letters + digits are at most 8 characters (encoded by alternatives). Not
-  modelled: the list of district codes, banned letter pairs, whether the suffix counts towards the 8.
+  modelled: the list of district codes, banned letter pairs, whether the suffix counts towards
+  the 8.
 - ``eu_fr_siv`` (France, since 2009): ``AB-123-CD``, letters without I, O, U, number 001-999.
   Not modelled: ``SS`` never issued as the first pair. ``eu_fr_fni`` (the old departmental series):
   1-4 digits, 1-3 letters, department 01-95, 2A/2B or 971-976; letter/number ranges not modelled.
