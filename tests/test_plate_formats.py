@@ -291,7 +291,7 @@ def test_format_search_with_large_beam_is_exact(seed: int, formats: List[PlateFo
     assert r.satisfied
     assert r.text == grammar.canonical(text_of(classes, best))
     assert r.log_prob == pytest.approx(math.log(valid[best]), rel=1e-9)
-    assert r.formats == grammar.match(r.text) and r.format == r.formats[0]
+    assert r.formats == grammar.match(r.text) and r.format == r.formats[0] and r.region is None
     assert len(r.char_confidences) == len(r.text)
     small = ConstrainedDecoder(grammar, classes=classes, beam_size=2).decode(probs)
     assert small.text == "" or grammar.accepts(small.text)
@@ -326,7 +326,7 @@ def test_spaces_are_not_read_and_us_reads_zero_for_o() -> None:
     probs = spell("8584 HH", PLATE_CLASSES, T=20)  # the zero-shot reading
     assert build_decoder({"method": "greedy"}, "plate").decode(probs).text == "8584 HH"
     r = build_decoder({"method": "plate", "formats": ["us"]}, "plate").decode(probs)
-    assert (r.text, r.format) == ("8584HH", "us_any")
+    assert (r.text, r.format, r.region) == ("8584HH", "us_any", "US")
     chicago = build_decoder({"method": "plate", "formats": "us"}, "plate").decode(
         spell("CHICAGO", PLATE_CLASSES, T=20))
     assert chicago.text == "CHICAG0"
@@ -339,7 +339,7 @@ def test_german_plate_fixes_confusions_with_the_format() -> None:
     set_frame(probs, char_frame(8), {PLATE_CLASSES.index("B"): 0.5, PLATE_CLASSES.index("8"): 0.4})
     assert build_decoder({"method": "greedy"}, "plate").decode(probs).text == "1 AB 123B"
     r = build_decoder({"method": "plate", "formats": ["eu_de"]}, "plate").decode(probs)
-    assert (r.text, r.format, r.satisfied) == ("MAB1238", "eu_de", True)
+    assert (r.text, r.format, r.region, r.satisfied) == ("MAB1238", "eu_de", "DE", True)
 
 
 def test_chinese_plate_with_the_plate_cn_charset() -> None:
@@ -350,4 +350,4 @@ def test_chinese_plate_with_the_plate_cn_charset() -> None:
     probs = spell("皖A8O2K9", classes, T=16)  # O where the serial has no O: a 0 or a D
     set_frame(probs, char_frame(3), {classes.index("O"): 0.5, classes.index("0"): 0.4})
     r = build_decoder({"method": "plate", "formats": "cn"}, "plate_cn").decode(probs)
-    assert (r.text, r.format) == ("皖A802K9", "cn_blue")
+    assert (r.text, r.format, r.region) == ("皖A802K9", "cn_blue", "CN")

@@ -212,7 +212,9 @@ class ConstrainedDecoder(Decoder):
                 text = self.grammar.canonical(text)
                 result = self._result_from_alignment(logp, probs, sub_labels, exact, text=text)
                 result.formats = self.grammar.match(text)
-                result.format = result.formats[0] if result.formats else None
+                if result.formats:
+                    result.format = result.formats[0]
+                    result.region = self.grammar.by_name[result.format].region
                 return result
             logger.error("%s: search produced %r which the grammar rejects; returning no text",
                          self.grammar.describe(), text)

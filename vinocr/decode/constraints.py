@@ -225,6 +225,8 @@ class FormatGrammar(Grammar):
         if not chosen:
             raise GrammarError("formats: need at least one plate format")
         self.formats: Tuple[PlateFormat, ...] = tuple(chosen.values())
+        #: The chosen formats by name (e.g. to look up a matched format's region).
+        self.by_name: Dict[str, PlateFormat] = dict(chosen)
         self.nfa = Nfa([(f.name, f.read_ast) for f in self.formats])
         first = self.nfa.start_set()
         if not first:

@@ -65,6 +65,8 @@ class DecodeResult:
             matched (the first in the configured order when several match, e.g. ``us_ny`` for
             ``ABC1234`` under ``us``); None for other decoders and when no text was found.
         formats: every format ``text`` matched, in the configured order (``()`` when none).
+        region: the region code of ``format`` (``DE``, ``US-CA``, ``CN``); None without a format
+            or for region-free formats (``generic``, slot patterns).
     """
 
     text: str
@@ -75,6 +77,7 @@ class DecodeResult:
     fallback_text: Optional[str] = None
     format: Optional[str] = None
     formats: Tuple[str, ...] = ()
+    region: Optional[str] = None
 
 
 # ----------------------------------------------------------------------------------------------
