@@ -27,7 +27,8 @@ from vinocr.charset import Charset
 from vinocr.decode.constrained import ConstrainedDecoder
 from vinocr.decode.constraints import (CHECK_DIGIT_MODES, DEFAULT_PLATE_PATTERNS, FormatGrammar,
                                        Grammar, GrammarError, PlateGrammar, VinGrammar)
-from vinocr.decode.ctc import BeamSearchDecoder, DecodeError, Decoder, GreedyDecoder
+from vinocr.decode.ctc import BeamSearchDecoder, Decoder, GreedyDecoder
+from vinocr.decode.formats import FormatError
 from vinocr.errors import ConfigError
 
 logger = logging.getLogger(__name__)
@@ -136,7 +137,7 @@ def _parse(cfg: Optional[Mapping[str, Any]], key: str
                             list(formats), list(patterns))
             try:
                 return method, opts, FormatGrammar(list(formats))
-            except DecodeError as exc:
+            except FormatError as exc:  # unknown name (GrammarErrors name their key already)
                 raise ConfigError(f"{key}.formats: {exc}") from None
         return method, opts, PlateGrammar(list(patterns))
     except GrammarError as exc:
