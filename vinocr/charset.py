@@ -5,8 +5,10 @@ dictionary characters (1..n) and a space (last, index n+1), exactly as PaddleOCR
 builds them, so a 33-character VIN dictionary gives 35 output classes and an exported model decodes
 identically in stock ``paddleocr``.
 
-Built-ins: ``vin`` (33 VIN symbols), ``plate`` (0-9 A-Z), ``ppocr`` (the 6623-character PP-OCR
-dictionary read from the pretrained model's ONNX metadata).
+Built-ins: ``vin`` (33 VIN symbols), ``plate`` (0-9 A-Z), ``plate_cn`` (0-9 A-Z, the 31 Chinese
+province signs and the special-plate signs 学 警 港 澳 挂: 72 characters), ``ppocr`` (the
+6623-character PP-OCR dictionary read from the pretrained model's ONNX metadata). Built-ins that
+are not derived from code ship as dictionary files in ``vinocr/resources/dicts/NAME.txt``.
 """
 from __future__ import annotations
 
@@ -21,7 +23,10 @@ from vinocr.vin import VIN_ALPHABET
 logger = logging.getLogger(__name__)
 
 PLATE_ALPHABET = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ"
-BUILTIN_NAMES = ("vin", "plate", "ppocr")
+#: Built-in charsets stored as dictionary files in DICT_DIR (package data).
+DICT_CHARSETS = ("plate_cn",)
+BUILTIN_NAMES = ("vin", "plate", *DICT_CHARSETS, "ppocr")
+DICT_DIR = Path(__file__).parent / "resources" / "dicts"
 
 
 def _rapidocr_rec_onnx() -> Path:
@@ -157,8 +162,8 @@ class Charset:
 
 
 def load_charset(spec: Union[str, Path, "Charset", Sequence[str]]) -> Charset:
-    """A Charset from a built-in name (``vin``, ``plate``, ``ppocr``), a dictionary file path, a
-    list of characters or an existing Charset."""
+    """A Charset from a built-in name (``vin``, ``plate``, ``plate_cn``, ``ppocr``), a dictionary
+    file path, a list of characters or an existing Charset."""
     if isinstance(spec, Charset):
         return spec
     if isinstance(spec, (list, tuple)):
@@ -168,6 +173,8 @@ def load_charset(spec: Union[str, Path, "Charset", Sequence[str]]) -> Charset:
         return Charset(list(VIN_ALPHABET), name="vin")
     if text == "plate":
         return Charset(list(PLATE_ALPHABET), name="plate")
+    if text in DICT_CHARSETS:
+        return Charset(read_dictionary_file(DICT_DIR / f"{text}.txt"), name=text)
     if text == "ppocr":
         return Charset(read_onnx_dictionary(), name="ppocr", case_insensitive=False)
     path = Path(text)

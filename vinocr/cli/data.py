@@ -39,7 +39,7 @@ def _add_common(p: argparse.ArgumentParser, charset_default: Optional[str] = "vi
     p.add_argument("--format", default="auto", choices=["auto", *sorted(DATASET_TYPES)],
                    help="dataset format (default: detected from the path)")
     p.add_argument("--charset", default=charset_default,
-                   help="vin, plate, ppocr or a dictionary file")
+                   help="vin, plate, plate_cn, ppocr or a dictionary file")
     p.add_argument("--frames", default="lr", choices=["lr", "hr", "both"],
                    help="LRLPR tracks: which frames are samples")
     p.add_argument("--strict", action="store_true",

@@ -77,8 +77,12 @@ def evaluate_one(loaded: Any, dataset: Any, decode_cfg: Dict[str, Any], image_sh
         # An exported directory: its own predictor, preprocessing and decoder settings.
         def run(images: List[np.ndarray]) -> List[Any]:
             return loaded.recognizer.predict(images)
+
+        exported_decoder = getattr(loaded.recognizer, "decoder", None)
+        canonical = getattr(exported_decoder, "canonical", lambda text: text)
     else:
         decoder = build_decoder(decode_cfg, charset=loaded.charset, key="Decode")
+        canonical = decoder.canonical
 
         def run(images: List[np.ndarray]) -> List[Any]:
             batch = np.stack([resize_norm(im, image_shape)[0] for im in images])
@@ -97,7 +101,8 @@ def evaluate_one(loaded: Any, dataset: Any, decode_cfg: Dict[str, Any], image_sh
         for r, i in zip(results, idx):
             preds.append(r.text)
             confs.append(r.confidence)
-            labels.append(dataset.label(i))
+            # Scored as the decoder spells texts (plate formats: no separators, merged classes).
+            labels.append(canonical(dataset.label(i)))
     result = evaluate_texts(preds, labels, confs, vin=loaded.charset.name == "vin")
     return {"result": result, "preds": preds, "labels": labels, "confidences": confs,
             "ms_per_image": 1000 * infer_time / max(1, len(dataset))}

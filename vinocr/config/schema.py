@@ -67,12 +67,10 @@ def _model_check(value: Any, key: str) -> None:
 
 
 def _decode_check(value: Any, key: str) -> None:
-    from vinocr.charset import PLATE_ALPHABET
-    from vinocr.decode import build_decoder
+    from vinocr.decode.factory import check_decode_config
 
-    # Validate keys and values only (against 0-9 A-Z, which holds every grammar's characters);
-    # the real class list comes from the model's charset later.
-    build_decoder(value, classes=["", *PLATE_ALPHABET, " "], key=key)
+    # Keys, values and format names only: the class list comes from the model's charset later.
+    check_decode_config(value, key=key)
 
 
 def _charset_check(value: Any, key: str) -> None:
@@ -130,8 +128,8 @@ SCHEMA = Section({
         "seed": Field((int,), 0, "seed of every random choice (data order, augmentation, init)"),
         "run_dir": Field((str,), "runs/default", "where checkpoints, logs and the resolved config "
                          "go"),
-        "charset": Field((str,), "vin", "built-in charset (vin, plate, ppocr) or dictionary file",
-                         check=_charset_check),
+        "charset": Field((str,), "vin", "built-in charset (vin, plate, plate_cn, ppocr) or "
+                         "dictionary file", check=_charset_check),
         "image_shape": Field((list,), [3, 48, 320], "recogniser input [C, H, W]",
                              check=_image_shape_check),
         "max_text_length": Field((int,), 25, "longest label the CTC encoder accepts", minimum=1),
@@ -178,7 +176,8 @@ SCHEMA = Section({
         "params": Field((dict,), {}, "extra keyword arguments of the architecture"),
     }),
     "Decode": Field((dict,), {"method": "greedy"}, "CTC decoding: method greedy | beam | vin | "
-                    "plate, beam_size, check_digit, year_rule, patterns, prune_logp",
+                    "plate, beam_size, check_digit, year_rule, patterns, formats (plate "
+                    "formats or groups, e.g. [eu_de, eu_fr], us, all), prune_logp",
                     check=_decode_check),
     "Optimizer": Section({
         "name": Field((str,), "adamw", choices=("adam", "adamw", "sgd")),

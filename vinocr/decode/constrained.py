@@ -16,6 +16,12 @@ Limits:
   (a model whose class list has duplicate characters keeps them as separate hypotheses).
 - ``prune_logp`` can remove the only class that would satisfy the grammar at some frame (e.g. the
   check digit the VIN needs); leave it unset unless speed on huge class counts demands it.
+- Plate formats (:class:`~vinocr.decode.constraints.FormatGrammar`): the result names the
+  format(s) the text matched and spells it canonically (merged classes such as US ``O``/``0`` as
+  the format writes them: ``0``). A separator class of the model (e.g. the space class) is not a
+  character of any format; its probability is added to the blank, since a reader that outputs a
+  separator has emitted nothing the format reads (otherwise "8584 HH" would lose the space
+  frames' mass instead of reading as ``8584HH``).
 - When no valid sequence survives (too few frames, or every allowed class pruned) the decoder
   returns ``text=""``, ``satisfied=False`` and the unconstrained greedy text in
   ``fallback_text``. It never returns a text that violates its grammar.
@@ -28,7 +34,7 @@ from typing import Dict, Hashable, List, Optional, Sequence, Set, Tuple, Union
 import numpy as np
 
 from vinocr.charset import Charset
-from vinocr.decode.constraints import Grammar
+from vinocr.decode.constraints import FormatGrammar, Grammar
 from vinocr.decode.ctc import (NEG_INF, DecodeError, DecodeResult, Decoder, _check_beam_size,
                                _check_prune, check_probs, convert_probs, ctc_greedy,
                                prefix_beam_search, rescore_best)
@@ -151,16 +157,44 @@ class ConstrainedDecoder(Decoder):
         self._sub_grammar = CompiledGrammar(grammar, self._sub_classes, warn=False)
         self.beam_size = _check_beam_size(beam_size)
         self.prune_logp = _check_prune(prune_logp)
+        ignored = getattr(grammar, "ignored", frozenset())
+        #: Classes spelling a separator the grammar ignores: their mass goes to the blank.
+        self._fold = np.array([i for i, c in enumerate(self.classes)
+                               if i != 0 and c in ignored and c not in grammar.alphabet],
+                              dtype=np.int64)
 
     def decode_one(self, probs: np.ndarray, log_input: bool = False) -> DecodeResult:
         """Decode one ``[T, C]`` sample."""
         raw = check_probs(probs, self.num_classes, log_input)
         logp, p = convert_probs(raw, log_input, columns=self._used)
+        if self._fold.size:
+            logp, p = self._fold_separators(raw, logp, p, log_input)
         result = self._decode(logp, p)
         if not result.satisfied:
             # Fallback text from the full class set, as an unconstrained greedy decoder reads it.
             result.fallback_text = self.text_of(ctc_greedy(raw)[0])
         return result
+
+    def canonical(self, text: str) -> str:
+        """Plate formats: ``text`` without separators, merged classes canonical (``CHICAGO`` ->
+        ``CHICAG0`` under ``us``); other grammars: unchanged."""
+        if isinstance(self.grammar, FormatGrammar):
+            return self.grammar.canonical(text)
+        return text
+
+    def _fold_separators(self, raw: np.ndarray, logp: np.ndarray, p: np.ndarray,
+                         log_input: bool) -> Tuple[np.ndarray, np.ndarray]:
+        """Column 0 (blank) of the sub-matrix plus the ignored separator classes of ``raw``."""
+        sep = raw[:, self._fold].astype(np.float64)
+        logp, p = logp.copy(), p.copy()
+        if log_input:
+            logp[:, 0] = np.logaddexp(logp[:, 0], np.logaddexp.reduce(sep, axis=1))
+            p[:, 0] = np.minimum(np.exp(logp[:, 0]), 1.0)
+        else:
+            p[:, 0] = np.minimum(p[:, 0] + sep.sum(axis=1), 1.0)
+            with np.errstate(divide="ignore"):
+                logp[:, 0] = np.log(p[:, 0])
+        return logp, p
 
     def _decode(self, logp: np.ndarray, probs: np.ndarray) -> DecodeResult:
         """Search on the sub-matrix of used classes; ``logp`` columns follow ``self._used``."""
@@ -172,7 +206,16 @@ class ConstrainedDecoder(Decoder):
             # Belt and braces: the search only builds accepted sequences, but the promise "never
             # return an invalid text" is worth one more automaton run.
             if self.grammar.accepts(text):
-                return self._result_from_alignment(logp, probs, sub_labels, exact, text=text)
+                if not isinstance(self.grammar, FormatGrammar):
+                    return self._result_from_alignment(logp, probs, sub_labels, exact, text=text)
+                # Canonical spelling keeps the length, so confidences stay aligned.
+                text = self.grammar.canonical(text)
+                result = self._result_from_alignment(logp, probs, sub_labels, exact, text=text)
+                result.formats = self.grammar.match(text)
+                if result.formats:
+                    result.format = result.formats[0]
+                    result.region = self.grammar.by_name[result.format].region
+                return result
             logger.error("%s: search produced %r which the grammar rejects; returning no text",
                          self.grammar.describe(), text)
         return DecodeResult(text="", char_confidences=[], confidence=0.0, log_prob=NEG_INF,

@@ -1,4 +1,4 @@
-"""Grammars for constrained CTC decoding: VINs and licence-plate layouts.
+"""Grammars for constrained CTC decoding: VINs and licence-plate formats.
 
 A grammar is a deterministic automaton over characters. The constrained beam search
 (:mod:`vinocr.decode.constrained`) keeps one automaton state per beam and only extends a beam by
@@ -30,6 +30,8 @@ from abc import ABC, abstractmethod
 from typing import Dict, FrozenSet, Hashable, List, Optional, Sequence, Set, Tuple, Union
 
 from vinocr.decode.ctc import DecodeError
+from vinocr.decode.formats import PlateFormat, resolve_formats
+from vinocr.decode.regex import CharSet, Nfa, to_pattern
 from vinocr.vin import VIN_ALPHABET, VIN_LENGTH, YEAR_CODES, transliterate
 
 logger = logging.getLogger(__name__)
@@ -194,16 +196,121 @@ class VinGrammar(Grammar):
 
 
 # ----------------------------------------------------------------------------------------------
-# Plate layouts
+# Plate formats
+
+
+class FormatGrammar(Grammar):
+    """Texts of one or more plate formats (:mod:`vinocr.decode.formats`) as a reader outputs them.
+
+    The formats' regexes are compiled into one tagged NFA (:class:`vinocr.decode.regex.Nfa`) with
+    the separators deleted (they are printed, not read) and each format's merged characters made
+    interchangeable. A state is the set of live NFA states after the prefix, numbered as met (the
+    subset construction done lazily), so only the DFA states a search visits are built. Dead ends
+    never appear: NFA states that cannot reach an accepting state are dropped from every set, so
+    an empty set (``None``) is exactly "no completion exists", and :meth:`min_remaining` is exact.
+
+    Args:
+        formats: format or group names (``["eu_de", "us"]``) and/or :class:`PlateFormat` records.
+            A text accepted by several formats is reported with all of them, in this order.
+    """
+
+    def __init__(self, formats: Union[str, Sequence[Union[str, PlateFormat]]]) -> None:
+        super().__init__()
+        if isinstance(formats, (str, PlateFormat)):
+            formats = [formats]
+        chosen: Dict[str, PlateFormat] = {}
+        for f in formats:
+            for fmt in ([f] if isinstance(f, PlateFormat) else resolve_formats([f])):
+                chosen.setdefault(fmt.name, fmt)
+        if not chosen:
+            raise GrammarError("formats: need at least one plate format")
+        self.formats: Tuple[PlateFormat, ...] = tuple(chosen.values())
+        #: The chosen formats by name (e.g. to look up a matched format's region).
+        self.by_name: Dict[str, PlateFormat] = dict(chosen)
+        self.nfa = Nfa([(f.name, f.read_ast) for f in self.formats])
+        first = self.nfa.start_set()
+        if not first:
+            raise GrammarError(f"formats: {self.describe()} accept no text")
+        self._sets: List[FrozenSet[int]] = []
+        self._ids: Dict[FrozenSet[int], int] = {}
+        self._step_cache: Dict[Tuple[int, str], Optional[int]] = {}
+        self._start = self._intern(first)
+        live = {s for s, d in enumerate(self.nfa.dist) if d is not None}
+        self.alphabet = frozenset().union(*(chars for s in live for chars, t in self.nfa.edges[s]
+                                            if t in live))
+        #: Separators of the chosen formats that no format reads as a character: a constrained
+        #: decoder folds their probability into the blank (a separator class emits nothing).
+        self.ignored: FrozenSet[str] = frozenset(
+            "".join(f.separators for f in self.formats)) - self.alphabet
+
+    def _intern(self, states: FrozenSet[int]) -> int:
+        got = self._ids.get(states)
+        if got is None:
+            got = self._ids[states] = len(self._sets)
+            self._sets.append(states)
+        return got
+
+    def describe(self) -> str:
+        names = [f.name for f in self.formats]
+        if len(names) > 6:
+            names = [*names[:5], f"... {len(names)} formats"]
+        return f"formats({', '.join(names)})"
+
+    def start(self) -> int:
+        return self._start
+
+    def step(self, state: Hashable, char: str) -> Optional[int]:
+        key = (state, char)
+        if key in self._step_cache:
+            return self._step_cache[key]
+        nxt = self.nfa.step(self._sets[state], char)  # type: ignore[index]
+        out = self._intern(nxt) if nxt else None
+        self._step_cache[key] = out  # type: ignore[index]
+        return out
+
+    def is_final(self, state: Hashable) -> bool:
+        return bool(self.nfa.accepted_tags(self._sets[state]))  # type: ignore[index]
+
+    def min_remaining(self, state: Hashable) -> int:
+        return self.nfa.remaining(self._sets[state])  # type: ignore[index]
+
+    @property
+    def num_states(self) -> int:
+        """DFA states built so far (grows as decoding visits new prefixes)."""
+        return len(self._sets)
+
+    def formats_of(self, state: Hashable) -> Tuple[PlateFormat, ...]:
+        """The formats a final ``state`` completes (empty when it is not final)."""
+        tags = self.nfa.accepted_tags(self._sets[state])  # type: ignore[index]
+        return tuple(self.formats[k] for k in tags)
+
+    def match(self, text: str) -> Tuple[str, ...]:
+        """Names of the formats that accept ``text`` (as read: no separators), in order."""
+        state = self.run(text)
+        return () if state is None else tuple(f.name for f in self.formats_of(state))
+
+    def canonical(self, text: str) -> str:
+        """``text`` as the first matching format spells it (separators dropped, merged characters
+        canonical); with no match, only the separators of every chosen format are dropped."""
+        for fmt in self.formats:
+            candidate = fmt.canonical(text)
+            if fmt.name in self.match(candidate):
+                return candidate
+        seps = set("".join(f.separators for f in self.formats))
+        return "".join(c for c in text if c not in seps)
+
+
+# ----------------------------------------------------------------------------------------------
+# Plate layouts as slot patterns (the special case of formats that configs have always used)
 
 SLOT_HELP = "L letter, N digit, A letter or digit"
 DEFAULT_PLATE_PATTERNS = ("LLLNNNN", "LLLNLNN")  # Brazilian grey plates and Mercosur
 
 
-class PlateGrammar(Grammar):
+class PlateGrammar(FormatGrammar):
     """Texts that fully match one of several slot patterns (``L`` letter, ``N`` digit, ``A``
-    either), e.g. ``LLLNNNN`` and ``LLLNLNN``. A prefix stays alive while at least one pattern
-    still matches it.
+    either), e.g. ``LLLNNNN`` and ``LLLNLNN``: a :class:`FormatGrammar` with one format per
+    pattern, named by the pattern (so the decoder reports ``format="LLLNLNN"``).
 
     Args:
         patterns: one pattern or several; any length, any mix of slots.
@@ -213,7 +320,6 @@ class PlateGrammar(Grammar):
 
     def __init__(self, patterns: Union[str, Sequence[str]] = DEFAULT_PLATE_PATTERNS,
                  letters: str = string.ascii_uppercase, digits: str = string.digits) -> None:
-        super().__init__()
         if isinstance(patterns, str):
             patterns = [patterns]
         if not patterns:
@@ -228,35 +334,13 @@ class PlateGrammar(Grammar):
                 raise GrammarError(f"patterns: {p!r} has unknown slot {bad[0]!r} ({SLOT_HELP})")
             if p not in clean:
                 clean.append(p)
+        if not letters or not digits:
+            raise GrammarError("patterns: letters and digits must not be empty")
         self.patterns: Tuple[str, ...] = tuple(clean)
-        self._slots = {"L": frozenset(letters), "N": frozenset(digits),
-                       "A": frozenset(letters) | frozenset(digits)}
-        self.alphabet = frozenset().union(*(self._slots[s] for p in self.patterns for s in p))
+        slots = {"L": frozenset(letters), "N": frozenset(digits),
+                 "A": frozenset(letters) | frozenset(digits)}
+        super().__init__([PlateFormat(p, None, "".join(to_pattern(CharSet(slots[s])) for s in p))
+                          for p in self.patterns])
 
     def describe(self) -> str:
         return f"plate({'|'.join(self.patterns)})"
-
-    def start(self) -> Tuple[int, int]:
-        # State: (position, bit mask of the patterns still matching).
-        return (0, (1 << len(self.patterns)) - 1)
-
-    def _alive(self, mask: int) -> List[int]:
-        return [i for i in range(len(self.patterns)) if mask >> i & 1]
-
-    def step(self, state: Hashable, char: str) -> Optional[Tuple[int, int]]:
-        pos, mask = state  # type: ignore[misc]
-        new = 0
-        for i in self._alive(mask):
-            p = self.patterns[i]
-            if pos < len(p) and char in self._slots[p[pos]]:
-                new |= 1 << i
-        # Every slot accepts some character, so any still-matching prefix is completable.
-        return (pos + 1, new) if new else None
-
-    def is_final(self, state: Hashable) -> bool:
-        pos, mask = state  # type: ignore[misc]
-        return any(len(self.patterns[i]) == pos for i in self._alive(mask))
-
-    def min_remaining(self, state: Hashable) -> int:
-        pos, mask = state  # type: ignore[misc]
-        return min(len(self.patterns[i]) - pos for i in self._alive(mask))

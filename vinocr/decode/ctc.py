@@ -61,6 +61,12 @@ class DecodeResult:
         satisfied: the decoder's constraints hold for ``text`` (always True when unconstrained).
         fallback_text: for constrained decoders that found no valid sequence, the unconstrained
             greedy text (for display / debugging); None otherwise.
+        format: for plate-format decoding (``method: plate``), the name of the format ``text``
+            matched (the first in the configured order when several match, e.g. ``us_ny`` for
+            ``ABC1234`` under ``us``); None for other decoders and when no text was found.
+        formats: every format ``text`` matched, in the configured order (``()`` when none).
+        region: the region code of ``format`` (``DE``, ``US-CA``, ``CN``); None without a format
+            or for region-free formats (``generic``, slot patterns).
     """
 
     text: str
@@ -69,6 +75,9 @@ class DecodeResult:
     log_prob: float = 0.0
     satisfied: bool = True
     fallback_text: Optional[str] = None
+    format: Optional[str] = None
+    formats: Tuple[str, ...] = ()
+    region: Optional[str] = None
 
 
 # ----------------------------------------------------------------------------------------------
@@ -511,6 +520,11 @@ class Decoder(ABC):
 
     def text_of(self, labels: Sequence[int]) -> str:
         return "".join(self.classes[c] for c in labels)
+
+    def canonical(self, text: str) -> str:
+        """``text`` spelled as this decoder's outputs are (to score labels against them): the
+        identity here; a plate-format decoder drops separators and merges one-class characters."""
+        return text
 
     def decode(self, probs: np.ndarray, log_input: bool = False
                ) -> Union[DecodeResult, List[DecodeResult]]:

@@ -43,9 +43,11 @@ def predict_eval_set(model: Any, loader: Any, dataset: Any, decoder: Any, ema: O
                                   "the validation gather", sync_timeout):
         merged.update({int(k): v for k, v in shard.items()})
     order = sorted(merged)
+    # Labels spelled as the decoder spells its outputs (plate formats: no separators, O/0 one
+    # class on US plates), so metrics follow the format; the identity for other decoders.
     return {"preds": [merged[i][0] for i in order],
             "confidences": [merged[i][1] for i in order],
-            "labels": [dataset.label(i) for i in order], "indices": order}
+            "labels": [decoder.canonical(dataset.label(i)) for i in order], "indices": order}
 
 
 def score(out: Dict[str, Any], charset: Any) -> Tuple[Any, Dict[str, float]]:
