@@ -396,3 +396,23 @@ def test_auto_backend_prefers_onnxruntime(exported, monkeypatch):
     assert resolve_backend(exported["exp_onnx"], "paddle") == "paddle"
     monkeypatch.setitem(sys.modules, "onnxruntime", None)  # not installed: Paddle it is
     assert resolve_backend(exported["exp_onnx"]) == "paddle"
+
+
+def test_plate_format_fields_in_results_and_csv():
+    from vinocr.charset import load_charset
+    from vinocr.cli.predict import csv_text
+
+    plate = load_charset("plate")
+    texts = ["ABC1234", "BRA2E19"]
+    rec = Recognizer(_OneHotBackend(texts, plate), plate, IMAGE_SHAPE,
+                     decode={"method": "plate", "formats": ["br"], "beam_size": 4})
+    res = rec.predict([text_image("X" * 7)] * 2, batch_size=2)
+    assert [(r.text, r.format, r.region) for r in res] == [("ABC1234", "br_old", "BR"),
+                                                          ("BRA2E19", "mercosur", "BR")]
+    assert res[0].to_dict()["formats"] == ["br_old"]
+    header = csv_text([r.to_dict() | {"path": "a.png"} for r in res], vin=False,
+                      labelled=False).splitlines()[0]
+    assert header.endswith("format,region")
+    # without plate formats the JSON keeps its old keys
+    greedy = Recognizer(_OneHotBackend(texts, plate), plate, IMAGE_SHAPE)
+    assert "format" not in greedy.predict(text_image("X" * 7)).to_dict()

@@ -65,6 +65,9 @@ class RecognitionResult:
             digit (position 9). None for other charsets.
         model_year: VIN charsets only: the model year position 10 encodes, when ``text`` has 17
             characters and position 10 is a year code; otherwise None.
+        format, formats, region: plate-format decoding (``Decode.formats``) only: the first
+            format ``text`` matched in the configured order, every format it matched, and the
+            region code of ``format`` (e.g. ``DE``, ``US-CA``; None for region-free formats).
     """
 
     text: str
@@ -73,12 +76,19 @@ class RecognitionResult:
     vin_valid: Optional[bool] = None
     check_digit_ok: Optional[bool] = None
     model_year: Optional[int] = None
+    format: Optional[str] = None
+    formats: List[str] = field(default_factory=list)
+    region: Optional[str] = None
 
     def to_dict(self) -> Dict[str, Any]:
-        """Plain JSON-ready dict; the VIN fields appear only for VIN charsets."""
+        """Plain JSON-ready dict; the VIN fields appear only for VIN charsets, the format fields
+        only when a plate format matched."""
         out = asdict(self)
         if self.vin_valid is None:
             for key in ("vin_valid", "check_digit_ok", "model_year"):
+                out.pop(key)
+        if self.format is None:
+            for key in ("format", "formats", "region"):
                 out.pop(key)
         return out
 
@@ -87,6 +97,9 @@ def result_from_decode(decoded: DecodeResult, vin: bool) -> RecognitionResult:
     """A :class:`RecognitionResult` for a decoder output; ``vin`` adds the VIN fields."""
     result = RecognitionResult(text=decoded.text, confidence=float(decoded.confidence),
                                char_confidences=[float(c) for c in decoded.char_confidences])
+    if decoded.format is not None:
+        result.format, result.region = decoded.format, decoded.region
+        result.formats = list(decoded.formats)
     if vin:
         text = decoded.text
         result.vin_valid = bool(text) and validate_vin(text).valid

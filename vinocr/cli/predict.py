@@ -164,7 +164,7 @@ def predict_items(recognizer: Any, items: List[Item], batch_size: int,
                 row["label"] = item.label
                 reason = (unscored or {}).get(item.where or "")
                 if reason is None:
-                    row["correct"] = recognizer.charset.normalize(item.label) == res.text
+                    row["correct"] = scored_label(recognizer, item.label) == res.text
                 else:
                     row["skipped"] = reason
             yield row
@@ -189,10 +189,18 @@ def accuracy_lines(rows: List[Dict[str, Any]], unscored: Mapping[str, str],
     return lines
 
 
+def scored_label(recognizer: Any, label: str) -> str:
+    """A label as the decoder spells its output (charset normalisation, then e.g. a plate
+    format's dropped separators and merged O/0), so ``correct`` matches ``vinocr-eval``."""
+    return recognizer.decoder.canonical(recognizer.charset.normalize(label))
+
+
 def csv_text(rows: List[Dict[str, Any]], vin: bool, labelled: bool) -> str:
     columns = ["path", "text", "confidence", "char_confidences"]
     if vin:
         columns += ["vin_valid", "check_digit_ok", "model_year"]
+    if any(row.get("format") is not None for row in rows):
+        columns += ["format", "region"]
     if labelled:
         columns += ["label", "correct", "skipped"]
     buf = io.StringIO()
@@ -202,7 +210,8 @@ def csv_text(rows: List[Dict[str, Any]], vin: bool, labelled: bool) -> str:
         out = dict(row)
         out["confidence"] = f"{row['confidence']:.4f}"
         out["char_confidences"] = " ".join(f"{c:.4f}" for c in row["char_confidences"])
-        for key in ("vin_valid", "check_digit_ok", "model_year", "label", "correct", "skipped"):
+        for key in ("vin_valid", "check_digit_ok", "model_year", "format", "region", "label",
+                    "correct", "skipped"):
             if out.get(key) is None:
                 out[key] = ""
         writer.writerow(out)
@@ -312,7 +321,7 @@ def recognise_tracks(dataset: Any, recognizer: Any, sr: Any, method: str,
                                **result.to_dict()}
         if track.text:  # an empty plate_text marks an unlabelled track
             row["label"] = track.text
-            row["correct"] = recognizer.charset.normalize(track.text) == result.text
+            row["correct"] = scored_label(recognizer, track.text) == result.text
         rows.append(row)
     return rows
 
