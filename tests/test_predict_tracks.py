@@ -13,6 +13,8 @@ import cv2
 import numpy as np
 import pytest
 
+from conftest import assert_close_rel
+
 paddle = pytest.importorskip("paddle")
 
 from vinocr.errors import ConfigError, VinocrError  # noqa: E402
@@ -111,6 +113,22 @@ def test_track_recognizer(rec, tracks_root):
         TrackRecognizer(rec, frames=0)
     with pytest.raises(VinocrError, match="at least one frame"):
         TrackRecognizer(rec).recognise([])
+
+
+def test_recognise_many_equals_one_by_one(rec, tracks_root):
+    # Frames of several tracks share the recogniser's batches; the results must not change.
+    tracks = [_lr_frames(tracks_root, rel) for rel in
+              ("Scenario-A/Brazilian/track_00001", "Scenario-A/Mercosur/track_00002")]
+    for method in ("sequence", "logprob", "single"):
+        fuser = TrackRecognizer(rec, method=method, frames=4)
+        many = fuser.recognise_many(tracks)
+        one = [fuser.recognise(t) for t in tracks]
+        assert [r.text for r in many] == [r.text for r in one]
+        assert [len(r.frames) for r in many] == [len(r.frames) for r in one]
+        assert_close_rel([r.confidence for r in many], [r.confidence for r in one], rtol=1e-4,
+                         what=f"{method} confidences")
+    with pytest.raises(VinocrError, match="at least one frame"):
+        TrackRecognizer(rec).recognise_many([tracks[0], []])
 
 
 def _predict(argv: List[str]) -> int:
