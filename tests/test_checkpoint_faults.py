@@ -192,11 +192,13 @@ def test_safetensors_error_on_full_disk_is_a_checkpoint_error(tmp_path: Path,
 
 
 # ------------------------------------------------------- 3. truncated / modified exported model
-def _predict(model_dir: Path, image: Path, capsys) -> tuple:
+def _predict(model_dir: Path, image: Path, capsys, backend: str = "paddle") -> tuple:
+    """vinocr-predict on ``image``; the Paddle engine by default, because these tests damage
+    the Paddle files (the default engine runs inference.onnx and never reads them)."""
     from vinocr.cli.predict import main
 
     capsys.readouterr()
-    code = main(["--model", str(model_dir), str(image)])
+    code = main(["--model", str(model_dir), str(image), "--backend", backend])
     return code, capsys.readouterr().err
 
 
@@ -215,7 +217,7 @@ def test_export_records_file_hashes(model_dirs) -> None:
     d = model_dirs["exp"]
     doc = yaml.safe_load((d / "inference.yml").read_text(encoding="utf-8"))
     files = doc["vinocr"]["files"]
-    assert set(files) == {"inference.json", "inference.pdiparams"}
+    assert set(files) == {"inference.json", "inference.pdiparams", "inference.onnx"}
     for name, record in files.items():
         data = (d / name).read_bytes()
         assert record == {"bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}
@@ -276,8 +278,9 @@ def test_predict_modified_export_file_is_rejected(model_dirs, tmp_path: Path, ca
 def test_predict_intact_export_still_works(model_dirs, tmp_path: Path, capsys) -> None:
     for keep_record in (True, False):
         d = _copy_export(model_dirs, tmp_path / str(keep_record), keep_record)
-        code, err = _predict(d, model_dirs["image"], capsys)
-        assert code == 0, err
+        for backend in ("paddle", "auto"):
+            code, err = _predict(d, model_dirs["image"], capsys, backend)
+            assert code == 0, err
 
 
 def test_onnx_export_is_recorded_and_checked(model_dirs, tmp_path: Path, capsys) -> None:
