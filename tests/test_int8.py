@@ -56,8 +56,10 @@ def int8_dir(env, tmp_path_factory) -> Path:  # noqa: F811 - env is the shared f
     data = tmp_path_factory.mktemp("calib")
     train = _write_label_file(data, "train", 1, 40)
     out = tmp_path_factory.mktemp("int8") / "model"
-    assert main(["--checkpoint", "pretrained", "-c", CONFIG, "--out", str(out), "--int8",
-                 "--calib", str(train), "--calib-size", "32", "--log-level", "WARNING"]) == 0
+    # -o overrides the config of the pretrained model (here its recorded decoder)
+    assert main(["--checkpoint", "pretrained", "-c", CONFIG, "-o", "Decode.beam_size=4",
+                 "--out", str(out), "--int8", "--calib", str(train), "--calib-size", "32",
+                 "--log-level", "WARNING"]) == 0
     return out
 
 
@@ -65,6 +67,7 @@ def test_int8_export_is_recorded(int8_dir):
     import onnx
 
     doc = yaml.safe_load((int8_dir / "inference.yml").read_text(encoding="utf-8"))
+    assert doc["vinocr"]["decode"]["beam_size"] == 4
     info = doc["vinocr"]["int8"]
     assert info["file"] == "inference_int8.onnx" and info["format"] == "QDQ"
     assert info["weights"] == "int8, per channel" and info["calibration"]["crops"] == 32
@@ -148,6 +151,9 @@ def test_calibration_guards(env, tmp_path, capsys):  # noqa: F811
     err = capsys.readouterr().err
     assert "named like a test split" in err and "test.txt" in err
     assert not (tmp_path / "a").exists()  # refused before anything was written
+    with pytest.raises(SystemExit):  # -o without -c has nothing to override
+        main(["--checkpoint", "pretrained", "--out", str(tmp_path / "b"), "-o", "Global.x=1"])
+    assert "-o needs -c" in capsys.readouterr().err
     # --int8 needs --calib; --calib alone is a mistake too
     with pytest.raises(SystemExit) as exc:
         main(base + ["--out", str(tmp_path / "b"), "--int8"])

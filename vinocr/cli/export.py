@@ -45,7 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog=PROG, description="Export a trained recogniser.")
     p.add_argument("--checkpoint", required=True, help="checkpoint dir or run dir (-> best), or "
                    "'pretrained' with -c")
-    add_config_options(p, overrides=False, use="only for --checkpoint pretrained")
+    add_config_options(p, use="only for --checkpoint pretrained (charset, input shape, decoder)")
     p.add_argument("--out", required=True)
     p.add_argument("--onnx", action="store_true", default=True,
                    help="write inference.onnx (paddle2onnx, offline) and check it against the "
@@ -85,7 +85,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     from vinocr.config import load_config
     from vinocr.export import export_inference
 
-    cfg = load_config(args.config) if args.config else None
+    if args.opt and not args.config:
+        parser.error("-o needs -c (it overrides the config of --checkpoint pretrained)")
+    cfg = load_config(args.config, args.opt) if args.config else None
     loaded = load_model(args.checkpoint, cfg)
     model_cfg = cfg if cfg is not None else loaded.config
     # Read before the export starts, so a wrong or held-out --calib costs no export time.
@@ -136,8 +138,10 @@ def calibration_crops(path: str, charset: Any, size: int, seed: int = 0) -> List
         raise VinocrError(f"--calib {path}: {len(dataset)} usable crops for charset "
                           f"{charset.name!r}; int8 calibration needs at least "
                           f"{MIN_CALIBRATION_CROPS} crops")
+    # Random order, not file order: the calibration's moving-average ranges weigh batches by
+    # position, so neighbouring near-duplicates (frames of one track) must not come first.
     rng = np.random.default_rng(seed)
-    picked = sorted(rng.choice(len(dataset), size=min(size, len(dataset)), replace=False))
+    picked = rng.choice(len(dataset), size=min(size, len(dataset)), replace=False)
     return [dataset.load_image(int(i)) for i in picked]
 
 
