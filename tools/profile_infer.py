@@ -63,6 +63,8 @@ def paddle_profile(model_dir: str, x: np.ndarray, runs: int, threads: int) -> di
     sys.stdout.flush()
     saved = os.dup(1)
     os.dup2(capture.fileno(), 1)
+    cwd = os.getcwd()
+    os.chdir(tempfile.mkdtemp(prefix="vinocr_prof_"))  # Paddle's profiler writes ./profile.log
     try:
         with redirect_stdout(io.StringIO()):
             predictor = inference.create_predictor(config)
@@ -76,6 +78,7 @@ def paddle_profile(model_dir: str, x: np.ndarray, runs: int, threads: int) -> di
 
             gc.collect()
     finally:
+        os.chdir(cwd)
         sys.stdout.flush()
         os.dup2(saved, 1)
         os.close(saved)
@@ -112,7 +115,8 @@ def main() -> int:
         return 2
     c, h, w = read_model_info(args.model).image_shape
     x = np.random.default_rng(0).uniform(-1, 1, (1, c, h, w)).astype("float32")
-    results = {"paddle (oneDNN)": paddle_profile(args.model, x, args.runs, args.threads),
+    model_dir = os.path.abspath(args.model)
+    results = {"paddle (oneDNN)": paddle_profile(model_dir, x, args.runs, args.threads),
                "onnxruntime": onnxruntime_profile(onnx_path, x, args.runs, args.threads)}
     print(f"{args.model}: batch 1, {c}x{h}x{w}, {args.threads} thread(s), {args.runs} runs; "
           "ms per run inside each engine's profiler\n")
