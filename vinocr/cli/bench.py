@@ -24,13 +24,14 @@ import numpy as np
 
 from vinocr.cli.common import (QUIET, add_log_level, cli_entry, non_negative_int, positive_int,
                                setup_logging)
+from vinocr.predict import BACKENDS
 
 PROG = "vinocr-bench"
 
 COLUMNS = ["backend", "threads", "batch", "p50 ms", "p95 ms", "images/s",
            "end-to-end p50 ms", "end-to-end images/s", "speed-up vs rapidocr"]
 REFERENCE = "rapidocr ONNX (stock)"
-ENGINES = ("paddle", "onnxruntime", "onnxruntime-int8")
+ENGINES = tuple(b for b in BACKENDS if b != "auto")
 
 
 class ReferenceBackend:

@@ -176,7 +176,7 @@ def quantize_onnx(model_dir: Union[str, Path], calibration: Sequence[np.ndarray]
         opset: ONNX opset of the quantised graph (at least 13).
     """
     from vinocr.export.manifest import add_record
-    from vinocr.export.onnx import _paddle_files, export_onnx
+    from vinocr.export.onnx import _paddle_files, export_onnx, onnx_session
 
     if quant_format not in QUANT_FORMATS:
         raise VinocrError(f"int8 format {quant_format!r}: valid are {', '.join(QUANT_FORMATS)}")
@@ -203,8 +203,6 @@ def quantize_onnx(model_dir: Union[str, Path], calibration: Sequence[np.ndarray]
         # onnx's own inference handles; the symbolic pass would need sympy for nothing.
         q.shape_inference.quant_pre_process(str(fp32), str(pre), skip_symbolic_shape=True)
         quantized = tmp / "int8.onnx"
-        from vinocr.export.onnx import onnx_session
-
         input_name = onnx_session(pre).get_inputs()[0].name
         try:
             with _root_logger_quiet():
