@@ -1,13 +1,14 @@
 """Recognition with an exported model: ``Recognizer.from_dir(dir).predict(images)``.
 
     from vinocr import Recognizer
-    rec = Recognizer.from_dir("exported/vin")                  # onnxruntime if exported, else Paddle
+    rec = Recognizer.from_dir("exported/vin")          # onnxruntime if exported, else Paddle
     rec.predict("crop.png").text                               # one image -> RecognitionResult
     [r.to_dict() for r in rec.predict([img1, img2])]           # a list -> a list
 
 An exported directory holds ``inference.json`` + ``inference.pdiparams`` (Paddle), usually
-``inference.onnx`` (onnxruntime) and optionally ``inference_int8.onnx``, plus ``inference.yml``: its ``PostProcess.character_dict`` is the
-dictionary, ``PreProcess`` the input shape and ``vinocr.decode`` the decoder settings.
+``inference.onnx`` (onnxruntime) and optionally ``inference_int8.onnx``, plus ``inference.yml``:
+its ``PostProcess.character_dict`` is the dictionary, ``PreProcess`` the input shape and
+``vinocr.decode`` the decoder settings.
 
 Images go through :func:`vinocr.data.preprocess.batch_resize_norm`, the function training uses
 (through ``resize_norm``), so a crop at the model's input width reaches the network as exactly the

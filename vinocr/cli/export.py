@@ -138,8 +138,8 @@ def calibration_crops(path: str, charset: Any, size: int, seed: int = 0) -> List
         raise VinocrError(f"--calib {path}: {len(dataset)} usable crops for charset "
                           f"{charset.name!r}; int8 calibration needs at least "
                           f"{MIN_CALIBRATION_CROPS} crops")
-    # Random order, not file order: the calibration's moving-average ranges weigh batches by
-    # position, so neighbouring near-duplicates (frames of one track) must not come first.
+    # Random order, not file order: the calibration averages each batch's min/max, and a batch
+    # of neighbouring near-duplicates (frames of one track) would stand for one plate only.
     rng = np.random.default_rng(seed)
     picked = rng.choice(len(dataset), size=min(size, len(dataset)), replace=False)
     return [dataset.load_image(int(i)) for i in picked]

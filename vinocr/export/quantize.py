@@ -13,9 +13,9 @@ How it is made, with onnxruntime's own tooling (``onnxruntime.quantization``):
    so the quantiser sees the same nodes the runtime runs. Without it every bias ``Add`` paddle2onnx
    writes stays separate and the int8 model is about twice as slow as fp32 (measured).
 3. ``quantize_static`` calibrates activation ranges on the given crops (preprocessed exactly as
-   :class:`vinocr.predict.Recognizer` preprocesses them; min/max averaged over batches of 4) and
-   writes QDQ (default) or QOperator nodes: int8 weights per output channel, uint8 activations
-   per tensor. The classifier and its softmax stay float (:func:`_head_nodes`).
+   :class:`vinocr.predict.Recognizer` preprocesses them; each range is the mean over batches of
+   4 of the batch's min/max) and writes QDQ (default) or QOperator nodes: int8 weights per
+   output channel, uint8 activations per tensor. The classifier and its softmax stay float (:func:`_head_nodes`).
 
 Post-training quantisation costs this network accuracy; ``docs/performance.md`` has the measured
 cost. Measure it on your own validation set (``vinocr-eval --backends onnxruntime
@@ -187,12 +187,12 @@ def quantize_onnx(model_dir: Union[str, Path], calibration: Sequence[np.ndarray]
     _paddle_files(d)
     q = _quantization_api()
     started = time.perf_counter()
-    # Batches of 4 with a moving average of each batch's min/max: the global extremes over
-    # hundreds of crops are outliers that waste most of the 256 levels. Measured on a fine-tuned
-    # VIN model (360 validation crops, VIN decoder, crops in file order): 0.79 with global
-    # min/max over batches of 16, 0.856 with the moving average over batches of 16, 0.872 over
-    # batches of 4 (fp32 0.908). The average weighs batches by position, so the crop order
-    # matters too: the CLI draws them in random order (0.856 there).
+    # Batches of 4, and each tensor's range is the mean over batches of the batch's min/max
+    # (onnxruntime's "moving average" within one collection): the global extremes over hundreds
+    # of crops are outliers that waste most of the 256 levels. Measured on a fine-tuned VIN model
+    # (360 validation crops, VIN decoder, crops in file order): 0.79 with global min/max over
+    # batches of 16, 0.856 with the mean over batches of 16, 0.872 over batches of 4 (fp32
+    # 0.908). Which crops share a batch moves the result too: 0.856 in the CLI's random order.
     batches = calibration_batches(calibration, image_shape, batch_size=CALIBRATION_BATCH)
     out = d / INT8_ONNX_FILENAME
     with tempfile.TemporaryDirectory(prefix=".int8-", dir=d) as tmp_dir:
@@ -227,7 +227,8 @@ def quantize_onnx(model_dir: Union[str, Path], calibration: Sequence[np.ndarray]
                      if quant_format == "qdq" else "QOperator",
                      "weights": "int8, per channel" if per_channel else "int8, per tensor",
                      "activations": "uint8, per tensor", "reduce_range": bool(reduce_range),
-                     "calibration": {"method": "minmax, moving average", "batch": CALIBRATION_BATCH, "crops": len(calibration),
+                     "calibration": {"method": "minmax, mean over batches",
+                                     "batch": CALIBRATION_BATCH, "crops": len(calibration),
                                      "source": source},
                      "opset": max(MIN_INT8_OPSET, int(opset))}}
     add_record(d, INT8_ONNX_FILENAME, info)
