@@ -39,7 +39,7 @@ demo: install
 		"Eval.dataset={type: label_file, label_files: [$(DEMO_DIR)/vin_splits/val.txt]}"
 	$(VENV)/bin/vinocr-eval -c configs/vin/ppocrv4_mobile.yml --models pretrained $(DEMO_DIR)/run \
 		--data $(DEMO_DIR)/vin_splits/test.txt --out $(DEMO_DIR)/eval
-	$(VENV)/bin/vinocr-export --checkpoint $(DEMO_DIR)/run --out $(DEMO_DIR)/exported
+	$(VENV)/bin/vinocr-export --checkpoint $(DEMO_DIR)/run --out $(DEMO_DIR)/exported --overwrite
 	@echo "demo done: run in $(DEMO_DIR)/run (report.json, visualdl/), comparison in $(DEMO_DIR)/eval/table.md, model in $(DEMO_DIR)/exported"
 
 # The situations tiny tests cannot show, at the size users run (about an hour on 2 cores; not part

@@ -213,6 +213,29 @@ def _copy_export(model_dirs, tmp_path: Path, keep_record: bool) -> Path:
     return d
 
 
+def test_export_never_mixes_with_an_earlier_export(model_dirs, tmp_path: Path, capsys) -> None:
+    from vinocr.cli.export import main as export_main
+
+    out = tmp_path / "exp"
+    shutil.copytree(model_dirs["exp"], out)
+    (out / "inference_int8.onnx").write_bytes(b"an earlier model's int8 file")
+    (out / "notes.txt").write_text("mine", encoding="utf-8")
+    before = (out / "inference.pdiparams").read_bytes()
+    args = ["--checkpoint", str(model_dirs["ck"]), "--out", str(out), "--no-onnx",
+            "--log-level", "WARNING"]
+    capsys.readouterr()
+    assert export_main(args) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"vinocr-export: error: --out {out}: already holds an export (")
+    assert err.endswith("pass --overwrite to replace it\n") and err.count("\n") == 1
+    assert (out / "inference.pdiparams").read_bytes() == before  # nothing touched
+    assert export_main(args + ["--overwrite"]) == 0
+    # the old ONNX files are gone (the default engine would have run them), other files stay
+    assert not (out / "inference.onnx").exists() and not (out / "inference_int8.onnx").exists()
+    assert (out / "notes.txt").read_text(encoding="utf-8") == "mine"
+    assert (out / "inference.pdiparams").is_file()
+
+
 def test_export_records_file_hashes(model_dirs) -> None:
     d = model_dirs["exp"]
     doc = yaml.safe_load((d / "inference.yml").read_text(encoding="utf-8"))

@@ -55,6 +55,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--opset", type=positive_int, default=11, help="ONNX opset of inference.onnx")
     p.add_argument("--atol", type=non_negative_float, default=1e-4,
                    help="largest accepted ONNX vs Paddle difference of the output probabilities")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace an export already in --out (its inference.* files)")
     g = p.add_argument_group("int8 (onnxruntime static quantisation)")
     g.add_argument("--int8", action="store_true",
                    help="also write inference_int8.onnx, calibrated on --calib")
@@ -90,6 +92,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     cfg = load_config(args.config, args.opt) if args.config else None
     loaded = load_model(args.checkpoint, cfg)
     model_cfg = cfg if cfg is not None else loaded.config
+    claim_out_dir(Path(args.out), args.overwrite)
     # Read before the export starts, so a wrong or held-out --calib costs no export time.
     calibration = calibration_crops(args.calib, loaded.charset, args.calib_size) if args.int8 \
         else None
@@ -119,6 +122,27 @@ def main(argv: Optional[List[str]] = None) -> int:
               f"{report.max_abs_diff:.3g}, {100 * report.frame_agreement:.1f}% of frames with the "
               "same top class (accuracy: vinocr-eval --backends ... on a validation set)")
     return 0
+
+
+#: What an export writes into --out; a file left from an earlier export would be read with the
+#: new inference.yml (e.g. a stale inference.onnx by the default onnxruntime engine).
+EXPORT_FILES = ("inference.json", "inference.pdiparams", "inference.yml", "inference.onnx",
+                "inference_int8.onnx")
+
+
+def claim_out_dir(out: Path, overwrite: bool) -> None:
+    """Refuse an ``out`` that holds an export unless ``overwrite``; then remove those files, so
+    no file of the earlier export survives beside the new one. Other files are left alone."""
+    from vinocr.errors import VinocrError
+
+    if out.exists() and not out.is_dir():
+        raise VinocrError(f"--out {out}: exists and is not a directory")
+    present = [name for name in EXPORT_FILES if (out / name).exists()]
+    if present and not overwrite:
+        raise VinocrError(f"--out {out}: already holds an export ({', '.join(present)}); pass "
+                          "--overwrite to replace it")
+    for name in present:
+        (out / name).unlink()
 
 
 def calibration_crops(path: str, charset: Any, size: int, seed: int = 0) -> List[np.ndarray]:
