@@ -92,10 +92,11 @@ def main(argv: Optional[List[str]] = None) -> int:
     cfg = load_config(args.config, args.opt) if args.config else None
     loaded = load_model(args.checkpoint, cfg)
     model_cfg = cfg if cfg is not None else loaded.config
-    claim_out_dir(Path(args.out), args.overwrite)
-    # Read before the export starts, so a wrong or held-out --calib costs no export time.
+    # Read before the export starts, so a wrong or held-out --calib costs no export time, and
+    # before --overwrite removes the earlier export, so a bad --calib does not cost it either.
     calibration = calibration_crops(args.calib, loaded.charset, args.calib_size) if args.int8 \
         else None
+    claim_out_dir(Path(args.out), args.overwrite)
     extra = {"decode": model_cfg.get("Decode"), "charset": loaded.charset.name,
              "source": loaded.name}
     out = export_inference(loaded.model, args.out, loaded.charset,
