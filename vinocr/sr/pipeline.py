@@ -88,13 +88,16 @@ class TrackRecognizer:
 
         With ``method="single"`` only the first frame is super-resolved and recognised.
         """
+        probs = self.rec.frame_probs(self._frames(track_images))
+        return recognise_track(probs, self.rec.decoder, self.method)
+
+    def _frames(self, track_images: Sequence[Union[np.ndarray, str, Path]]) -> List[Any]:
+        """The frames of a track that are recognised (the first ``frames``, or one for
+        ``single``), super-resolved when there is an SR model."""
         images = list(track_images)[:1 if self.method == "single" else self.frames]
         if not images:
             raise VinocrError("a track needs at least one frame")
-        if self.sr is not None:
-            images = run_sr(self.sr, images)
-        probs = self.rec.frame_probs(images)
-        return recognise_track(probs, self.rec.decoder, self.method)
+        return run_sr(self.sr, images) if self.sr is not None else images
 
     def recognise_many(self, tracks: Sequence[Sequence[Union[np.ndarray, str, Path]]]
                        ) -> List[TrackResult]:
@@ -107,12 +110,7 @@ class TrackRecognizer:
         """
         if getattr(self.rec, "dynamic_width", False):
             return [self.recognise(t) for t in tracks]
-        per_track = []
-        for track in tracks:
-            images = list(track)[:1 if self.method == "single" else self.frames]
-            if not images:
-                raise VinocrError("a track needs at least one frame")
-            per_track.append(run_sr(self.sr, images) if self.sr is not None else images)
+        per_track = [self._frames(track) for track in tracks]
         flat = [im for images in per_track for im in images]
         probs = self.rec.frame_probs(flat) if flat else []
         out, start = [], 0
