@@ -24,6 +24,8 @@ CONSOLE_SCRIPTS = [
     "vinocr-train-sr=vinocr.cli.train_sr:main",
     "vinocr-eval-sr=vinocr.cli.eval_sr:main",
     "vinocr-export-sr=vinocr.cli.export_sr:main",
+    "vinocr-pseudolabel=vinocr.cli.pseudolabel:main",
+    "vinocr-selftrain=vinocr.cli.selftrain:main",
 ]
 
 setup(

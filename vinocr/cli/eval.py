@@ -67,27 +67,10 @@ def format_table(rows: List[Dict[str, Any]]) -> str:
 
 def evaluate_one(loaded: Any, dataset: Any, decode_cfg: Dict[str, Any], image_shape: List[int],
                  batch_size: int = 32) -> Dict[str, Any]:
-    import paddle
-
-    from vinocr.data.preprocess import resize_norm
-    from vinocr.decode import build_decoder
+    from vinocr.cli.model_io import make_reader
     from vinocr.engine.evaluation import evaluate_texts
 
-    if getattr(loaded, "recognizer", None) is not None:
-        # An exported directory: its own predictor, preprocessing and decoder settings.
-        def run(images: List[np.ndarray]) -> List[Any]:
-            return loaded.recognizer.predict(images)
-
-        canonical = loaded.recognizer.decoder.canonical
-    else:
-        decoder = build_decoder(decode_cfg, charset=loaded.charset, key="Decode")
-        canonical = decoder.canonical
-
-        def run(images: List[np.ndarray]) -> List[Any]:
-            batch = np.stack([resize_norm(im, image_shape)[0] for im in images])
-            with paddle.no_grad():
-                probs = loaded.model.predict_proba(paddle.to_tensor(batch)).numpy()
-            return decoder.decode(probs)
+    run, canonical = make_reader(loaded, decode_cfg, image_shape)
 
     preds, confs, labels = [], [], []
     infer_time = 0.0

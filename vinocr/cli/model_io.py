@@ -9,7 +9,9 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, Mapping, Optional
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
+
+import numpy as np
 
 from vinocr.charset import Charset, load_charset
 from vinocr.errors import VinocrError
@@ -81,3 +83,32 @@ def load_model(spec: str, cfg: Optional[Mapping[str, Any]] = None, backend: str 
         load_weights(model, state, strict=True, source=str(ckpt.path))
     model.eval()
     return LoadedModel(str(ckpt.path), model, charset, saved_cfg)
+
+
+def make_reader(loaded: LoadedModel, decode_cfg: Optional[Mapping[str, Any]],
+                image_shape: Sequence[int]) -> Tuple[Callable[[List[np.ndarray]], List[Any]],
+                                                     Callable[[str], str]]:
+    """``(read, canonical)`` for ``loaded``: ``read(bgr_crops)`` gives one decoder result per crop
+    (``.text``, ``.confidence``, ``.char_confidences``); ``canonical(label)`` spells a label as
+    the decoder spells texts (plate formats: no separators), for scoring.
+
+    An exported directory uses its own predictor, preprocessing and decoder settings; a checkpoint
+    is run with ``decode_cfg`` at ``image_shape``, squeezed to it as in training.
+    """
+    if loaded.recognizer is not None:
+        return loaded.recognizer.predict, loaded.recognizer.decoder.canonical
+    import paddle
+
+    from vinocr.data.preprocess import resize_norm
+    from vinocr.decode import build_decoder
+
+    decoder = build_decoder(decode_cfg, charset=loaded.charset, key="Decode")
+    shape = tuple(int(v) for v in image_shape)
+
+    def read(images: List[np.ndarray]) -> List[Any]:
+        batch = np.stack([resize_norm(im, shape)[0] for im in images])
+        with paddle.no_grad():
+            probs = loaded.model.predict_proba(paddle.to_tensor(batch)).numpy()
+        return decoder.decode(probs)
+
+    return read, decoder.canonical

@@ -23,7 +23,7 @@ from vinocr.decode.ctc import (Beam, BeamSearchDecoder, DecodeError, DecodeResul
                                GreedyDecoder, SearchConstraint, ctc_forced_align, ctc_greedy,
                                ctc_log_prob, ctc_log_prob_batch, prefix_beam_search,
                                resolve_classes)
-from vinocr.decode.factory import METHODS, build_decoder, check_decode_config
+from vinocr.decode.factory import METHODS, build_decoder, build_grammar, check_decode_config
 from vinocr.decode.formats import FormatError, PlateFormat, resolve_formats
 from vinocr.decode.regex import RegexError
 
@@ -31,7 +31,7 @@ __all__ = [
     "Beam", "BeamSearchDecoder", "CHECK_DIGIT_MODES", "CompiledGrammar", "ConstrainedDecoder",
     "DEFAULT_PLATE_PATTERNS", "DecodeError", "DecodeResult", "Decoder", "FormatError",
     "FormatGrammar", "Grammar", "GrammarError", "GreedyDecoder", "METHODS", "PlateFormat",
-    "PlateGrammar", "RegexError", "SearchConstraint", "VinGrammar", "build_decoder",
+    "PlateGrammar", "RegexError", "SearchConstraint", "VinGrammar", "build_decoder", "build_grammar",
     "check_decode_config", "constrained_beam_search", "ctc_forced_align", "ctc_greedy",
     "ctc_log_prob", "ctc_log_prob_batch", "prefix_beam_search", "resolve_classes",
     "resolve_formats",

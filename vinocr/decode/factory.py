@@ -77,6 +77,14 @@ def build_decoder(cfg: Optional[Mapping[str, Any]], charset: Union[Charset, str,
     return decoder
 
 
+def build_grammar(cfg: Optional[Mapping[str, Any]], key: str = "decode") -> Optional[Grammar]:
+    """The grammar a decode section constrains reads to (VIN, plate formats), None for greedy/beam.
+
+    Verifiers (e.g. pseudo-labelling) check reads against the same grammar the decoder searches.
+    """
+    return _parse(cfg, key)[2]
+
+
 def check_decode_config(cfg: Optional[Mapping[str, Any]], key: str = "decode") -> None:
     """Validate a decode section (keys, values, format names) without a model's class list."""
     _parse(cfg, key)

@@ -32,6 +32,19 @@ TMP = "tmp"
 OLD = "old"
 
 
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write a file through a same-folder temporary file and ``os.replace``: a reader (or a crash)
+    sees the old content or the new, never half of it."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    try:
+        tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
 def fsync_path(path: Path) -> None:
     """Flush a file or directory to disk. Directory fsync is not possible everywhere (Windows), and
     losing it only weakens durability, not atomicity, so failures there are ignored."""

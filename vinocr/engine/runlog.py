@@ -11,6 +11,8 @@ from typing import Any, Dict, List, Optional
 
 import numpy as np
 
+from vinocr.engine.atomic_dir import atomic_write_text
+
 logger = logging.getLogger(__name__)
 
 
@@ -29,9 +31,7 @@ def _jsonable(value: Any) -> Any:
 
 
 def write_json_atomic(path: Path, data: Any) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(_jsonable(data), indent=2, ensure_ascii=False), encoding="utf-8")
-    tmp.replace(path)
+    atomic_write_text(path, json.dumps(_jsonable(data), indent=2, ensure_ascii=False))
 
 
 class RunLogger:

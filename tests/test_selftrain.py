@@ -1,0 +1,292 @@
+"""Pseudo-labelling and self-training: the verifiers, the threshold choice, the files written, the
+command-line tools end to end, and resuming a self-training run per round."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import List
+
+import numpy as np
+import pytest
+import yaml
+
+from conftest import VALID_VINS, text_image, tiny_config, write_png
+from vinocr.selftrain.verify import (Read, ReadVerifier, choose_threshold, track_read,
+                                     wilson_lower)
+from vinocr.vin import check_digit_ok, region_of
+
+NA_VIN = "1HGCM82633A004352"       # North American WMI: the check digit is mandatory
+EU_VIN = "WBA3A5C51CF256651"       # European WMI: a check digit is not required by law
+
+
+def vin_verifier(**kw) -> ReadVerifier:
+    return ReadVerifier.from_decode({"method": "vin"}, vin=True, **kw)
+
+
+def confident(text: str, p: float = 0.999) -> Read:
+    return Read("x.png", text, [p] * len(text))
+
+
+# ------------------------------------------------------------------------------- verifiers
+def test_planted_confident_misread_is_rejected_by_the_check_digit():
+    assert check_digit_ok(NA_VIN) and region_of(NA_VIN) == "north_america"
+    misread = NA_VIN[:4] + "B" + NA_VIN[5:]      # 8 read as B, the classic confusion, at 0.999
+    assert not check_digit_ok(misread)
+    verifier = vin_verifier(threshold=0.9)
+    assert verifier.check(confident(NA_VIN)).accepted
+    verdict = verifier.check(confident(misread))
+    assert not verdict.accepted and verdict.reason == "check_digit"
+    assert verdict.score == pytest.approx(0.999)
+
+
+def test_check_digit_rule_auto_always_never():
+    wrong_eu = EU_VIN[:8] + ("0" if EU_VIN[8] != "0" else "1") + EU_VIN[9:]
+    assert not check_digit_ok(wrong_eu)
+    # auto: required only where the region makes it mandatory
+    assert vin_verifier(check_digit="auto").check(confident(wrong_eu)).accepted
+    assert vin_verifier(check_digit="always").check(confident(wrong_eu)).reason == "check_digit"
+    wrong_na = NA_VIN[:8] + ("0" if NA_VIN[8] != "0" else "1") + NA_VIN[9:]
+    assert vin_verifier(check_digit="never").check(confident(wrong_na)).accepted
+
+
+def test_vin_structure_applies_to_greedy_reads():
+    # A greedy decoder can emit 16 characters or a letter O; the VIN grammar still applies.
+    verifier = ReadVerifier.from_decode({"method": "greedy"}, vin=True)
+    assert verifier.check(confident(NA_VIN[:16])).reason == "grammar"
+    assert verifier.check(confident(NA_VIN[:5] + "O" + NA_VIN[6:])).reason == "grammar"
+    assert verifier.check(Read("x.png", "", [])).reason == "empty"
+
+
+def test_plate_layout_violation_is_rejected():
+    verifier = ReadVerifier.from_decode({"method": "plate", "formats": ["br"]}, vin=False)
+    assert verifier.check(confident("ABC1234")).accepted       # Brazil, grey plates
+    assert verifier.check(confident("ABC1D23")).accepted       # Mercosur
+    assert verifier.check(confident("AB12345")).reason == "grammar"
+    # Without a grammar (greedy, no formats) only the confidence decides.
+    assert ReadVerifier.from_decode({"method": "greedy"}, vin=False).check(
+        confident("AB12345")).accepted
+
+
+def test_confidence_uses_the_weakest_character_by_default():
+    read = Read("x.png", "ABC1234", [0.99] * 6 + [0.4])
+    assert ReadVerifier(threshold=0.6).check(read).reason == "confidence"
+    assert ReadVerifier(threshold=0.6, score="mean").check(read).accepted
+
+
+def test_track_agreement_k_of_n():
+    frames = [(f"lr-{i}.png", t, [0.9] * len(t)) for i, t in
+              enumerate(["ABC1234", "ABC1234", "ABC1Z34", "ABC1234", "ABC1284"])]
+    read = track_read("track_1", frames)
+    assert read.text == "ABC1234" and read.agreement == 3
+    assert ReadVerifier(min_agreement=3).check(read).accepted
+    assert ReadVerifier(min_agreement=4).check(read).reason == "agreement"
+    # A text read by no more frames than any other loses to the one read first.
+    tie = track_read("t", [("a", "AAA1111", [0.9] * 7), ("b", "BBB2222", [0.9] * 7)])
+    assert tie.text == "AAA1111" and tie.agreement == 1
+
+
+def test_bad_verifier_settings_are_config_errors():
+    from vinocr.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="check_digit"):
+        ReadVerifier(check_digit="sometimes")
+    with pytest.raises(ConfigError, match="min_agreement"):
+        ReadVerifier(min_agreement=0)
+    with pytest.raises(ConfigError, match="threshold"):
+        ReadVerifier(threshold=1.5)
+
+
+# ------------------------------------------------------------------------- threshold choice
+def brute_force_threshold(scores, correct, target):
+    """Among thresholds at the observed scores, the lowest whose accepted set meets target."""
+    best = None
+    for t in sorted(set(scores)):
+        acc = [c for s, c in zip(scores, correct) if s >= t]
+        if acc and sum(acc) / len(acc) >= target:
+            best = t if best is None else min(best, t)
+    return best
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_choose_threshold_matches_brute_force(seed):
+    rng = np.random.default_rng(seed)
+    n = int(rng.integers(5, 40))
+    scores = np.round(rng.random(n), 2).tolist()          # rounding makes ties
+    correct = [bool(rng.random() < 0.3 + 0.7 * s) for s in scores]
+    for target in (0.8, 0.9, 0.995):
+        cal = choose_threshold(scores, correct, target)
+        want = brute_force_threshold(scores, correct, target)
+        if want is None:
+            assert not cal.reached and cal.accepted == 0
+            continue
+        assert cal.reached and cal.threshold == pytest.approx(want)
+        accepted = [c for s, c in zip(scores, correct) if s >= cal.threshold]
+        assert cal.accepted == len(accepted)
+        assert cal.precision == pytest.approx(sum(accepted) / len(accepted))
+        assert cal.precision >= target
+        assert cal.precision_lower_95 <= cal.precision
+
+
+def test_wilson_lower_bound():
+    assert wilson_lower(0, 0) == 0.0
+    assert wilson_lower(100, 100) == pytest.approx(0.963, abs=1e-3)
+    assert wilson_lower(50, 100) == pytest.approx(0.4038, abs=1e-3)
+
+
+# ----------------------------------------------------------------------- writing the files
+class FakeReader:
+    """Reads each crop as the text planted for it (by image height), with a fixed confidence."""
+
+    def __init__(self, reads):
+        self.reads = reads   # height -> (text, confidence)
+
+    def __call__(self, images):
+        out = []
+        for im in images:
+            text, p = self.reads[im.shape[0]]
+            out.append(type("R", (), {"text": text, "char_confidences": [p] * len(text)})())
+        return out
+
+
+def test_pseudo_labels_train_and_review_folder_awaits_a_reviewer(tmp_path):
+    from vinocr.data import LabelFileDataset
+    from vinocr.data.corrections import CorrectionsDataset
+    from vinocr.errors import VinocrError
+    from vinocr.selftrain.pseudolabel import image_folder_items, read_items, write_pseudo_labels
+
+    misread = NA_VIN[:4] + "B" + NA_VIN[5:]
+    planted = {32: (VALID_VINS[0], 0.99), 33: (misread, 0.999), 34: (VALID_VINS[2], 0.3),
+               35: (EU_VIN, 0.95)}
+    folder = tmp_path / "unlabelled"
+    for k, h in enumerate(planted):
+        write_png(folder / f"crop_{k}.png", text_image("X", height=h, seed=k))
+    (folder / "notes.txt").write_text("not an image\n")
+    items = image_folder_items(folder)
+    assert len(items) == 4
+    reads = read_items(FakeReader(planted), items, batch_size=3)
+    truth = [VALID_VINS[0], NA_VIN, VALID_VINS[2], None]
+    result = write_pseudo_labels(tmp_path / "pl", items, reads, vin_verifier(threshold=0.5),
+                                 truth=truth, review=10)
+    report = json.loads((tmp_path / "pl" / "report.json").read_text())
+    assert report["outcomes"] == {"accepted": 2, "empty": 0, "grammar": 0, "check_digit": 1,
+                                  "agreement": 0, "confidence": 1}
+    assert report["audit"]["audited"] == 3 and report["audit"]["accepted"] == 1
+    assert report["audit"]["precision"] == 1.0
+    assert report["audit"]["correct_but_rejected"] == {"confidence": 1}
+
+    # The label file trains as any other, with paths that resolve from where it lies.
+    ds = LabelFileDataset(result.label_file, charset="vin")
+    assert sorted(ds.label(i) for i in range(len(ds))) == sorted([VALID_VINS[0], EU_VIN])
+    assert ds.load_image(0).shape[0] in planted
+
+    # Review: lowest score first, and unreviewed sidecars never train as labels.
+    review = tmp_path / "pl" / "review"
+    sidecars = sorted(review.glob("*.json"))
+    first = json.loads(sidecars[0].read_text())
+    assert first["predicted"] == VALID_VINS[2] and first["rejected_by"] == "confidence"
+    assert json.loads(sidecars[1].read_text())["rejected_by"] == "check_digit"
+    assert len(CorrectionsDataset(review, charset="vin")) == 0
+    first["text"] = VALID_VINS[2]
+    sidecars[0].write_text(json.dumps(first))
+    corrected = CorrectionsDataset(review, charset="vin")
+    assert len(corrected) == 1 and corrected.label(0) == VALID_VINS[2]
+
+    with pytest.raises(VinocrError, match="--overwrite"):
+        write_pseudo_labels(tmp_path / "pl", items, reads, vin_verifier())
+
+
+# ------------------------------------------------------------------------ command line, e2e
+def run_tool(module: str, *args: str, timeout: float = 600) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", module, *args], capture_output=True, text=True,
+                          timeout=timeout)
+
+
+@pytest.fixture(scope="module")
+def tiny_run(data, tmp_path_factory):
+    """A tiny trained CRNN (plate charset, greedy decoding) and its config file."""
+    from vinocr.config import json_safe_config
+    from vinocr.engine.trainer import Trainer
+
+    root = tmp_path_factory.mktemp("selftrain")
+    cfg = tiny_config(data, root / "base", epochs=3)
+    Trainer(cfg).fit()
+    doc = json_safe_config(cfg)
+    doc["Global"]["run_dir"] = str(root / "unused")
+    cfg_file = root / "tiny.yml"
+    cfg_file.write_text(yaml.safe_dump(doc))
+    return root / "base", cfg_file
+
+
+def test_pseudolabel_cli_end_to_end_and_errors(tiny_run, data, tmp_path):
+    run, _ = tiny_run
+    out = tmp_path / "pl"
+    ok = run_tool("vinocr.cli.pseudolabel", "--model", str(run), "--unlabelled",
+                  str(data / "tr"), "--threshold", "0", "--audit", str(data / "train.txt"),
+                  "--out", str(out), "--review", "5")
+    assert ok.returncode == 0, ok.stderr[-2000:]
+    report = json.loads((out / "report.json").read_text())
+    assert report["items"] == 16 and report["audit"]["audited"] == 16
+    assert sum(report["outcomes"].values()) == 16
+    assert "accepted" in ok.stdout
+
+    again = run_tool("vinocr.cli.pseudolabel", "--model", str(run), "--unlabelled",
+                     str(data / "tr"), "--threshold", "0", "--out", str(out))
+    assert again.returncode == 2 and "--overwrite" in again.stderr
+    none = run_tool("vinocr.cli.pseudolabel", "--model", str(run), "--unlabelled",
+                    str(data / "tr"), "--out", str(tmp_path / "x"))
+    assert none.returncode == 2 and "--calibrate" in none.stderr
+    assert len(none.stderr.strip().splitlines()) == 1 and "Traceback" not in none.stderr
+    test_split = data / "test.txt"
+    test_split.write_text((data / "val.txt").read_text())
+    refused = run_tool("vinocr.cli.pseudolabel", "--model", str(run), "--unlabelled",
+                       str(data / "tr"), "--calibrate", str(test_split),
+                       "--out", str(tmp_path / "y"))
+    assert refused.returncode == 2 and "test" in refused.stderr
+    test_split.unlink()
+
+
+def test_selftrain_rounds_resume_and_export(tiny_run, data, tmp_path, monkeypatch):
+    """Round 2's fine-tune fails; --resume keeps round 1 (its pseudo-labels are not redone),
+    finishes round 2 and exports the last round."""
+    from vinocr.cli import selftrain
+
+    base, cfg_file = tiny_run
+    out = tmp_path / "st"
+    argv = ["-c", str(cfg_file), "-o", "Train.epochs=1", "--unlabelled", str(data / "tr"),
+            "--base", str(base), "--rounds", "2", "--out", str(out), "--threshold", "0",
+            "--audit", str(data / "train.txt"), "--nproc", "1"]
+    real_finetune = selftrain.finetune
+    calls: List[Path] = []
+
+    def failing_second(args, run, overrides):
+        calls.append(run)
+        if len(calls) == 2:
+            raise selftrain.VinocrError("simulated crash in round 2's fine-tune")
+        return real_finetune(args, run, overrides)
+
+    monkeypatch.setattr(selftrain, "finetune", failing_second)
+    assert selftrain.main(argv) == 2
+    state = json.loads((out / "selftrain.json").read_text())
+    assert [r["status"] for r in state["rounds"]] == ["done", "done", "pseudo_done"]
+    round1 = out / "round_1" / "pseudo" / "report.json"
+    stamp = round1.stat().st_mtime_ns
+    # The round's training data is the config's labelled source plus the accepted pseudo-labels.
+    saved = yaml.safe_load((out / "round_1" / "run" / "config.yml").read_text())
+    files = [s["label_files"][0] for s in saved["Train"]["dataset"]["sources"]]
+    assert files == [str(data / "train.txt"),
+                     str((out / "round_1" / "pseudo" / "labels.txt").resolve())]
+
+    refused = selftrain.main(argv)   # neither --resume nor --overwrite: refused, nothing lost
+    assert refused == 2 and round1.stat().st_mtime_ns == stamp
+
+    monkeypatch.setattr(selftrain, "finetune", real_finetune)
+    assert selftrain.main(argv + ["--resume"]) == 0
+    state = json.loads((out / "selftrain.json").read_text())
+    assert [r["status"] for r in state["rounds"]] == ["done"] * 3
+    assert round1.stat().st_mtime_ns == stamp                    # round 1 was not redone
+    assert state["rounds"][1]["audit"]["audited"] == 16          # per-round report kept
+    assert (out / "round_2" / "pseudo" / "report.json").is_file()
+    assert state["export"] == str(out / "round_2" / "run")
+    assert (out / "export" / "inference.json").is_file()

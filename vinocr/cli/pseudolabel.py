@@ -1,0 +1,241 @@
+"""``vinocr-pseudolabel``: label unlabelled crops (or plate tracks) with a model, keeping only reads
+that pass every verifier (VIN grammar and check digit, plate formats, frame agreement, and a
+confidence threshold chosen on labelled validation data for a target precision).
+
+    vinocr-pseudolabel --model runs/vin --unlabelled CROPS_DIR --calibrate val.txt --out pseudo/
+    vinocr-pseudolabel --model exported/plates --tracks --unlabelled TRACKS_DIR --min-agreement 3 \\
+        --calibrate val_tracks/ --out pseudo_tracks/ --review 200
+
+Writes ``pseudo/labels.txt`` (a PaddleOCR label file: add it to ``Train.dataset.sources``),
+``pseudo/report.json`` and, with ``--review N``, the N lowest-scoring rejected items as a
+corrections folder for reviewers (see :mod:`vinocr.selftrain.pseudolabel`). ``--audit LABELS``
+scores the accepted reads against labels the pipeline never sees (for measuring precision and
+yield on a labelled set used as if unlabelled).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Any, Dict, List, Mapping, Optional, Sequence
+
+from vinocr.cli.common import (add_config_options, add_log_level, cli_entry, positive_int,
+                               probability, setup_logging)
+from vinocr.errors import VinocrError
+
+logger = logging.getLogger("vinocr.pseudolabel")
+
+
+def add_verifier_options(p: argparse.ArgumentParser) -> None:
+    """The verifier and calibration options (shared with ``vinocr-selftrain``)."""
+    g = p.add_argument_group("verifiers")
+    g.add_argument("--calibrate", metavar="LABELLED",
+                   help="labelled validation data (label file, folder, LMDB; tracks with "
+                        "--tracks) on which the confidence threshold is chosen for "
+                        "--target-precision; never a test split")
+    g.add_argument("--target-precision", type=probability, default=0.995,
+                   help="precision the threshold must reach on --calibrate (default 0.995)")
+    g.add_argument("--threshold", type=probability,
+                   help="a fixed confidence threshold instead of --calibrate")
+    g.add_argument("--score", choices=("min", "mean"), default="min",
+                   help="per-character confidence compared with the threshold (default min: one "
+                        "doubtful character makes the read doubtful)")
+    g.add_argument("--check-digit", choices=("auto", "always", "never"), default="auto",
+                   help="VINs: require the check digit where mandatory (auto, North America), "
+                        "always, or never")
+    g.add_argument("--min-agreement", type=positive_int, default=3,
+                   help="tracks: frames that must read the same text (default 3)")
+    g.add_argument("--decode", metavar="METHOD",
+                   help="decoder method overriding the model's (greedy, beam, vin, plate)")
+    g.add_argument("--review", type=int, default=0, metavar="N",
+                   help="export the N lowest-scoring rejected items for review (default 0)")
+    g.add_argument("--batch-size", type=positive_int, default=32)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="vinocr-pseudolabel", description=__doc__.split("\n\n")[0])
+    p.add_argument("--unlabelled", required=True, metavar="DATA",
+                   help="unlabelled crops: a folder of images (any labels beside them are "
+                        "ignored) or a dataset; with --tracks, a folder of LRLPR tracks")
+    p.add_argument("--model", required=True,
+                   help="run directory, checkpoint, exported directory, or 'pretrained' (with -c)")
+    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--tracks", action="store_true",
+                   help="--unlabelled (and --calibrate, --audit) are plate tracks: frames read "
+                        "separately, a track accepted when --min-agreement frames agree")
+    p.add_argument("--audit", metavar="LABELS",
+                   help="true labels of the input (same image paths), used only to report "
+                        "precision and yield; never for acceptance")
+    p.add_argument("--backend", default="auto", help="engine for exported models")
+    p.add_argument("--overwrite", action="store_true", help="replace pseudo-labels in --out")
+    add_verifier_options(p)
+    add_config_options(p, use="for 'pretrained' and the decoder of checkpoints")
+    add_log_level(p)
+    return p
+
+
+class LabelledSet:
+    """Items plus labels of a labelled set (for calibration and auditing)."""
+
+    def __init__(self, items: List[Any], labels: List[str]) -> None:
+        self.items, self.labels = items, labels
+
+
+def open_items(path: str, tracks: bool, charset: Any) -> List[Any]:
+    """Unlabelled items of ``path`` (labels, if any, are not looked at)."""
+    from vinocr.selftrain.pseudolabel import dataset_items, image_folder_items, track_items
+
+    if tracks:
+        from vinocr.cli.predict import open_tracks
+
+        return track_items(open_tracks(path))
+    folder = Path(path)
+    if folder.is_dir() and not any(folder.glob("*.txt")) and not (folder / "data.mdb").exists():
+        return image_folder_items(folder)
+    from vinocr.data.registry import open_dataset
+
+    return dataset_items(open_dataset(path, charset=charset))
+
+
+def open_labelled(path: str, tracks: bool, charset: Any) -> LabelledSet:
+    """Items and labels of a labelled set."""
+    from vinocr.selftrain.pseudolabel import dataset_items, track_items
+
+    if tracks:
+        from vinocr.cli.predict import open_tracks
+
+        dataset = open_tracks(path)
+        missing = [str(t.path) for t in dataset.tracks if not t.text]
+        if missing:
+            raise VinocrError(f"{missing[0]}: track has no plate_text; a labelled set needs one "
+                              "per track")
+        return LabelledSet(track_items(dataset), [t.text for t in dataset.tracks])
+    from vinocr.data.registry import open_dataset
+
+    dataset = open_dataset(path, charset=charset)
+    if len(dataset) == 0:
+        raise VinocrError(f"{path}: no usable labelled samples for charset {charset.name!r}")
+    return LabelledSet(dataset_items(dataset), [dataset.label(i) for i in range(len(dataset))])
+
+
+def audit_labels(path: str, items: Sequence[Any], tracks: bool, charset: Any,
+                 canonical: Any) -> List[Optional[str]]:
+    """Per item, its true label from ``path`` matched by image path (None when absent)."""
+    labelled = open_labelled(path, tracks, charset)
+    by_path: Dict[str, str] = {}
+    for item, label in zip(labelled.items, labelled.labels):
+        for p in item.paths:
+            by_path[str(Path(p).resolve())] = canonical(label)
+    truth = [by_path.get(str(Path(item.paths[0]).resolve())) for item in items]
+    if not any(t is not None for t in truth):
+        raise VinocrError(f"--audit {path}: none of its images are in the input (matched by path)")
+    return truth
+
+
+def resolve_decode(loaded: Any, cfg: Optional[Mapping[str, Any]], method: Optional[str]
+                   ) -> Dict[str, Any]:
+    """The decode section reads are made with (an export's own, else the config's), with
+    ``method`` overriding the method."""
+    if loaded.recognizer is not None:
+        return dict(loaded.recognizer.decode_config)
+    source = cfg if cfg is not None else loaded.config
+    decode = dict(source.get("Decode") or {"method": "greedy"})
+    if method:
+        decode["method"] = method
+    return decode
+
+
+def pseudolabel(args: argparse.Namespace, cfg: Optional[Mapping[str, Any]]) -> Dict[str, Any]:
+    """Run ``vinocr-pseudolabel`` for parsed ``args``; returns the report."""
+    from vinocr.cli.model_io import load_model, make_reader
+    from vinocr.data.split import held_out_test_reason
+    from vinocr.predict import is_vin_charset
+    from vinocr.selftrain.pseudolabel import calibrate, read_items, write_pseudo_labels
+    from vinocr.selftrain.verify import ReadVerifier
+
+    if args.calibrate is None and args.threshold is None:
+        raise VinocrError("give --calibrate LABELLED (the threshold is chosen there for "
+                          "--target-precision) or a fixed --threshold")
+    if args.calibrate is not None and args.threshold is not None:
+        raise VinocrError("give --calibrate or --threshold, not both")
+    if args.review < 0:
+        raise VinocrError(f"--review: expected a count >= 0, got {args.review}")
+    if args.calibrate is not None:
+        reason = held_out_test_reason(args.calibrate)
+        if reason:
+            raise VinocrError(f"--calibrate {args.calibrate}: {reason}; choosing a threshold on "
+                              "the test split would make its figures optimistic")
+    out = Path(args.out)
+    if (out / "report.json").exists() and not args.overwrite:
+        raise VinocrError(f"{out}: already holds pseudo-labels; pass --overwrite to replace them")
+
+    loaded = load_model(args.model, cfg, backend=args.backend, decode=args.decode)
+    model_cfg = cfg if cfg is not None else loaded.config
+    decode = resolve_decode(loaded, cfg, args.decode)
+    image_shape = model_cfg.get("Global", {}).get("image_shape", [3, 48, 320])
+    reader, canonical = make_reader(loaded, decode, image_shape)
+    vin = is_vin_charset(loaded.charset)
+    items = open_items(args.unlabelled, args.tracks, loaded.charset)
+    truth = (audit_labels(args.audit, items, args.tracks, loaded.charset, canonical)
+             if args.audit else None)
+
+    options = dict(vin=vin, check_digit=args.check_digit,
+                   min_agreement=args.min_agreement if args.tracks else 1, score=args.score)
+    info: Dict[str, Any] = {"model": loaded.name, "input": str(args.unlabelled), "decode": decode}
+    if args.calibrate is not None:
+        labelled = open_labelled(args.calibrate, args.tracks, loaded.charset)
+        probe = ReadVerifier.from_decode(decode, **options)
+        cal = calibrate(probe, read_items(reader, labelled.items, args.batch_size),
+                        labelled.labels, args.target_precision, canonical)
+        info["calibration"] = {"set": str(args.calibrate), **cal.to_dict()}
+        if not cal.reached:
+            raise VinocrError(f"--calibrate {args.calibrate}: no confidence threshold reaches "
+                              f"precision {args.target_precision} on its {cal.total} reads "
+                              f"({cal.passed_checks} pass the other checks); use a better model "
+                              "or lower --target-precision")
+        threshold = cal.threshold
+        logger.info("threshold %.4f: precision %.4f (95%% lower bound %.4f) on %d of %d "
+                    "validation reads", threshold, cal.precision, cal.precision_lower_95,
+                    cal.accepted, cal.total)
+    else:
+        threshold = args.threshold
+    verifier = ReadVerifier.from_decode(decode, threshold=threshold, **options)
+    reads = read_items(reader, items, args.batch_size)
+    result = write_pseudo_labels(out, items, reads, verifier, info=info, truth=truth,
+                                 review=args.review, overwrite=args.overwrite)
+    return result.report
+
+
+def summary_line(report: Mapping[str, Any]) -> str:
+    line = (f"accepted {report['accepted_items']} of {report['items']} "
+            f"({report['label_lines']} label lines)")
+    cal = report.get("calibration")
+    if cal:
+        line += (f"; threshold {cal['threshold']:.4f} (validation precision {cal['precision']:.4f}"
+                 f", lower 95% {cal['precision_lower_95']:.4f})")
+    audit = report.get("audit")
+    if audit and audit.get("precision") is not None:
+        line += (f"; audit: precision {audit['precision']:.4f} "
+                 f"({audit['accepted_correct']}/{audit['accepted']}), yield {audit['yield']:.4f}")
+    return line
+
+
+@cli_entry("vinocr-pseudolabel")
+def main(argv: Optional[List[str]] = None) -> int:
+    args = build_parser().parse_args(argv)
+    setup_logging(args.log_level)
+    cfg = None
+    if args.config:
+        from vinocr.config import load_config
+
+        cfg = load_config(args.config, args.opt)
+    report = pseudolabel(args, cfg)
+    print(summary_line(report))
+    print(json.dumps(report["outcomes"]))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,238 @@
+"""Pseudo-labelling: read unlabelled crops (or tracks) with a model, keep the reads every verifier
+accepts, and write them as a label file that training reads like any other.
+
+Outputs in ``out/``:
+
+- ``labels.txt``: ``path<TAB>text`` of the accepted crops (PaddleOCR label file; paths relative to
+  ``out/``). Track frames, which are read rectified, are written to ``out/frames/`` first, so the
+  label file points at exactly the pixels the model read.
+- ``report.json``: counts per outcome, the verifier settings, the calibration (threshold, its
+  validation precision and Wilson bound), and, when hidden labels were given for auditing, the
+  precision and yield of the accepted reads.
+- ``review/`` (optional): the rejected items, lowest score first, in the corrections-folder format
+  (``vinocr.data.corrections``): ``NNNNN_<name>.png`` + ``.json`` with ``"text": ""`` for the
+  reviewer to fill and the model's read under ``"predicted"``. A sidecar whose text is still empty
+  is skipped by the corrections reader, so an unreviewed folder never trains as if labelled.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple, Union
+
+import numpy as np
+
+from vinocr.data.base import IMAGE_EXTENSIONS, read_image
+from vinocr.engine.atomic_dir import atomic_write_text
+from vinocr.errors import DataError, VinocrError
+from vinocr.selftrain.verify import (Calibration, Read, ReadVerifier, Verdict, choose_threshold,
+                                     precision_report, summarise, track_read)
+
+logger = logging.getLogger(__name__)
+
+#: ``reader(images) -> results``: BGR crops in, objects with ``.text`` and ``.char_confidences``.
+ReadFn = Callable[[List[np.ndarray]], List[Any]]
+REPORT_FILE = "report.json"
+LABELS_FILE = "labels.txt"
+
+
+@dataclass
+class Item:
+    """One unlabelled unit: a crop (one frame) or a track (its frames, read separately).
+
+    ``images`` holds frames already loaded (tracks are rectified when loaded); when None the
+    frames are read from ``paths``.
+    """
+
+    key: str
+    paths: List[str]
+    images: Optional[List[np.ndarray]] = None
+
+    @property
+    def is_track(self) -> bool:
+        return self.images is not None or len(self.paths) > 1
+
+
+def image_folder_items(folder: Union[str, Path]) -> List[Item]:
+    """Every image below ``folder`` (sorted), one item each; label files and sidecars are
+    ignored."""
+    root = Path(folder)
+    if not root.is_dir():
+        raise DataError("unlabelled folder not found", root)
+    paths = sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS
+                   and p.is_file())
+    if not paths:
+        raise DataError(f"no images ({', '.join(IMAGE_EXTENSIONS)}) found", root)
+    return [Item(str(p), [str(p)]) for p in paths]
+
+
+def dataset_items(dataset: Any) -> List[Item]:
+    """The samples of a dataset reader as unlabelled items (their labels are not looked at)."""
+    items = []
+    for i in range(len(dataset)):
+        meta = dataset.meta(i)
+        path = meta.get("path") or meta.get("image")
+        if path is None:
+            raise DataError(f"sample {i} has no image path; pseudo-labelling reads files",
+                            getattr(dataset, "path", "dataset"))
+        items.append(Item(str(path), [str(path)]))
+    return items
+
+
+def track_items(tracks: Any) -> List[Item]:
+    """The tracks of an :class:`vinocr.data.lrlpr.LrlprTracks` reader (LR frames, rectified)."""
+    items = []
+    for j, track in enumerate(tracks.tracks):
+        frames = tracks.load_track(j)["lr"]
+        items.append(Item(str(track.path), [str(p) for p in track.lr], list(frames)))
+    return items
+
+
+def read_items(reader: ReadFn, items: Sequence[Item], batch_size: int = 32) -> List[Read]:
+    """One :class:`Read` per item; the frames of tracks share batches with other items."""
+    flat: List[Tuple[int, str]] = []
+    for k, item in enumerate(items):
+        flat += [(k, p) for p in item.paths]
+    results: List[Any] = []
+    for start in range(0, len(flat), batch_size):
+        chunk = flat[start:start + batch_size]
+        images = []
+        for k, path in chunk:
+            item = items[k]
+            if item.images is not None:
+                images.append(item.images[item.paths.index(path)])
+            else:
+                images.append(read_image(path))
+        results += reader(images)
+    per_item: List[List[Tuple[str, str, List[float]]]] = [[] for _ in items]
+    for (k, path), res in zip(flat, results):
+        per_item[k].append((path, res.text, [float(c) for c in res.char_confidences]))
+    reads = []
+    for item, frames in zip(items, per_item):
+        if item.is_track:
+            reads.append(track_read(item.key, frames))
+        else:
+            _, text, conf = frames[0]
+            reads.append(Read(item.key, text, conf))
+    return reads
+
+
+def calibrate(verifier: ReadVerifier, reads: Sequence[Read], truth: Sequence[str], target: float,
+              canonical: Callable[[str], str] = lambda s: s) -> Calibration:
+    """Choose ``verifier``'s threshold on labelled validation reads for ``target`` precision."""
+    scores, correct = [], []
+    for read, label in zip(reads, truth):
+        if verifier.structural_reason(read) is None:
+            scores.append(read.score(verifier.score_kind))
+            correct.append(read.text == canonical(label))
+    return choose_threshold(scores, correct, target, total=len(reads))
+
+
+@dataclass
+class PseudoLabels:
+    """What :func:`write_pseudo_labels` wrote."""
+
+    out: Path
+    label_file: Path
+    accepted: int
+    total: int
+    report: Dict[str, Any] = field(default_factory=dict)
+
+
+def _relative(path: Path, start: Path) -> str:
+    try:
+        return os.path.relpath(path.resolve(), start.resolve())
+    except ValueError:   # another drive (Windows): an absolute path still works
+        return str(path.resolve())
+
+
+def write_pseudo_labels(out: Union[str, Path], items: Sequence[Item], reads: Sequence[Read],
+                        verifier: ReadVerifier, info: Optional[Mapping[str, Any]] = None,
+                        truth: Optional[Sequence[Optional[str]]] = None,
+                        review: int = 0, overwrite: bool = False) -> PseudoLabels:
+    """Verify ``reads`` and write ``out/`` (module docstring).
+
+    Args:
+        info: extra report fields (model, decode, calibration, ...).
+        truth: hidden labels per item for the audit section (None entries: unknown). They are
+            used for nothing but the report.
+        review: export up to this many rejected items to ``out/review/`` (0: none).
+        overwrite: replace an earlier ``out/``; otherwise an ``out/`` holding pseudo-labels is
+            refused.
+    """
+    out = Path(out)
+    if (out / REPORT_FILE).exists() or (out / LABELS_FILE).exists():
+        if not overwrite:
+            raise VinocrError(f"{out}: already holds pseudo-labels; pass --overwrite to replace "
+                              "them")
+        for name in (LABELS_FILE, REPORT_FILE):
+            (out / name).unlink(missing_ok=True)
+        for sub in ("frames", "review"):
+            shutil.rmtree(out / sub, ignore_errors=True)
+    out.mkdir(parents=True, exist_ok=True)
+    verdicts: List[Verdict] = [verifier.check(r) for r in reads]
+    lines: List[str] = []
+    for n, (item, read, verdict) in enumerate(zip(items, reads, verdicts)):
+        if not verdict.accepted:
+            continue
+        if item.images is not None:
+            # Tracks: the frames that agree, as the model saw them (rectified).
+            frame_dir = out / "frames" / f"{n:06d}"
+            frame_dir.mkdir(parents=True, exist_ok=True)
+            for path, text in read.frames:
+                if text != read.text:
+                    continue
+                k = item.paths.index(path)
+                target = frame_dir / (Path(path).stem + ".png")
+                _write_png(target, item.images[k])
+                lines.append(f"{_relative(target, out)}\t{read.text}")
+        else:
+            lines.append(f"{_relative(Path(item.paths[0]), out)}\t{read.text}")
+    label_file = out / LABELS_FILE
+    atomic_write_text(label_file, "".join(line + "\n" for line in lines))
+    counts = summarise(verdicts)
+    report: Dict[str, Any] = {
+        "items": len(items), "tracks": sum(1 for i in items if i.is_track),
+        "outcomes": counts, "accepted_items": counts["accepted"],
+        "label_lines": len(lines), "verifier": verifier.describe(), **dict(info or {})}
+    if truth is not None:
+        report["audit"] = precision_report(reads, verdicts, truth)
+    if review:
+        report["review"] = _write_review(out / "review", items, reads, verdicts, review)
+    atomic_write_text(out / REPORT_FILE, json.dumps(report, indent=2, ensure_ascii=False) + "\n")
+    logger.info("pseudo-labels: %d of %d items accepted (%s) -> %s", counts["accepted"],
+                len(items), ", ".join(f"{k} {v}" for k, v in counts.items() if k != "accepted"
+                                      and v), label_file)
+    return PseudoLabels(out, label_file, counts["accepted"], len(items), report)
+
+
+def _write_png(path: Path, image: np.ndarray) -> None:
+    import cv2
+
+    ok, buf = cv2.imencode(".png", image)
+    if not ok:
+        raise VinocrError(f"{path}: could not encode the frame as PNG")
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_bytes(buf.tobytes())
+    os.replace(tmp, path)
+
+
+def _write_review(folder: Path, items: Sequence[Item], reads: Sequence[Read],
+                  verdicts: Sequence[Verdict], limit: int) -> Dict[str, Any]:
+    """The rejected items, lowest score first, as a corrections folder awaiting a reviewer."""
+    rejected = sorted((v.score, k) for k, v in enumerate(verdicts) if not v.accepted)[:limit]
+    folder.mkdir(parents=True, exist_ok=True)
+    for rank, (score, k) in enumerate(rejected, start=1):
+        item, read, verdict = items[k], reads[k], verdicts[k]
+        # A track is reviewed on its first frame: one plate text per track.
+        name = f"{rank:05d}_{Path(item.paths[0]).stem}"
+        image = item.images[0] if item.images is not None else read_image(item.paths[0])
+        _write_png(folder / f"{name}.png", image)
+        sidecar = {"text": "", "predicted": read.text, "score": round(score, 6),
+                   "rejected_by": verdict.reason, "source": item.key}
+        atomic_write_text(folder / f"{name}.json", json.dumps(sidecar, ensure_ascii=False) + "\n")
+    return {"folder": "review", "items": len(rejected)}
