@@ -290,3 +290,42 @@ def test_selftrain_rounds_resume_and_export(tiny_run, data, tmp_path, monkeypatc
     assert (out / "round_2" / "pseudo" / "report.json").is_file()
     assert state["export"] == str(out / "round_2" / "run")
     assert (out / "export" / "inference.json").is_file()
+
+
+def test_pseudolabel_tracks_cli_audits_a_blanked_copy(tiny_run, tmp_path):
+    """Tracks: frames read separately and written as the model saw them; the audit matches a
+    copy whose plate texts were blanked to the labelled original by track folder."""
+    from conftest import write_synthetic_tracks
+    from vinocr.data import LabelFileDataset
+
+    run, _ = tiny_run
+    labelled = write_synthetic_tracks(tmp_path / "tracks", {
+        "Scenario-A/Brazilian/track_00001": ("ABC1234", "Brazilian"),
+        "Scenario-A/Mercosur/track_00002": ("BRA2E19", "Mercosur")}, seed=3)
+    blank = tmp_path / "blank"
+    import shutil
+
+    shutil.copytree(labelled, blank)
+    for ann in blank.rglob("annotations.json"):
+        doc = json.loads(ann.read_text())
+        doc["plate_text"] = ""
+        ann.write_text(json.dumps(doc))
+    out = tmp_path / "pl"
+    res = run_tool("vinocr.cli.pseudolabel", "--model", str(run), "--tracks", "--unlabelled",
+                   str(blank), "--audit", str(labelled), "--threshold", "0",
+                   "--min-agreement", "1", "--out", str(out), "--review", "2")
+    assert res.returncode == 0, res.stderr[-2000:]
+    report = json.loads((out / "report.json").read_text())
+    assert report["tracks"] == 2 and report["audit"]["audited"] == 2
+    accepted = report["outcomes"]["accepted"]
+    assert accepted + report["outcomes"]["empty"] == 2   # no other check applies here
+    ds = LabelFileDataset(out / "labels.txt", charset="plate")
+    # Each accepted track contributes the frames that agree, written as PNGs under frames/.
+    assert len(ds) == report["label_lines"] >= accepted
+    assert len(list((out / "frames").rglob("*.png"))) == report["label_lines"]
+    strict = run_tool("vinocr.cli.pseudolabel", "--model", str(run), "--tracks", "--unlabelled",
+                      str(blank), "--threshold", "0", "--min-agreement", "6", "--out",
+                      str(tmp_path / "pl6"))
+    assert strict.returncode == 0, strict.stderr[-2000:]
+    outcomes = json.loads((tmp_path / "pl6" / "report.json").read_text())["outcomes"]
+    assert outcomes["accepted"] == 0 and outcomes["agreement"] + outcomes["empty"] == 2

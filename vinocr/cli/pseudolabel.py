@@ -121,16 +121,23 @@ def open_labelled(path: str, tracks: bool, charset: Any) -> LabelledSet:
 
 
 def audit_labels(path: str, items: Sequence[Any], tracks: bool, charset: Any,
-                 canonical: Any) -> List[Optional[str]]:
-    """Per item, its true label from ``path`` matched by image path (None when absent)."""
+                 canonical: Any, input_root: str) -> List[Optional[str]]:
+    """Per item, its true label from ``path`` (None when absent). Crops are matched by image
+    path; tracks by their folder relative to their set's root, so a copy of the tracks with the
+    labels blanked out can be audited against the labelled original."""
     labelled = open_labelled(path, tracks, charset)
-    by_path: Dict[str, str] = {}
-    for item, label in zip(labelled.items, labelled.labels):
-        for p in item.paths:
-            by_path[str(Path(p).resolve())] = canonical(label)
-    truth = [by_path.get(str(Path(item.paths[0]).resolve())) for item in items]
+
+    def key(item: Any, root: str) -> str:
+        if tracks:
+            return str(Path(item.key).resolve().relative_to(Path(root).resolve()))
+        return str(Path(item.paths[0]).resolve())
+
+    by_key = {key(item, path): canonical(label)
+              for item, label in zip(labelled.items, labelled.labels)}
+    truth = [by_key.get(key(item, input_root)) for item in items]
     if not any(t is not None for t in truth):
-        raise VinocrError(f"--audit {path}: none of its images are in the input (matched by path)")
+        how = "track folder" if tracks else "image path"
+        raise VinocrError(f"--audit {path}: none of its items are in the input (matched by {how})")
     return truth
 
 
@@ -178,7 +185,8 @@ def pseudolabel(args: argparse.Namespace, cfg: Optional[Mapping[str, Any]]) -> D
     reader, canonical = make_reader(loaded, decode, image_shape)
     vin = is_vin_charset(loaded.charset)
     items = open_items(args.unlabelled, args.tracks, loaded.charset)
-    truth = (audit_labels(args.audit, items, args.tracks, loaded.charset, canonical)
+    truth = (audit_labels(args.audit, items, args.tracks, loaded.charset, canonical,
+                          args.unlabelled)
              if args.audit else None)
 
     options = dict(vin=vin, check_digit=args.check_digit,
