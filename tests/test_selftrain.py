@@ -69,6 +69,45 @@ def test_plate_layout_violation_is_rejected():
         confident("AB12345")).accepted
 
 
+def ctc_probs(reads, alternatives=None):
+    """[N, 2 * 17, C] probabilities: per character a frame (0.9 on it, or split with an
+    alternative as given) and a blank frame."""
+    from vinocr.charset import load_charset
+
+    cs = load_charset("vin")
+    classes = cs.class_list()
+    out = np.full((len(reads), 34, len(classes)), 1e-4, np.float32)
+    for n, text in enumerate(reads):
+        for k, ch in enumerate(text):
+            out[n, 2 * k, classes.index(ch)] = 0.9
+            out[n, 2 * k + 1, 0] = 0.9
+        for k, (ch, p) in (alternatives or {}).get(n, {}).items():
+            out[n, 2 * k, classes.index(text[k])] = 1.0 - p
+            out[n, 2 * k, classes.index(ch)] = p
+    return out / out.sum(-1, keepdims=True)
+
+
+def test_read_the_grammar_had_to_change_is_rejected_as_forced():
+    """The model's own best path is a check-digit failure; the constrained search turns it into
+    a valid VIN. That read was made by the grammar, not the model: rejected as ``forced``."""
+    from vinocr.decode import build_decoder
+    from vinocr.selftrain.pseudolabel import reader_with_unforced_check
+
+    # Crop 1: position 5 ('8') is 0.55 'B' / 0.45 '8': greedy reads B (check fails).
+    probs = ctc_probs([NA_VIN, NA_VIN], {1: {4: ("B", 0.55)}})
+    decoder = build_decoder({"method": "vin", "check_digit": "always"}, "vin")
+    reader = reader_with_unforced_check(lambda images: probs[:len(images)], decoder, "vin")
+    results = reader([np.zeros((32, 100, 3), np.uint8)] * 2)
+    assert [r.text for r in results] == [NA_VIN, NA_VIN]       # the grammar repaired crop 1
+    assert [r.unforced for r in results] == [True, False]
+    verifier = vin_verifier(check_digit="always")
+    reads = [Read(f"{k}.png", r.text, r.char_confidences, unforced=r.unforced)
+             for k, r in enumerate(results)]
+    assert verifier.check(reads[0]).accepted
+    assert verifier.check(reads[1]).reason == "forced"
+    assert vin_verifier(check_digit="always", allow_forced=True).check(reads[1]).accepted
+
+
 def test_confidence_uses_the_weakest_character_by_default():
     read = Read("x.png", "ABC1234", [0.99] * 6 + [0.4])
     assert ReadVerifier(threshold=0.6).check(read).reason == "confidence"
@@ -171,7 +210,10 @@ def test_pseudo_labels_train_and_review_folder_awaits_a_reviewer(tmp_path):
                                  truth=truth, review=10)
     report = json.loads((tmp_path / "pl" / "report.json").read_text())
     assert report["outcomes"] == {"accepted": 2, "empty": 0, "grammar": 0, "check_digit": 1,
-                                  "agreement": 0, "confidence": 1}
+                                  "forced": 0, "agreement": 0, "confidence": 1}
+    reads_file = [json.loads(line) for line in (tmp_path / "pl" / "reads.jsonl").open()]
+    assert [r["outcome"] for r in reads_file] == ["accepted", "check_digit", "confidence",
+                                                  "accepted"]
     assert report["audit"]["audited"] == 3 and report["audit"]["accepted"] == 1
     assert report["audit"]["precision"] == 1.0
     assert report["audit"]["correct_but_rejected"] == {"confidence": 1}

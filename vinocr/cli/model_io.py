@@ -97,6 +97,23 @@ def make_reader(loaded: LoadedModel, decode_cfg: Optional[Mapping[str, Any]],
     """
     if loaded.recognizer is not None:
         return loaded.recognizer.predict, loaded.recognizer.decoder.canonical
+    probs, decoder = make_prob_reader(loaded, decode_cfg, image_shape)
+    return (lambda images: decoder.decode(probs(images))), decoder.canonical
+
+
+def make_prob_reader(loaded: LoadedModel, decode_cfg: Optional[Mapping[str, Any]],
+                     image_shape: Sequence[int]) -> Tuple[Callable[[List[np.ndarray]], np.ndarray],
+                                                          Any]:
+    """``(probs, decoder)``: ``probs(bgr_crops)`` is the [N, T, C] class probabilities of the
+    crops (every crop squeezed to the model input, so T is shared), ``decoder`` the decoder
+    :func:`make_reader` applies to them. For callers that decode the same matrices twice (e.g.
+    comparing the constrained read with the unconstrained one)."""
+    if loaded.recognizer is not None:
+        rec = loaded.recognizer
+        if rec.dynamic_width:
+            raise VinocrError("probabilities of a batch need one input width: load the export "
+                              "without dynamic_width")
+        return (lambda images: np.stack(rec.frame_probs(images))), rec.decoder
     import paddle
 
     from vinocr.data.preprocess import resize_norm
@@ -105,10 +122,9 @@ def make_reader(loaded: LoadedModel, decode_cfg: Optional[Mapping[str, Any]],
     decoder = build_decoder(decode_cfg, charset=loaded.charset, key="Decode")
     shape = tuple(int(v) for v in image_shape)
 
-    def read(images: List[np.ndarray]) -> List[Any]:
+    def probs(images: List[np.ndarray]) -> np.ndarray:
         batch = np.stack([resize_norm(im, shape)[0] for im in images])
         with paddle.no_grad():
-            probs = loaded.model.predict_proba(paddle.to_tensor(batch)).numpy()
-        return decoder.decode(probs)
+            return loaded.model.predict_proba(paddle.to_tensor(batch)).numpy()
 
-    return read, decoder.canonical
+    return probs, decoder

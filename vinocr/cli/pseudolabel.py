@@ -47,6 +47,9 @@ def add_verifier_options(p: argparse.ArgumentParser) -> None:
                         "always, or never")
     g.add_argument("--min-agreement", type=positive_int, default=3,
                    help="tracks: frames that must read the same text (default 3)")
+    g.add_argument("--allow-forced", action="store_true",
+                   help="accept constrained reads that differ from the model's unconstrained "
+                        "read of the same crop (rejected by default: the grammar changed them)")
     g.add_argument("--decode", metavar="METHOD",
                    help="decoder method overriding the model's (greedy, beam, vin, plate)")
     g.add_argument("--review", type=int, default=0, metavar="N",
@@ -156,10 +159,11 @@ def resolve_decode(loaded: Any, cfg: Optional[Mapping[str, Any]], method: Option
 
 def pseudolabel(args: argparse.Namespace, cfg: Optional[Mapping[str, Any]]) -> Dict[str, Any]:
     """Run ``vinocr-pseudolabel`` for parsed ``args``; returns the report."""
-    from vinocr.cli.model_io import load_model, make_reader
+    from vinocr.cli.model_io import load_model, make_prob_reader
     from vinocr.data.split import held_out_test_reason
     from vinocr.predict import is_vin_charset
-    from vinocr.selftrain.pseudolabel import calibrate, read_items, write_pseudo_labels
+    from vinocr.selftrain.pseudolabel import (calibrate, read_items, reader_with_unforced_check,
+                                              write_pseudo_labels)
     from vinocr.selftrain.verify import ReadVerifier
 
     if args.calibrate is None and args.threshold is None:
@@ -182,7 +186,9 @@ def pseudolabel(args: argparse.Namespace, cfg: Optional[Mapping[str, Any]]) -> D
     model_cfg = cfg if cfg is not None else loaded.config
     decode = resolve_decode(loaded, cfg, args.decode)
     image_shape = model_cfg.get("Global", {}).get("image_shape", [3, 48, 320])
-    reader, canonical = make_reader(loaded, decode, image_shape)
+    probs, decoder = make_prob_reader(loaded, decode, image_shape)
+    reader = reader_with_unforced_check(probs, decoder, loaded.charset)
+    canonical = decoder.canonical
     vin = is_vin_charset(loaded.charset)
     items = open_items(args.unlabelled, args.tracks, loaded.charset)
     truth = (audit_labels(args.audit, items, args.tracks, loaded.charset, canonical,
@@ -190,7 +196,8 @@ def pseudolabel(args: argparse.Namespace, cfg: Optional[Mapping[str, Any]]) -> D
              if args.audit else None)
 
     options = dict(vin=vin, check_digit=args.check_digit,
-                   min_agreement=args.min_agreement if args.tracks else 1, score=args.score)
+                   min_agreement=args.min_agreement if args.tracks else 1, score=args.score,
+                   allow_forced=args.allow_forced)
     info: Dict[str, Any] = {"model": loaded.name, "input": str(args.unlabelled), "decode": decode}
     if args.calibrate is not None:
         labelled = open_labelled(args.calibrate, args.tracks, loaded.charset)

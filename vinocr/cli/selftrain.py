@@ -150,6 +150,7 @@ def pseudo_args(args: argparse.Namespace, model: str, out: Path) -> argparse.Nam
         audit=args.audit, backend="auto", overwrite=True, calibrate=args.calibrate,
         target_precision=args.target_precision, threshold=args.threshold, score=args.score,
         check_digit=args.check_digit, min_agreement=args.min_agreement, decode=args.decode,
+        allow_forced=args.allow_forced,
         review=args.review, batch_size=args.batch_size)
 
 

@@ -6,6 +6,7 @@ Outputs in ``out/``:
 - ``labels.txt``: ``path<TAB>text`` of the accepted crops (PaddleOCR label file; paths relative to
   ``out/``). Track frames, which are read rectified, are written to ``out/frames/`` first, so the
   label file points at exactly the pixels the model read.
+- ``reads.jsonl``: every read with its score, outcome (and hidden label when audited).
 - ``report.json``: counts per outcome, the verifier settings, the calibration (threshold, its
   validation precision and Wilson bound), and, when hidden labels were given for auditing, the
   precision and yield of the accepted reads.
@@ -34,10 +35,12 @@ from vinocr.selftrain.verify import (Calibration, Read, ReadVerifier, Verdict, c
 
 logger = logging.getLogger(__name__)
 
-#: ``reader(images) -> results``: BGR crops in, objects with ``.text`` and ``.char_confidences``.
+#: ``reader(images) -> results``: BGR crops in, objects with ``.text`` and ``.char_confidences``
+#: (and optionally ``.unforced``, see :class:`vinocr.selftrain.verify.Read`).
 ReadFn = Callable[[List[np.ndarray]], List[Any]]
 REPORT_FILE = "report.json"
 LABELS_FILE = "labels.txt"
+READS_FILE = "reads.jsonl"
 
 
 @dataclass
@@ -109,16 +112,43 @@ def read_items(reader: ReadFn, items: Sequence[Item], batch_size: int = 32) -> L
                 images.append(read_image(path))
         results += reader(images)
     per_item: List[List[Tuple[str, str, List[float]]]] = [[] for _ in items]
+    flags: List[List[Optional[bool]]] = [[] for _ in items]
     for (k, path), res in zip(flat, results):
         per_item[k].append((path, res.text, [float(c) for c in res.char_confidences]))
+        flags[k].append(getattr(res, "unforced", None))
     reads = []
-    for item, frames in zip(items, per_item):
+    for item, frames, unforced in zip(items, per_item, flags):
         if item.is_track:
-            reads.append(track_read(item.key, frames))
+            reads.append(track_read(item.key, frames, unforced))
         else:
             _, text, conf = frames[0]
-            reads.append(Read(item.key, text, conf))
+            reads.append(Read(item.key, text, conf, unforced=unforced[0]))
     return reads
+
+
+@dataclass
+class CheckedResult:
+    """A decoder result plus whether the unconstrained read of the same probabilities agrees."""
+
+    text: str
+    char_confidences: List[float]
+    unforced: bool
+
+
+def reader_with_unforced_check(probs: Callable[[List[np.ndarray]], np.ndarray], decoder: Any,
+                               charset: Any) -> ReadFn:
+    """A :data:`ReadFn` that decodes each batch twice, with ``decoder`` and greedily, and marks a
+    read ``unforced`` when both give the same text."""
+    from vinocr.decode import build_decoder
+
+    greedy = build_decoder({"method": "greedy"}, charset=charset)
+
+    def read(images: List[np.ndarray]) -> List[CheckedResult]:
+        p = probs(images)
+        return [CheckedResult(r.text, list(r.char_confidences), r.text == g.text)
+                for r, g in zip(decoder.decode(p), greedy.decode(p))]
+
+    return read
 
 
 def calibrate(verifier: ReadVerifier, reads: Sequence[Read], truth: Sequence[str], target: float,
@@ -169,7 +199,7 @@ def write_pseudo_labels(out: Union[str, Path], items: Sequence[Item], reads: Seq
         if not overwrite:
             raise VinocrError(f"{out}: already holds pseudo-labels; pass --overwrite to replace "
                               "them")
-        for name in (LABELS_FILE, REPORT_FILE):
+        for name in (LABELS_FILE, REPORT_FILE, READS_FILE):
             (out / name).unlink(missing_ok=True)
         for sub in ("frames", "review"):
             shutil.rmtree(out / sub, ignore_errors=True)
@@ -194,6 +224,12 @@ def write_pseudo_labels(out: Union[str, Path], items: Sequence[Item], reads: Seq
             lines.append(f"{_relative(Path(item.paths[0]), out)}\t{read.text}")
     label_file = out / LABELS_FILE
     atomic_write_text(label_file, "".join(line + "\n" for line in lines))
+    # Every read with its score and outcome, for choosing a threshold afterwards.
+    atomic_write_text(out / READS_FILE, "".join(json.dumps(
+        {"key": r.key, "text": r.text, "score": round(v.score, 6), "unforced": r.unforced,
+         "agreement": r.agreement, "outcome": v.reason,
+         **({"truth": t} if truth is not None else {})}, ensure_ascii=False) + "\n"
+        for r, v, t in zip(reads, verdicts, truth if truth is not None else [None] * len(reads))))
     counts = summarise(verdicts)
     report: Dict[str, Any] = {
         "items": len(items), "tracks": sum(1 for i in items if i.is_track),

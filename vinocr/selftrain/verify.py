@@ -11,8 +11,13 @@ The checks, in the order a read is rejected by them:
    applies it where the region makes it mandatory (WMI 1-5, North America), ``always`` to every
    VIN, ``never`` skips it. A read with one wrong character passes a check digit about one time in
    eleven, so this is the verifier that catches confident misreads (8/B, 5/S, 0/D).
-4. ``agreement`` (tracks): fewer than ``min_agreement`` frames read the same text.
-5. ``confidence``: the read's score is below the threshold chosen on a labelled validation set
+4. ``forced`` (constrained decoders): the unconstrained best path of the same probabilities reads
+   something else, i.e. the grammar had to change the model's own read. A check digit is passed by
+   chance one time in eleven, and a beam search over 17 positions finds such a chance string
+   easily; a read the model makes without being forced is far more often right (measured in
+   docs/self-training.md).
+5. ``agreement`` (tracks): fewer than ``min_agreement`` frames read the same text.
+6. ``confidence``: the read's score is below the threshold chosen on a labelled validation set
    (:func:`choose_threshold`) for a target precision.
 
 The score is the *minimum* per-character confidence by default: one doubtful character makes a
@@ -31,7 +36,8 @@ from vinocr.errors import ConfigError
 from vinocr.vin import CHECK_DIGIT_REGIONS, VIN_LENGTH, check_digit_ok, region_of
 
 #: Rejection reasons, in the order they are checked.
-REASONS: Tuple[str, ...] = ("empty", "grammar", "check_digit", "agreement", "confidence")
+REASONS: Tuple[str, ...] = ("empty", "grammar", "check_digit", "forced", "agreement",
+                            "confidence")
 SCORES: Tuple[str, ...] = ("min", "mean")
 CHECK_DIGIT_RULES: Tuple[str, ...] = ("auto", "always", "never")
 
@@ -46,12 +52,15 @@ class Read:
         char_confidences: one probability per character of ``text`` (for a track, averaged over
             the frames that read ``text``).
         frames: for a track, each frame's image path and its own read, in frame order.
+        unforced: the unconstrained (greedy) read of the same probabilities equals ``text``
+            (for a track: on every frame that read ``text``); None when not known.
     """
 
     key: str
     text: str
     char_confidences: List[float] = field(default_factory=list)
     frames: List[Tuple[str, str]] = field(default_factory=list)
+    unforced: Optional[bool] = None
 
     @property
     def agreement(self) -> int:
@@ -70,7 +79,8 @@ class Read:
         return float(sum(self.char_confidences) / len(self.char_confidences))
 
 
-def track_read(key: str, frames: Sequence[Tuple[str, str, Sequence[float]]]) -> Read:
+def track_read(key: str, frames: Sequence[Tuple[str, str, Sequence[float]]],
+               unforced: Optional[Sequence[Optional[bool]]] = None) -> Read:
     """Combine the frames of a track, each ``(path, text, char_confidences)``, into one
     :class:`Read`: the text most frames read (ties: the one read first), its confidences
     averaged over those frames."""
@@ -84,7 +94,11 @@ def track_read(key: str, frames: Sequence[Tuple[str, str, Sequence[float]]]) -> 
     agreeing = [list(c) for _, t, c in frames if t == text]
     # Frames that read the same text have one confidence per character each.
     conf = [sum(col) / len(col) for col in zip(*agreeing)]
-    return Read(key, text, conf, [(p, t) for p, t, _ in frames])
+    flags = None
+    if unforced is not None:
+        known = [u for (_, t, _), u in zip(frames, unforced) if t == text]
+        flags = None if any(u is None for u in known) else all(known)
+    return Read(key, text, conf, [(p, t) for p, t, _ in frames], flags)
 
 
 @dataclass
@@ -103,13 +117,14 @@ class ReadVerifier:
         vin: the reads are VINs: apply the check-digit rule.
         check_digit: ``auto`` (where mandatory), ``always`` or ``never``.
         min_agreement: tracks: frames that must read the same text.
+        allow_forced: accept reads the grammar had to change (check 4 off).
         threshold: the minimum score (:meth:`Read.score`); 0 accepts any confidence.
         score: ``min`` or ``mean`` per-character confidence.
     """
 
     def __init__(self, grammar: Optional[Grammar] = None, vin: bool = False,
                  check_digit: str = "auto", min_agreement: int = 1, threshold: float = 0.0,
-                 score: str = "min") -> None:
+                 score: str = "min", allow_forced: bool = False) -> None:
         if check_digit not in CHECK_DIGIT_RULES:
             raise ConfigError(f"check_digit: expected one of {', '.join(CHECK_DIGIT_RULES)}, "
                               f"got {check_digit!r}")
@@ -125,6 +140,7 @@ class ReadVerifier:
         self.min_agreement = int(min_agreement)
         self.threshold = float(threshold)
         self.score_kind = score
+        self.allow_forced = bool(allow_forced)
 
     @classmethod
     def from_decode(cls, decode: Optional[Mapping[str, Any]], vin: bool, **kwargs: Any
@@ -157,6 +173,8 @@ class ReadVerifier:
         if self.needs_check_digit(read.text) and (len(read.text) != VIN_LENGTH
                                                   or not check_digit_ok(read.text)):
             return "check_digit"
+        if read.unforced is False and not self.allow_forced:
+            return "forced"
         if read.agreement < self.min_agreement:
             return "agreement"
         return None
@@ -172,7 +190,7 @@ class ReadVerifier:
         return {"grammar": self.grammar.describe() if self.grammar is not None else None,
                 "vin_check_digit": self.check_digit if self.vin else None,
                 "min_agreement": self.min_agreement, "threshold": self.threshold,
-                "score": self.score_kind}
+                "score": self.score_kind, "allow_forced": self.allow_forced}
 
 
 # --------------------------------------------------------------------------- threshold choice
