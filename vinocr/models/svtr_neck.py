@@ -11,10 +11,10 @@ class ConvBNAct(nn.Layer):
     """Conv (no bias) + BatchNorm + Swish; keys ``conv.weight``, ``norm.*`` (SVTR's naming)."""
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size: Sequence[int] = (1, 1),
-                 padding: Sequence[int] = (0, 0)) -> None:
+                 padding: Sequence[int] = (0, 0), groups: int = 1) -> None:
         super().__init__()
         self.conv = nn.Conv2D(in_channels, out_channels, list(kernel_size), padding=list(padding),
-                              bias_attr=False)
+                              groups=groups, bias_attr=False)
         self.norm = nn.BatchNorm2D(out_channels)
         self.act = nn.Swish()
 
