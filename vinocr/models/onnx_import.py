@@ -142,6 +142,19 @@ def read_onnx_weights(path: Union[str, Path]) -> OnnxWeights:
     return out
 
 
+def _svtr_and_head_targets(model) -> Tuple[List[str], List[str]]:
+    """Linears and LayerNorms of the SVTR transformer blocks (both networks' necks use the same
+    blocks, in forward order), the neck's final norm, and the CTC linear."""
+    neck = "head.ctc_encoder.encoder"
+    linears: List[str] = []
+    norms: List[str] = []
+    for b in range(len(model.head.ctc_encoder.encoder.svtr_block)):
+        blk = f"{neck}.svtr_block.{b}"
+        linears += [f"{blk}.mixer.qkv", f"{blk}.mixer.proj", f"{blk}.mlp.fc1", f"{blk}.mlp.fc2"]
+        norms += [f"{blk}.norm1", f"{blk}.norm2"]
+    return linears + ["head.ctc_head.fc"], norms + [f"{neck}.norm"]
+
+
 def _v4_targets(model) -> Dict[str, List[str]]:
     """PP-OCRv4 mobile's deploy-form parameter prefixes, in the ONNX's forward order, per kind
     of layer."""
@@ -160,13 +173,7 @@ def _v4_targets(model) -> Dict[str, List[str]]:
     for name in ("conv1", "conv2", "conv3", "conv4", "conv1x1"):
         convs.append(f"{neck}.{name}.conv")
         bns.append(f"{neck}.{name}.norm")
-    linears, norms = [], []
-    for b in range(len(model.head.ctc_encoder.encoder.svtr_block)):
-        blk = f"{neck}.svtr_block.{b}"
-        linears += [f"{blk}.mixer.qkv", f"{blk}.mixer.proj", f"{blk}.mlp.fc1", f"{blk}.mlp.fc2"]
-        norms += [f"{blk}.norm1", f"{blk}.norm2"]
-    norms.append(f"{neck}.norm")
-    linears.append("head.ctc_head.fc")
+    linears, norms = _svtr_and_head_targets(model)
     return {"convs": convs, "bns": bns, "labs": labs, "linears": linears, "norms": norms}
 
 
@@ -184,13 +191,7 @@ def _v6_targets(model) -> Dict[str, List[str]]:
     neck = "head.ctc_encoder.encoder"
     convs += [f"{neck}.conv_block.{i}.conv" for i in range(3)]
     bns = [f"{neck}.conv_block.{i}.norm" for i in range(3)]
-    linears, norms = [], []
-    for b in range(len(model.head.ctc_encoder.encoder.svtr_block)):
-        blk = f"{neck}.svtr_block.{b}"
-        linears += [f"{blk}.mixer.qkv", f"{blk}.mixer.proj", f"{blk}.mlp.fc1", f"{blk}.mlp.fc2"]
-        norms += [f"{blk}.norm1", f"{blk}.norm2"]
-    norms.append(f"{neck}.norm")
-    linears.append("head.ctc_head.fc")
+    linears, norms = _svtr_and_head_targets(model)
     return {"convs": convs, "bns": bns, "labs": [], "linears": linears, "norms": norms}
 
 

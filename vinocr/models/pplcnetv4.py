@@ -29,7 +29,7 @@ import paddle.nn as nn
 import paddle.nn.functional as F
 
 from vinocr.models.layers import SELayer
-from vinocr.models.svtr_neck import Block, ConvBNAct
+from vinocr.models.svtr_neck import Block, ConvBNAct, mix_tokens
 
 Stride = Union[int, Tuple[int, int]]
 
@@ -160,11 +160,5 @@ class LightSVTRNeck(nn.Layer):
         shortcut = self.conv_block[0](x)
         z = self.conv_block[1](x)
         z = z + self.conv_block[2](z)
-        _, c, height, width = z.shape
-        z = z.flatten(2).transpose([0, 2, 1])
-        for block in self.svtr_block:
-            z = block(z)
-        z = self.norm(z)
-        z = z.reshape([0, height, width, c]).transpose([0, 3, 1, 2])
-        return z + shortcut
+        return mix_tokens(z, self.svtr_block, self.norm) + shortcut
 
