@@ -8,17 +8,18 @@ VINOCR_CACHE_DIR; paddlex is kept from probing model hosters and from the home d
 """
 import json
 import logging
-import shutil
 from pathlib import Path
 from typing import List
 
-import cv2
 import numpy as np
 import paddle
 import pytest
 
 from conftest import assert_close_rel, make_label_dir, tiny_config
 from techniques import build_technique
+# Offline cache and paddlex settings (``env``) and rendered VIN crops (``vin_images``): the
+# fixtures of the PP-OCRv4 export tests, shared so both bases run under the same conditions.
+from test_export_compat import env, vin_images  # noqa: F401 (pytest fixtures)
 from test_models import crops
 from vinocr.charset import Charset, load_charset
 from vinocr.errors import ConfigError, VinocrError
@@ -26,17 +27,6 @@ from vinocr.models import build_model
 
 WIDTHS = (160, 320, 640)
 V6_CLASSES = 18710
-
-
-@pytest.fixture(scope="module")
-def env(tmp_path_factory):
-    cache = tmp_path_factory.mktemp("cache")
-    mp = pytest.MonkeyPatch()
-    mp.setenv("VINOCR_CACHE_DIR", str(cache))
-    mp.setenv("PADDLE_PDX_DISABLE_MODEL_SOURCE_CHECK", "True")
-    mp.setenv("PADDLE_PDX_CACHE_HOME", str(tmp_path_factory.mktemp("paddlex_cache")))
-    yield cache
-    mp.undo()
 
 
 @pytest.fixture(scope="module")
@@ -89,15 +79,20 @@ def test_import_matches_onnxruntime_logits(full_dict, env):
     onnx_path, _ = BUILTINS["ppocrv6_small"].files()
     sess = onnx_logits_session(onnx_path)
     for width in WIDTHS:
-        for x in (crops(width), np.random.default_rng(width).uniform(-1, 1, (2, 3, 48, width))
-                  .astype("float32")):
+        # Rendered crops: within 1e-4 of the logits' magnitude (~35; float32 kernels of other
+        # CPUs reorder sums; measured up to 2.1e-5 at w=640). Uniform noise is far from any
+        # text image and carries the backbone's rounding further (up to 7.6e-5 measured at
+        # w=640, `python tests/test_ppocrv6.py`), so it gets 3e-4 to stay CPU-independent.
+        for x, rtol in ((crops(width), 1e-4),
+                        (np.random.default_rng(width).uniform(-1, 1, (2, 3, 48, width))
+                         .astype("float32"), 3e-4)):
             ref_probs, ref_logits = sess.run(None, {"x": x})
             logits = model(paddle.to_tensor(x)).numpy()
             assert logits.shape == ref_logits.shape == (x.shape[0], width // 8, V6_CLASSES)
-            # relative to the logits' magnitude (~35): float32 kernels of other CPUs reorder sums
-            assert_close_rel(logits, ref_logits, rtol=1e-4, what=f"logits vs onnxruntime, w={width}")
+            assert_close_rel(logits, ref_logits, rtol=rtol,
+                             what=f"logits vs onnxruntime, w={width}")
             probs = model.predict_proba(paddle.to_tensor(x)).numpy()
-            assert_close_rel(probs, ref_probs, rtol=1e-4, logits=logits,
+            assert_close_rel(probs, ref_probs, rtol=rtol, logits=logits,
                              what=f"probabilities vs onnxruntime, w={width}")
             assert greedy_texts(probs, charset) == greedy_texts(ref_probs, charset)
     texts = greedy_texts(model.predict_proba(paddle.to_tensor(crops(320))).numpy(), charset)
@@ -367,17 +362,7 @@ def onnx_export(vin_model, tmp_path_factory) -> Path:
     return d
 
 
-def vin_crops() -> List[np.ndarray]:
-    from vinocr.data.synth import random_vin, render_vin
-
-    out = []
-    for i, style in enumerate(("sticker", "paper", "engraved", "windshield", "dot_peen")):
-        rng = np.random.default_rng([7, i])
-        out.append(render_vin(random_vin(rng), rng, style=style)[0])
-    return out
-
-
-def test_stock_paddleocr_reads_the_export(vin_model, onnx_export, tmp_path):
+def test_stock_paddleocr_reads_the_export(vin_model, onnx_export, vin_images):
     import yaml
     from paddleocr import TextRecognition
 
@@ -385,7 +370,7 @@ def test_stock_paddleocr_reads_the_export(vin_model, onnx_export, tmp_path):
 
     doc = yaml.safe_load((onnx_export / "inference.yml").read_text())
     assert doc["Global"]["model_name"] == "PP-OCRv6_small_rec"
-    images = vin_crops()
+    images = vin_images
     want = greedy(ours(vin_model, paddleocr_batch(images)))
     logits = vin_model(paddle.to_tensor(paddleocr_batch(images))).numpy()
     for engine in (None, "onnxruntime"):
@@ -398,7 +383,7 @@ def test_stock_paddleocr_reads_the_export(vin_model, onnx_export, tmp_path):
     assert all(len(t) >= 12 for t, _ in want), want
 
 
-def test_onnx_export_parity(vin_model, onnx_export):
+def test_onnx_export_parity(vin_model, onnx_export, vin_images):
     import onnxruntime as ort
 
     from vinocr.data.preprocess import resize_norm
@@ -408,7 +393,7 @@ def test_onnx_export_parity(vin_model, onnx_export):
                                    providers=["CPUExecutionProvider"])
     batches, slack = [], 0.0
     for width in WIDTHS:
-        x = np.stack([resize_norm(im, (3, 48, width))[0] for im in vin_crops()[:3]])
+        x = np.stack([resize_norm(im, (3, 48, width))[0] for im in vin_images[:3]])
         batches.append(x)
         logits = vin_model(paddle.to_tensor(x)).numpy()
         slack = max(slack, float(np.abs(logits).max()))
@@ -456,3 +441,24 @@ def test_finetune_export_predict_and_paddleocr_cli(env, tmp_path, vin_labels):
     rec = TextRecognition(model_name="PP-OCRv6_small_rec", model_dir=str(out), device="cpu")
     theirs = [r["rec_text"] for r in rec.predict(paths, batch_size=1)]
     assert theirs == ours_texts
+
+
+if __name__ == "__main__":
+    # The figures in docs/models.md: max abs logit difference against onnxruntime per width
+    # (python tests/test_ppocrv6.py; uses $VINOCR_CACHE_DIR like the library).
+    from vinocr.models.factory import model_from_config
+    from vinocr.models.pretrained import BUILTINS, load_pretrained
+
+    pre = load_pretrained("ppocrv6_small")
+    net, _ = model_from_config({"name": "ppocrv6_small", "pretrained": "ppocrv6_small",
+                                "head_transfer": False}, Charset(pre.characters, name="ppocrv6"))
+    net.eval()
+    session = onnx_logits_session(BUILTINS["ppocrv6_small"].files()[0])
+    for w in WIDTHS:
+        for kind, batch in (("rendered VIN crops", crops(w)),
+                            ("random", np.random.default_rng(w).uniform(-1, 1, (2, 3, 48, w))
+                             .astype("float32"))):
+            ref = session.run(None, {"x": batch})[1]
+            diff = float(np.abs(net(paddle.to_tensor(batch)).numpy() - ref).max())
+            print(f"width {w}, {kind}: max abs logit diff {diff:.2e}, logits' max "
+                  f"{float(np.abs(ref).max()):.1f}, relative {diff / float(np.abs(ref).max()):.1e}")
