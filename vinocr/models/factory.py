@@ -7,9 +7,9 @@ from typing import Any, List, Mapping, Optional, Tuple
 import numpy as np
 
 from vinocr.charset import Charset, load_charset
-from vinocr.errors import VinocrError
+from vinocr.errors import ConfigError, VinocrError
 from vinocr.models.recognizer import RecognitionNet
-from vinocr.models.registry import build_model
+from vinocr.models.registry import build_model, canonical_name
 from vinocr.models.weights import (HEAD_BIAS, HEAD_WEIGHT, LoadReport, check_coverage,
                                    load_weights, transfer_ctc_head)
 
@@ -29,9 +29,12 @@ def model_from_config(arch: Mapping[str, Any], charset: Any
     """
     cs: Charset = load_charset(charset)
     params = dict(arch.get("params") or {})
-    name = arch.get("name", "ppocrv4_mobile")
+    name = canonical_name(arch.get("name", "ppocrv4_mobile"))
     if name in _REP_ARCHS:
         params.setdefault("deploy", arch.get("form", "deploy") == "deploy")
+    elif name == "ppocrv6_small" and arch.get("form", "deploy") != "deploy":
+        raise ConfigError("Architecture.form: ppocrv6_small exists in one form (its pretrained "
+                          "ONNX's, BatchNorms folded into the convs); use form: deploy")
     model = build_model(name, cs.num_classes, **params)
     spec = arch.get("pretrained")
     if not spec:

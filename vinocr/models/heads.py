@@ -10,11 +10,13 @@ from vinocr.models.svtr_neck import EncoderWithSVTR
 
 
 class SequenceEncoder(nn.Layer):
-    """SVTR neck, then [N, C, 1, T] -> [N, T, C]."""
+    """SVTR neck, then [N, C, 1, T] -> [N, T, C]. ``encoder`` replaces the PP-OCRv4 neck built
+    from ``neck`` (PP-OCRv6 brings its own; it must map [N, C, 1, T] to [N, C', 1, T] and have
+    ``out_channels``)."""
 
-    def __init__(self, in_channels: int, **neck: Any) -> None:
+    def __init__(self, in_channels: int, encoder: Optional[nn.Layer] = None, **neck: Any) -> None:
         super().__init__()
-        self.encoder = EncoderWithSVTR(in_channels, **neck)
+        self.encoder = encoder if encoder is not None else EncoderWithSVTR(in_channels, **neck)
         self.out_channels = self.encoder.out_channels
 
     def forward(self, x: paddle.Tensor) -> paddle.Tensor:
@@ -39,9 +41,10 @@ class MultiHead(nn.Layer):
     PaddleOCR, so official training checkpoints load whole). ``forward`` is always CTC only."""
 
     def __init__(self, in_channels: int, num_classes: int,
-                 neck: Optional[Dict[str, Any]] = None, gtc: bool = False) -> None:
+                 neck: Optional[Dict[str, Any]] = None, gtc: bool = False,
+                 encoder: Optional[nn.Layer] = None) -> None:
         super().__init__()
-        self.ctc_encoder = SequenceEncoder(in_channels, **(neck or {}))
+        self.ctc_encoder = SequenceEncoder(in_channels, encoder, **(neck or {}))
         self.ctc_head = CTCHead(self.ctc_encoder.out_channels, num_classes)
         self.has_gtc = gtc
         if gtc:

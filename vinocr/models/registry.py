@@ -7,6 +7,10 @@ from vinocr.errors import ConfigError
 from vinocr.models.recognizer import RecognitionNet
 
 _MODELS: Dict[str, Callable[..., RecognitionNet]] = {}
+#: Other names for a registered network. PP-OCRv5 mobile is the PP-OCRv4 mobile network with other
+#: weights and dictionary (``Architecture.pretrained: ppocrv5_mobile`` picks those), so its name
+#: builds that network, recorded as ``ppocrv4_mobile`` (checkpoints and pretrained files agree).
+ALIASES: Dict[str, str] = {"ppocrv5_mobile": "ppocrv4_mobile"}
 
 
 def register_model(name: str
@@ -18,10 +22,16 @@ def register_model(name: str
 
 
 def list_models() -> List[str]:
-    return sorted(_MODELS)
+    return sorted([*_MODELS, *ALIASES])
+
+
+def canonical_name(name: str) -> str:
+    """The registered network behind ``name`` (itself unless it is an alias)."""
+    return ALIASES.get(name, name)
 
 
 def build_model(name: str, num_classes: int, **kwargs: Any) -> RecognitionNet:
+    name = canonical_name(name)
     if name not in _MODELS:
         raise ConfigError(f"Architecture.name: unknown model {name!r}; valid: "
                           f"{', '.join(list_models())}")
@@ -72,6 +82,23 @@ def ppocrv4_teacher(num_classes: int, deploy: bool = False, scale: float = 1.5,
                            detach_neck_input=detach_neck_input, drop_rate=drop_rate, gtc=gtc)
     model.arch = "ppocrv4_teacher"
     return model
+
+
+@register_model("ppocrv6_small")
+def ppocrv6_small(num_classes: int, neck_depth: int = 2, neck_dims: int = 120,
+                  drop_rate: float = 0.1) -> RecognitionNet:
+    """PP-OCRv6 small recogniser (PPLCNetV4 + light SVTR neck + CTC; T = W/8 like PP-OCRv4), in
+    the single form of its pretrained ONNX (backbone BatchNorms folded into the convs).
+    ``drop_rate`` is the neck's dropout while training (the same default as PP-OCRv4's neck)."""
+    from vinocr.models.heads import MultiHead
+    from vinocr.models.pplcnetv4 import LightSVTRNeck, PPLCNetV4
+
+    backbone = PPLCNetV4()
+    neck = LightSVTRNeck(backbone.out_channels, dims=neck_dims, depth=neck_depth,
+                         drop_rate=drop_rate, attn_drop_rate=drop_rate)
+    head = MultiHead(backbone.out_channels, num_classes, encoder=neck)
+    return RecognitionNet(backbone, head, "ppocrv6_small", num_classes,
+                          dict(neck_depth=neck_depth, neck_dims=neck_dims, drop_rate=drop_rate))
 
 
 @register_model("crnn")

@@ -11,10 +11,10 @@ class ConvBNAct(nn.Layer):
     """Conv (no bias) + BatchNorm + Swish; keys ``conv.weight``, ``norm.*`` (SVTR's naming)."""
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size: Sequence[int] = (1, 1),
-                 padding: Sequence[int] = (0, 0)) -> None:
+                 padding: Sequence[int] = (0, 0), groups: int = 1) -> None:
         super().__init__()
         self.conv = nn.Conv2D(in_channels, out_channels, list(kernel_size), padding=list(padding),
-                              bias_attr=False)
+                              groups=groups, bias_attr=False)
         self.norm = nn.BatchNorm2D(out_channels)
         self.act = nn.Swish()
 
@@ -82,6 +82,17 @@ class Block(nn.Layer):
         return x + self.mlp(self.norm2(x))
 
 
+def mix_tokens(z: paddle.Tensor, blocks: Sequence[nn.Layer], norm: nn.Layer) -> paddle.Tensor:
+    """[N, C, H, W] as H*W tokens through the transformer ``blocks`` and ``norm``, back to
+    [N, C, H, W] (the SVTR necks of PP-OCRv4 and PP-OCRv6 share this)."""
+    _, c, height, width = z.shape
+    z = z.flatten(2).transpose([0, 2, 1])
+    for block in blocks:
+        z = block(z)
+    z = norm(z)
+    return z.reshape([0, height, width, c]).transpose([0, 3, 1, 2])
+
+
 class EncoderWithSVTR(nn.Layer):
     """Local convs + global attention over the backbone's feature row, with a shortcut.
 
@@ -111,13 +122,6 @@ class EncoderWithSVTR(nn.Layer):
         if self.detach_input:
             x = x.detach()
         h = x
-        z = self.conv2(self.conv1(x))
-        _, c, height, width = z.shape
-        z = z.flatten(2).transpose([0, 2, 1])
-        for block in self.svtr_block:
-            z = block(z)
-        z = self.norm(z)
-        z = z.reshape([0, height, width, c]).transpose([0, 3, 1, 2])
-        z = self.conv3(z)
+        z = self.conv3(mix_tokens(self.conv2(self.conv1(x)), self.svtr_block, self.norm))
         z = paddle.concat([h, z], axis=1)
         return self.conv1x1(self.conv4(z))
