@@ -47,6 +47,38 @@ def fsync_path(path: Path) -> None:
         os.close(fd)
 
 
+def write_new_file(path: Path, data: bytes) -> None:
+    """Write ``data`` to a new file at ``path`` and fsync it.
+
+    Raw ``os.write`` in a loop rather than a buffered file: a short write (a nearly full disk)
+    is continued instead of silently dropped, and ENOSPC surfaces as the ``OSError`` itself.
+    """
+    fd = os.open(str(path), os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_BINARY", 0),
+                 0o644)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view):]
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def write_file_atomic(path: Path, data: bytes) -> None:
+    """Replace (or create) the file ``path`` with ``data`` so a reader sees the old or the new
+    content, never a part: written in full to a unique hidden sibling, then renamed over it.
+    The sibling's name is unique per call, so concurrent writers never share a temp file."""
+    path = Path(path)
+    tmp = path.parent / f".{path.name}.{TMP}-{os.getpid()}-{secrets.token_hex(4)}"
+    try:
+        write_new_file(tmp, data)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    fsync_path(path.parent)
+
+
 def temp_path(path: Path) -> Tuple[Path, str]:
     """A fresh ``.NAME.tmp-PID-RAND`` path beside ``path`` (not created) and its ``PID-RAND``
     token, which :func:`swap_into_place` reuses for the ``.old`` name."""
