@@ -147,18 +147,21 @@ def wait_for_visualdl(base: str, proc: subprocess.Popen, timeout: float) -> Dict
 
 
 # ----------------------------------------------------------------------------- processes
-def _spawn(cmd: Sequence[str], log_path: Path) -> subprocess.Popen:
-    """A child in its own process group, so it and everything it forks can be ended together."""
+def spawn(cmd: Sequence[str], log_path: Path,
+          env: Optional[Dict[str, str]] = None) -> subprocess.Popen:
+    """A child in its own process group, so it and everything it forks can be ended together;
+    ``env`` is added to this process's environment."""
     log = open(log_path, "wb")
     try:
         return subprocess.Popen(list(cmd), stdout=log, stderr=subprocess.STDOUT,
-                                stdin=subprocess.DEVNULL, start_new_session=True)
+                                stdin=subprocess.DEVNULL, start_new_session=True,
+                                env=None if env is None else {**os.environ, **env})
     finally:
         log.close()
 
 
 def stop_process(proc: Optional[subprocess.Popen], grace: float = 5.0) -> None:
-    """SIGTERM the child's process group (the one ``_spawn`` created), then SIGKILL."""
+    """SIGTERM the child's process group (the one ``spawn`` created), then SIGKILL."""
     if proc is None:
         return
     for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, grace)):
@@ -307,7 +310,7 @@ class DevTools:
         self.ws.close()
 
 
-def _devtools_page(user_data_dir: Path, proc: subprocess.Popen, timeout: float) -> str:
+def devtools_page(user_data_dir: Path, proc: subprocess.Popen, timeout: float) -> str:
     """WebSocket URL of Chromium's first page, via the DevToolsActivePort file it writes."""
     port_file = user_data_dir / "DevToolsActivePort"
     deadline = time.monotonic() + timeout
@@ -326,6 +329,15 @@ def _devtools_page(user_data_dir: Path, proc: subprocess.Popen, timeout: float) 
             last = exc
         time.sleep(0.2)
     raise CheckError(f"chromium's DevTools did not come up within {timeout:.0f}s ({last!r})")
+
+
+def start_chromium(chromium: str, profile: Path, log_path: Path) -> subprocess.Popen:
+    """Headless Chromium on about:blank with DevTools on a free loopback port (read back with
+    :func:`devtools_page`); stop it with :func:`stop_process`."""
+    return spawn([chromium, *CHROMIUM_FLAGS, f"--user-data-dir={profile}",
+                  "--remote-debugging-port=0", "--remote-debugging-address=127.0.0.1",
+                  f"--window-size={WINDOW[0]},{WINDOW[1]}", "--hide-scrollbars",
+                  "--lang=en-US", "about:blank"], log_path)
 
 
 # The page's state as JSON: open collapsed tag groups, then list every chart's title and the
@@ -388,14 +400,11 @@ def check_dashboard(run_dir: Path, out_dir: Optional[Path] = None, timeout: floa
     vdl = browser = None
     tools: Optional[DevTools] = None
     try:
-        vdl = _spawn(visualdl_command() + ["--logdir", str(logdir), "--host", "127.0.0.1",
+        vdl = spawn(visualdl_command() + ["--logdir", str(logdir), "--host", "127.0.0.1",
                                            "--port", str(port)], out_dir / "visualdl.log")
         wait_for_visualdl(base, vdl, timeout=max(5.0, timeout / 2))
-        browser = _spawn([chromium, *CHROMIUM_FLAGS, f"--user-data-dir={profile}",
-                          "--remote-debugging-port=0", "--remote-debugging-address=127.0.0.1",
-                          f"--window-size={WINDOW[0]},{WINDOW[1]}", "--hide-scrollbars",
-                          "--lang=en-US", "about:blank"], out_dir / "chromium.log")
-        tools = DevTools(_devtools_page(profile, browser, timeout=30.0))
+        browser = start_chromium(chromium, profile, out_dir / "chromium.log")
+        tools = DevTools(devtools_page(profile, browser, timeout=30.0))
         for domain in ("Page.enable", "Runtime.enable", "Log.enable"):
             tools.call(domain)
         tools.call("Page.navigate", url=url)

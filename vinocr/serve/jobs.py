@@ -93,10 +93,17 @@ def check_request_config(config: Any) -> Dict[str, Any]:
         raise ConfigError(f"config: expected a mapping of config sections, got "
                           f"{type(config).__name__}")
     for dotted, value in _flatten(config).items():
-        allowed = any(dotted == k or dotted.startswith(k + ".") for k in REQUEST_KEYS)
-        if not allowed:
-            raise ConfigError(f"{dotted}: cannot be set by a request (allowed: "
-                              f"{', '.join(REQUEST_KEYS)}); set it in the service's --job-config")
+        parts = dotted.split(".")
+        # The shortest prefix that is neither an allowed key, inside one, nor on the way to one
+        # (``Train`` leads to ``Train.epochs``; ``Train.dataset`` leads nowhere).
+        for n in range(1, len(parts) + 1):
+            prefix = ".".join(parts[:n])
+            if any(prefix == k or prefix.startswith(k + ".") for k in REQUEST_KEYS):
+                break
+            if not any(k.startswith(prefix + ".") for k in REQUEST_KEYS):
+                raise ConfigError(f"{prefix}: cannot be set by a request (allowed: "
+                                  f"{', '.join(REQUEST_KEYS)}); set it in the service's "
+                                  "--job-config")
         if dotted.startswith("Technique.") and dotted != "Technique.name" and _has_string(value):
             raise ConfigError(f"{dotted}: a request may give technique options as numbers, "
                               "booleans or lists of them; string options (paths) belong in the "
@@ -139,17 +146,6 @@ _TQDM = re.compile(r"epoch (\d+)/(\d+):\s*\d+%\|[^|]*\|\s*(\d+)/(\d+) \[([0-9:]+
 _LOSS = re.compile(r"loss=([-+0-9.eE]+|nan|inf)")
 
 
-def _seconds(text: str) -> Optional[float]:
-    try:
-        parts = [int(p) for p in text.split(":")]
-    except ValueError:
-        return None
-    total = 0
-    for p in parts:
-        total = total * 60 + p
-    return float(total)
-
-
 def read_log_tail(path: Path, lines: int = LOG_TAIL_LINES, max_bytes: int = 65536) -> List[str]:
     """The last ``lines`` lines of a log, progress-bar redraws (``\\r``) collapsed to the last."""
     try:
@@ -168,46 +164,54 @@ def read_log_tail(path: Path, lines: int = LOG_TAIL_LINES, max_bytes: int = 6553
     return out[-lines:]
 
 
-def read_progress(run_dir: Path, log: Path, epochs: int, max_steps: Optional[int]
-                  ) -> Dict[str, Any]:
-    """Step, epoch, loss and ETA from the run's history and the log's last progress bar."""
-    history: List[Dict[str, Any]] = []
+def read_history(run_dir: Path) -> List[Dict[str, Any]]:
+    """The run's ``training_history.json`` records ([] before the first epoch ends)."""
     try:
         doc = json.loads((run_dir / "training_history.json").read_text(encoding="utf-8"))
-        if isinstance(doc, list):
-            history = [r for r in doc if isinstance(r, dict)]
     except (OSError, ValueError):
-        pass
+        return []
+    return [r for r in doc if isinstance(r, dict)] if isinstance(doc, list) else []
+
+
+def read_progress(run_dir: Path, log: Path, epochs: int, max_steps: Optional[int],
+                  live: bool = False, started_at: Optional[float] = None,
+                  start_epoch: int = 0) -> Dict[str, Any]:
+    """Step, epoch, loss and ETA from the run's history and, while the job trains (``live``),
+    the log's last progress bar.
+
+    The ETA is wall-clock: the time since this training process started (``started_at``, with
+    ``start_epoch`` epochs already done then) per epoch it has trained, times the epochs left.
+    Per-epoch ``epoch_seconds`` would leave out validation and checkpoints, which on small
+    datasets take longer than the steps themselves.
+    """
+    history = read_history(run_dir)
     last = history[-1] if history else {}
     progress: Dict[str, Any] = {"epochs": epochs, "epochs_done": int(last.get("epoch", 0)),
                                 "step": int(last.get("global_step", 0)), "max_steps": max_steps,
                                 "loss": last.get("train_loss"), "eta_seconds": None,
                                 "epoch_step": None, "epoch_steps": None}
-    times = [float(r["epoch_seconds"]) for r in history
-             if isinstance(r.get("epoch_seconds"), (int, float))]
-    per_epoch = sum(times) / len(times) if times else None
-    bar = None
-    for line in reversed(read_log_tail(log, lines=200)):
-        bar = _TQDM.search(line)
-        if bar:
-            break
-    remaining_in_epoch = None
-    if bar and int(bar.group(1)) > progress["epochs_done"]:
-        # The bar of the epoch in progress (a finished epoch's bar is older than its record).
-        done, total = int(bar.group(3)), int(bar.group(4))
-        progress.update(epoch_step=done, epoch_steps=total,
-                        step=progress["step"] + done)
-        elapsed, left = _seconds(bar.group(5)), _seconds(bar.group(6))
-        loss = _LOSS.search(bar.group(7))
-        if loss:
-            progress["loss"] = float(loss.group(1))
-        remaining_in_epoch = left
-        if per_epoch is None and elapsed is not None and left is not None:
-            per_epoch = elapsed + left
-    if per_epoch is not None:
-        current = progress["epochs_done"] + (1 if remaining_in_epoch is not None else 0)
-        later = max(0, epochs - current) * per_epoch
-        progress["eta_seconds"] = round((remaining_in_epoch or 0.0) + later, 1)
+    fraction = 0.0
+    if live:
+        bar = None
+        for line in reversed(read_log_tail(log, lines=200)):
+            bar = _TQDM.search(line)
+            if bar:
+                break
+        if bar and int(bar.group(1)) > progress["epochs_done"]:
+            # The bar of the epoch in progress (a finished epoch's bar is older than its record).
+            done, total = int(bar.group(3)), int(bar.group(4))
+            progress.update(epoch_step=done, epoch_steps=total, step=progress["step"] + done)
+            loss = _LOSS.search(bar.group(7))
+            if loss:
+                progress["loss"] = float(loss.group(1))
+            fraction = done / total if total else 0.0
+    trained = progress["epochs_done"] + fraction - start_epoch
+    if live and started_at is not None and trained > 0:
+        per_epoch = (time.time() - started_at) / trained
+        left = max(0.0, epochs - progress["epochs_done"] - fraction)
+        if max_steps and progress["epoch_steps"]:
+            left = min(left, max(0, max_steps - progress["step"]) / progress["epoch_steps"])
+        progress["eta_seconds"] = round(per_epoch * left, 1)
     if history:
         progress["metrics"] = {k: v for k, v in last.items()
                                if k not in ("epoch", "global_step", "train_loss", "epoch_seconds",
@@ -414,7 +418,9 @@ class JobManager:
         job_dir = self._dir(job_id)
         run = Path(job["run_dir"])
         job["progress"] = read_progress(run, job_dir / LOG_FILE, int(job.get("epochs") or 0),
-                                        job.get("max_steps"))
+                                        job.get("max_steps"), live=job["state"] == RUNNING,
+                                        started_at=job.get("train_started_at"),
+                                        start_epoch=int(job.get("train_start_epoch") or 0))
         job["metrics"] = job["progress"].pop("metrics", {})
         try:
             report = json.loads((run / "report.json").read_text(encoding="utf-8"))
@@ -494,7 +500,11 @@ class JobManager:
                                         stdin=subprocess.DEVNULL, env=env, cwd=str(job_dir),
                                         start_new_session=True, preexec_fn=_die_with_parent)
                 self._proc, self._current = proc, job_id
-            self._set(job_id, phase, f"{cmd[2]} started (pid {proc.pid})", pid=proc.pid)
+            extra: Dict[str, Any] = {}
+            if phase == RUNNING:
+                extra = {"train_started_at": time.time(),
+                         "train_start_epoch": len(read_history(Path(self.load(job_id)["run_dir"])))}
+            self._set(job_id, phase, f"{cmd[2]} started (pid {proc.pid})", pid=proc.pid, **extra)
             while True:
                 try:
                     return proc.wait(timeout=0.5)
