@@ -226,6 +226,15 @@ def load_tool(name: str):
     return module
 
 
+@pytest.fixture
+def chromium() -> str:
+    """The Chromium binary of the browser tests; they skip without one."""
+    path = load_tool("visualdl_check").find_chromium()
+    if path is None:
+        pytest.skip("Chromium not installed: apt-get install chromium (Debian) to run this check")
+    return path
+
+
 @pytest.fixture(scope="module")
 def serve_model(data: Path, tmp_path_factory) -> Dict[str, Path]:
     """For vinocr-serve: the tiny CRNN trained 1 epoch on ``data`` and exported (``exp``), and a

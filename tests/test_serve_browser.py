@@ -2,26 +2,14 @@
 first, with their images, and a typed text + Enter stores a correction for the focused read.
 Skips when Chromium is not installed (apt-get install chromium)."""
 import json
-import shutil
-import tempfile
 import time
 from pathlib import Path
-
-import pytest
 
 from conftest import load_tool, text_image
 
 vc = load_tool("visualdl_check")
 ls = load_tool("load_serve")
 TOKEN = "review-token"
-
-
-@pytest.fixture
-def chromium():
-    path = vc.find_chromium()
-    if path is None:
-        pytest.skip("Chromium not installed: apt-get install chromium (Debian) to run this check")
-    return path
 
 
 def _wait(tools, expression: str, timeout: float = 30.0):
@@ -38,13 +26,42 @@ def _wait(tools, expression: str, timeout: float = 30.0):
     raise AssertionError(f"page never satisfied {expression!r} (last value {value!r})")
 
 
+def _check_page(tools, srv, read_ids, corrections: Path) -> None:
+    """The page lists the reads, takes typed text + Enter, and the correction is on disk."""
+    tools.call("Page.navigate", url=f"{srv.base}/review#token={TOKEN}")
+    _wait(tools, "document.querySelectorAll('#reads tr').length === 3 && "
+                 "[...document.querySelectorAll('#reads img')].every("
+                 "i => i.complete && i.naturalWidth > 0)")
+    rows = tools.evaluate("[...document.querySelectorAll('#reads tr')].map(r => "
+                          "({id: r.dataset.readId, conf: Number(r.children[2].textContent)}))")
+    assert sorted(r["id"] for r in rows) == sorted(read_ids)
+    confs = [r["conf"] for r in rows]
+    assert confs == sorted(confs)                      # lowest confidence first
+    focused = tools.evaluate("document.activeElement.closest('tr').dataset.readId")
+    assert focused == rows[0]["id"]                    # ready to type into the first row
+
+    # One keystroke: the typed text replaces the selected read, Enter stores it.
+    tools.call("Input.insertText", text="AB123")
+    for kind in ("keyDown", "keyUp"):
+        tools.call("Input.dispatchKeyEvent", type=kind, key="Enter", code="Enter",
+                   windowsVirtualKeyCode=13, nativeVirtualKeyCode=13)
+    _wait(tools, f"document.querySelector('tr[data-read-id=\"{focused}\"]').className "
+                 "=== 'saved'")
+    next_row = tools.evaluate("document.activeElement.closest('tr').dataset.readId")
+    assert next_row == rows[1]["id"]                   # the focus moved on
+
+    sidecars = list(corrections.glob("*.json"))
+    assert len(sidecars) == 1
+    doc = json.loads(sidecars[0].read_text())
+    assert doc["text"] == "AB123" and doc["read_id"] == focused
+    assert not [e for e in tools.errors if e.startswith("exception")], tools.errors
+
+
 def test_review_page_takes_a_correction_with_one_keystroke(chromium, serve_model, tmp_path):
     import cv2
 
     srv = ls.start_server(serve_model["exp"], tmp_path / "data", tmp_path / "serve.log",
                           ["--token", TOKEN, "--log-level", "WARNING"])
-    browser = tools = None
-    profile = Path(tempfile.mkdtemp(prefix="chromium-profile-"))
     try:
         read_ids = []
         for k, text in enumerate(["AB123", "C4D56", "EF789"]):
@@ -54,43 +71,7 @@ def test_review_page_takes_a_correction_with_one_keystroke(chromium, serve_model
             assert status == 200, doc
             read_ids.append(doc["results"][0]["read_id"])
 
-        browser = vc.start_chromium(chromium, profile, tmp_path / "chromium.log")
-        tools = vc.DevTools(vc.devtools_page(profile, browser, timeout=30.0))
-        for domain in ("Page.enable", "Runtime.enable", "Log.enable"):
-            tools.call(domain)
-        tools.call("Page.navigate", url=f"{srv.base}/review#token={TOKEN}")
-        _wait(tools, "document.querySelectorAll('#reads tr').length === 3 && "
-                     "[...document.querySelectorAll('#reads img')].every("
-                     "i => i.complete && i.naturalWidth > 0)")
-        rows = tools.evaluate("[...document.querySelectorAll('#reads tr')].map(r => "
-                              "({id: r.dataset.readId, conf: Number(r.children[2].textContent)}))")
-        assert sorted(r["id"] for r in rows) == sorted(read_ids)
-        confs = [r["conf"] for r in rows]
-        assert confs == sorted(confs)                      # lowest confidence first
-        focused = tools.evaluate("document.activeElement.closest('tr').dataset.readId")
-        assert focused == rows[0]["id"]                    # ready to type into the first row
-
-        # One keystroke: the typed text replaces the selected read, Enter stores it.
-        tools.call("Input.insertText", text="AB123")
-        for kind in ("keyDown", "keyUp"):
-            tools.call("Input.dispatchKeyEvent", type=kind, key="Enter", code="Enter",
-                       windowsVirtualKeyCode=13, nativeVirtualKeyCode=13)
-        _wait(tools, f"document.querySelector('tr[data-read-id=\"{focused}\"]').className "
-                     "=== 'saved'")
-        next_row = tools.evaluate("document.activeElement.closest('tr').dataset.readId")
-        assert next_row == rows[1]["id"]                   # the focus moved on
-
-        sidecars = list((tmp_path / "data" / "corrections").glob("*.json"))
-        assert len(sidecars) == 1
-        doc = json.loads(sidecars[0].read_text())
-        assert doc["text"] == "AB123" and doc["read_id"] == focused
-        assert not [e for e in tools.errors if e.startswith("exception")], tools.errors
+        with vc.browser_page(chromium, tmp_path / "chromium.log") as tools:
+            _check_page(tools, srv, read_ids, tmp_path / "data" / "corrections")
     finally:
-        if tools is not None:
-            try:
-                tools.close()
-            except OSError:
-                pass
-        vc.stop_process(browser)
         srv.stop()
-        shutil.rmtree(profile, ignore_errors=True)

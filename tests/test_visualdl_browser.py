@@ -4,19 +4,9 @@ chart with data on the Scalars page. Skips when Chromium is not installed (apt-g
 chromium); see docs/monitoring.md."""
 import struct
 
-import pytest
-
-from conftest import load_tool, tiny_config  # the `data` fixture comes from conftest too
+from conftest import load_tool, tiny_config  # `data` and `chromium` come from conftest too
 
 vc = load_tool("visualdl_check")
-
-
-@pytest.fixture
-def chromium():
-    path = vc.find_chromium()
-    if path is None:
-        pytest.skip("Chromium not installed: apt-get install chromium (Debian) to run this check")
-    return path
 
 
 def test_scalars_page_shows_run_tags(chromium, data, tmp_path):

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import contextlib
 import json
 import os
 import shutil
@@ -34,7 +35,7 @@ import urllib.parse
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Dict, Iterator, List, Optional, Sequence
 
 INSTALL_HINT = "apt-get install chromium (Debian) to run this check"
 
@@ -340,6 +341,29 @@ def start_chromium(chromium: str, profile: Path, log_path: Path) -> subprocess.P
                   "--lang=en-US", "about:blank"], log_path)
 
 
+@contextlib.contextmanager
+def browser_page(chromium: str, log_path: Path, timeout: float = 30.0) -> Iterator[DevTools]:
+    """A headless Chromium page driven through DevTools (Page, Runtime and Log enabled); the
+    browser and its temporary profile are removed on exit, whatever happened."""
+    profile = Path(tempfile.mkdtemp(prefix="chromium-profile-"))
+    browser = None
+    tools: Optional[DevTools] = None
+    try:
+        browser = start_chromium(chromium, profile, log_path)
+        tools = DevTools(devtools_page(profile, browser, timeout=timeout))
+        for domain in ("Page.enable", "Runtime.enable", "Log.enable"):
+            tools.call(domain)
+        yield tools
+    finally:
+        if tools is not None:
+            try:
+                tools.close()
+            except OSError:
+                pass
+        stop_process(browser)
+        shutil.rmtree(profile, ignore_errors=True)
+
+
 # The page's state as JSON: open collapsed tag groups, then list every chart's title and the
 # number of points its series hold. ``echarts.getInstanceByDom`` is ECharts' public API; the
 # dynamic import returns the very module instance the page's charts were made with.
@@ -396,56 +420,44 @@ def check_dashboard(run_dir: Path, out_dir: Optional[Path] = None, timeout: floa
     port = port or free_port()
     base = f"http://127.0.0.1:{port}"
     url = f"{base}/app/scalar"
-    profile = Path(tempfile.mkdtemp(prefix="chromium-profile-"))
-    vdl = browser = None
-    tools: Optional[DevTools] = None
+    vdl = None
     try:
         vdl = spawn(visualdl_command() + ["--logdir", str(logdir), "--host", "127.0.0.1",
-                                           "--port", str(port)], out_dir / "visualdl.log")
+                                          "--port", str(port)], out_dir / "visualdl.log")
         wait_for_visualdl(base, vdl, timeout=max(5.0, timeout / 2))
-        browser = start_chromium(chromium, profile, out_dir / "chromium.log")
-        tools = DevTools(devtools_page(profile, browser, timeout=30.0))
-        for domain in ("Page.enable", "Runtime.enable", "Log.enable"):
-            tools.call(domain)
-        tools.call("Page.navigate", url=url)
+        with browser_page(chromium, out_dir / "chromium.log") as tools:
+            tools.call("Page.navigate", url=url)
 
-        deadline = start + timeout
-        state: Dict[str, Any] = {}
-        while time.monotonic() < deadline:
-            try:
-                state = tools.evaluate(_PAGE_STATE_JS) or {}
-            except CheckError as exc:            # page still loading its modules
-                state = {"error": str(exc)}
-            charts = state.get("charts", {})
-            if state.get("clicked") == 0 and all(charts.get(t, 0) > 0 for t in tags):
-                break
-            time.sleep(0.5)
+            deadline = start + timeout
+            state: Dict[str, Any] = {}
+            while time.monotonic() < deadline:
+                try:
+                    state = tools.evaluate(_PAGE_STATE_JS) or {}
+                except CheckError as exc:            # page still loading its modules
+                    state = {"error": str(exc)}
+                charts = state.get("charts", {})
+                if state.get("clicked") == 0 and all(charts.get(t, 0) > 0 for t in tags):
+                    break
+                time.sleep(0.5)
 
-        screenshot = None
-        try:
-            height = int(min(max(state.get("height") or WINDOW[1], WINDOW[1]), 6000))
-            tools.call("Emulation.setDeviceMetricsOverride", width=WINDOW[0], height=height,
-                       deviceScaleFactor=1, mobile=False)
-            time.sleep(1.0)                       # let the charts re-layout to the new size
-            shot = tools.call("Page.captureScreenshot", format="png")
-            screenshot = out_dir / "visualdl_scalars.png"
-            screenshot.write_bytes(base64.b64decode(shot["data"]))
-        except (CheckError, OSError, KeyError, ValueError):
             screenshot = None
-        return CheckResult(url=url, expected=tags, charts=dict(state.get("charts", {})),
-                           groups=dict(state.get("groups", {})), screenshot=screenshot,
-                           seconds=time.monotonic() - start,
-                           console_errors=list(tools.errors) + (
-                               [state["error"]] if state.get("error") else []))
-    finally:
-        if tools is not None:
             try:
-                tools.close()
-            except OSError:
-                pass
-        stop_process(browser)
+                height = int(min(max(state.get("height") or WINDOW[1], WINDOW[1]), 6000))
+                tools.call("Emulation.setDeviceMetricsOverride", width=WINDOW[0], height=height,
+                           deviceScaleFactor=1, mobile=False)
+                time.sleep(1.0)                       # let the charts re-layout to the new size
+                shot = tools.call("Page.captureScreenshot", format="png")
+                screenshot = out_dir / "visualdl_scalars.png"
+                screenshot.write_bytes(base64.b64decode(shot["data"]))
+            except (CheckError, OSError, KeyError, ValueError):
+                screenshot = None
+            return CheckResult(url=url, expected=tags, charts=dict(state.get("charts", {})),
+                               groups=dict(state.get("groups", {})), screenshot=screenshot,
+                               seconds=time.monotonic() - start,
+                               console_errors=list(tools.errors) + (
+                                   [state["error"]] if state.get("error") else []))
+    finally:
         stop_process(vdl)
-        shutil.rmtree(profile, ignore_errors=True)
 
 
 def format_result(result: CheckResult) -> str:

@@ -137,6 +137,19 @@ async def _read_body(request: Request, limit: int) -> bytes:
     return b"".join(chunks)
 
 
+def _json_object(body: bytes, empty: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
+    """A JSON object body (``empty`` for an empty body, if given); 400 for anything else."""
+    if not body.strip() and empty is not None:
+        return dict(empty)
+    try:
+        doc = json.loads(body.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise UploadError(f"request body: not valid JSON ({exc})") from None
+    if not isinstance(doc, dict):
+        raise UploadError("request body: expected a JSON object")
+    return doc
+
+
 async def _parse(request: Request, limit: int, max_files: int
                  ) -> Tuple[Dict[str, Any], List[Tuple[str, Optional[str], bytes]]]:
     """``(fields, files)`` of a multipart or JSON body; files are ``(name, content type, bytes)``
@@ -144,12 +157,7 @@ async def _parse(request: Request, limit: int, max_files: int
     body = await _read_body(request, limit)
     ctype = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
     if ctype == "application/json":
-        try:
-            doc = json.loads(body.decode("utf-8") or "null")
-        except (UnicodeDecodeError, ValueError) as exc:
-            raise UploadError(f"request body: not valid JSON ({exc})") from None
-        if not isinstance(doc, dict):
-            raise UploadError("request body: expected a JSON object")
+        doc = _json_object(body)
         images = doc.pop("images", None)
         if images is None and "image" in doc:
             images = [doc.pop("image")]
@@ -385,13 +393,7 @@ def create_app(settings: ServeSettings) -> FastAPI:
     @app.post("/v1/jobs/finetune", status_code=202, openapi_extra=job_body,
               summary="Queue a fine-tune on the stored corrections (and the base datasets)")
     async def finetune(request: Request) -> Dict[str, Any]:
-        body = await _read_body(request, FORM_OVERHEAD)
-        try:
-            doc = json.loads(body.decode("utf-8") or "{}")
-        except (UnicodeDecodeError, ValueError) as exc:
-            raise UploadError(f"request body: not valid JSON ({exc})") from None
-        if not isinstance(doc, dict):
-            raise UploadError("request body: expected a JSON object")
+        doc = _json_object(await _read_body(request, FORM_OVERHEAD), empty={})
         unknown = sorted(set(doc) - {"config", "activate"})
         if unknown:
             raise ConfigError(f"{unknown[0]}: unknown field (valid: activate, config)")
