@@ -113,6 +113,43 @@ def test_concurrent_reads_are_batched_and_all_answered(server, data):
     assert answers == [200] * len(crops)
 
 
+def test_batcher_puts_concurrent_reads_in_one_batch(serve_model):
+    """In-process: reads queued together share one engine call, and each gets its own results
+    in its own order."""
+    import asyncio
+
+    from vinocr.predict import Recognizer
+    from vinocr.serve.models import LoadedModel, ReadBatcher
+
+    rec = Recognizer.from_dir(serve_model["exp"], batch_size=16)
+    sizes = []
+    predict = rec.predict
+
+    def recording(images, batch_size=None):
+        sizes.append(len(images))
+        return predict(images, batch_size)
+
+    rec.predict = recording
+    crops = [[text_image(t, seed=k)] * (k + 1) for k, t in enumerate(["AB123", "C0D45", "EF6"])]
+    want = [predict(c) for c in crops]
+
+    async def main():
+        batcher = ReadBatcher(max_batch=16)
+        batcher.model = LoadedModel("v0001", rec)
+        await batcher.start()
+        try:
+            return await asyncio.gather(*(batcher.read(c) for c in crops))
+        finally:
+            await batcher.stop()
+
+    got = asyncio.run(main())
+    assert sizes == [6]                                  # 1 + 2 + 3 crops, one engine batch
+    for (version, results), expected in zip(got, want):
+        assert version == "v0001"
+        assert [r.text for r in results] == [r.text for r in expected]
+        assert [r.confidence for r in results] == pytest.approx([r.confidence for r in expected])
+
+
 @pytest.mark.parametrize("case", ["not_image", "truncated", "too_wide", "too_big", "text_part",
                                   "json_bad_b64", "wrong_body_type", "no_image", "bad_decode",
                                   "bad_flag", "bad_json", "gif"])
@@ -305,6 +342,7 @@ def test_metrics_health_and_openapi(server):
     assert 'vinocr_http_request_duration_seconds_bucket{method="POST",route="/v1/read",' \
            'le="+Inf"}' in text
     assert "vinocr_read_queue_images 0" in text and "vinocr_jobs_queued" in text
+    assert "# TYPE vinocr_read_batches_total counter" in text
     count = [line for line in text.splitlines()
              if line.startswith('vinocr_http_request_duration_seconds_count{method="POST",'
                                 'route="/v1/read"}')]

@@ -46,10 +46,13 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--threads", type=positive_int, default=1, help="engine CPU threads")
     g.add_argument("--max-batch", type=positive_int, default=16,
                    help="most crops in one engine call")
-    g.add_argument("--max-wait-ms", type=float, default=5.0,
-                   help="how long a read waits for others to share its batch")
+    g.add_argument("--max-wait-ms", type=float, default=0.0,
+                   help="how long the first read of a batch waits for others to join it "
+                   "(default 0: reads arriving while a batch runs share the next one anyway)")
     g.add_argument("--max-images", type=positive_int, default=32, help="images per request")
     g.add_argument("--max-image-bytes", type=positive_int, default=d.max_bytes)
+    g.add_argument("--max-request-bytes", type=positive_int, default=16 * 1024 * 1024,
+                   help="largest /v1/read request body (all its images)")
     g.add_argument("--max-width", type=positive_int, default=d.max_width)
     g.add_argument("--max-height", type=positive_int, default=d.max_height)
     g.add_argument("--recent-reads", type=positive_int, default=200,
@@ -105,6 +108,7 @@ def main(argv: Optional[List[str]] = None) -> int:
                            max_height=args.max_height,
                            max_pixels=args.max_width * args.max_height),
         max_images=args.max_images, max_batch=args.max_batch, max_wait_ms=args.max_wait_ms,
+        max_request_bytes=args.max_request_bytes,
         threads=args.threads, backend=args.backend, recent_reads=args.recent_reads,
         jobs=JobSettings(job_config=[Path(p).resolve() for p in args.job_config],
                          corrections_ratio=args.corrections_ratio, nproc=args.job_nproc,

@@ -49,7 +49,8 @@ class ServeSettings:
     limits: ImageLimits = field(default_factory=ImageLimits)
     max_images: int = 32
     max_batch: int = 16
-    max_wait_ms: float = 5.0
+    max_wait_ms: float = 0.0
+    max_request_bytes: int = 16 * 1024 * 1024
     threads: int = 1
     backend: str = "auto"
     recent_reads: int = 200
@@ -70,8 +71,11 @@ class _Service:
         self.jobs = JobManager(data / "jobs", self.corrections.root, self.models, settings.jobs,
                                on_exported=self._job_exported)
         self.metrics = Metrics()
-        self.metrics.gauge("vinocr_read_queue_images", "Images waiting for the recogniser.",
+        self.metrics.gauge("vinocr_read_queue_images", "Images queued or being recognised.",
                            lambda: float(self.batcher.queued_images))
+        self.metrics.gauge("vinocr_read_batches_total", "Recogniser batches run (images read / "
+                           "batches = mean batch size).", lambda: float(self.batcher.batches),
+                           kind="counter")
         self.metrics.gauge("vinocr_jobs_queued", "Fine-tune jobs waiting to start.",
                            lambda: float(self.jobs.queue_length()))
         self._activate_lock = asyncio.Lock()
@@ -82,7 +86,16 @@ class _Service:
         if self.models.active is None or self.models.active not in self.models.versions():
             self.models.set_active(version)
         active = self.models.active
-        self.batcher.load(active, self.models.path_of(active))
+        try:
+            self.batcher.load(active, self.models.path_of(active))
+        except VinocrError as exc:
+            if active == version:
+                raise
+            # A version whose directory was removed or damaged must not keep the service down.
+            logger.error("active model %s cannot be loaded (%s): serving --model (%s) instead",
+                         active, exc, version)
+            self.batcher.load(version, self.models.path_of(version))
+            self.models.set_active(version)
 
     def _job_exported(self, version: str, job: Dict[str, Any]) -> None:
         if job.get("activate"):
@@ -225,7 +238,9 @@ def create_app(settings: ServeSettings) -> FastAPI:
                   lifespan=lifespan, docs_url=None, redoc_url=None)
     app.state.service = svc
     limits = settings.limits
-    read_limit = settings.max_images * limits.max_bytes * 4 // 3 + FORM_OVERHEAD
+    # Base64 JSON is 4/3 of the bytes; the request cap keeps many large images out of memory.
+    read_limit = min(settings.max_images * limits.max_bytes * 4 // 3 + FORM_OVERHEAD,
+                     settings.max_request_bytes)
     one_limit = limits.max_bytes * 4 // 3 + FORM_OVERHEAD
 
     open_paths = ("/healthz", "/review", "/openapi.json")

@@ -26,7 +26,7 @@ class Metrics:
         self.requests: Dict[Tuple[str, str, str], int] = {}
         self.latency: Dict[Tuple[str, str], List[float]] = {}   # bucket counts + [sum, count]
         self.images_read = 0
-        self.gauges: Dict[str, Tuple[str, Callable[[], float]]] = {}
+        self.gauges: Dict[str, Tuple[str, str, Callable[[], float]]] = {}
 
     def observe(self, method: str, route: str, status: int, seconds: float) -> None:
         with self._lock:
@@ -41,8 +41,10 @@ class Metrics:
         with self._lock:
             self.images_read += n
 
-    def gauge(self, name: str, help_text: str, read: Callable[[], float]) -> None:
-        self.gauges[name] = (help_text, read)
+    def gauge(self, name: str, help_text: str, read: Callable[[], float],
+              kind: str = "gauge") -> None:
+        """A value read at scrape time; ``kind`` ``counter`` for one that only grows."""
+        self.gauges[name] = (kind, help_text, read)
 
     def render(self) -> str:
         with self._lock:
@@ -69,6 +71,6 @@ class Metrics:
             out.append(f"vinocr_http_request_duration_seconds_count{{{labels}}} {int(hist[-1])}")
         out += ["# HELP vinocr_images_read_total Images recognised.",
                 "# TYPE vinocr_images_read_total counter", f"vinocr_images_read_total {images}"]
-        for name, (help_text, read) in sorted(self.gauges.items()):
-            out += [f"# HELP {name} {help_text}", f"# TYPE {name} gauge", f"{name} {read():g}"]
+        for name, (kind, help_text, read) in sorted(self.gauges.items()):
+            out += [f"# HELP {name} {help_text}", f"# TYPE {name} {kind}", f"{name} {read():g}"]
         return "\n".join(out) + "\n"

@@ -5,8 +5,9 @@ was active before it (the rollback target). A version is an exported directory: 
 the service was started with (registered where it is, never copied) or a job's export under
 ``DATA/models/VERSION/``. The active version persists across restarts.
 
-Reads are batched: requests that arrive within ``max_wait`` of each other share one engine call
-of up to ``max_batch`` crops. One thread runs the engine, because a :class:`Recognizer` is not
+Reads are batched: the requests that arrive while a batch runs form the next one (up to
+``max_batch`` crops), so batches grow with the load and an idle service adds no wait;
+``max_wait`` > 0 also holds the first request of a batch that long for others to join it. One thread runs the engine, because a :class:`Recognizer` is not
 thread-safe; activation loads the new version beside it and swaps a reference, so a batch already
 running finishes on the version it started with and no request is dropped.
 """
@@ -160,12 +161,13 @@ class ReadBatcher:
 
     Args:
         max_batch: most crops in one engine call (the recogniser's batch size).
-        max_wait: seconds the first request of a batch waits for others to join it.
+        max_wait: seconds the first request of a batch waits for others to join it (0: none;
+            requests arriving during a batch still share the next one).
         threads: CPU threads of the engine.
         backend: inference engine (``vinocr.predict.BACKENDS``).
     """
 
-    def __init__(self, max_batch: int = 16, max_wait: float = 0.005, threads: int = 1,
+    def __init__(self, max_batch: int = 16, max_wait: float = 0.0, threads: int = 1,
                  backend: str = "auto") -> None:
         self.max_batch = max_batch
         self.max_wait = max_wait
@@ -177,6 +179,7 @@ class ReadBatcher:
         self._wake: Optional[asyncio.Event] = None
         self._task: Optional[asyncio.Task] = None
         self.queued_images = 0
+        self.batches = 0            # engine batches run (images / batches = mean batch size)
         self._swap_lock = threading.Lock()
 
     def load(self, version: str, path: Path) -> LoadedModel:
@@ -221,8 +224,8 @@ class ReadBatcher:
             await self._wake.wait()
             # Let requests arriving right behind the first one join its batch.
             deadline = loop.time() + self.max_wait
-            while sum(len(p.images) for p in self._pending) < self.max_batch and \
-                    loop.time() < deadline:
+            while self.max_wait > 0 and loop.time() < deadline and \
+                    sum(len(p.images) for p in self._pending) < self.max_batch:
                 await asyncio.sleep(min(0.001, max(0.0, deadline - loop.time())))
             batch, size = [], 0
             while self._pending and (not batch or size + len(self._pending[0].images)
@@ -237,6 +240,7 @@ class ReadBatcher:
             for item in batch:
                 groups.setdefault(item.key, []).append(item)
             for key, items in groups.items():
+                self.batches += 1
                 await self._run_group(loop, model, key, items)
             self.queued_images -= size
 
