@@ -14,7 +14,7 @@ import cv2
 import numpy as np
 import pytest
 
-from conftest import VALID_VINS, load_tool, text_image, write_png
+from conftest import VALID_VINS, load_tool, text_image
 
 ls = load_tool("load_serve")
 
