@@ -213,6 +213,51 @@ def _decode_all(files: List[Tuple[str, Optional[str], bytes]], limits: ImageLimi
     return out
 
 
+#: Paths served without the bearer token: probes, the schema, and the (data-free) review page.
+OPEN_PATHS = ("/healthz", "/review", "/openapi.json")
+
+
+class _AuthAndMetrics:
+    """Pure ASGI middleware: the bearer-token check, then request counts and latency by route
+    template (``/v1/jobs/{job_id}``, so ids do not multiply the series). Plain ASGI rather than
+    ``@app.middleware``: that one re-wraps every request and response, a cost per read."""
+
+    def __init__(self, app: Any, metrics: Metrics, token: Optional[str]) -> None:
+        self.app, self.metrics = app, metrics
+        self.token = token.encode("utf-8") if token else None
+
+    async def __call__(self, scope: Dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        start = time.perf_counter()
+        method = scope.get("method", "")
+        if self.token is not None and scope.get("path") not in OPEN_PATHS:
+            header = dict(scope.get("headers") or []).get(b"authorization", b"")
+            given = header[7:] if header[:7].lower() == b"bearer " else b""
+            if not hmac.compare_digest(given, self.token):
+                response = JSONResponse(
+                    {"error": "missing or wrong bearer token (send Authorization: Bearer TOKEN)"},
+                    status_code=401, headers={"WWW-Authenticate": "Bearer"})
+                await response(scope, receive, send)
+                self.metrics.observe(method, "unauthorised", 401, time.perf_counter() - start)
+                return
+        status = 500
+
+        async def send_status(message: Dict[str, Any]) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = int(message["status"])
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_status)
+        finally:
+            # The router records the matched route in the scope it was handed (this one).
+            route = getattr(scope.get("route"), "path", "unmatched")
+            self.metrics.observe(method, route, status, time.perf_counter() - start)
+
+
 def create_app(settings: ServeSettings) -> FastAPI:
     """The service for ``settings``; the model is loaded and the job worker started when the
     server starts the app (its lifespan), once per worker process."""
@@ -243,27 +288,7 @@ def create_app(settings: ServeSettings) -> FastAPI:
                      settings.max_request_bytes)
     one_limit = limits.max_bytes * 4 // 3 + FORM_OVERHEAD
 
-    open_paths = ("/healthz", "/review", "/openapi.json")
-
-    @app.middleware("http")
-    async def measure(request: Request, call_next):
-        start = time.perf_counter()
-        path = request.url.path
-        if settings.token and path not in open_paths:
-            header = request.headers.get("authorization", "")
-            given = header[7:] if header.lower().startswith("bearer ") else ""
-            if not hmac.compare_digest(given.encode(), settings.token.encode()):
-                response: Response = JSONResponse(
-                    {"error": "missing or wrong bearer token (send Authorization: Bearer TOKEN)"},
-                    status_code=401, headers={"WWW-Authenticate": "Bearer"})
-                svc.metrics.observe(request.method, "unauthorised", 401,
-                                    time.perf_counter() - start)
-                return response
-        response = await call_next(request)
-        route = request.scope.get("route")
-        svc.metrics.observe(request.method, getattr(route, "path", "unmatched"),
-                            response.status_code, time.perf_counter() - start)
-        return response
+    app.add_middleware(_AuthAndMetrics, metrics=svc.metrics, token=settings.token)
 
     @app.exception_handler(VinocrError)
     async def user_error(request: Request, exc: VinocrError) -> JSONResponse:
