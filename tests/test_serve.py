@@ -406,6 +406,10 @@ def test_restart_during_a_job_marks_it_interrupted_and_resume_finishes_it(serve_
     extra = ["--job-config", str(serve_model["job_config"]), "--log-level", "WARNING"]
     srv = ls.start_server(serve_model["exp"], tmp_path / "data", tmp_path / "serve1.log", extra)
     try:
+        # Nothing to train on yet: refused before a job exists.
+        status, err, _ = ls.request(srv.base, "POST", "/v1/jobs/finetune", json_body={})
+        assert status == 409 and "corrections" in err["error"], err
+        assert not list((tmp_path / "data" / "jobs").iterdir())
         add_corrections(srv.base, data)
         status, job, _ = ls.request(srv.base, "POST", "/v1/jobs/finetune",
                                     json_body={"config": {"Train": {"epochs": 12}},
