@@ -7,10 +7,10 @@ pattern before it is used, uploads are size-, type- and decode-checked, and user
 """
 from __future__ import annotations
 
-import asyncio
 import hmac
 import json
 import logging
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -78,7 +78,7 @@ class _Service:
                            kind="counter")
         self.metrics.gauge("vinocr_jobs_queued", "Fine-tune jobs waiting to start.",
                            lambda: float(self.jobs.queue_length()))
-        self._activate_lock = asyncio.Lock()
+        self._activate_lock = threading.Lock()
 
     def start_models(self) -> None:
         """Register ``--model`` (first start: as the active version) and load the active one."""
@@ -97,16 +97,21 @@ class _Service:
             self.batcher.load(version, self.models.path_of(version))
             self.models.set_active(version)
 
-    def _job_exported(self, version: str, job: Dict[str, Any]) -> None:
-        if job.get("activate"):
-            self.batcher.load(version, self.models.path_of(version))
+    def _activate(self, version: str) -> None:
+        # One lock for the request path and the job thread, so the version served and the one
+        # the registry calls active cannot end up different when two activations overlap.
+        path = self.models.path_of(version)
+        with self._activate_lock:
+            self.batcher.load(version, path)
             self.models.set_active(version)
 
+    def _job_exported(self, version: str, job: Dict[str, Any]) -> None:
+        if job.get("activate"):
+            self._activate(version)
+
     async def activate(self, version: str) -> None:
-        path = self.models.path_of(version)
-        async with self._activate_lock:
-            await run_in_threadpool(self.batcher.load, version, path)
-            self.models.set_active(version)
+        self.models.path_of(version)        # a 404 for an unknown version, before any thread
+        await run_in_threadpool(self._activate, version)
 
 
 def _error(status: int, message: str) -> JSONResponse:
