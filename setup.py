@@ -26,6 +26,7 @@ CONSOLE_SCRIPTS = [
     "vinocr-export-sr=vinocr.cli.export_sr:main",
     "vinocr-pseudolabel=vinocr.cli.pseudolabel:main",
     "vinocr-selftrain=vinocr.cli.selftrain:main",
+    "vinocr-serve=vinocr.cli.serve:main",
 ]
 
 setup(
@@ -36,7 +37,7 @@ setup(
     long_description_content_type="text/markdown",
     python_requires=">=3.9",
     packages=find_packages(include=["vinocr", "vinocr.*", "techniques", "techniques.*"]),
-    package_data={"vinocr": ["resources/dicts/*.txt"]},
+    package_data={"vinocr": ["resources/dicts/*.txt", "serve/review.html"]},
     install_requires=[
         "paddleocr>=3.0,<3.8",
         # paddlex (via paddleocr) pins opencv-contrib-python 4.10; the same minor keeps cv2 whole.
@@ -65,6 +66,11 @@ setup(
         "tqdm>=4.60",
         "matplotlib>=3.7",
         "Pillow>=9.0",
+        # vinocr-serve: FastAPI for the served OpenAPI schema and request validation, on uvicorn;
+        # python-multipart parses image uploads.
+        "fastapi>=0.110",
+        "uvicorn>=0.29",
+        "python-multipart>=0.0.9",
     ],
     extras_require={
         "cpu": ["paddlepaddle>=3.0,<3.4"],

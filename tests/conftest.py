@@ -202,3 +202,54 @@ class InterruptBefore(TrainerHooks):
         if epoch == self.epoch:
             raise KeyboardInterrupt
         return False
+
+
+# ---------------------------------------------------------------------------- tools and serving
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+def load_tool(name: str):
+    """``tools/<name>.py`` as a module (tools/ is not a package; its scripts import each other
+    by file name, so tools/ goes on sys.path first)."""
+    import importlib.util
+    import sys
+
+    tools = str(REPO_ROOT / "tools")
+    if tools not in sys.path:
+        sys.path.insert(0, tools)
+    if name in sys.modules:
+        return sys.modules[name]
+    spec = importlib.util.spec_from_file_location(name, REPO_ROOT / "tools" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # registered before it runs, as an import would (dataclasses)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture
+def chromium() -> str:
+    """The Chromium binary of the browser tests; they skip without one."""
+    path = load_tool("visualdl_check").find_chromium()
+    if path is None:
+        pytest.skip("Chromium not installed: apt-get install chromium (Debian) to run this check")
+    return path
+
+
+@pytest.fixture(scope="module")
+def serve_model(data: Path, tmp_path_factory) -> Dict[str, Path]:
+    """For vinocr-serve: the tiny CRNN trained 1 epoch on ``data`` and exported (``exp``), and a
+    job config (``job_config``) that fine-tunes it further: the same tiny config, with
+    ``data/train.txt`` as its base dataset and ``data/val.txt`` for validation."""
+    from vinocr.cli.export import main as export_main
+    from vinocr.config.loader import write_resolved_config
+    from vinocr.engine.trainer import Trainer
+
+    root = tmp_path_factory.mktemp("serve_model")
+    cfg = tiny_config(data, root / "run", epochs=1)
+    Trainer(cfg).fit()
+    assert export_main(["--checkpoint", str(root / "run"), "--out", str(root / "exp"),
+                        "--log-level", "WARNING"]) == 0
+    job = tiny_config(data, root / "unused_run", epochs=2,
+                      Global__pretrained_model=str(root / "run"))
+    write_resolved_config(job, root, "job.yml")
+    return {"root": root, "exp": root / "exp", "job_config": root / "job.yml"}

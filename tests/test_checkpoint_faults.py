@@ -154,7 +154,7 @@ def test_disk_full_partway_keeps_previous_checkpoint(tmp_path: Path, monkeypatch
                                                      failing: str) -> None:
     path = tmp_path / "run" / "latest"
     save_checkpoint(path, tensors(1), {"epoch": 1}, optimizer_state=tensors(2))
-    real_write = ckpt_mod._write_file
+    real_write = ckpt_mod.atomic_dir.write_new_file
 
     def disk_full(target: Path, data: bytes) -> None:
         if Path(target).name != failing:
@@ -162,7 +162,7 @@ def test_disk_full_partway_keeps_previous_checkpoint(tmp_path: Path, monkeypatch
         Path(target).write_bytes(data[:len(data) // 2])  # the disk fills up halfway
         raise _enospc(Path(target))
 
-    monkeypatch.setattr(ckpt_mod, "_write_file", disk_full)
+    monkeypatch.setattr(ckpt_mod.atomic_dir, "write_new_file", disk_full)
     with pytest.raises(CheckpointError) as info:
         save_checkpoint(path, tensors(5), {"epoch": 5}, optimizer_state=tensors(6))
     monkeypatch.undo()

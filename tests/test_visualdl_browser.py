@@ -2,28 +2,11 @@
 RUN/visualdl` is opened in headless Chromium and every scalar tag the run wrote must be drawn as a
 chart with data on the Scalars page. Skips when Chromium is not installed (apt-get install
 chromium); see docs/monitoring.md."""
-import importlib.util
 import struct
-import sys
-from pathlib import Path
 
-import pytest
+from conftest import load_tool, tiny_config  # `data` and `chromium` come from conftest too
 
-from conftest import tiny_config  # the `data` fixture comes from conftest too
-
-_TOOL = Path(__file__).resolve().parents[1] / "tools" / "visualdl_check.py"
-_spec = importlib.util.spec_from_file_location("visualdl_check", _TOOL)
-vc = importlib.util.module_from_spec(_spec)
-sys.modules[_spec.name] = vc  # registered before it runs, as an import would (dataclasses)
-_spec.loader.exec_module(vc)
-
-
-@pytest.fixture
-def chromium():
-    path = vc.find_chromium()
-    if path is None:
-        pytest.skip("Chromium not installed: apt-get install chromium (Debian) to run this check")
-    return path
+vc = load_tool("visualdl_check")
 
 
 def test_scalars_page_shows_run_tags(chromium, data, tmp_path):

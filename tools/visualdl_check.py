@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import contextlib
 import json
 import os
 import shutil
@@ -34,7 +35,7 @@ import urllib.parse
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Dict, Iterator, List, Optional, Sequence
 
 INSTALL_HINT = "apt-get install chromium (Debian) to run this check"
 
@@ -147,18 +148,21 @@ def wait_for_visualdl(base: str, proc: subprocess.Popen, timeout: float) -> Dict
 
 
 # ----------------------------------------------------------------------------- processes
-def _spawn(cmd: Sequence[str], log_path: Path) -> subprocess.Popen:
-    """A child in its own process group, so it and everything it forks can be ended together."""
+def spawn(cmd: Sequence[str], log_path: Path,
+          env: Optional[Dict[str, str]] = None) -> subprocess.Popen:
+    """A child in its own process group, so it and everything it forks can be ended together;
+    ``env`` is added to this process's environment."""
     log = open(log_path, "wb")
     try:
         return subprocess.Popen(list(cmd), stdout=log, stderr=subprocess.STDOUT,
-                                stdin=subprocess.DEVNULL, start_new_session=True)
+                                stdin=subprocess.DEVNULL, start_new_session=True,
+                                env=None if env is None else {**os.environ, **env})
     finally:
         log.close()
 
 
 def stop_process(proc: Optional[subprocess.Popen], grace: float = 5.0) -> None:
-    """SIGTERM the child's process group (the one ``_spawn`` created), then SIGKILL."""
+    """SIGTERM the child's process group (the one ``spawn`` created), then SIGKILL."""
     if proc is None:
         return
     for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, grace)):
@@ -307,7 +311,7 @@ class DevTools:
         self.ws.close()
 
 
-def _devtools_page(user_data_dir: Path, proc: subprocess.Popen, timeout: float) -> str:
+def devtools_page(user_data_dir: Path, proc: subprocess.Popen, timeout: float) -> str:
     """WebSocket URL of Chromium's first page, via the DevToolsActivePort file it writes."""
     port_file = user_data_dir / "DevToolsActivePort"
     deadline = time.monotonic() + timeout
@@ -326,6 +330,38 @@ def _devtools_page(user_data_dir: Path, proc: subprocess.Popen, timeout: float) 
             last = exc
         time.sleep(0.2)
     raise CheckError(f"chromium's DevTools did not come up within {timeout:.0f}s ({last!r})")
+
+
+def start_chromium(chromium: str, profile: Path, log_path: Path) -> subprocess.Popen:
+    """Headless Chromium on about:blank with DevTools on a free loopback port (read back with
+    :func:`devtools_page`); stop it with :func:`stop_process`."""
+    return spawn([chromium, *CHROMIUM_FLAGS, f"--user-data-dir={profile}",
+                  "--remote-debugging-port=0", "--remote-debugging-address=127.0.0.1",
+                  f"--window-size={WINDOW[0]},{WINDOW[1]}", "--hide-scrollbars",
+                  "--lang=en-US", "about:blank"], log_path)
+
+
+@contextlib.contextmanager
+def browser_page(chromium: str, log_path: Path, timeout: float = 30.0) -> Iterator[DevTools]:
+    """A headless Chromium page driven through DevTools (Page, Runtime and Log enabled); the
+    browser and its temporary profile are removed on exit, whatever happened."""
+    profile = Path(tempfile.mkdtemp(prefix="chromium-profile-"))
+    browser = None
+    tools: Optional[DevTools] = None
+    try:
+        browser = start_chromium(chromium, profile, log_path)
+        tools = DevTools(devtools_page(profile, browser, timeout=timeout))
+        for domain in ("Page.enable", "Runtime.enable", "Log.enable"):
+            tools.call(domain)
+        yield tools
+    finally:
+        if tools is not None:
+            try:
+                tools.close()
+            except OSError:
+                pass
+        stop_process(browser)
+        shutil.rmtree(profile, ignore_errors=True)
 
 
 # The page's state as JSON: open collapsed tag groups, then list every chart's title and the
@@ -384,59 +420,44 @@ def check_dashboard(run_dir: Path, out_dir: Optional[Path] = None, timeout: floa
     port = port or free_port()
     base = f"http://127.0.0.1:{port}"
     url = f"{base}/app/scalar"
-    profile = Path(tempfile.mkdtemp(prefix="chromium-profile-"))
-    vdl = browser = None
-    tools: Optional[DevTools] = None
+    vdl = None
     try:
-        vdl = _spawn(visualdl_command() + ["--logdir", str(logdir), "--host", "127.0.0.1",
-                                           "--port", str(port)], out_dir / "visualdl.log")
+        vdl = spawn(visualdl_command() + ["--logdir", str(logdir), "--host", "127.0.0.1",
+                                          "--port", str(port)], out_dir / "visualdl.log")
         wait_for_visualdl(base, vdl, timeout=max(5.0, timeout / 2))
-        browser = _spawn([chromium, *CHROMIUM_FLAGS, f"--user-data-dir={profile}",
-                          "--remote-debugging-port=0", "--remote-debugging-address=127.0.0.1",
-                          f"--window-size={WINDOW[0]},{WINDOW[1]}", "--hide-scrollbars",
-                          "--lang=en-US", "about:blank"], out_dir / "chromium.log")
-        tools = DevTools(_devtools_page(profile, browser, timeout=30.0))
-        for domain in ("Page.enable", "Runtime.enable", "Log.enable"):
-            tools.call(domain)
-        tools.call("Page.navigate", url=url)
+        with browser_page(chromium, out_dir / "chromium.log") as tools:
+            tools.call("Page.navigate", url=url)
 
-        deadline = start + timeout
-        state: Dict[str, Any] = {}
-        while time.monotonic() < deadline:
-            try:
-                state = tools.evaluate(_PAGE_STATE_JS) or {}
-            except CheckError as exc:            # page still loading its modules
-                state = {"error": str(exc)}
-            charts = state.get("charts", {})
-            if state.get("clicked") == 0 and all(charts.get(t, 0) > 0 for t in tags):
-                break
-            time.sleep(0.5)
+            deadline = start + timeout
+            state: Dict[str, Any] = {}
+            while time.monotonic() < deadline:
+                try:
+                    state = tools.evaluate(_PAGE_STATE_JS) or {}
+                except CheckError as exc:            # page still loading its modules
+                    state = {"error": str(exc)}
+                charts = state.get("charts", {})
+                if state.get("clicked") == 0 and all(charts.get(t, 0) > 0 for t in tags):
+                    break
+                time.sleep(0.5)
 
-        screenshot = None
-        try:
-            height = int(min(max(state.get("height") or WINDOW[1], WINDOW[1]), 6000))
-            tools.call("Emulation.setDeviceMetricsOverride", width=WINDOW[0], height=height,
-                       deviceScaleFactor=1, mobile=False)
-            time.sleep(1.0)                       # let the charts re-layout to the new size
-            shot = tools.call("Page.captureScreenshot", format="png")
-            screenshot = out_dir / "visualdl_scalars.png"
-            screenshot.write_bytes(base64.b64decode(shot["data"]))
-        except (CheckError, OSError, KeyError, ValueError):
             screenshot = None
-        return CheckResult(url=url, expected=tags, charts=dict(state.get("charts", {})),
-                           groups=dict(state.get("groups", {})), screenshot=screenshot,
-                           seconds=time.monotonic() - start,
-                           console_errors=list(tools.errors) + (
-                               [state["error"]] if state.get("error") else []))
-    finally:
-        if tools is not None:
             try:
-                tools.close()
-            except OSError:
-                pass
-        stop_process(browser)
+                height = int(min(max(state.get("height") or WINDOW[1], WINDOW[1]), 6000))
+                tools.call("Emulation.setDeviceMetricsOverride", width=WINDOW[0], height=height,
+                           deviceScaleFactor=1, mobile=False)
+                time.sleep(1.0)                       # let the charts re-layout to the new size
+                shot = tools.call("Page.captureScreenshot", format="png")
+                screenshot = out_dir / "visualdl_scalars.png"
+                screenshot.write_bytes(base64.b64decode(shot["data"]))
+            except (CheckError, OSError, KeyError, ValueError):
+                screenshot = None
+            return CheckResult(url=url, expected=tags, charts=dict(state.get("charts", {})),
+                               groups=dict(state.get("groups", {})), screenshot=screenshot,
+                               seconds=time.monotonic() - start,
+                               console_errors=list(tools.errors) + (
+                                   [state["error"]] if state.get("error") else []))
+    finally:
         stop_process(vdl)
-        shutil.rmtree(profile, ignore_errors=True)
 
 
 def format_result(result: CheckResult) -> str:

@@ -31,7 +31,7 @@ from typing import Any, Dict, List, Mapping, Optional
 
 from vinocr.cli.common import add_config_options, add_log_level, cli_entry, setup_logging
 from vinocr.cli.pseudolabel import add_verifier_options, pseudolabel, summary_line
-from vinocr.engine.atomic_dir import atomic_write_text
+from vinocr.engine.atomic_dir import write_file_atomic
 from vinocr.errors import VinocrError
 
 logger = logging.getLogger("vinocr.selftrain")
@@ -85,7 +85,8 @@ def load_state(out: Path) -> Dict[str, Any]:
 
 
 def save_state(out: Path, state: Mapping[str, Any]) -> None:
-    atomic_write_text(out / STATE_FILE, json.dumps(state, indent=2, ensure_ascii=False) + "\n")
+    write_file_atomic(out / STATE_FILE,
+                      (json.dumps(state, indent=2, ensure_ascii=False) + "\n").encode("utf-8"))
 
 
 def round_entry(state: Dict[str, Any], k: int) -> Dict[str, Any]:

@@ -32,19 +32,6 @@ TMP = "tmp"
 OLD = "old"
 
 
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write a file through a same-folder temporary file and ``os.replace``: a reader (or a crash)
-    sees the old content or the new, never half of it."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    try:
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-
-
 def fsync_path(path: Path) -> None:
     """Flush a file or directory to disk. Directory fsync is not possible everywhere (Windows), and
     losing it only weakens durability, not atomicity, so failures there are ignored."""
@@ -58,6 +45,38 @@ def fsync_path(path: Path) -> None:
         pass
     finally:
         os.close(fd)
+
+
+def write_new_file(path: Path, data: bytes) -> None:
+    """Write ``data`` to a new file at ``path`` and fsync it.
+
+    Raw ``os.write`` in a loop rather than a buffered file: a short write (a nearly full disk)
+    is continued instead of silently dropped, and ENOSPC surfaces as the ``OSError`` itself.
+    """
+    fd = os.open(str(path), os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_BINARY", 0),
+                 0o644)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view):]
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def write_file_atomic(path: Path, data: bytes) -> None:
+    """Replace (or create) the file ``path`` with ``data`` so a reader sees the old or the new
+    content, never a part: written in full to a unique hidden sibling, then renamed over it.
+    The sibling's name is unique per call, so concurrent writers never share a temp file."""
+    path = Path(path)
+    tmp = path.parent / f".{path.name}.{TMP}-{os.getpid()}-{secrets.token_hex(4)}"
+    try:
+        write_new_file(tmp, data)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    fsync_path(path.parent)
 
 
 def temp_path(path: Path) -> Tuple[Path, str]:

@@ -154,36 +154,19 @@ def _check_tensors(tensors: Mapping[str, Any], what: str) -> Dict[str, np.ndarra
     return out
 
 
-def _write_file(path: Path, data: bytes) -> None:
-    """Write ``data`` to a new file at ``path`` and fsync it.
-
-    Raw ``os.write`` in a loop rather than a buffered file: a short write (a nearly full disk)
-    is continued instead of silently dropped, and ENOSPC surfaces as the ``OSError`` itself.
-    """
-    fd = os.open(str(path), os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_BINARY", 0),
-                 0o644)
-    try:
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view):]
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def save_file(tensors: Dict[str, np.ndarray], filename: str,
               metadata: Optional[Dict[str, str]] = None) -> Dict[str, Any]:
     """Write a safetensors file like ``safetensors.numpy.save_file`` (same arguments) and return
     its manifest record: size and sha256 of exactly the bytes written.
 
-    The file is serialised in memory and written by :func:`_write_file` instead of by
-    ``save_file`` so the hash costs one pass over bytes already in memory, never a re-read, and so
+    The file is serialised in memory and written by :func:`atomic_dir.write_new_file` instead of
+    by ``save_file`` so the hash costs one pass over bytes already in memory, never a re-read, and so
     write errors are plain ``OSError`` rather than the Rust writer's ``SafetensorError``. The
     price is one transient in-memory copy of the file.
     """
     data = save_bytes(tensors, metadata=metadata)
     digest = hashlib.sha256(data).hexdigest()
-    _write_file(Path(filename), data)
+    atomic_dir.write_new_file(Path(filename), data)
     return {"bytes": len(data), "sha256": digest}
 
 
@@ -298,7 +281,7 @@ def save_checkpoint(path: PathLike, model_state: Mapping[str, np.ndarray], state
         # state.json goes last: its presence marks the directory complete.
         text = json.dumps(doc, indent=1, ensure_ascii=False, allow_nan=True)
         writing = STATE_FILE
-        _write_file(tmp / STATE_FILE, (text + "\n").encode("utf-8"))
+        atomic_dir.write_new_file(tmp / STATE_FILE, (text + "\n").encode("utf-8"))
         atomic_dir.fsync_path(tmp)
     except BaseException as exc:
         # Nothing at `path` has been touched yet: dropping the temp directory is the whole undo.

@@ -11,7 +11,7 @@ from typing import Any, Dict, List, Optional
 
 import numpy as np
 
-from vinocr.engine.atomic_dir import atomic_write_text
+from vinocr.engine.atomic_dir import write_file_atomic
 
 logger = logging.getLogger(__name__)
 
@@ -31,7 +31,8 @@ def _jsonable(value: Any) -> Any:
 
 
 def write_json_atomic(path: Path, data: Any) -> None:
-    atomic_write_text(path, json.dumps(_jsonable(data), indent=2, ensure_ascii=False))
+    write_file_atomic(path, json.dumps(_jsonable(data), indent=2, ensure_ascii=False)
+                      .encode("utf-8"))
 
 
 class RunLogger:

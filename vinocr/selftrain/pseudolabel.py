@@ -28,7 +28,7 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 import numpy as np
 
 from vinocr.data.base import IMAGE_EXTENSIONS, read_image
-from vinocr.engine.atomic_dir import atomic_write_text
+from vinocr.engine.atomic_dir import write_file_atomic
 from vinocr.errors import DataError, VinocrError
 from vinocr.selftrain.verify import (Calibration, Read, ReadVerifier, Verdict, choose_threshold,
                                      precision_report, summarise, track_read)
@@ -223,9 +223,9 @@ def write_pseudo_labels(out: Union[str, Path], items: Sequence[Item], reads: Seq
         else:
             lines.append(f"{_relative(Path(item.paths[0]), out)}\t{read.text}")
     label_file = out / LABELS_FILE
-    atomic_write_text(label_file, "".join(line + "\n" for line in lines))
+    _write_text(label_file, "".join(line + "\n" for line in lines))
     # Every read with its score and outcome, for choosing a threshold afterwards.
-    atomic_write_text(out / READS_FILE, "".join(json.dumps(
+    _write_text(out / READS_FILE, "".join(json.dumps(
         {"key": r.key, "text": r.text, "score": round(v.score, 6), "unforced": r.unforced,
          "agreement": r.agreement, "outcome": v.reason,
          **({"truth": t} if truth is not None else {})}, ensure_ascii=False) + "\n"
@@ -239,11 +239,15 @@ def write_pseudo_labels(out: Union[str, Path], items: Sequence[Item], reads: Seq
         report["audit"] = precision_report(reads, verdicts, truth)
     if review:
         report["review"] = _write_review(out / "review", items, reads, verdicts, review)
-    atomic_write_text(out / REPORT_FILE, json.dumps(report, indent=2, ensure_ascii=False) + "\n")
+    _write_text(out / REPORT_FILE, json.dumps(report, indent=2, ensure_ascii=False) + "\n")
     logger.info("pseudo-labels: %d of %d items accepted (%s) -> %s", counts["accepted"],
                 len(items), ", ".join(f"{k} {v}" for k, v in counts.items() if k != "accepted"
                                       and v), label_file)
     return PseudoLabels(out, label_file, counts["accepted"], len(items), report)
+
+
+def _write_text(path: Path, text: str) -> None:
+    write_file_atomic(path, text.encode("utf-8"))
 
 
 def _write_png(path: Path, image: np.ndarray) -> None:
@@ -252,9 +256,7 @@ def _write_png(path: Path, image: np.ndarray) -> None:
     ok, buf = cv2.imencode(".png", image)
     if not ok:
         raise VinocrError(f"{path}: could not encode the frame as PNG")
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_bytes(buf.tobytes())
-    os.replace(tmp, path)
+    write_file_atomic(path, buf.tobytes())
 
 
 def _write_review(folder: Path, items: Sequence[Item], reads: Sequence[Read],
@@ -270,5 +272,5 @@ def _write_review(folder: Path, items: Sequence[Item], reads: Sequence[Read],
         _write_png(folder / f"{name}.png", image)
         sidecar = {"text": "", "predicted": read.text, "score": round(score, 6),
                    "rejected_by": verdict.reason, "source": item.key}
-        atomic_write_text(folder / f"{name}.json", json.dumps(sidecar, ensure_ascii=False) + "\n")
+        _write_text(folder / f"{name}.json", json.dumps(sidecar, ensure_ascii=False) + "\n")
     return {"folder": "review", "items": len(rejected)}
