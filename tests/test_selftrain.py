@@ -290,13 +290,14 @@ def test_pseudolabel_cli_end_to_end_and_errors(tiny_run, data, tmp_path):
 
 
 def test_selftrain_rounds_resume_and_export(tiny_run, data, tmp_path, monkeypatch):
-    """Round 2's fine-tune fails; --resume keeps round 1 (its pseudo-labels are not redone),
-    finishes round 2 and exports the last round."""
+    """Round 2's fine-tune dies after its checkpoint; --resume keeps round 1 (its pseudo-labels
+    are not redone), continues round 2 with vinocr-finetune --resume and exports the last
+    round. No -o is given, so the fine-tunes run with the config file alone."""
     from vinocr.cli import selftrain
 
     base, cfg_file = tiny_run
     out = tmp_path / "st"
-    argv = ["-c", str(cfg_file), "-o", "Train.epochs=1", "--unlabelled", str(data / "tr"),
+    argv = ["-c", str(cfg_file), "--unlabelled", str(data / "tr"),
             "--base", str(base), "--rounds", "2", "--out", str(out), "--threshold", "0",
             "--audit", str(data / "train.txt"), "--nproc", "1"]
     real_finetune = selftrain.finetune
@@ -304,14 +305,16 @@ def test_selftrain_rounds_resume_and_export(tiny_run, data, tmp_path, monkeypatc
 
     def failing_second(args, run, overrides):
         calls.append(run)
-        if len(calls) == 2:
+        report = real_finetune(args, run, overrides)
+        if len(calls) == 2:   # the process dies before selftrain.json records the round
             raise selftrain.VinocrError("simulated crash in round 2's fine-tune")
-        return real_finetune(args, run, overrides)
+        return report
 
     monkeypatch.setattr(selftrain, "finetune", failing_second)
     assert selftrain.main(argv) == 2
     state = json.loads((out / "selftrain.json").read_text())
     assert [r["status"] for r in state["rounds"]] == ["done", "done", "pseudo_done"]
+    assert len(calls) == 2
     round1 = out / "round_1" / "pseudo" / "report.json"
     stamp = round1.stat().st_mtime_ns
     # The round's training data is the config's labelled source plus the accepted pseudo-labels.
@@ -323,8 +326,21 @@ def test_selftrain_rounds_resume_and_export(tiny_run, data, tmp_path, monkeypatc
     refused = selftrain.main(argv)   # neither --resume nor --overwrite: refused, nothing lost
     assert refused == 2 and round1.stat().st_mtime_ns == stamp
 
+    assert (out / "round_2" / "run" / "latest").exists()
+    resumed: List[List[str]] = []
+    real_run = subprocess.run
+
+    def record(cmd, *a, **kw):
+        resumed.append(list(cmd))
+        return real_run(cmd, *a, **kw)
+
     monkeypatch.setattr(selftrain, "finetune", real_finetune)
+    monkeypatch.setattr(selftrain.subprocess, "run", record)
     assert selftrain.main(argv + ["--resume"]) == 0
+    cmd = resumed[0]
+    assert len(resumed) == 1 and cmd[cmd.index("--resume") + 1] == str(out / "round_2" / "run")
+    assert not any(a.startswith("Global.run_dir=") for a in cmd)   # the run keeps its own
+    assert any(a.startswith("Train.dataset=") for a in cmd)
     state = json.loads((out / "selftrain.json").read_text())
     assert [r["status"] for r in state["rounds"]] == ["done"] * 3
     assert round1.stat().st_mtime_ns == stamp                    # round 1 was not redone
@@ -371,3 +387,24 @@ def test_pseudolabel_tracks_cli_audits_a_blanked_copy(tiny_run, tmp_path):
     assert strict.returncode == 0, strict.stderr[-2000:]
     outcomes = json.loads((tmp_path / "pl6" / "report.json").read_text())["outcomes"]
     assert outcomes["accepted"] == 0 and outcomes["agreement"] + outcomes["empty"] == 2
+
+
+def test_resumed_finetune_without_overrides_has_no_empty_o(tmp_path, monkeypatch):
+    """Round 0 resumed with no -o: the command must not end in a bare ``-o`` (an argparse
+    error), and a failed fine-tune is a one-line user error naming the run."""
+    from vinocr.cli import selftrain
+
+    run = tmp_path / "round_0" / "run"
+    (run / "latest").mkdir(parents=True)
+    seen = []
+
+    def fake_run(cmd, *a, **kw):
+        seen.append(list(cmd))
+        return subprocess.CompletedProcess(cmd, 3)
+
+    monkeypatch.setattr(selftrain.subprocess, "run", fake_run)
+    args = selftrain.build_parser().parse_args(
+        ["-c", "cfg.yml", "--unlabelled", "u", "--out", str(tmp_path)])
+    with pytest.raises(selftrain.VinocrError, match="round_0/run.*exit 3.*--resume"):
+        selftrain.finetune(args, run, [])
+    assert seen[0][-3:] == ["cfg.yml", "--resume", str(run)]

@@ -125,13 +125,16 @@ def finetune(args: argparse.Namespace, run: Path, overrides: List[str]) -> Dict[
     """Run ``vinocr-finetune`` into ``run`` (resuming a started run); returns its report."""
     cmd = [sys.executable, "-m", "vinocr.cli.finetune", "--nproc", str(args.nproc),
            "--log-level", args.log_level]
+    cmd += ["-c", *map(str, args.config)]
     if (run / "latest").exists():
-        cmd += ["-c", *map(str, args.config), "--resume", str(run), "-o", *args.opt,
-                *overrides]
+        cmd += ["--resume", str(run)]
+        opts = [*args.opt, *overrides]
         logger.info("resuming the interrupted fine-tune in %s", run)
     else:
-        cmd += ["-c", *map(str, args.config), "--overwrite", "-o", *args.opt,
-                f"Global.run_dir={run}", *overrides]
+        cmd += ["--overwrite"]
+        opts = [*args.opt, f"Global.run_dir={run}", *overrides]
+    if opts:   # `-o` with no values is an argparse error
+        cmd += ["-o", *opts]
     logger.info("fine-tuning: %s", " ".join(cmd[1:]))
     proc = subprocess.run(cmd, env=dict(os.environ))
     if proc.returncode != 0:
