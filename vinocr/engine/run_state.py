@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any, Dict, Iterable, List, Mapping, Optional, 
 from vinocr import __version__
 from vinocr.config import json_safe_config
 from vinocr.engine import distributed as dist
+from vinocr.models.pretrained import resolve_pretrained
 from vinocr.models.trainable import count_params
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -136,7 +137,9 @@ def run_report(t: "Trainer", train_time: float, samples_seen: int) -> Dict[str, 
                  "eval_samples": 0 if t.eval_set is None else len(t.eval_set),
                  "charset": t.charset.name},
         "model": {"arch": t.model.arch, "form": "deploy" if t.model.is_deploy else "train",
-                  "pretrained": t.cfg["Architecture"]["pretrained"], "parameters": total,
+                  "pretrained": resolve_pretrained(t.cfg["Architecture"]["pretrained"],
+                                                    t.cfg["Architecture"]["name"]),
+                  "parameters": total,
                   "trainable": trainable},
         "technique": t.hooks.describe(),
         "epochs_done": s.epoch, "global_step": s.global_step,

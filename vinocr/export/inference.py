@@ -21,11 +21,14 @@ from vinocr.models.recognizer import RecognitionNet
 
 logger = logging.getLogger(__name__)
 
-#: The ``Global.model_name`` written for each architecture: paddleocr's name of the same network
-#: (``paddleocr.TextRecognition(model_name=..., model_dir=export)``). Networks paddleocr has no
-#: name for (CRNN, the PP-OCRv4 teacher) are written as PP-OCRv4 mobile: paddleocr's static-graph
-#: engine runs whatever graph ``inference.json`` holds under that name.
-MODEL_NAMES = {"ppocrv4_mobile": "PP-OCRv4_mobile_rec", "ppocrv6_small": "PP-OCRv6_small_rec"}
+#: The ``Global.model_name`` written for each base (:func:`vinocr.models.pretrained.base_name`):
+#: paddleocr's name of the same model (``paddleocr.TextRecognition(model_name=...,
+#: model_dir=export)``). PP-OCRv5 mobile is the v4 network with v5 weights, named as paddleocr
+#: names it. Networks paddleocr has no name for (CRNN, the PP-OCRv4 teacher) are written as PP-OCRv4
+#: mobile: paddleocr's static-graph engine runs whatever graph ``inference.json`` holds under that
+#: name.
+MODEL_NAMES = {"ppocrv4_mobile": "PP-OCRv4_mobile_rec", "ppocrv5_mobile": "PP-OCRv5_mobile_rec",
+               "ppocrv6_small": "PP-OCRv6_small_rec"}
 DEFAULT_MODEL_NAME = MODEL_NAMES["ppocrv4_mobile"]
 
 
@@ -40,9 +43,9 @@ class _SoftmaxWrapper(paddle.nn.Layer):
 
 def inference_yml(charset: Charset, image_shape: Sequence[int],
                   extra: Optional[Dict[str, Any]] = None,
-                  arch: str = "ppocrv4_mobile") -> Dict[str, Any]:
+                  base: str = "ppocrv4_mobile") -> Dict[str, Any]:
     doc: Dict[str, Any] = {
-        "Global": {"model_name": MODEL_NAMES.get(arch, DEFAULT_MODEL_NAME)},
+        "Global": {"model_name": MODEL_NAMES.get(base, DEFAULT_MODEL_NAME)},
         "PreProcess": {"transform_ops": [
             {"DecodeImage": {"channel_first": False, "img_mode": "BGR"}},
             {"RecResizeImg": {"image_shape": [int(v) for v in image_shape]}},
@@ -56,8 +59,11 @@ def inference_yml(charset: Charset, image_shape: Sequence[int],
 
 def export_inference(model: RecognitionNet, out_dir: Union[str, Path], charset: Any,
                      image_shape: Sequence[int] = (3, 48, 320),
-                     extra: Optional[Dict[str, Any]] = None) -> Path:
-    """Save ``model`` (deploy form is used: branches are folded first) for Paddle inference."""
+                     extra: Optional[Dict[str, Any]] = None,
+                     base: Optional[str] = None) -> Path:
+    """Save ``model`` (deploy form is used: branches are folded first) for Paddle inference.
+    ``base`` names the pretrained model it descends from (default: its network), which picks the
+    ``model_name`` stock paddleocr is told."""
     cs = load_charset(charset)
     if model.num_classes != cs.num_classes:
         raise VinocrError(f"model has {model.num_classes} classes but charset {cs.name!r} needs "
@@ -75,7 +81,7 @@ def export_inference(model: RecognitionNet, out_dir: Union[str, Path], charset: 
     spec = [paddle.static.InputSpec([None, 3, int(image_shape[1]), None], "float32", name="x")]
     static = paddle.jit.to_static(wrapped, input_spec=spec, full_graph=True)
     paddle.jit.save(static, str(out / "inference"))
-    doc = inference_yml(cs, image_shape, extra, arch=model.arch)
+    doc = inference_yml(cs, image_shape, extra, base=base or model.arch)
     # Hashed after paddle.jit.save has written the files: it writes them itself, so there are no
     # bytes to hash on the way out.
     write_records(out, PADDLE_FILES, doc)

