@@ -131,6 +131,56 @@ def test_cli_import_and_wrong_network(env, capsys):
         onnx_to_state_dict(v4_onnx, arch="crnn")
 
 
+def test_concurrent_first_use_imports_do_not_collide(tmp_path, monkeypatch):
+    """Two processes (data-parallel ranks) that find the pretrained weights not yet imported both
+    import them into the same cache. Each writes under its own temporary name: with one shared
+    ``NAME.safetensors.tmp``, the second writer's rename took the first's file away and the first
+    rank died with FileNotFoundError. Here writer A stops between writing its temporary file and
+    renaming it, while B imports from start to end (threads stand in for the ranks)."""
+    import threading
+
+    import safetensors.numpy
+
+    from vinocr.models import onnx_import
+    from vinocr.models.pretrained import import_pretrained, load_pretrained
+
+    monkeypatch.setenv("VINOCR_CACHE_DIR", str(tmp_path))
+    state = {"head.ctc_head.fc.weight": np.ones((4, 5), np.float32)}
+    monkeypatch.setattr(onnx_import, "onnx_to_state_dict",
+                        lambda *a, **k: (dict(state), ["A", "B", "C"]))
+    written, b_done = threading.Event(), threading.Event()
+    save_file = safetensors.numpy.save_file
+
+    def slow_save(tensors, filename, metadata=None):
+        save_file(tensors, filename, metadata=metadata)
+        if threading.current_thread().name == "A":
+            written.set()
+            assert b_done.wait(60)
+
+    monkeypatch.setattr(safetensors.numpy, "save_file", slow_save)
+    errors = []
+
+    def run():
+        try:
+            import_pretrained("ppocrv6_small")
+        except BaseException as exc:  # noqa: BLE001 (reported below)
+            errors.append(exc)
+
+    a = threading.Thread(target=run, name="A")
+    a.start()
+    assert written.wait(60)
+    run()  # B
+    b_done.set()
+    a.join(60)
+    assert not errors, errors
+    pre = load_pretrained("ppocrv6_small")
+    assert pre.characters == ["A", "B", "C"]
+    np.testing.assert_array_equal(pre.state["head.ctc_head.fc.weight"], state[
+        "head.ctc_head.fc.weight"])
+    assert sorted(p.name for p in (tmp_path / "pretrained").iterdir()) == [
+        "ppocrv6_small.dict.txt", "ppocrv6_small.json", "ppocrv6_small.safetensors"]
+
+
 # --------------------------------------------------------------------- network, parts, aliases
 
 def test_names_parts_lora_targets_and_fast_depthwise(caplog):

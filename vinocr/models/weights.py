@@ -119,15 +119,25 @@ def load_state_file(path: Union[str, Path], trust_pickle: bool = False,
 
 def save_state_file(state: Mapping[str, np.ndarray], path: Union[str, Path],
                     metadata: Optional[Dict[str, str]] = None) -> Path:
-    """Write tensors as safetensors atomically (temp file + rename)."""
+    """Write tensors as safetensors atomically (temp file + rename). The temporary name is
+    unique per call, so concurrent writers of one file (data-parallel ranks importing the same
+    pretrained weights on first use) never take each other's file away."""
+    import os
+
     from safetensors.numpy import save_file
+
+    from vinocr.engine.atomic_dir import temp_path
 
     p = Path(path)
     p.parent.mkdir(parents=True, exist_ok=True)
-    tmp = p.with_name(p.name + ".tmp")
-    save_file({k: np.ascontiguousarray(v) for k, v in state.items()}, str(tmp),
-              metadata=metadata)
-    tmp.replace(p)
+    tmp, _ = temp_path(p)
+    try:
+        save_file({k: np.ascontiguousarray(v) for k, v in state.items()}, str(tmp),
+                  metadata=metadata)
+        os.replace(tmp, p)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
     return p
 
 
