@@ -150,8 +150,9 @@ def is_deploy_form(state: Mapping[str, np.ndarray]) -> bool:
 
 
 def describe_network(state: Mapping[str, np.ndarray]) -> Tuple[str, str]:
-    """``(network, form)`` of a state dict (form ``""`` when the network has no forms), from its key names (any ``Student.``-style prefix
-    is ignored) and the CTC head's input width, for ``vinocr-pretrained info``.
+    """``(network, form)`` of a state dict (form ``""`` when the network has no forms), from its
+    key names (any ``Student.``-style prefix is ignored) and the CTC head's input width, for
+    ``vinocr-pretrained info``.
 
     PP-OCRv6 small (PPLCNetV4: ``token_conv``/``channel_conv*`` blocks) exists in one form, the
     deploy form. PPLCNetV3 is PP-OCRv4/v5 mobile (SVTR neck of 120 dims) or the v4 teacher
