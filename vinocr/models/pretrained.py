@@ -140,6 +140,7 @@ def import_pretrained(name: str = "ppocrv4_mobile", onnx_path: Union[str, Path, 
     ``.dict.txt`` and ``.json``); return the safetensors path. Re-imports when the ONNX changed
     (its SHA-1 is recorded). ``onnx_path`` replaces the packaged file (its dictionary must then
     be in the ONNX metadata, or beside it as ``<stem>.dict.txt``)."""
+    from vinocr.engine.atomic_dir import write_file_atomic
     from vinocr.models.onnx_import import onnx_to_state_dict
 
     if name not in BUILTINS:
@@ -166,16 +167,14 @@ def import_pretrained(name: str = "ppocrv4_mobile", onnx_path: Union[str, Path, 
     state, chars = onnx_to_state_dict(src, _read_dictionary(dict_file) if dict_file else None,
                                       arch=source.arch)
     out.mkdir(parents=True, exist_ok=True)
-    dict_path = out / f"{name}.dict.txt"
-    tmp = dict_path.with_name(dict_path.name + ".tmp")
-    tmp.write_text("\n".join(chars) + "\n", encoding="utf-8")
-    tmp.replace(dict_path)
+    # Every file through a temporary name of its own: data-parallel ranks that all find the
+    # cache empty import at once, and each must be left with complete files.
+    write_file_atomic(out / f"{name}.dict.txt", ("\n".join(chars) + "\n").encode("utf-8"))
     save_state_file(state, target, metadata={"arch": source.arch, "form": "deploy"})
-    meta_tmp = meta_path.with_name(meta_path.name + ".tmp")
-    meta_tmp.write_text(json.dumps({"arch": source.arch, "form": "deploy",
-                                    "onnx": str(src), "onnx_sha1": digest,
-                                    "num_classes": len(chars) + 2}, indent=2))
-    meta_tmp.replace(meta_path)
+    write_file_atomic(meta_path, json.dumps({"arch": source.arch, "form": "deploy",
+                                             "onnx": str(src), "onnx_sha1": digest,
+                                             "num_classes": len(chars) + 2},
+                                            indent=2).encode("utf-8"))
     logger.info("imported %s -> %s (%d tensors, %d characters)", src, target, len(state),
                 len(chars))
     return target

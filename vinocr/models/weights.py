@@ -119,15 +119,25 @@ def load_state_file(path: Union[str, Path], trust_pickle: bool = False,
 
 def save_state_file(state: Mapping[str, np.ndarray], path: Union[str, Path],
                     metadata: Optional[Dict[str, str]] = None) -> Path:
-    """Write tensors as safetensors atomically (temp file + rename)."""
+    """Write tensors as safetensors atomically (temp file + rename). The temporary name is
+    unique per call, so concurrent writers of one file (data-parallel ranks importing the same
+    pretrained weights on first use) never take each other's file away."""
+    import os
+
     from safetensors.numpy import save_file
+
+    from vinocr.engine.atomic_dir import temp_path
 
     p = Path(path)
     p.parent.mkdir(parents=True, exist_ok=True)
-    tmp = p.with_name(p.name + ".tmp")
-    save_file({k: np.ascontiguousarray(v) for k, v in state.items()}, str(tmp),
-              metadata=metadata)
-    tmp.replace(p)
+    tmp, _ = temp_path(p)
+    try:
+        save_file({k: np.ascontiguousarray(v) for k, v in state.items()}, str(tmp),
+                  metadata=metadata)
+        os.replace(tmp, p)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
     return p
 
 
@@ -137,6 +147,32 @@ def is_training_form(state: Mapping[str, np.ndarray]) -> bool:
 
 def is_deploy_form(state: Mapping[str, np.ndarray]) -> bool:
     return any(".reparam_conv." in k for k in state)
+
+
+def describe_network(state: Mapping[str, np.ndarray]) -> Tuple[str, str]:
+    """``(network, form)`` of a state dict (form ``""`` when the network has no forms), from its
+    key names (any ``Student.``-style prefix is ignored) and the CTC head's input width, for
+    ``vinocr-pretrained info``.
+
+    PP-OCRv6 small (PPLCNetV4: ``token_conv``/``channel_conv*`` blocks) exists in one form, the
+    deploy form. PPLCNetV3 is PP-OCRv4/v5 mobile (SVTR neck of 120 dims) or the v4 teacher
+    (160), in the deploy (``reparam_conv``) or training (``conv_kxk`` branches) form."""
+    state = strip_prefix(state)
+    keys = list(state)
+    head = state.get("head.ctc_head.fc.weight")
+    width = int(head.shape[0]) if head is not None and len(head.shape) == 2 else None
+    if any(".token_conv." in k for k in keys) and any(".channel_conv1." in k for k in keys):
+        return "ppocrv6_small network (PP-OCRv6 small, PPLCNetV4)", "deploy"
+    form = ("deploy" if is_deploy_form(state) else "training" if is_training_form(state)
+            else "")
+    if form:
+        name = {120: "ppocrv4_mobile network (PP-OCRv4/v5 mobile, PPLCNetV3)",
+                160: "ppocrv4_teacher network (PPLCNetV3)"}.get(width, "PPLCNetV3 network")
+        return name, form
+    if any(k.startswith("backbone.features.") for k in keys) and \
+            any(k.startswith("head.rnn.") for k in keys):
+        return "crnn network", ""  # one form, nothing to name
+    return "unknown network", "unknown"
 
 
 def load_weights(model, state: Mapping[str, np.ndarray], strict: bool = False,
