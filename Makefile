@@ -25,19 +25,19 @@ test: install
 	$(PY) -m pytest -q -rs -n $(TEST_WORKERS) tests
 
 # The main job end to end on synthetic data (3 to 7 minutes on 2 CPU cores, docs/performance.md): synthesise VINs,
-# validate and split them, import the pretrained PP-OCRv4 recogniser, fine-tune it with the
+# validate and split them, import the pretrained PP-OCRv6 small recogniser (the default VIN base), fine-tune it with the
 # technique the dataset size calls for, compare zero-shot and fine-tuned on the held-out split,
 # and export an inference model that stock paddleocr loads.
 demo: install
 	$(VENV)/bin/vinocr-synth vin --n 800 --seed 0 --out $(DEMO_DIR)/vin_synth --workers 2 --overwrite
 	$(VENV)/bin/vinocr-data validate $(DEMO_DIR)/vin_synth --charset vin --max-report 5
 	$(VENV)/bin/vinocr-data split $(DEMO_DIR)/vin_synth --out $(DEMO_DIR)/vin_splits --fractions 0.7 0.1 0.2 --seed 0 --overwrite
-	$(VENV)/bin/vinocr-pretrained import
-	$(VENV)/bin/vinocr-finetune -c configs/vin/ppocrv4_mobile.yml --overwrite \
+	$(VENV)/bin/vinocr-pretrained import --model ppocrv6_small
+	$(VENV)/bin/vinocr-finetune -c configs/vin/ppocrv6_small.yml --overwrite \
 		-o Global.run_dir=$(DEMO_DIR)/run Train.epochs=3 Train.batch_size=16 Train.feature_cache.views=1 \
 		"Train.dataset={type: label_file, label_files: [$(DEMO_DIR)/vin_splits/train.txt]}" \
 		"Eval.dataset={type: label_file, label_files: [$(DEMO_DIR)/vin_splits/val.txt]}"
-	$(VENV)/bin/vinocr-eval -c configs/vin/ppocrv4_mobile.yml --models pretrained $(DEMO_DIR)/run \
+	$(VENV)/bin/vinocr-eval -c configs/vin/ppocrv6_small.yml --models pretrained $(DEMO_DIR)/run \
 		--data $(DEMO_DIR)/vin_splits/test.txt --out $(DEMO_DIR)/eval
 	$(VENV)/bin/vinocr-export --checkpoint $(DEMO_DIR)/run --out $(DEMO_DIR)/exported --overwrite
 	@echo "demo done: run in $(DEMO_DIR)/run (report.json, visualdl/), comparison in $(DEMO_DIR)/eval/table.md, model in $(DEMO_DIR)/exported"

@@ -39,7 +39,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 BIN = Path(sys.executable).parent
 
-VIN_CONFIG = REPO / "configs/vin/ppocrv4_mobile.yml"
+VIN_CONFIG = REPO / "configs/vin/ppocrv6_small.yml"
 BATCH = 16
 RESULTS: List[Tuple[str, bool, str]] = []
 

@@ -7,7 +7,7 @@ the reverse (-), ``p_vs_first`` is McNemar's exact test on those counts (small: 
 unlikely to be chance), and ``same_as_first`` is the share of samples whose text is identical to
 the first's, right or wrong (how faithful one export form is to another).
 
-    vinocr-eval -c configs/vin/ppocrv4_mobile.yml --models pretrained runs/vin/best \\
+    vinocr-eval -c configs/vin/ppocrv6_small.yml --models pretrained runs/vin/best \\
         --data data/vin/splits/test.txt --out eval_out
 
 Exported directories can be run on several engines and decoders, one row each, e.g. the cost of

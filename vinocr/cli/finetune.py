@@ -1,6 +1,6 @@
 """``vinocr-finetune``: fine-tune a recogniser from a config.
 
-    vinocr-finetune -c configs/vin/ppocrv4_mobile.yml --technique full -o Train.epochs=20
+    vinocr-finetune -c configs/vin/ppocrv6_small.yml --technique full -o Train.epochs=20
     vinocr-finetune --resume runs/vin_ppocrv4_mobile          # continue exactly where it stopped
 """
 from __future__ import annotations

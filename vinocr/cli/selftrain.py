@@ -2,7 +2,7 @@
 model, fine-tune the recipe on its labelled data plus the accepted pseudo-labels, repeat with the
 better model; export the last round.
 
-    vinocr-selftrain -c configs/vin/ppocrv4_mobile.yml -o "Train.dataset=..." "Eval.dataset=..." \\
+    vinocr-selftrain -c configs/vin/ppocrv6_small.yml -o "Train.dataset=..." "Eval.dataset=..." \\
         --unlabelled customer_crops/ --calibrate customer_val.txt --rounds 2 --out selftrain/
 
 ``OUT/`` holds ``selftrain.json`` (the rounds, their state and pseudo-label reports),

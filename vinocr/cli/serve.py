@@ -1,6 +1,6 @@
 """``vinocr-serve``: the HTTP service for reads, reviewer corrections and fine-tune jobs.
 
-    vinocr-serve --model exported/vin --data-dir serve_data --job-config configs/vin/ppocrv4_mobile.yml
+    vinocr-serve --model exported/vin --data-dir serve_data --job-config configs/vin/ppocrv6_small.yml
     VINOCR_SERVE_TOKEN=secret vinocr-serve --model exported/vin --data-dir serve_data --port 8080
 
 ``--data-dir`` holds everything the service writes: ``corrections/`` (the corrections-folder
