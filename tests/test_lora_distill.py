@@ -1,4 +1,5 @@
-"""LoRA adapters and knowledge distillation (techniques/lora.py, techniques/distillation.py)."""
+"""LoRA adapters and knowledge distillation (vinocr/models/lora.py, techniques/lora.py,
+techniques/distillation.py)."""
 import logging
 import re
 from pathlib import Path
@@ -11,14 +12,15 @@ import pytest
 from conftest import assert_close_rel, tiny_config as base_tiny_config  # `data`: conftest
 from techniques import build_technique
 from techniques.distillation import Distillation, kd_loss, resample_frames
-from techniques.lora import (DEFAULT_TARGETS, LoRA, lora_layers, load_adapters,
-                             merge_lora, save_adapters, unload_lora)
+from techniques.lora import LoRA
 from vinocr.charset import load_charset
 from vinocr.engine.checkpoint import load_checkpoint
 from vinocr.engine.hooks import LossOutput, RunView
 from vinocr.engine.trainer import Trainer
 from vinocr.errors import ConfigError
 from vinocr.models import build_model
+from vinocr.models.lora import (DEFAULT_TARGETS, lora_layers, load_adapters, merge_lora,
+                                save_adapters, unload_lora)
 from vinocr.models.weights import save_state_file
 
 CRNN = {"hidden": 8, "channels": [4, 4, 8, 8]}
@@ -92,7 +94,7 @@ def test_lora_skips_depthwise_and_kxk_convs_with_a_warning(caplog):
     targets = [r"backbone\.blocks2\.0\.dw_conv\.reparam_conv", r"backbone\.conv1\.conv",
                r"head\.ctc_encoder\.encoder\.conv1\.conv",  # 1x3 conv in the neck
                r"head\.ctc_encoder\.encoder\.svtr_block\.0\.mixer\.qkv"]
-    with caplog.at_level(logging.WARNING, logger="techniques.lora"):
+    with caplog.at_level(logging.WARNING, logger="vinocr.models.lora"):
         model = LoRA(targets=targets).prepare_model(ppocr(), RunView())
     assert [n for n, _ in lora_layers(model)] == \
         ["head.ctc_encoder.encoder.svtr_block.0.mixer.qkv"]

@@ -68,7 +68,7 @@ def load_model(spec: str, cfg: Optional[Mapping[str, Any]] = None, backend: str 
     model, _ = model_from_config(arch, charset)
     state = ckpt.model_state
     if any(".lora_A" in k for k in state):
-        from techniques.lora import inject_lora, merge_lora
+        from vinocr.models.lora import inject_lora, merge_lora
 
         tech = saved_cfg.get("Technique", {})
         kwargs = {k: tech[k] for k in ("targets", "rank", "dropout") if k in tech}
