@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import paddle.nn as nn
@@ -105,7 +104,6 @@ class LoRA(TrainerHooks):
             layer.lora_A.stop_gradient = False
             layer.lora_B.stop_gradient = False
         set_lora_meta(model, o.targets, o.rank, o.alpha, self.head, o.train_head)
-        self._adopt_pretrained_adapters(model, run)
         self.counts = trainable_summary(model)
         logger.info("LoRA: %d layers wrapped (rank %d, alpha %g, dropout %g)%s; %s",
                     len(self.wrapped), o.rank, o.alpha, o.dropout,
@@ -141,32 +139,3 @@ class LoRA(TrainerHooks):
                 "trainable_parameters": c["trainable"], "total_parameters": c["total"],
                 "why": "few trainable parameters: little data, little memory, small adapter "
                        "files; the frozen base keeps its pretrained features"}
-
-    # -------------------------------------------------------------- helpers
-    def _adopt_pretrained_adapters(self, model: nn.Layer, run: RunView) -> None:
-        """``Global.pretrained_model`` from an earlier LoRA run: the trainer loaded its base
-        weights into the plain model (the adapter keys were unexpected then); now that the
-        adapters exist, load theirs too so the run continues from that model, not from its base.
-        """
-        spec = run.cfg.get("Global", {}).get("pretrained_model")
-        if not spec:
-            return
-        from vinocr.engine.checkpoint import load_checkpoint, resolve_checkpoint
-
-        path = Path(spec)
-        if path.is_dir() and (path / "best").exists():
-            path = path / "best"
-        ckpt = load_checkpoint(resolve_checkpoint(path))
-        lora = {k: v for k, v in ckpt.model_state.items()
-                if k.endswith(".lora_A") or k.endswith(".lora_B")}
-        if not lora:
-            return
-        state = model.state_dict()
-        bad = [k for k, v in lora.items() if k not in state or tuple(state[k].shape) !=
-               tuple(v.shape)]
-        if bad:
-            raise ConfigError(f"Global.pretrained_model: {ckpt.path} holds LoRA adapters that do "
-                              f"not fit this run's Technique.targets/rank (first: {bad[0]})")
-        for key, value in lora.items():
-            state[key].set_value(value)
-        logger.info("LoRA: %d adapter tensors continued from %s", len(lora), ckpt.path)

@@ -21,7 +21,7 @@ from vinocr.errors import ConfigError
 from vinocr.models import build_model
 from vinocr.models.lora import (DEFAULT_TARGETS, lora_layers, load_adapters, merge_lora,
                                 save_adapters, unload_lora)
-from vinocr.models.weights import save_state_file
+from vinocr.models.weights import load_weights, save_state_file
 
 CRNN = {"hidden": 8, "channels": [4, 4, 8, 8]}
 
@@ -124,8 +124,6 @@ def test_lora_merge_is_exact_and_restores_the_architecture():
     types = {n: type(l) for n, l in merged.named_sublayers()}
     assert types == {n: type(l) for n, l in fresh.named_sublayers()}
     # the merged model loads into a fresh one strictly and computes the same
-    from vinocr.models.weights import load_weights
-
     load_weights(fresh, {k: v.numpy() for k, v in merged.state_dict().items()}, strict=True)
     assert_close_rel(fresh.eval()(x).numpy(), wrapped_out, rtol=1e-4, what="reloaded vs wrapped")
     # unload drops the adapters: back to the base output
@@ -213,12 +211,16 @@ def test_lora_training_freezes_base_resumes_and_finalizes(data, tmp_path):
     x = images(width=96)
     assert_close_rel(plain.eval()(x).numpy(), resumed.model.eval()(x).numpy(), rtol=1e-4,
                      what="finalized vs wrapped")
-    # Global.pretrained_model = a LoRA run: the new adapters continue from the old ones
+    # Global.pretrained_model = a LoRA run: the new run starts from that run's model (its best/,
+    # adapters merged into the base), with fresh adapters on top
     cont = Trainer(tiny_config(data, tmp_path / "cont", Global__pretrained_model=str(run), **over),
                    hooks=build_technique({"name": "lora", "rank": 4, "dropout": 0.1}))
     best = load_checkpoint(run / "best").model_state  # a run directory means its best/
-    state = cont.model.state_dict()
-    assert all(np.array_equal(state[k].numpy(), best[k]) for k in best)
+    earlier = LoRA(rank=4).prepare_model(build_model("ppocrv4_mobile", 38), RunView())
+    load_weights(earlier, best, strict=True)
+    assert_close_rel(cont.model.eval()(x).numpy(), earlier.eval()(x).numpy(), rtol=1e-4,
+                     what="continued run vs the earlier run's best")
+    assert all(not layer.lora_B.numpy().any() for _, layer in lora_layers(cont.model))
 
 
 # ---------------------------------------------------------------------------------- distillation

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any, Dict, Iterable, List, Mapping, Optional, 
 from vinocr import __version__
 from vinocr.config import json_safe_config
 from vinocr.engine import distributed as dist
-from vinocr.models.lora import adapter_record
+from vinocr.engine.model_loading import model_record
 from vinocr.models.trainable import count_params
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -93,8 +93,7 @@ def checkpoint_state(t: "Trainer") -> Dict[str, Any]:
             "hooks": t.hooks.state_dict(), "seed": t.seed,
             "world_size": dist.world_size(), "planned_steps": t.planned_steps,
             "config": json_safe_config(t.cfg), "charset": list(t.charset.characters),
-            "arch": t.model.arch, "arch_kwargs": dict(t.model.arch_kwargs),
-            "adapters": adapter_record(t.model),
+            **model_record(t.model),
             "vinocr_version": __version__, "saved_at": time.strftime("%Y-%m-%dT%H:%M:%S")}
 
 
