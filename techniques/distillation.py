@@ -20,9 +20,9 @@ recorded in the checkpoint, LoRA adapters merged, so the teacher is the model th
 architecture); or an architecture (``teacher_config``: a YAML config whose ``Architecture``
 section builds it, or an inline ``teacher_arch`` mapping in the same form) with weights from a
 ``.safetensors``/``.pdparams`` ``teacher_checkpoint`` file or from the architecture's
-``pretrained``. It lives on the hook, outside the student's layer tree, so it never enters the student's
-checkpoints or optimizer. Class counts must match: the KL compares distributions over the same
-dictionary.
+``pretrained``. It lives on the hook, outside the student's layer tree, so it never enters the
+student's checkpoints or optimizer. Class counts must match: the KL compares distributions over
+the same dictionary.
 
 **Sequence length.** Per-frame KL needs both models on the same frame grid. When the teacher gives
 ``T_t`` frames and the student ``T_s`` (another downsampling factor), ``length_mismatch``

@@ -2,7 +2,6 @@
 architectures load as the model they trained, from what the checkpoint records, wherever they
 are loaded (evaluation/export, Global.pretrained_model, distillation teachers)."""
 import logging
-from pathlib import Path
 
 import numpy as np
 import paddle
@@ -18,7 +17,7 @@ from vinocr.engine.model_loading import load_trained
 from vinocr.engine.trainer import Trainer
 from vinocr.errors import ConfigError, VinocrError
 from vinocr.models import build_model
-from vinocr.models.lora import lora_layers, unload_lora
+from vinocr.models.lora import lora_layers
 from vinocr.models.weights import save_state_file
 
 ARCHS = ("ppocrv4_mobile", "ppocrv6_small")
