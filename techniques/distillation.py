@@ -11,14 +11,18 @@ runner-up classes ("this 8 looks like a B"), which is what the student learns fr
 labels; ``T^2`` keeps the gradient scale of the soft term independent of T. Logged terms: ``ctc``
 (from the trainer) and ``kd`` (``T^2 * KL``, unweighted).
 
-The teacher (``teacher_config``: a YAML config whose ``Architecture`` section builds it, or an
-inline ``teacher_arch`` mapping in the same form; weights from ``teacher_checkpoint``, a checkpoint
-directory / run directory (its ``best``) or a ``.safetensors``/``.pdparams`` file, or from the
-architecture's ``pretrained``) is loaded once in ``prepare_model``, frozen (no gradients) and kept
-in eval mode (BatchNorm uses running statistics, dropout is off): it is a fixed function of the
-input. It lives on the hook, outside the student's layer tree, so it never enters the student's
-checkpoints or optimizer. Class counts must match: the KL compares distributions over the same
-dictionary.
+The teacher is loaded once in ``prepare_model``, frozen (no gradients) and kept in eval mode
+(BatchNorm uses running statistics, dropout is off): it is a fixed function of the input. It is
+either a trained run: ``teacher_checkpoint`` a run directory (its ``best``) or checkpoint
+directory, loaded by :func:`vinocr.engine.model_loading.load_trained`'s rules (the architecture
+recorded in the checkpoint, LoRA adapters merged, so the teacher is the model that run trained;
+``teacher_config``/``teacher_arch`` are optional then and, when given, must name the same
+architecture); or an architecture (``teacher_config``: a YAML config whose ``Architecture``
+section builds it, or an inline ``teacher_arch`` mapping in the same form) with weights from a
+``.safetensors``/``.pdparams`` ``teacher_checkpoint`` file or from the architecture's
+``pretrained``. It lives on the hook, outside the student's layer tree, so it never enters the
+student's checkpoints or optimizer. Class counts must match: the KL compares distributions over
+the same dictionary.
 
 **Sequence length.** Per-frame KL needs both models on the same frame grid. When the teacher gives
 ``T_t`` frames and the student ``T_s`` (another downsampling factor), ``length_mismatch``
@@ -198,10 +202,13 @@ class Distillation(TrainerHooks):
         super().__init__(**options)
         o = self.options
         if teacher_model is None:
-            if (o.teacher_config is None) == (o.teacher_arch is None):
-                raise ConfigError("Technique.teacher_config: give the teacher either as "
-                                  "teacher_config (a YAML config) or teacher_arch (an "
-                                  "Architecture mapping), exactly one")
+            from_run = o.teacher_checkpoint is not None and Path(o.teacher_checkpoint).is_dir()
+            if o.teacher_config is not None and o.teacher_arch is not None or \
+                    (o.teacher_config is None and o.teacher_arch is None and not from_run):
+                raise ConfigError("Technique.teacher_config: give the teacher's architecture "
+                                  "either as teacher_config (a YAML config) or teacher_arch (an "
+                                  "Architecture mapping), at most one; none when "
+                                  "teacher_checkpoint is a run or checkpoint directory")
             if o.teacher_arch is not None and not o.teacher_arch.get("name"):
                 raise ConfigError(f"Technique.teacher_arch: expected a mapping like "
                                   f"{{name: ppocrv4_teacher, params: {{...}}}}, got "
@@ -227,56 +234,87 @@ class Distillation(TrainerHooks):
         except ConfigError as exc:
             raise ConfigError(f"Technique.teacher_arch: {exc}") from None
 
-    def _teacher_state(self, student_classes: int, charset: Any
-                       ) -> Tuple[Dict[str, np.ndarray], str]:
-        from vinocr.engine.checkpoint import load_checkpoint, resolve_checkpoint
-        from vinocr.models.weights import load_state_file
-
-        path = Path(self.options.teacher_checkpoint)
-        chars = None
-        if path.is_dir():
-            if (path / "best").exists():
-                path = path / "best"  # a run directory: its best checkpoint, as pretrained_model
-            ckpt = load_checkpoint(resolve_checkpoint(path))
-            state, source, chars = dict(ckpt.model_state), str(ckpt.path), \
-                ckpt.state.get("charset")
-        else:
-            try:
-                state, source = load_state_file(
-                    path, opt_in="convert it to .safetensors as shown and point "
-                    "Technique.teacher_checkpoint at that"), str(path)
-            except VinocrError as exc:
-                raise ConfigError(f"Technique.teacher_checkpoint: {exc}") from None
-        for key in _HEAD_WEIGHTS:
-            if key in state and int(state[key].shape[-1]) != student_classes:
-                raise ConfigError(
-                    f"Technique.teacher_checkpoint: the teacher has {state[key].shape[-1]} "
-                    f"classes ({source}), the student {student_classes} (Global.charset "
-                    f"{getattr(charset, 'name', charset)}); distillation needs the same dictionary")
+    def _check_dictionary(self, classes: int, chars: Optional[Any], source: str,
+                          student_classes: int, charset: Any) -> None:
+        """The KL compares distributions over the same dictionary: same class count and, when
+        the teacher's characters are known, the same characters in the same order."""
+        if classes != student_classes:
+            raise ConfigError(
+                f"Technique.teacher_checkpoint: the teacher has {classes} classes ({source}), "
+                f"the student {student_classes} (Global.charset "
+                f"{getattr(charset, 'name', charset)}); distillation needs the same dictionary")
         if chars is not None and charset is not None and \
                 list(chars) != list(getattr(charset, "characters", chars)):
             raise ConfigError(f"Technique.teacher_checkpoint: the teacher was trained with another "
                               f"dictionary than Global.charset {getattr(charset, 'name', '')} "
                               f"(same size, different characters or order)")
-        return state, source
+
+    def _trained_teacher(self, arch: Optional[Mapping[str, Any]], student_classes: int,
+                         charset: Any) -> Tuple[Optional[nn.Layer], Dict[str, np.ndarray], str]:
+        """A ``teacher_checkpoint`` directory: ``(teacher, {}, source)`` when the checkpoint
+        records its model (the trained model as the library loads it, LoRA adapters merged, so
+        the teacher is what that run trained, not its base), else ``(None, weights, source)``
+        for a weights-only checkpoint, to load into the configured architecture."""
+        from vinocr.engine.model_loading import (build_trained, read_trained_checkpoint,
+                                                 records_model)
+
+        key = "Technique.teacher_checkpoint"
+        ckpt = read_trained_checkpoint(self.options.teacher_checkpoint, key)
+        if not records_model(ckpt.state):
+            if arch is None:
+                raise ConfigError(f"{key}: {ckpt.path} holds weights only (no saved config or "
+                                  "charset); give the teacher's teacher_config or teacher_arch")
+            return None, dict(ckpt.model_state), str(ckpt.path)
+        loaded = build_trained(ckpt.state, ckpt.model_state, ckpt.path, key=key,
+                               arch=arch.get("name") if arch else None)
+        self._check_dictionary(int(loaded.model.num_classes), loaded.charset.characters,
+                               str(ckpt.path), student_classes, charset)
+        return loaded.model, {}, str(ckpt.path)
+
+    def _teacher_weights(self) -> Tuple[Dict[str, np.ndarray], str]:
+        """A ``teacher_checkpoint`` weights file (``.safetensors``, or ``.pdparams`` on opt-in)."""
+        from vinocr.models.weights import load_state_file
+
+        path = Path(self.options.teacher_checkpoint)
+        try:
+            state = load_state_file(path, opt_in="convert it to .safetensors as shown and point "
+                                    "Technique.teacher_checkpoint at that")
+        except VinocrError as exc:
+            raise ConfigError(f"Technique.teacher_checkpoint: {exc}") from None
+        return state, str(path)
 
     def _build_teacher(self, student: nn.Layer, run: RunView) -> nn.Layer:
         from vinocr.models.factory import model_from_config
         from vinocr.models.weights import load_weights
 
+        o = self.options
         charset = run.charset
         if charset is None:
             raise ConfigError("Technique.teacher_config: the run view has no charset to build "
                               "the teacher with")
-        arch = self._teacher_arch_cfg()
-        if self.options.teacher_checkpoint is None and not arch.get("pretrained"):
+        student_classes = int(student.num_classes)
+        arch = self._teacher_arch_cfg() if o.teacher_config or o.teacher_arch else None
+        state: Dict[str, np.ndarray] = {}
+        source = ""
+        if o.teacher_checkpoint is not None and Path(o.teacher_checkpoint).is_dir():
+            teacher, state, source = self._trained_teacher(arch, student_classes, charset)
+            if teacher is not None:
+                self.teacher_source = f"{teacher.arch} from {source}"
+                return teacher
+        elif o.teacher_checkpoint is not None:
+            state, source = self._teacher_weights()
+        assert arch is not None  # checked in __init__ unless the checkpoint records its model
+        if o.teacher_checkpoint is None and not arch.get("pretrained"):
             raise ConfigError("Technique.teacher_checkpoint: required (or a pretrained entry in "
                               "the teacher's Architecture); a teacher with random weights "
                               "teaches nothing")
         teacher, _ = model_from_config(arch, charset)
         self.teacher_source = f"{arch.get('name')} ({arch.get('pretrained') or 'no pretrained'})"
-        if self.options.teacher_checkpoint is not None:
-            state, source = self._teacher_state(int(student.num_classes), charset)
+        if o.teacher_checkpoint is not None:
+            for key in _HEAD_WEIGHTS:
+                if key in state:
+                    self._check_dictionary(int(state[key].shape[-1]), None, source,
+                                           student_classes, charset)
             report = load_weights(teacher, state, strict=False,
                                   source=f"Technique.teacher_checkpoint {source}")
             # Unexpected keys (a GTC branch, say) are harmless; a teacher part left at its random

@@ -60,14 +60,14 @@ def test_export_matches_checkpoint(trained: Path):
     assert res.returncode == 0, res.stderr[-2000:]
     import yaml
 
-    from vinocr.cli.model_io import load_model
+    from vinocr.engine.model_loading import load_trained
     from vinocr.export import load_predictor, run_paddle_predictor
 
     doc = yaml.safe_load((out / "inference.yml").read_text())
     assert doc["PostProcess"]["character_dict"][:3] == ["0", "1", "2"]
     assert doc["vinocr"]["decode"] == {"method": "greedy"}
     x = np.random.default_rng(0).uniform(-1, 1, (2, 3, 48, 96)).astype("float32")
-    model = load_model(str(trained / "run")).model
+    model = load_trained(str(trained / "run")).model
     ref = model.predict_proba(paddle.to_tensor(x)).numpy()
     predictor = load_predictor(out)
     got = run_paddle_predictor(predictor, x)

@@ -7,9 +7,9 @@ import pytest
 from conftest import make_label_dir
 from vinocr.charset import load_charset
 from vinocr.cli.eval import evaluate_one, format_table, table_row
-from vinocr.cli.model_io import LoadedModel
 from vinocr.data import LabelFileDataset
 from vinocr.engine.evaluation import mcnemar_exact_p, paired_comparison
+from vinocr.engine.model_loading import LoadedModel
 
 
 class ScriptedModel:

@@ -1,4 +1,5 @@
-"""LoRA adapters and knowledge distillation (techniques/lora.py, techniques/distillation.py)."""
+"""LoRA adapters and knowledge distillation (vinocr/models/lora.py, techniques/lora.py,
+techniques/distillation.py)."""
 import logging
 import re
 from pathlib import Path
@@ -11,15 +12,16 @@ import pytest
 from conftest import assert_close_rel, tiny_config as base_tiny_config  # `data`: conftest
 from techniques import build_technique
 from techniques.distillation import Distillation, kd_loss, resample_frames
-from techniques.lora import (DEFAULT_TARGETS, LoRA, lora_layers, load_adapters,
-                             merge_lora, save_adapters, unload_lora)
+from techniques.lora import LoRA
 from vinocr.charset import load_charset
 from vinocr.engine.checkpoint import load_checkpoint
 from vinocr.engine.hooks import LossOutput, RunView
 from vinocr.engine.trainer import Trainer
 from vinocr.errors import ConfigError
 from vinocr.models import build_model
-from vinocr.models.weights import save_state_file
+from vinocr.models.lora import (DEFAULT_TARGETS, lora_layers, load_adapters, merge_lora,
+                                save_adapters, unload_lora)
+from vinocr.models.weights import load_weights, save_state_file
 
 CRNN = {"hidden": 8, "channels": [4, 4, 8, 8]}
 
@@ -92,7 +94,7 @@ def test_lora_skips_depthwise_and_kxk_convs_with_a_warning(caplog):
     targets = [r"backbone\.blocks2\.0\.dw_conv\.reparam_conv", r"backbone\.conv1\.conv",
                r"head\.ctc_encoder\.encoder\.conv1\.conv",  # 1x3 conv in the neck
                r"head\.ctc_encoder\.encoder\.svtr_block\.0\.mixer\.qkv"]
-    with caplog.at_level(logging.WARNING, logger="techniques.lora"):
+    with caplog.at_level(logging.WARNING, logger="vinocr.models.lora"):
         model = LoRA(targets=targets).prepare_model(ppocr(), RunView())
     assert [n for n, _ in lora_layers(model)] == \
         ["head.ctc_encoder.encoder.svtr_block.0.mixer.qkv"]
@@ -122,8 +124,6 @@ def test_lora_merge_is_exact_and_restores_the_architecture():
     types = {n: type(l) for n, l in merged.named_sublayers()}
     assert types == {n: type(l) for n, l in fresh.named_sublayers()}
     # the merged model loads into a fresh one strictly and computes the same
-    from vinocr.models.weights import load_weights
-
     load_weights(fresh, {k: v.numpy() for k, v in merged.state_dict().items()}, strict=True)
     assert_close_rel(fresh.eval()(x).numpy(), wrapped_out, rtol=1e-4, what="reloaded vs wrapped")
     # unload drops the adapters: back to the base output
@@ -211,12 +211,16 @@ def test_lora_training_freezes_base_resumes_and_finalizes(data, tmp_path):
     x = images(width=96)
     assert_close_rel(plain.eval()(x).numpy(), resumed.model.eval()(x).numpy(), rtol=1e-4,
                      what="finalized vs wrapped")
-    # Global.pretrained_model = a LoRA run: the new adapters continue from the old ones
+    # Global.pretrained_model = a LoRA run: the new run starts from that run's model (its best/,
+    # adapters merged into the base), with fresh adapters on top
     cont = Trainer(tiny_config(data, tmp_path / "cont", Global__pretrained_model=str(run), **over),
                    hooks=build_technique({"name": "lora", "rank": 4, "dropout": 0.1}))
     best = load_checkpoint(run / "best").model_state  # a run directory means its best/
-    state = cont.model.state_dict()
-    assert all(np.array_equal(state[k].numpy(), best[k]) for k in best)
+    earlier = LoRA(rank=4).prepare_model(build_model("ppocrv4_mobile", 38), RunView())
+    load_weights(earlier, best, strict=True)
+    assert_close_rel(cont.model.eval()(x).numpy(), earlier.eval()(x).numpy(), rtol=1e-4,
+                     what="continued run vs the earlier run's best")
+    assert all(not layer.lora_B.numpy().any() for _, layer in lora_layers(cont.model))
 
 
 # ---------------------------------------------------------------------------------- distillation

@@ -228,8 +228,8 @@ def test_cli_model_flag_and_info_on_each_network(tmp_path, capsys):
 # --------------------------------------------------------------------- network, parts, aliases
 
 def test_names_parts_lora_targets_and_fast_depthwise(caplog):
-    from techniques.lora import inject_lora
     from techniques.parts import PartMap
+    from vinocr.models.lora import inject_lora
     from vinocr.ops import fast_depthwise_available, use_fast_depthwise
 
     paddle.seed(0)
@@ -389,9 +389,9 @@ def test_gradual_unfreeze_schedule(env, data, tmp_path):
 
 
 def test_lora_trains_adapters_only_and_merges(env, data, tmp_path):
-    from techniques.lora import lora_layers, merge_lora
     from vinocr.engine.checkpoint import load_checkpoint
     from vinocr.engine.trainer import Trainer
+    from vinocr.models.lora import lora_layers, merge_lora
 
     run = tmp_path / "lora"
     trainer = Trainer(v6_config(data, run, epochs=1, Train__max_steps=3),
@@ -413,8 +413,8 @@ def test_lora_trains_adapters_only_and_merges(env, data, tmp_path):
 
 
 def test_label_smoothing_and_auto(env, data, tmp_path):
-    from techniques.lora import lora_layers
     from vinocr.engine.trainer import Trainer
+    from vinocr.models.lora import lora_layers
 
     first_loss, reports = {}, {}
     for name in ("full", "full+label_smoothing"):

@@ -88,10 +88,10 @@ def _record_inputs(recognizer: Recognizer) -> List[np.ndarray]:
 def _dygraph_logits(run: Path, images) -> np.ndarray:
     """The trained model's logits for ``images`` (paths or BGR arrays), one crop at a time:
     their magnitude sets how far probabilities from other kernels or batchings may drift."""
-    from vinocr.cli.model_io import load_model
+    from vinocr.engine.model_loading import load_trained
     from vinocr.data.preprocess import resize_norm
 
-    model = load_model(str(run)).model
+    model = load_trained(str(run)).model
     with paddle.no_grad():
         return np.concatenate([model(paddle.to_tensor(resize_norm(
             cv2.imread(str(im)) if isinstance(im, (str, Path)) else im, IMAGE_SHAPE)[0][None]))
@@ -150,12 +150,12 @@ def test_training_and_export_preprocessing_identical(exported, narrow, data):
 
 
 def test_recognizer_matches_dygraph(exported, data, rec):
-    from vinocr.cli.model_io import load_model
+    from vinocr.engine.model_loading import load_trained
     from vinocr.data.preprocess import resize_norm
     from vinocr.data.registry import open_dataset
     from vinocr.decode import build_decoder
 
-    loaded = load_model(str(exported["run"]))
+    loaded = load_trained(str(exported["run"]))
     decoder = build_decoder({"method": "greedy"}, charset=loaded.charset)
     ds = open_dataset(data / "val.txt")
     images = [ds.load_image(i) for i in range(len(ds))] + [text_image("B12", seed=9)]

@@ -20,7 +20,6 @@ from techniques.auto import DEFAULT_TABLE, Auto, _check_table, choose
 from techniques.discriminative_lr import DiscriminativeLR
 from techniques.frozen_backbone import FrozenBackbone
 from techniques.gradual_unfreeze import GradualUnfreeze
-from techniques.lora import DEFAULT_TARGETS
 from techniques.label_smoothing import LabelSmoothing, uniform_kl
 from techniques.parts import (PartMap, count_params, eval_frozen_batchnorms, running_stat_ids,
                               set_trainable_parts)
@@ -28,6 +27,7 @@ from vinocr.engine.hooks import HookList, LossOutput, RunView, TrainerHooks
 from vinocr.engine.optim import build_optimizer
 from vinocr.engine.trainer import Trainer
 from vinocr.errors import ConfigError
+from vinocr.models.lora import DEFAULT_TARGETS
 from vinocr.models.registry import build_model
 
 # Importing the technique modules above registers them even before the lead adds them to

@@ -93,7 +93,7 @@ def main() -> int:
 
     from techniques import build_technique
     from vinocr.cli.eval import evaluate_one
-    from vinocr.cli.model_io import LoadedModel, load_model
+    from vinocr.engine.model_loading import LoadedModel, load_trained
     from vinocr.config import load_config
     from vinocr.data.registry import open_dataset
     from vinocr.data.synth.writer import generate_vin_dataset
@@ -139,7 +139,7 @@ def main() -> int:
             chosen_name = "+".join(p.get("chosen", p.get("name", "?")) for p in parts)
         else:
             chosen_name = tech
-        ev = evaluate(load_model(run))
+        ev = evaluate(load_trained(run))
         result = ev["result"]
         # Sample by sample against zero-shot on the same crops: fixed / broken, McNemar p.
         vs_zero = paired_comparison(zero["preds"], ev["preds"], ev["labels"]).text()
@@ -151,7 +151,7 @@ def main() -> int:
                 f"{report['timing']['train_images_per_sec']:.1f}")
 
     rows = []
-    zero = evaluate(load_model("pretrained", base))
+    zero = evaluate(load_trained("pretrained", base))
     z = zero["result"]
     rows.append(("-", "-", "zero-shot (no training)", z.seq_acc, z.char_acc, "-", 0.0, 0, "-"))
     print(f"zero-shot: seq {z.seq_acc:.3f} char {z.char_acc:.3f}", flush=True)

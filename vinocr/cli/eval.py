@@ -123,10 +123,10 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Optional[List[str]] = None) -> int:
     args = build_parser().parse_args(argv)
     setup_logging(args.log_level)
-    from vinocr.cli.model_io import load_model
     from vinocr.config import load_config
     from vinocr.data.registry import open_dataset
     from vinocr.engine.evaluation import paired_comparison
+    from vinocr.engine.model_loading import load_trained
     from vinocr.engine.visuals import confusion_matrix_image, error_grid, save_png
 
     cfg = load_config(args.config, args.opt) if args.config else None
@@ -143,7 +143,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         else:
             runs.append((spec, "auto", None))
     for m_index, (spec, backend, decoder) in enumerate(runs):
-        loaded = load_model(spec, cfg, backend=backend, decode=decoder)
+        loaded = load_trained(spec, cfg, backend=backend, decode=decoder)
         model_cfg = cfg if cfg is not None else loaded.config
         decode_cfg = model_cfg.get("Decode", {"method": "greedy"})
         # Exported models carry their own input shape and decoder (inference.yml).

@@ -82,8 +82,8 @@ def markdown_table(rows: List[Dict[str, Any]], n_tracks: int, n_frames: int) -> 
 def main(argv: Optional[List[str]] = None) -> int:
     args = build_parser().parse_args(argv)
     setup_logging(args.log_level)
-    from vinocr.cli.model_io import load_model
     from vinocr.decode import build_decoder
+    from vinocr.engine.model_loading import load_trained
     from vinocr.errors import VinocrError
     from vinocr.sr.checkpoint_io import load_sr_checkpoint
     from vinocr.sr.data import SRPairs
@@ -94,7 +94,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     ocr_spec = args.ocr or (ck.state.get("ocr") or {}).get("model")
     if not ocr_spec:
         raise VinocrError("--ocr: required (the SR checkpoint does not name its recogniser)")
-    hr_ocr = load_model(ocr_spec)
+    hr_ocr = load_trained(ocr_spec)
     if hr_ocr.model is None:
         raise VinocrError(f"--ocr {ocr_spec}: give a run or checkpoint directory, not an export")
     shape = list(hr_ocr.config.get("Global", {}).get("image_shape", [3, 48, 320]))
@@ -119,7 +119,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         rows.insert(2, _row("SR", "OCR (joint, stage 3)", joint, "sr"))
         rows.insert(1, _row("bicubic LR", "OCR (joint, stage 3)", joint, "bicubic"))
     if args.lr_ocr:
-        lr_ocr = load_model(args.lr_ocr)
+        lr_ocr = load_trained(args.lr_ocr)
         if lr_ocr.model is None:
             raise VinocrError(f"--lr-ocr {args.lr_ocr}: give a run or checkpoint directory")
         lr_shape = list(lr_ocr.config.get("Global", {}).get("image_shape", shape))

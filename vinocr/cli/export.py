@@ -85,15 +85,15 @@ def main(argv: Optional[List[str]] = None) -> int:
     if args.calib and not args.int8:
         parser.error("--calib is only used with --int8")
     setup_logging(args.log_level)
-    from vinocr.cli.model_io import load_model
     from vinocr.config import load_config
+    from vinocr.engine.model_loading import load_trained
     from vinocr.export import export_inference
     from vinocr.models.pretrained import base_name
 
     if args.opt and not args.config:
         parser.error("-o needs -c (it overrides the config of --checkpoint pretrained)")
     cfg = load_config(args.config, args.opt) if args.config else None
-    loaded = load_model(args.checkpoint, cfg)
+    loaded = load_trained(args.checkpoint, cfg)
     model_cfg = cfg if cfg is not None else loaded.config
     # Read before the export starts, so a wrong or held-out --calib costs no export time, and
     # before --overwrite removes the earlier export, so a bad --calib does not cost it either.

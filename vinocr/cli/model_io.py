@@ -1,91 +1,16 @@
-"""Loading trained recognisers for evaluation and export (the tools layer: it may know techniques).
+"""Reading crops with a loaded recogniser (evaluation, pseudo-labelling, comparisons).
 
-A *model spec* is ``pretrained`` (the zero-shot pretrained model with the config's charset) or a
-checkpoint/run directory (its own saved config and charset are used). LoRA checkpoints are merged
-back into the plain architecture, so evaluation and export see exactly the deployed model.
+Models are loaded by :func:`vinocr.engine.model_loading.load_trained` (run, checkpoint or export
+directory, or ``pretrained``); this module turns the result into batch readers.
 """
 from __future__ import annotations
 
-import logging
-from dataclasses import dataclass
-from pathlib import Path
-from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
+from typing import Any, Callable, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
-from vinocr.charset import Charset, load_charset
+from vinocr.engine.model_loading import LoadedModel
 from vinocr.errors import VinocrError
-
-logger = logging.getLogger(__name__)
-
-
-@dataclass
-class LoadedModel:
-    name: str
-    model: Any
-    charset: Charset
-    config: Dict[str, Any]
-    recognizer: Any = None   # set for exported directories (Paddle inference predictor)
-
-
-def load_model(spec: str, cfg: Optional[Mapping[str, Any]] = None, backend: str = "auto",
-               decode: Optional[str] = None) -> LoadedModel:
-    """The recogniser for ``spec`` in eval mode; ``backend`` and ``decode`` (a method name
-    overriding the recorded one) apply to exported directories only."""
-    from vinocr.models.factory import model_from_config
-
-    if spec in ("pretrained", "zero-shot", "zeroshot"):
-        if cfg is None:
-            raise VinocrError("the 'pretrained' model needs a config (-c) for its charset and "
-                              "architecture")
-        from vinocr.models.pretrained import AUTO, resolve_pretrained
-
-        arch = dict(cfg["Architecture"])
-        # Zero-shot needs weights: a config that trains from scratch gets its architecture's own.
-        arch["pretrained"] = resolve_pretrained(arch.get("pretrained") or AUTO,
-                                                arch.get("name", "ppocrv4_mobile"))
-        charset = load_charset(cfg["Global"]["charset"])
-        model, _ = model_from_config(arch, charset)
-        model.eval()
-        return LoadedModel(f"zero-shot {arch['pretrained']}", model, charset, dict(cfg))
-    from vinocr.engine.checkpoint import load_checkpoint, resolve_checkpoint
-    from vinocr.models.weights import load_weights
-
-    path = Path(spec)
-    if (path / "inference.json").is_file():
-        from vinocr.predict import Recognizer
-
-        rec = Recognizer.from_dir(path, backend=backend, decode=decode)
-        return LoadedModel(f"exported {path}", None, rec.charset, {}, recognizer=rec)
-    if path.is_dir() and (path / "best").exists() and not (path / "state.json").exists():
-        path = path / "best"  # a run directory means its best checkpoint
-    ckpt = load_checkpoint(resolve_checkpoint(path))
-    saved_cfg = ckpt.state.get("config") or {}
-    chars = ckpt.state.get("charset")
-    if not saved_cfg or chars is None:
-        raise VinocrError(f"{ckpt.path}: checkpoint has no saved config/charset; was it written "
-                          "by vinocr-finetune?")
-    charset = load_charset(chars)
-    charset.name = saved_cfg.get("Global", {}).get("charset", "custom")
-    arch = dict(saved_cfg["Architecture"], pretrained=None)
-    model, _ = model_from_config(arch, charset)
-    state = ckpt.model_state
-    if any(".lora_A" in k for k in state):
-        from techniques.lora import inject_lora, merge_lora
-
-        tech = saved_cfg.get("Technique", {})
-        kwargs = {k: tech[k] for k in ("targets", "rank", "dropout") if k in tech}
-        alpha = tech.get("lora_alpha", tech.get("alpha"))
-        if alpha is not None:
-            kwargs["alpha"] = alpha
-        inject_lora(model, **kwargs)
-        load_weights(model, state, strict=True, source=str(ckpt.path))
-        model = merge_lora(model)
-        logger.info("%s: LoRA adapters merged into the base weights", ckpt.path)
-    else:
-        load_weights(model, state, strict=True, source=str(ckpt.path))
-    model.eval()
-    return LoadedModel(str(ckpt.path), model, charset, saved_cfg)
 
 
 def make_reader(loaded: LoadedModel, decode_cfg: Optional[Mapping[str, Any]],

@@ -159,8 +159,9 @@ def resolve_decode(loaded: Any, cfg: Optional[Mapping[str, Any]], method: Option
 
 def pseudolabel(args: argparse.Namespace, cfg: Optional[Mapping[str, Any]]) -> Dict[str, Any]:
     """Run ``vinocr-pseudolabel`` for parsed ``args``; returns the report."""
-    from vinocr.cli.model_io import load_model, make_prob_reader
+    from vinocr.cli.model_io import make_prob_reader
     from vinocr.data.split import held_out_test_reason
+    from vinocr.engine.model_loading import load_trained
     from vinocr.predict import is_vin_charset
     from vinocr.selftrain.pseudolabel import (calibrate, read_items, reader_with_unforced_check,
                                               write_pseudo_labels)
@@ -182,7 +183,7 @@ def pseudolabel(args: argparse.Namespace, cfg: Optional[Mapping[str, Any]]) -> D
     if (out / "report.json").exists() and not args.overwrite:
         raise VinocrError(f"{out}: already holds pseudo-labels; pass --overwrite to replace them")
 
-    loaded = load_model(args.model, cfg, backend=args.backend, decode=args.decode)
+    loaded = load_trained(args.model, cfg, backend=args.backend, decode=args.decode)
     model_cfg = cfg if cfg is not None else loaded.config
     decode = resolve_decode(loaded, cfg, args.decode)
     image_shape = model_cfg.get("Global", {}).get("image_shape", [3, 48, 320])

@@ -54,16 +54,18 @@ def load_sr_config(config: Optional[List[str]], overrides: List[str], resume: Op
 
 def load_ocr(spec: str) -> Tuple[Any, Any, List[int], Dict[str, Any]]:
     """(recogniser in eval mode, charset, input shape, state to rebuild it) for ``OCR.model``."""
-    from vinocr.cli.model_io import load_model
+    from vinocr.engine.model_loading import load_trained, model_record
 
-    loaded = load_model(spec)
+    loaded = load_trained(spec, key="OCR.model")
     if loaded.model is None:
         raise ConfigError(f"OCR.model: {spec} is an exported inference model; SR training "
                           "back-propagates through the recogniser, so give its vinocr-finetune "
                           "run or checkpoint directory")
     shape = list(loaded.config.get("Global", {}).get("image_shape", [3, 48, 320]))
+    # Recorded like a training checkpoint records its model, so the SR checkpoint rebuilds the
+    # recogniser the same way (vinocr.sr.checkpoint_io); adapters are merged, hence none.
     state = {"model": str(spec), "config": loaded.config,
-             "charset": list(loaded.charset.characters)}
+             "charset": list(loaded.charset.characters), **model_record(loaded.model)}
     return loaded.model, loaded.charset, shape, state
 
 

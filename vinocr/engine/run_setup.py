@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 import random
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Dict, Mapping, Optional, Sequence
 
 import numpy as np
@@ -151,22 +150,29 @@ def check_ctc_frames(model: Any, image_shape: Sequence[int], labels: Any) -> int
 
 
 def load_pretrained_run(model: Any, spec: str, charset: Any, allow_missing: bool) -> None:
-    """Start from an earlier run's checkpoint (incremental learning on new data); a changed
+    """Start from an earlier run's model (incremental learning on new data): the trained model as
+    :func:`vinocr.engine.model_loading.load_trained` rebuilds it, LoRA adapters merged (the same
+    function as base + adapters, so a technique may wrap fresh adapters on top). A changed
     dictionary keeps the CTC head rows of the characters both share."""
-    from vinocr.engine.checkpoint import load_checkpoint, resolve_checkpoint
+    from vinocr.engine.model_loading import build_trained, read_trained_checkpoint, records_model
 
-    path = Path(spec)
-    if path.is_dir() and (path / "best").exists():
-        path = path / "best"
-    ckpt = load_checkpoint(resolve_checkpoint(path))
-    state = dict(ckpt.model_state)
+    key = "Global.pretrained_model"
+    ckpt = read_trained_checkpoint(spec, key)
+    if records_model(ckpt.state):
+        trained = build_trained(ckpt.state, ckpt.model_state, ckpt.path, arch=model.arch,
+                                key=key).model
+        state = {k: v.numpy() for k, v in trained.state_dict().items()}
+    else:
+        # A weights-only checkpoint (no config or charset to rebuild a model from): its tensors
+        # load by name as they are, and coverage decides below.
+        state = dict(ckpt.model_state)
     chars = ckpt.state.get("charset")
     if chars is not None and list(chars) != list(charset.characters) and HEAD_WEIGHT in state:
         current = model.state_dict()
         state, info = transfer_ctc_head(state, chars, charset.characters,
                                         current[HEAD_WEIGHT].numpy(), current[HEAD_BIAS].numpy())
         logger.info("%s", info)
-    source = f"Global.pretrained_model {ckpt.path}"
+    source = f"{key} {ckpt.path}"
     report = load_weights(model, state, source=source)
     if not allow_missing:
         check_coverage(report, model.num_classes, source)

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any, Dict, Iterable, List, Mapping, Optional, 
 from vinocr import __version__
 from vinocr.config import json_safe_config
 from vinocr.engine import distributed as dist
+from vinocr.engine.model_loading import model_record
 from vinocr.models.pretrained import resolve_pretrained
 from vinocr.models.trainable import count_params
 
@@ -80,7 +81,10 @@ def record_epoch(state: TrainState, epoch: int, metrics: Mapping[str, Any], best
 
 def checkpoint_state(t: "Trainer") -> Dict[str, Any]:
     """Everything besides the tensors that an exact resume needs, plus what tools read back
-    (config, charset, architecture)."""
+    (config, charset, architecture and the adapters the model carries). The adapters are read
+    from the model's layers, not from the technique that put them there, so a checkpoint says
+    exactly which layers its ``lora_A``/``lora_B`` tensors belong to whatever the config says
+    later."""
     s = t.state
     return {"epoch": s.epoch, "global_step": s.global_step, "best_metric": s.best_metric,
             "best_epoch": s.best_epoch, "bad_epochs": s.bad_epochs,
@@ -90,7 +94,7 @@ def checkpoint_state(t: "Trainer") -> Dict[str, Any]:
             "hooks": t.hooks.state_dict(), "seed": t.seed,
             "world_size": dist.world_size(), "planned_steps": t.planned_steps,
             "config": json_safe_config(t.cfg), "charset": list(t.charset.characters),
-            "arch": t.model.arch, "arch_kwargs": dict(t.model.arch_kwargs),
+            **model_record(t.model),
             "vinocr_version": __version__, "saved_at": time.strftime("%Y-%m-%dT%H:%M:%S")}
 
 

@@ -33,8 +33,8 @@ def resolve_sr_checkpoint(path: Union[str, Path],
 
 def load_sr_checkpoint(path: Union[str, Path], with_ocr: bool = True) -> SRCheckpoint:
     """The generator (eval mode) and, with ``with_ocr``, the recogniser saved beside it."""
-    from vinocr.charset import load_charset
     from vinocr.engine.checkpoint import load_checkpoint
+    from vinocr.engine.model_loading import build_trained, records_model
     from vinocr.models.weights import load_weights
     from vinocr.sr.generator import SRGenerator
 
@@ -53,16 +53,10 @@ def load_sr_checkpoint(path: Union[str, Path], with_ocr: bool = True) -> SRCheck
     generator.eval()
     ocr = charset = shape = None
     ocr_info = st.get("ocr") or {}
-    if with_ocr and ocr_info.get("config") and ocr_info.get("charset") is not None:
-        from vinocr.models.factory import model_from_config
-
-        charset = load_charset(ocr_info["charset"])
-        cfg = ocr_info["config"]
-        charset.name = cfg.get("Global", {}).get("charset", "custom")
-        ocr, _ = model_from_config(dict(cfg["Architecture"], pretrained=None), charset)
+    if with_ocr and records_model(ocr_info):
         ocr_state = {k[len("ocr."):]: v for k, v in ckpt.model_state.items()
                      if k.startswith("ocr.")}
-        load_weights(ocr, ocr_state, strict=True, source=str(ckpt.path))
-        ocr.eval()
-        shape = list(st.get("image_shape") or cfg["Global"]["image_shape"])
+        loaded = build_trained(ocr_info, ocr_state, ckpt.path)
+        ocr, charset = loaded.model, loaded.charset
+        shape = list(st.get("image_shape") or loaded.config["Global"]["image_shape"])
     return SRCheckpoint(generator, ocr, charset, shape, st, ckpt.path)
