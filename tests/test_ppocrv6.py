@@ -17,7 +17,7 @@ import numpy as np
 import paddle
 import pytest
 
-from conftest import assert_close_rel, tiny_config
+from conftest import assert_close_rel, onnx_logits_session, tiny_config
 from techniques import build_technique
 # Offline cache and paddlex settings (``env``) and rendered VIN crops (``vin_images``): the
 # fixtures of the PP-OCRv4 export tests, shared so both bases run under the same conditions.
@@ -46,20 +46,6 @@ def full_dict(env):
     return model, pre
 
 
-def onnx_logits_session(onnx_path: Path):
-    """onnxruntime on the packaged ONNX with the input of its final Softmax as a second output,
-    so the logits themselves are compared, not only probabilities."""
-    import onnx
-    import onnxruntime as ort
-
-    m = onnx.load(str(onnx_path))
-    softmax = [n for n in m.graph.node if n.op_type == "Softmax"][-1]
-    assert softmax.output[0] == m.graph.output[0].name  # the last op: logits -> probabilities
-    m.graph.output.append(onnx.helper.make_tensor_value_info(softmax.input[0],
-                                                             onnx.TensorProto.FLOAT, None))
-    return ort.InferenceSession(m.SerializeToString(), providers=["CPUExecutionProvider"])
-
-
 def greedy_texts(probs: np.ndarray, charset: Charset) -> List[str]:
     from vinocr.decode import GreedyDecoder
 
@@ -84,7 +70,7 @@ def test_import_matches_onnxruntime_logits(full_dict, env):
         # Rendered crops: within 1e-4 of the logits' magnitude (~35; float32 kernels of other
         # CPUs reorder sums; measured up to 2.1e-5 at w=640). Uniform noise is far from any
         # text image and carries the backbone's rounding further (up to 7.6e-5 measured at
-        # w=640, `python tests/test_ppocrv6.py`), so it gets 3e-4 to stay CPU-independent.
+        # w=640, `python tests/test_bases.py`), so it gets 3e-4 to stay CPU-independent.
         for x, rtol in ((crops(width), 1e-4),
                         (np.random.default_rng(width).uniform(-1, 1, (2, 3, 48, width))
                          .astype("float32"), 3e-4)):
@@ -608,24 +594,3 @@ def test_onnx_export_parity(vin_model, onnx_export, vin_images):
                          logits=logits, what=f"exported ONNX vs Paddle, w={width}")
     atol = 1e-4 * 0.5 * slack
     assert check_onnx_parity(onnx_export, batches, atol=atol) < atol
-
-
-if __name__ == "__main__":
-    # The figures in docs/models.md: max abs logit difference against onnxruntime per width
-    # (python tests/test_ppocrv6.py; uses $VINOCR_CACHE_DIR like the library).
-    from vinocr.models.factory import model_from_config
-    from vinocr.models.pretrained import BUILTINS, load_pretrained
-
-    pre = load_pretrained("ppocrv6_small")
-    net, _ = model_from_config({"name": "ppocrv6_small", "pretrained": "ppocrv6_small",
-                                "head_transfer": False}, Charset(pre.characters, name="ppocrv6"))
-    net.eval()
-    session = onnx_logits_session(BUILTINS["ppocrv6_small"].files()[0])
-    for w in WIDTHS:
-        for kind, batch in (("rendered VIN crops", crops(w)),
-                            ("random", np.random.default_rng(w).uniform(-1, 1, (2, 3, 48, w))
-                             .astype("float32"))):
-            ref = session.run(None, {"x": batch})[1]
-            diff = float(np.abs(net(paddle.to_tensor(batch)).numpy() - ref).max())
-            print(f"width {w}, {kind}: max abs logit diff {diff:.2e}, logits' max "
-                  f"{float(np.abs(ref).max()):.1f}, relative {diff / float(np.abs(ref).max()):.1e}")
