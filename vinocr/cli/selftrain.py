@@ -31,7 +31,7 @@ from typing import Any, Dict, List, Mapping, Optional
 
 from vinocr.cli.common import add_config_options, add_log_level, cli_entry, setup_logging
 from vinocr.cli.pseudolabel import add_verifier_options, pseudolabel, summary_line
-from vinocr.engine.atomic_dir import write_file_atomic
+from vinocr.atomic_dir import write_file_atomic
 from vinocr.errors import VinocrError
 
 logger = logging.getLogger("vinocr.selftrain")

@@ -19,7 +19,7 @@ from JSON. PaddleOCR's pickled ``.pdparams`` are converted to safetensors weight
 Atomic replacement: a save writes a complete checkpoint into a hidden sibling directory
 (``.NAME.tmp-PID-RAND``), fsyncs it, then swaps it in with two renames (old -> ``.NAME.old-...``,
 temp -> NAME) and deletes the old one; the directory machinery (naming, fsync, swap, stale-temp
-cleanup) is :mod:`vinocr.engine.atomic_dir`. A crash can therefore only leave either a complete
+cleanup) is :mod:`vinocr.atomic_dir`. A crash can therefore only leave either a complete
 checkpoint at NAME, or no NAME plus a complete ``.NAME.old-...``, which :func:`load_checkpoint` and
 :func:`resolve_checkpoint` rename back (with a warning).
 """
@@ -43,7 +43,7 @@ from safetensors import SafetensorError
 from safetensors.numpy import load as load_bytes
 from safetensors.numpy import save as save_bytes
 
-from vinocr.engine import atomic_dir
+from vinocr import atomic_dir
 from vinocr.errors import VinocrError
 
 logger = logging.getLogger(__name__)

@@ -11,7 +11,7 @@ from typing import Any, Dict, List, Optional
 
 import numpy as np
 
-from vinocr.engine.atomic_dir import write_file_atomic
+from vinocr.atomic_dir import write_file_atomic
 
 logger = logging.getLogger(__name__)
 

@@ -140,7 +140,7 @@ def import_pretrained(name: str = "ppocrv4_mobile", onnx_path: Union[str, Path, 
     ``.dict.txt`` and ``.json``); return the safetensors path. Re-imports when the ONNX changed
     (its SHA-1 is recorded). ``onnx_path`` replaces the packaged file (its dictionary must then
     be in the ONNX metadata, or beside it as ``<stem>.dict.txt``)."""
-    from vinocr.engine.atomic_dir import write_file_atomic
+    from vinocr.atomic_dir import write_file_atomic
     from vinocr.models.onnx_import import onnx_to_state_dict
 
     if name not in BUILTINS:

@@ -126,7 +126,7 @@ def save_state_file(state: Mapping[str, np.ndarray], path: Union[str, Path],
 
     from safetensors.numpy import save_file
 
-    from vinocr.engine.atomic_dir import temp_path
+    from vinocr.atomic_dir import temp_path
 
     p = Path(path)
     p.parent.mkdir(parents=True, exist_ok=True)

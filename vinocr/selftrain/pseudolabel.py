@@ -28,7 +28,7 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 import numpy as np
 
 from vinocr.data.base import IMAGE_EXTENSIONS, read_image
-from vinocr.engine.atomic_dir import write_file_atomic
+from vinocr.atomic_dir import write_file_atomic
 from vinocr.errors import DataError, VinocrError
 from vinocr.selftrain.verify import (Calibration, Read, ReadVerifier, Verdict, choose_threshold,
                                      precision_report, summarise, track_read)

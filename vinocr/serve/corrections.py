@@ -19,7 +19,7 @@ from typing import Any, Dict, List, Optional
 
 from vinocr.charset import Charset
 from vinocr.data.base import IMAGE_EXTENSIONS
-from vinocr.engine.atomic_dir import write_file_atomic
+from vinocr.atomic_dir import write_file_atomic
 from vinocr.serve.images import DecodedImage, UploadError
 from vinocr.serve.models import NotFound
 

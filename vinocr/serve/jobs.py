@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence
 
-from vinocr.engine.atomic_dir import write_file_atomic
+from vinocr.atomic_dir import write_file_atomic
 from vinocr.engine.rundir import holds_run
 from vinocr.errors import ConfigError, VinocrError
 from vinocr.serve.models import ModelStore, NotFound

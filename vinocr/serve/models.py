@@ -26,7 +26,7 @@ from typing import Any, Dict, List, Optional, Tuple
 
 import numpy as np
 
-from vinocr.engine.atomic_dir import write_file_atomic
+from vinocr.atomic_dir import write_file_atomic
 from vinocr.errors import VinocrError
 from vinocr.predict import RecognitionResult, Recognizer
 

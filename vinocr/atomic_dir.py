@@ -1,4 +1,6 @@
-"""Atomic replacement of a directory, as used for checkpoints (:mod:`vinocr.engine.checkpoint`).
+"""Atomic writes, for every layer (standard library only, so models, data and engine alike can use
+it): files (:func:`write_file_atomic`, :func:`write_new_file`) and the replacement of a directory,
+as used for checkpoints (:mod:`vinocr.engine.checkpoint`).
 
 A new version of directory ``NAME`` is written in full into a hidden sibling ``.NAME.tmp-PID-RAND``
 (:func:`temp_path`), fsynced by the writer, and then put in place by :func:`swap_into_place` with
