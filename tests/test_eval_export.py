@@ -46,6 +46,12 @@ def test_eval_table_and_artifacts(trained: Path):
                                                     float(first["seq_acc"]))
         assert 0.0 < float(second["p_vs_first"]) <= 1.0
     assert "| model | dataset |" in (out / "table.md").read_text()
+    # confidence columns: ECE in [0, 1]; at n = 4 and 8, 95% coverage (ceil(3.8) = 4,
+    # ceil(7.6) = 8) keeps every read, so it is the plain sequence accuracy
+    assert "| confidence_gap | ece | acc@90%cov | acc@95%cov |" in (out / "table.md").read_text()
+    for r in rows:
+        assert 0.0 <= float(r["ece"]) <= 1.0 and 0.0 <= float(r["acc@90%cov"]) <= 1.0
+        assert float(r["acc@95%cov"]) == pytest.approx(float(r["seq_acc"]))
     assert (out / "errors_m0_d0.csv").is_file()
     bad = subprocess.run([sys.executable, str(REPO / "tools/eval.py"), "--models",
                           str(trained / "nope"), "--data", str(trained / "test.txt")],

@@ -49,11 +49,18 @@ def test_eval_numbers_by_hand(tmp_path: Path):
     assert r.cer == pytest.approx(1 / 20)
     assert r.per_position_acc == pytest.approx([1, 1, 0.75, 1, 1])
     assert r.top_confusions(1) == [(("0", "8"), 1)]
-    # one-hot outputs: confidence 1 on right and wrong alike, so the gap is 0
+    # one-hot outputs: confidence 1 on right and wrong alike, so the gap is 0; all four reads sit
+    # in the top ECE bin, right 3/4 at confidence 1: ECE 0.25. ceil(0.9 * 4) = ceil(0.95 * 4) = 4
+    # reads kept: accuracy 0.75 at either coverage.
+    assert r.ece == pytest.approx(0.25, abs=1e-4)
+    assert r.acc_at_90_coverage == r.acc_at_95_coverage == pytest.approx(0.75)
     table = format_table([table_row("scripted", "labels.txt", r, 1.5)])
-    row = table.splitlines()[2]
+    header, _, row = table.splitlines()
+    assert header.startswith("| model | dataset | n | seq_acc | char_acc | ned | cer | "
+                             "check_digit_valid_rate | confidence_gap | ece | acc@90%cov | "
+                             "acc@95%cov | per_position_acc |")
     assert row == ("| scripted | labels.txt | 4 | 0.7500 | 0.9500 | 0.0500 | 0.0500 | - | 0.0000 | "
-                   "1.00 1.00 0.75 1.00 1.00 | 1.5000 | - | - | - |")
+                   "0.2500 | 0.7500 | 0.7500 | 1.00 1.00 0.75 1.00 1.00 | 1.5000 | - | - | - |")
     # a second model on the same samples: fixes GH012, breaks AB123 and CD456
     second = paired_comparison(ev["preds"], ["AB128", "CD450", "EF789", "GH012"], labels)
     assert (second.n, second.gained, second.lost) == (4, 1, 2)

@@ -10,6 +10,7 @@ import pytest
 
 from vinocr.engine.evaluation import align, evaluate_texts
 from vinocr.engine.visuals import confusion_matrix_image, error_grid, save_png
+from vinocr.metrics import ECE_BINS, accuracy_at_coverage, expected_calibration_error
 
 VALID = "1M8GDM9AXKP042788"
 INVALID = "1M8GDM9AXKP042789"  # check digit (position 9, 'X') no longer matches
@@ -34,6 +35,11 @@ def test_hand_computed_three_samples() -> None:
     assert result.mean_confidence == pytest.approx((0.9 + 0.8 + 0.3) / 3)
     assert result.confidence_gap == pytest.approx(0.9 - (0.8 + 0.3) / 2)
     assert result.worst == [1, 2]  # the 0.8-confident mistake comes first
+    # ECE bins (15): 0.9 -> bin 13 (right), 0.8 -> bin 12 (wrong), 0.3 -> bin 4 (wrong).
+    assert result.ece == pytest.approx((0.1 + 0.8 + 0.3) / 3)
+    # ceil(0.9 * 3) = ceil(0.95 * 3) = 3: every read is kept.
+    assert result.acc_at_90_coverage == pytest.approx(1 / 3)
+    assert result.acc_at_95_coverage == pytest.approx(1 / 3)
     doc = result.to_dict()
     json.dumps(doc)  # JSON-able
     assert doc["top_confusions"] == [["D", "E", 1], ["Y", "", 1]]
@@ -51,14 +57,69 @@ def test_worst_order_and_confidence_edge_cases() -> None:
     plain = evaluate_texts(preds, labels)
     assert plain.worst == [2, 0, 3]
     assert plain.confidence_gap is None and plain.mean_confidence is None
+    assert plain.ece is None and plain.acc_at_90_coverage is None
     # All correct: no wrong side, so no gap.
     assert evaluate_texts(["A"], ["A"], confidences=[0.5]).confidence_gap is None
     empty = evaluate_texts([], [])
     assert empty.n == 0 and empty.seq_acc == 0.0 and empty.worst == []
+    assert empty.ece is None and empty.acc_at_95_coverage is None
     with pytest.raises(ValueError):
         evaluate_texts(["A"], ["A", "B"])
     with pytest.raises(ValueError):
         evaluate_texts(["A"], ["A"], confidences=[0.1, 0.2])
+
+
+def test_ece_calibrated_and_overconfident() -> None:
+    # Calibrated: 8 of 10 right at 0.8 (bin 12), 2 of 4 right at 0.5 (bin 7).
+    conf = [0.8] * 10 + [0.5] * 4
+    ok = [True] * 8 + [False] * 2 + [True, False, True, False]
+    assert expected_calibration_error(conf, ok) == pytest.approx(0.0, abs=1e-12)
+    # Overconfident: bin 14 (0.95) is right 2/4 -> |0.5 - 0.95| * 4/6 = 0.3;
+    # bin 9 (0.65) is right 1/2 -> |0.5 - 0.65| * 2/6 = 0.05.
+    conf = [0.95, 0.95, 0.95, 0.95, 0.65, 0.65]
+    ok = [True, True, False, False, True, False]
+    assert expected_calibration_error(conf, ok) == pytest.approx(0.35)
+    # Errors in opposite directions do not cancel across bins: 0.9 (bin 13) always wrong,
+    # 0.1 (bin 1) always right -> 0.9 * 2/4 + 0.9 * 2/4, although mean conf = accuracy = 0.5.
+    assert expected_calibration_error([0.9, 0.9, 0.1, 0.1],
+                                      [False, False, True, True]) == pytest.approx(0.9)
+    assert ECE_BINS == 15
+    # 1.0 is in the last bin, 0.0 in the first; n = 1 and empty input.
+    assert expected_calibration_error([1.0], [False]) == pytest.approx(1.0)
+    assert expected_calibration_error([0.0], [True]) == pytest.approx(1.0)
+    assert expected_calibration_error([0.7], [True]) == pytest.approx(0.3)
+    assert expected_calibration_error([], []) is None
+    with pytest.raises(ValueError):
+        expected_calibration_error([0.5], [True, False])
+
+
+def test_accuracy_at_coverage() -> None:
+    conf = [0.9, 0.2, 0.99, 0.5, 0.7, 0.7, 0.3, 0.95, 0.6, 0.8]
+    ok = [True, False, True, False, False, True, True, True, True, True]
+    # Most confident first: i2 T, i7 T, i0 T, i9 T, i4 F, i5 T (tie with i4: index order),
+    # i8 T, i3 F, i6 T, i1 F.
+    assert accuracy_at_coverage(conf, ok, 0.90) == pytest.approx(7 / 9)  # ceil(9.0) = 9
+    assert accuracy_at_coverage(conf, ok, 0.95) == pytest.approx(7 / 10)  # ceil(9.5) = 10
+    assert accuracy_at_coverage(conf, ok, 0.5) == pytest.approx(4 / 5)  # the tie keeps i4
+    assert accuracy_at_coverage(conf, ok, 0.4) == pytest.approx(1.0)
+    assert accuracy_at_coverage(conf, ok, 1.0) == pytest.approx(0.7)
+    assert accuracy_at_coverage([0.3], [True], 0.9) == 1.0  # n = 1: the one read is kept
+    assert accuracy_at_coverage([0.3], [False], 0.95) == 0.0
+    assert accuracy_at_coverage([], [], 0.9) is None
+    with pytest.raises(ValueError):
+        accuracy_at_coverage(conf, ok, 0.0)
+    with pytest.raises(ValueError):
+        accuracy_at_coverage([0.5], [], 0.9)
+
+
+def test_calibration_ignores_nan_confidences() -> None:
+    r = evaluate_texts(["A", "B", "C"], ["A", "B", "X"], confidences=[float("nan"), 0.8, 0.4])
+    # Over the two valid confidences: bin 12 right (0.2), bin 6 wrong (0.4).
+    assert r.ece == pytest.approx((0.2 + 0.4) / 2)
+    assert r.acc_at_90_coverage == pytest.approx(1 / 2)  # ceil(1.8) = 2 of 2
+    single = evaluate_texts(["A"], ["A"], confidences=[0.75])
+    assert single.ece == pytest.approx(0.25) and single.acc_at_95_coverage == 1.0
+    assert evaluate_texts(["A"], ["A"], confidences=[float("nan")]).ece is None
 
 
 @pytest.mark.parametrize("label,pred,expected", [

@@ -7,6 +7,10 @@ the reverse (-), ``p_vs_first`` is McNemar's exact test on those counts (small: 
 unlikely to be chance), and ``same_as_first`` is the share of samples whose text is identical to
 the first's, right or wrong (how faithful one export form is to another).
 
+``ece`` is the expected calibration error of the read confidences (15 equal-width bins; 0: a read
+at confidence 0.8 is right 80% of the time) and ``acc@90%cov`` / ``acc@95%cov`` the accuracy of
+the 90% / 95% most confident reads, as if the rest went to human review.
+
     vinocr-eval -c configs/vin/ppocrv6_small.yml --models pretrained runs/vin/best \\
         --data data/vin/splits/test.txt --out eval_out
 
@@ -38,7 +42,8 @@ PROG = "vinocr-eval"
 logger = logging.getLogger("vinocr.eval")
 
 COLUMNS = ["model", "dataset", "n", "seq_acc", "char_acc", "ned", "cer",
-           "check_digit_valid_rate", "confidence_gap", "per_position_acc", "ms_per_image",
+           "check_digit_valid_rate", "confidence_gap", "ece", "acc@90%cov", "acc@95%cov",
+           "per_position_acc", "ms_per_image",
            "vs_first", "p_vs_first", "same_as_first"]
 
 
@@ -50,6 +55,8 @@ def table_row(model: str, dataset: str, r: Any, ms_per_image: float,
             "char_acc": r.char_acc, "ned": r.ned, "cer": r.cer,
             "check_digit_valid_rate": r.check_digit_valid_rate,
             "confidence_gap": r.confidence_gap,
+            # how far the confidences can be trusted (vinocr.engine.evaluation.evaluate_texts)
+            "ece": r.ece, "acc@90%cov": r.acc_at_90_coverage, "acc@95%cov": r.acc_at_95_coverage,
             # fixed-length codes (VINs, plates): accuracy at each character position
             "per_position_acc": (" ".join(f"{v:.2f}" for v in r.per_position_acc)
                                  if r.per_position_acc else None),

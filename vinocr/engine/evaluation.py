@@ -11,7 +11,8 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
-from vinocr.metrics import normalized_edit_distance, text_metrics
+from vinocr.metrics import (accuracy_at_coverage, expected_calibration_error,
+                             normalized_edit_distance, text_metrics)
 from vinocr.vin import validate_vin
 
 #: A confusion pair (true character, predicted character); ``''`` marks a deletion (true, '')
@@ -100,6 +101,9 @@ class EvalResult:
     confusion: Dict[Pair, int] = field(default_factory=dict)
     confidence_gap: Optional[float] = None
     mean_confidence: Optional[float] = None
+    ece: Optional[float] = None
+    acc_at_90_coverage: Optional[float] = None
+    acc_at_95_coverage: Optional[float] = None
     worst: List[int] = field(default_factory=list)
 
     def top_confusions(self, k: int = 10) -> List[Tuple[Pair, int]]:
@@ -123,6 +127,8 @@ class EvalResult:
             "cer": self.cer, "per_position_acc": self.per_position_acc,
             "check_digit_valid_rate": self.check_digit_valid_rate,
             "confidence_gap": self.confidence_gap, "mean_confidence": self.mean_confidence,
+            "ece": self.ece, "acc_at_90_coverage": self.acc_at_90_coverage,
+            "acc_at_95_coverage": self.acc_at_95_coverage,
             "n_errors": self.n_errors, "worst": list(self.worst),
             "top_confusions": [[t, p, c] for (t, p), c in self.top_confusions(top_k)],
             "confusion": [[t, p, c] for (t, p), c in confusion],
@@ -143,6 +149,8 @@ class EvalResult:
             parts.append(f"mean_conf={self.mean_confidence:.3f}")
         if self.confidence_gap is not None:
             parts.append(f"conf_gap={self.confidence_gap:+.3f}")
+        if self.ece is not None:
+            parts.append(f"ece={self.ece:.3f}")
         top = self.top_confusions(3)
         if top:
             shown = ", ".join(f"{t or '∅'}→{p or '∅'}×{c}" for (t, p), c in top)
@@ -161,6 +169,11 @@ def evaluate_texts(preds: Sequence[str], labels: Sequence[str],
         vin: also report the fraction of predictions that are valid VINs
             (:func:`vinocr.vin.validate_vin`, region-aware check digit).
 
+    With confidences, ``ece`` is the expected calibration error of the confidences against exact
+    match (:func:`vinocr.metrics.expected_calibration_error`, 15 equal-width bins) and
+    ``acc_at_90_coverage`` / ``acc_at_95_coverage`` the accuracy of the 90% / 95% most confident
+    reads (:func:`vinocr.metrics.accuracy_at_coverage`), all over the non-NaN confidences.
+
     ``worst`` lists the wrong predictions' indices, most confident first (confident mistakes are
     the dangerous ones); without confidences, most wrong (highest normalised edit distance) first.
     """
@@ -177,7 +190,7 @@ def evaluate_texts(preds: Sequence[str], labels: Sequence[str],
     correct = [p == t for p, t in zip(preds, labels)]
     wrong = [i for i, ok in enumerate(correct) if not ok]
 
-    mean_conf = gap = None
+    mean_conf = gap = ece = acc90 = acc95 = None
     if confidences is not None:
         conf = [float(c) for c in confidences]
         valid = [i for i, c in enumerate(conf) if not math.isnan(c)]
@@ -186,6 +199,10 @@ def evaluate_texts(preds: Sequence[str], labels: Sequence[str],
         on_wrong = _mean([conf[i] for i in valid if not correct[i]])
         if on_right is not None and on_wrong is not None:
             gap = on_right - on_wrong
+        valid_conf, valid_ok = [conf[i] for i in valid], [correct[i] for i in valid]
+        ece = expected_calibration_error(valid_conf, valid_ok)
+        acc90 = accuracy_at_coverage(valid_conf, valid_ok, 0.90)
+        acc95 = accuracy_at_coverage(valid_conf, valid_ok, 0.95)
         # NaN sorts as least confident, so it never hides a confident mistake.
         wrong.sort(key=lambda i: (-(conf[i] if not math.isnan(conf[i]) else -math.inf), i))
     else:
@@ -199,7 +216,8 @@ def evaluate_texts(preds: Sequence[str], labels: Sequence[str],
                       per_position_acc=per_position_accuracy(preds, labels),
                       check_digit_valid_rate=vin_rate,
                       confusion=confusion_counts(preds, labels), confidence_gap=gap,
-                      mean_confidence=mean_conf, worst=wrong)
+                      mean_confidence=mean_conf, ece=ece, acc_at_90_coverage=acc90,
+                      acc_at_95_coverage=acc95, worst=wrong)
 
 
 @dataclass(frozen=True)
