@@ -58,6 +58,10 @@ def test_auto_without_builtin_weights_and_mismatched_weights_are_one_line_errors
     # the weights of another network: the error names the key that switches the base
     with pytest.raises(VinocrError, match="set Architecture.name: ppocrv6_small"):
         model_from_config(recipe_arch("Architecture.pretrained=ppocrv6_small"), "vin")
+    # the v5 weights on the v6 network: the name that brings them is ppocrv5_mobile
+    with pytest.raises(VinocrError, match="set Architecture.name: ppocrv5_mobile"):
+        model_from_config(recipe_arch("Architecture.name=ppocrv6_small",
+                                      "Architecture.pretrained=ppocrv5_mobile"), "vin")
 
 
 @pytest.mark.parametrize("name, model_name", [

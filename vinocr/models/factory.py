@@ -36,7 +36,7 @@ def model_from_config(arch: Mapping[str, Any], charset: Any
         raise ConfigError("Architecture.form: ppocrv6_small exists in one form (its pretrained "
                           "ONNX's, BatchNorms folded into the convs); use form: deploy")
     model = build_model(name, cs.num_classes, **params)
-    from vinocr.models.pretrained import load_pretrained, resolve_pretrained
+    from vinocr.models.pretrained import BUILTINS, load_pretrained, resolve_pretrained
 
     spec = resolve_pretrained(arch.get("pretrained"), arch.get("name", "ppocrv4_mobile"))
     if not spec:
@@ -45,9 +45,12 @@ def model_from_config(arch: Mapping[str, Any], charset: Any
     pre = load_pretrained(spec, trust_pickle=bool(arch.get("trust_pickle", False)),
                           opt_in="set Architecture.trust_pickle: true")
     if pre.arch and pre.arch != model.arch:
+        # A built-in's own name is the Architecture.name that brings exactly these weights
+        # (ppocrv5_mobile: the v4 network with the v5 weights).
+        suggested = spec if spec in BUILTINS else pre.arch
         raise VinocrError(f"Architecture.pretrained: {spec!r} holds {pre.arch} weights, but "
                           f"Architecture.name is {model.arch!r}; set Architecture.name: "
-                          f"{pre.arch} (with pretrained: auto it brings its own weights), or "
+                          f"{suggested} (with pretrained: auto it brings its own weights), or "
                           "pretrained: null to train from scratch")
     state = dict(pre.state)
     dropped: List[str] = []

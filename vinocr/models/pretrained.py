@@ -22,7 +22,7 @@ from typing import Dict, List, Optional, Union
 
 import numpy as np
 
-from vinocr.errors import VinocrError
+from vinocr.errors import ConfigError, VinocrError
 from vinocr.models.weights import load_state_file, save_state_file
 
 logger = logging.getLogger(__name__)
@@ -88,8 +88,6 @@ def resolve_pretrained(spec: Optional[str], arch_name: str) -> Optional[str]:
     if spec != AUTO:
         return spec
     if arch_name not in BUILTINS:
-        from vinocr.errors import ConfigError
-
         raise ConfigError(f"Architecture.pretrained: auto means the built-in weights of "
                           f"Architecture.name, and {arch_name!r} has none (built-ins: "
                           f"{', '.join(BUILTINS)}); set pretrained to a weights file, or null to "
