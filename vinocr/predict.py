@@ -7,8 +7,10 @@
 
 An exported directory holds ``inference.json`` + ``inference.pdiparams`` (Paddle), usually
 ``inference.onnx`` (onnxruntime) and optionally ``inference_int8.onnx``, plus ``inference.yml``:
-its ``PostProcess.character_dict`` is the dictionary, ``PreProcess`` the input shape and
-``vinocr.decode`` the decoder settings.
+its ``PostProcess.character_dict`` is the dictionary, ``PreProcess`` the input shape,
+``vinocr.decode`` the decoder settings and ``vinocr.calibration.temperature`` (when present) the
+confidence temperature (:mod:`vinocr.calibration`): texts are decoded from the raw probabilities,
+confidences from the tempered ones.
 
 Images go through :func:`vinocr.data.preprocess.batch_resize_norm`, the function training uses
 (through ``resize_norm``), so a crop at the model's input width reaches the network as exactly the
@@ -28,6 +30,7 @@ from typing import (Any, Dict, List, Mapping, Optional, Protocol, Sequence, Tupl
 
 import numpy as np
 
+from vinocr.calibration import check_temperature, decode_calibrated, temperature_from_record
 from vinocr.charset import Charset
 from vinocr.data.base import read_image
 from vinocr.data.preprocess import DEFAULT_IMAGE_SHAPE, batch_resize_norm, resize_norm
@@ -58,7 +61,8 @@ class RecognitionResult:
     Attributes:
         text: the decoded text ('' when a constrained decoder found no valid sequence).
         confidence: mean of ``char_confidences`` (0.0 for an empty text).
-        char_confidences: one probability per character of ``text``.
+        char_confidences: one probability per character of ``text`` (calibrated with the
+            export's temperature when it records one).
         vin_valid: VIN charsets only: :func:`vinocr.vin.validate_vin` accepts ``text`` (the check
             digit is required for North American WMIs only). None for other charsets.
         check_digit_ok: VIN charsets only: ``text`` is 17 VIN characters with a matching check
@@ -205,6 +209,8 @@ class ModelInfo:
     image_shape: Tuple[int, int, int]
     decode: Dict[str, Any]
     source: Optional[str] = None
+    #: Confidence temperature (``vinocr.calibration.temperature``; 1.0 when not recorded).
+    temperature: float = 1.0
 
 
 def read_model_info(model_dir: Union[str, Path]) -> ModelInfo:
@@ -238,8 +244,9 @@ def read_model_info(model_dir: Union[str, Path]) -> ModelInfo:
     charset = Charset([str(c) for c in chars], name=name,
                       case_insensitive=False if name == "ppocr" else None)
     decode = dict(extra.get("decode") or {"method": "greedy"})
+    temperature = temperature_from_record(extra.get("calibration"), f"{path}: vinocr.calibration")
     return ModelInfo(charset, tuple(int(v) for v in image_shape), decode,  # type: ignore[arg-type]
-                     extra.get("source"))
+                     extra.get("source"), temperature)
 
 
 def is_vin_charset(charset: Charset) -> bool:
@@ -266,12 +273,14 @@ class Recognizer:
             ``vinocr-eval`` do, so predictions match the measured accuracy; True lets batches
             grow to keep wide crops' aspect (stock paddleocr's inference rule).
         batch_size: images per engine call in :meth:`predict`.
+        temperature: confidence temperature (:mod:`vinocr.calibration`); 1.0 reports the raw
+            confidences. Texts do not depend on it.
     """
 
     def __init__(self, backend: Backend, charset: Charset,
                  image_shape: Sequence[int] = DEFAULT_IMAGE_SHAPE,
                  decode: Optional[Mapping[str, Any]] = None, dynamic_width: bool = False,
-                 batch_size: int = 16) -> None:
+                 batch_size: int = 16, temperature: float = 1.0) -> None:
         if batch_size < 1:
             raise VinocrError(f"batch_size must be >= 1, got {batch_size}")
         self.backend = backend
@@ -283,11 +292,22 @@ class Recognizer:
         self.batch_size = batch_size
         self.is_vin = is_vin_charset(charset)
         self.model_dir: Optional[Path] = None
+        self.temperature = temperature
+
+    @property
+    def temperature(self) -> float:
+        """The confidence temperature applied by :meth:`decode` (1.0: raw confidences)."""
+        return self._temperature
+
+    @temperature.setter
+    def temperature(self, value: float) -> None:
+        self._temperature = check_temperature(value, "temperature")
 
     @classmethod
     def from_dir(cls, model_dir: Union[str, Path], backend: str = "auto", threads: int = 1,
                  decode: Union[Mapping[str, Any], str, None] = None, mkldnn: bool = True,
-                 dynamic_width: bool = False, batch_size: int = 16) -> "Recognizer":
+                 dynamic_width: bool = False, batch_size: int = 16,
+                 temperature: Optional[float] = None) -> "Recognizer":
         """Load an exported directory.
 
         Args:
@@ -300,6 +320,8 @@ class Recognizer:
                 mapping (e.g. ``{"beam_size": 8}``) or just a method name (``"greedy"``).
             mkldnn: use oneDNN in the Paddle backend.
             dynamic_width, batch_size: see the class docstring.
+            temperature: confidence temperature; None (default) uses the one ``inference.yml``
+                records (``vinocr.calibration.temperature``, else 1.0), 1.0 gives raw confidences.
         """
         if backend not in BACKENDS:
             raise VinocrError(f"unknown backend {backend!r} (valid: {', '.join(BACKENDS)})")
@@ -314,10 +336,11 @@ class Recognizer:
         engine = build_backend(model_dir, backend, threads=threads, mkldnn=mkldnn)
         backend = engine.name
         rec = cls(engine, info.charset, info.image_shape, cfg, dynamic_width=dynamic_width,
-                  batch_size=batch_size)
+                  batch_size=batch_size,
+                  temperature=info.temperature if temperature is None else temperature)
         rec.model_dir = Path(model_dir)
-        logger.info("loaded %s (%s, %d threads, charset %s, decode %s)", model_dir, backend,
-                    threads, info.charset.name, cfg)
+        logger.info("loaded %s (%s, %d threads, charset %s, decode %s, confidence temperature "
+                    "%.4g)", model_dir, backend, threads, info.charset.name, cfg, rec.temperature)
         return rec
 
     # ------------------------------------------------------------------------ pipeline steps
@@ -348,8 +371,10 @@ class Recognizer:
         return probs
 
     def decode(self, probs: np.ndarray) -> List[RecognitionResult]:
-        """[N, T, C] probabilities -> one result per image."""
-        return [result_from_decode(d, self.is_vin) for d in self.decoder.decode(probs)]
+        """[N, T, C] probabilities -> one result per image: texts from ``probs``, confidences
+        from them tempered by :attr:`temperature`."""
+        decoded = decode_calibrated(self.decoder, np.asarray(probs), self.temperature)
+        return [result_from_decode(d, self.is_vin) for d in decoded]  # type: ignore[union-attr]
 
     # ------------------------------------------------------------------------------ predict
     @overload

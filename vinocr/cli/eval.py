@@ -9,7 +9,10 @@ the first's, right or wrong (how faithful one export form is to another).
 
 ``ece`` is the expected calibration error of the read confidences (15 equal-width bins; 0: a read
 at confidence 0.8 is right 80% of the time) and ``acc@90%cov`` / ``acc@95%cov`` the accuracy of
-the 90% / 95% most confident reads, as if the rest went to human review.
+the 90% / 95% most confident reads, as if the rest went to human review. Confidences are
+calibrated with the temperature the model carries (fitted by the trainer on its Eval set, or by
+``vinocr-export --fit-temperature``; see vinocr.calibration); ``--raw-confidence`` reports the
+uncalibrated ones. Texts, and so accuracies, are the same either way.
 
     vinocr-eval -c configs/vin/ppocrv6_small.yml --models pretrained runs/vin/best \\
         --data data/vin/splits/test.txt --out eval_out
@@ -73,11 +76,11 @@ def format_table(rows: List[Dict[str, Any]]) -> str:
 
 
 def evaluate_one(loaded: Any, dataset: Any, decode_cfg: Dict[str, Any], image_shape: List[int],
-                 batch_size: int = 32) -> Dict[str, Any]:
+                 batch_size: int = 32, raw_confidence: bool = False) -> Dict[str, Any]:
     from vinocr.cli.model_io import make_reader
     from vinocr.engine.evaluation import evaluate_texts
 
-    run, canonical = make_reader(loaded, decode_cfg, image_shape)
+    run, canonical = make_reader(loaded, decode_cfg, image_shape, raw_confidence)
 
     preds, confs, labels = [], [], []
     infer_time = 0.0
@@ -122,6 +125,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--decoders", nargs="+", choices=DECODE_METHODS,
                    help="decoders for exported model dirs, one row each (default: the one "
                    "inference.yml records)")
+    p.add_argument("--raw-confidence", action="store_true",
+                   help="report uncalibrated confidences (default: calibrated with the "
+                   "temperature the model carries, when it has one)")
     add_log_level(p, QUIET)
     return p
 
@@ -158,13 +164,17 @@ def main(argv: Optional[List[str]] = None) -> int:
         method = (loaded.recognizer.decode_config.get("method") if loaded.recognizer is not None
                   else decode_cfg.get("method", "greedy"))
         name = loaded.name if spec != "pretrained" else "zero-shot pretrained"
+        if loaded.temperature != 1.0:
+            name += (" (raw confidence)" if args.raw_confidence
+                     else f" (confidence T={loaded.temperature:.3g})")
         if loaded.recognizer is not None and (len(args.backends) > 1 or args.decoders):
             name += f" [{loaded.recognizer.backend.name}, {method}]"
         for d_index, data in enumerate(args.data):
             dataset = open_dataset(data, charset=loaded.charset)
             if len(dataset) == 0:
                 raise VinocrError(f"{data}: no usable samples for charset {loaded.charset.name!r}")
-            ev = evaluate_one(loaded, dataset, decode_cfg, image_shape, args.batch_size)
+            ev = evaluate_one(loaded, dataset, decode_cfg, image_shape, args.batch_size,
+                              args.raw_confidence)
             r = ev["result"]
             # The first row with the same decoder is the reference: an engine's fidelity is
             # judged under one decoder at a time.

@@ -13,6 +13,13 @@ the Paddle predictor on random inputs of widths 160, 320 and 640; ``--no-onnx`` 
 ``--int8 --calib DATASET`` adds ``inference_int8.onnx``, statically quantised with onnxruntime's
 tools on up to ``--calib-size`` crops of DATASET (training data: a test split is refused), and
 records what it is in ``inference.yml`` (:mod:`vinocr.export.quantize`).
+
+The confidence temperature (:mod:`vinocr.calibration`) the checkpoint carries (fitted by the
+trainer on its Eval set) goes to ``inference.yml`` as ``vinocr.calibration``, which
+:class:`vinocr.predict.Recognizer` applies to confidences. ``--fit-temperature DATASET`` fits it
+anew on any labelled validation set (a test split is refused) without retraining:
+
+    vinocr-export --checkpoint runs/vin --out exported/vin --fit-temperature data/vin/val.txt
 """
 from __future__ import annotations
 
@@ -59,6 +66,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="largest accepted ONNX vs Paddle difference of the output probabilities")
     p.add_argument("--overwrite", action="store_true",
                    help="replace an export already in --out (its inference.* files)")
+    p.add_argument("--fit-temperature", metavar="DATASET",
+                   help="fit the confidence temperature on this labelled validation set (any "
+                   "vinocr dataset format; never a test split) instead of keeping the "
+                   "checkpoint's")
+    p.add_argument("--batch-size", type=positive_int, default=32,
+                   help="crops per forward pass when fitting the temperature")
     g = p.add_argument_group("int8 (onnxruntime static quantisation)")
     g.add_argument("--int8", action="store_true",
                    help="also write inference_int8.onnx, calibrated on --calib")
@@ -99,9 +112,15 @@ def main(argv: Optional[List[str]] = None) -> int:
     # before --overwrite removes the earlier export, so a bad --calib does not cost it either.
     calibration = calibration_crops(args.calib, loaded.charset, args.calib_size) if args.int8 \
         else None
+    confidence = loaded.calibration
+    if args.fit_temperature:
+        confidence = fit_temperature_record(args.fit_temperature, loaded, model_cfg,
+                                            args.batch_size)
     claim_out_dir(Path(args.out), args.overwrite)
     extra = {"decode": model_cfg.get("Decode"), "charset": loaded.charset.name,
              "source": loaded.name}
+    if confidence:
+        extra["calibration"] = dict(confidence)
     out = export_inference(loaded.model, args.out, loaded.charset,
                            model_cfg["Global"]["image_shape"], extra,
                            base=base_name(model_cfg["Architecture"]))
@@ -147,6 +166,35 @@ def claim_out_dir(out: Path, overwrite: bool) -> None:
                           "--overwrite to replace it")
     for name in present:
         (out / name).unlink()
+
+
+def fit_temperature_record(path: str, loaded: Any, model_cfg: Any, batch_size: int) -> Any:
+    """Fit the confidence temperature of ``loaded`` on the labelled dataset at ``path`` (a test
+    split is an error: the temperature is chosen on validation data, like the checkpoint) and
+    return the record ``inference.yml`` stores."""
+    from vinocr.calibration import CalibrationError
+    from vinocr.cli.model_io import fit_model_temperature
+    from vinocr.data.registry import open_dataset
+    from vinocr.data.split import held_out_test_reason
+    from vinocr.errors import VinocrError
+
+    if not Path(path).exists():
+        raise VinocrError(f"--fit-temperature {path}: no such file or folder")
+    dataset = open_dataset(path, charset=loaded.charset)
+    reason = held_out_test_reason(Path(path), dataset)
+    if reason is not None:
+        raise VinocrError(f"--fit-temperature {path}: {reason}; fit on a validation split")
+    if len(dataset) == 0:
+        raise VinocrError(f"--fit-temperature {path}: no usable samples for charset "
+                          f"{loaded.charset.name!r}")
+    try:
+        fit = fit_model_temperature(loaded, dataset, model_cfg.get("Decode"),
+                                    model_cfg["Global"]["image_shape"], batch_size,
+                                    fitted_on=str(path))
+    except CalibrationError as exc:
+        raise VinocrError(f"--fit-temperature {path}: {exc}") from None
+    print(f"confidence {fit.summary()}")
+    return fit.to_record()
 
 
 def calibration_crops(path: str, charset: Any, size: int, seed: int = 0) -> List[np.ndarray]:

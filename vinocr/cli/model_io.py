@@ -5,6 +5,7 @@ directory, or ``pretrained``); this module turns the result into batch readers.
 """
 from __future__ import annotations
 
+import copy
 from typing import Any, Callable, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
@@ -14,19 +15,46 @@ from vinocr.errors import VinocrError
 
 
 def make_reader(loaded: LoadedModel, decode_cfg: Optional[Mapping[str, Any]],
-                image_shape: Sequence[int]) -> Tuple[Callable[[List[np.ndarray]], List[Any]],
-                                                     Callable[[str], str]]:
+                image_shape: Sequence[int], raw_confidence: bool = False
+                ) -> Tuple[Callable[[List[np.ndarray]], List[Any]], Callable[[str], str]]:
     """``(read, canonical)`` for ``loaded``: ``read(bgr_crops)`` gives one decoder result per crop
     (``.text``, ``.confidence``, ``.char_confidences``); ``canonical(label)`` spells a label as
     the decoder spells texts (plate formats: no separators), for scoring.
 
     An exported directory uses its own predictor, preprocessing and decoder settings; a checkpoint
-    is run with ``decode_cfg`` at ``image_shape``, squeezed to it as in training.
+    is run with ``decode_cfg`` at ``image_shape``, squeezed to it as in training. Confidences are
+    calibrated with the model's temperature (``loaded.temperature``) unless ``raw_confidence``;
+    texts are the same either way.
     """
     if loaded.recognizer is not None:
-        return loaded.recognizer.predict, loaded.recognizer.decoder.canonical
+        rec = loaded.recognizer
+        if raw_confidence and rec.temperature != 1.0:
+            rec = copy.copy(rec)  # same engine and decoder, raw confidences
+            rec.temperature = 1.0
+        return rec.predict, rec.decoder.canonical
+    from vinocr.calibration import decode_calibrated
+
     probs, decoder = make_prob_reader(loaded, decode_cfg, image_shape)
-    return (lambda images: decoder.decode(probs(images))), decoder.canonical
+    temperature = 1.0 if raw_confidence else loaded.temperature
+    return (lambda images: decode_calibrated(decoder, probs(images), temperature)), \
+        decoder.canonical
+
+
+def fit_model_temperature(loaded: LoadedModel, dataset: Any,
+                          decode_cfg: Optional[Mapping[str, Any]], image_shape: Sequence[int],
+                          batch_size: int = 32, fitted_on: Optional[str] = None) -> Any:
+    """Fit ``loaded``'s confidence temperature on the labelled ``dataset``
+    (:func:`vinocr.calibration.fit_temperature`) with the decoder ``decode_cfg``; returns the
+    :class:`~vinocr.calibration.TemperatureFit`."""
+    from vinocr.calibration import CalibrationSet, calibration_set, fit_temperature
+
+    probs, decoder = make_prob_reader(loaded, decode_cfg, image_shape)
+    parts = []
+    for start in range(0, len(dataset), batch_size):
+        idx = range(start, min(len(dataset), start + batch_size))
+        batch = probs([dataset.load_image(i) for i in idx])
+        parts.append(calibration_set(decoder, list(batch), [dataset.label(i) for i in idx]))
+    return fit_temperature(CalibrationSet.concat(parts), fitted_on=fitted_on)
 
 
 def make_prob_reader(loaded: LoadedModel, decode_cfg: Optional[Mapping[str, Any]],

@@ -198,6 +198,12 @@ class ConstrainedDecoder(Decoder):
 
     def _decode(self, logp: np.ndarray, probs: np.ndarray) -> DecodeResult:
         """Search on the sub-matrix of used classes; ``logp`` columns follow ``self._used``."""
+        result = self._decode_sub(logp, probs)
+        # Spans name classes of the full class list, not of the sub-matrix.
+        result.spans = [(int(self._used[c]), a, b) for c, a, b in result.spans]
+        return result
+
+    def _decode_sub(self, logp: np.ndarray, probs: np.ndarray) -> DecodeResult:
         found = constrained_beam_search(logp, self._sub_grammar, self.beam_size, self.prune_logp)
         if found is not None:
             sub_labels, exact = found

@@ -67,6 +67,11 @@ class DecodeResult:
         formats: every format ``text`` matched, in the configured order (``()`` when none).
         region: the region code of ``format`` (``DE``, ``US-CA``, ``CN``); None without a format
             or for region-free formats (``generic``, slot patterns).
+        spans: per character of ``text``, ``(class, start, end)``: the class index (in the
+            decoder's full class list) and the ``[start, end)`` frames its confidence averages, so
+            ``char_confidences[k] == probs[start:end, class].mean()``. Confidence calibration
+            (:mod:`vinocr.calibration`) recomputes confidences from tempered probabilities over
+            exactly these frames, so the text never changes.
     """
 
     text: str
@@ -78,6 +83,7 @@ class DecodeResult:
     format: Optional[str] = None
     formats: Tuple[str, ...] = ()
     region: Optional[str] = None
+    spans: List[Tuple[int, int, int]] = field(default_factory=list, repr=False, compare=False)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -292,6 +298,18 @@ def ctc_forced_align(log_probs: np.ndarray, labels: Sequence[int]) -> Tuple[np.n
         positions[t] = (s - 1) // 2 if s % 2 == 1 else -1
         s -= int(back[t, s])
     return positions, score
+
+
+def aligned_spans(labels: Sequence[int], positions: np.ndarray) -> List[Tuple[int, int, int]]:
+    """Per label, ``(class, start, end)``: the contiguous ``[start, end)`` frames ``positions``
+    assigns to it (a CTC path emits each label over one run of frames); ``start == end`` when it
+    has none."""
+    out: List[Tuple[int, int, int]] = []
+    for k, c in enumerate(labels):
+        frames = np.nonzero(positions == k)[0]
+        out.append((int(c), int(frames[0]), int(frames[-1]) + 1) if frames.size
+                   else (int(c), 0, 0))
+    return out
 
 
 def aligned_confidences(probs: np.ndarray, labels: Sequence[int], positions: np.ndarray
@@ -557,7 +575,8 @@ class Decoder(ABC):
         if log_prob is None:
             log_prob = ctc_log_prob(logp, labels)
         return DecodeResult(text=self.text_of(labels) if text is None else text,
-                            char_confidences=confs, confidence=_mean(confs), log_prob=log_prob)
+                            char_confidences=confs, confidence=_mean(confs), log_prob=log_prob,
+                            spans=aligned_spans(labels, positions))
 
 
 def _mean(values: Sequence[float]) -> float:
@@ -580,13 +599,15 @@ class GreedyDecoder(Decoder):
         sub_labels = [int(k) for k in sub[1:]]
         confs = [float(p[a:b, k].mean()) for k, (a, b) in zip(sub_labels, runs)]
         return DecodeResult(text=self.text_of(labels), char_confidences=confs,
-                            confidence=_mean(confs), log_prob=ctc_log_prob(logp, sub_labels))
+                            confidence=_mean(confs), log_prob=ctc_log_prob(logp, sub_labels),
+                            spans=[(int(c), a, b) for c, (a, b) in zip(labels, runs)])
 
     def _decode(self, logp: np.ndarray, probs: np.ndarray) -> DecodeResult:
         labels, runs = ctc_greedy(logp)
         confs = [float(probs[a:b, c].mean()) for c, (a, b) in zip(labels, runs)]
         return DecodeResult(text=self.text_of(labels), char_confidences=confs,
-                            confidence=_mean(confs), log_prob=ctc_log_prob(logp, labels))
+                            confidence=_mean(confs), log_prob=ctc_log_prob(logp, labels),
+                            spans=[(int(c), a, b) for c, (a, b) in zip(labels, runs)])
 
 
 class BeamSearchDecoder(Decoder):

@@ -39,8 +39,8 @@ from vinocr.models.lora import DEFAULT_ALPHA, adapter_record, apply_adapter_reco
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["LoadedModel", "PRETRAINED_SPECS", "build_trained", "load_trained", "model_record",
-           "read_trained_checkpoint", "records_model"]
+__all__ = ["LoadedModel", "PRETRAINED_SPECS", "build_trained", "checkpoint_temperature",
+           "load_trained", "model_record", "read_trained_checkpoint", "records_model"]
 
 #: Specs meaning "the configured pretrained model, not fine-tuned".
 PRETRAINED_SPECS = ("pretrained", "zero-shot", "zeroshot")
@@ -54,7 +54,10 @@ class LoadedModel:
     eval mode (None for an export, whose :class:`vinocr.predict.Recognizer` is ``recognizer``);
     ``config`` the config it was trained with (the caller's for ``pretrained``, ``{}`` for an
     export); ``path`` the checkpoint directory read; ``adapters`` the adapters it was trained
-    with (merged into ``model`` unless loaded with ``merge=False``)."""
+    with (merged into ``model`` unless loaded with ``merge=False``); ``temperature`` the
+    confidence temperature it carries (:mod:`vinocr.calibration`: the checkpoint's
+    ``calibration`` record or the export's ``inference.yml``; 1.0 when none was fitted) and
+    ``calibration`` a checkpoint's whole record (how and where it was fitted)."""
 
     name: str
     model: Any
@@ -63,6 +66,8 @@ class LoadedModel:
     recognizer: Any = None
     path: Optional[Path] = None
     adapters: Dict[str, Any] = field(default_factory=dict)
+    temperature: float = 1.0
+    calibration: Optional[Dict[str, Any]] = None
 
 
 def model_record(model: Any) -> Dict[str, Any]:
@@ -179,12 +184,23 @@ def load_trained(spec: Any, cfg: Optional[Mapping[str, Any]] = None, *, merge: b
         from vinocr.predict import Recognizer
 
         rec = Recognizer.from_dir(path, backend=backend, decode=decode)
-        return LoadedModel(f"exported {path}", None, rec.charset, {}, recognizer=rec)
+        return LoadedModel(f"exported {path}", None, rec.charset, {}, recognizer=rec,
+                           temperature=rec.temperature)
     ckpt = read_trained_checkpoint(path, key)
     loaded = build_trained(ckpt.state, ckpt.model_state, ckpt.path, merge=merge, arch=arch,
                            key=key)
     loaded.path = ckpt.path
+    loaded.temperature = checkpoint_temperature(ckpt.state, ckpt.path)
+    loaded.calibration = ckpt.state.get("calibration")
     return loaded
+
+
+def checkpoint_temperature(state: Mapping[str, Any], where: Any) -> float:
+    """The confidence temperature checkpoint state ``state`` records (``calibration``, written
+    by the trainer after fitting it on the Eval set), 1.0 when none."""
+    from vinocr.calibration import temperature_from_record
+
+    return temperature_from_record(state.get("calibration"), f"{where}/state.json: calibration")
 
 
 def _zero_shot(cfg: Optional[Mapping[str, Any]], key: Optional[str]) -> LoadedModel:

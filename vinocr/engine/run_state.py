@@ -150,6 +150,8 @@ def run_report(t: "Trainer", train_time: float, samples_seen: int) -> Dict[str, 
         "best": {"metric": t.cfg["Global"]["best_metric"], "value": s.best_metric,
                  "epoch": s.best_epoch},
         "final_metrics": s.last_metrics, "skipped_nonfinite_steps": s.skipped_steps,
+        # the confidence temperature fitted on the eval set for the best checkpoint
+        "calibration": getattr(t, "calibration", None),
         "amp": t.amp.settings.reason, "device": t.device,
         "fast_depthwise_layers": t.fast_depthwise,
         "world_size": dist.world_size(),

@@ -33,7 +33,7 @@ from vinocr.engine.run_setup import (build_data, build_feature_cache, check_ctc_
 from vinocr.engine.run_state import (TrainState, checkpoint_state, record_epoch,
                                      resume_differences, run_report, train_state_from)
 from vinocr.engine.runlog import RunLogger, Timer
-from vinocr.engine.validation import predict_eval_set, validate
+from vinocr.engine.validation import fit_eval_temperature, predict_eval_set, validate
 from vinocr.errors import VinocrError
 from vinocr.models.factory import model_from_config
 from vinocr.models.trainable import count_params, eval_frozen_batchnorms
@@ -118,6 +118,8 @@ class Trainer:
                                                  self.train_samples, self.batch_per_process)
         self._build_optimization()
         self.resumed_from: Optional[str] = None
+        #: The confidence calibration fitted after training (:meth:`calibrate`), or None.
+        self.calibration: Optional[Dict[str, Any]] = None
         if resume:
             ckpt = load_checkpoint(resolve_checkpoint(resume))
             self._restore(ckpt)
@@ -330,6 +332,7 @@ class Trainer:
                 self._train_epoch(self.state.epoch, max_steps)
             if self.state.status == "running":
                 self.state.status = "completed"
+                self.calibrate()
         except KeyboardInterrupt:
             self.state.status = "interrupted"
             if self.state.pending_epoch is not None:
@@ -483,6 +486,28 @@ class Trainer:
             return {}
         return validate(self.predict_eval_set, self.charset, self.eval_set, self.log,
                         self.state.global_step, self.is_main, epoch, self.sync_timeout)
+
+    def calibrate(self) -> Optional[Dict[str, Any]]:
+        """Fit the confidence temperature of the ``best`` checkpoint's model on the eval set
+        (validation data only, as for model selection) and store it in that checkpoint's state
+        as ``calibration`` (and in the run report). Without an eval set, or when it cannot
+        calibrate, nothing is stored and confidences stay raw."""
+        from vinocr.engine.checkpoint import checkpoint_exists, load_checkpoint, save_checkpoint
+
+        best = self.run_dir / "best"
+        if self.eval_set is None or not checkpoint_exists(best):
+            return None
+        fit = fit_eval_temperature(best, self.eval_loader, self.eval_set, self.cfg["Decode"],
+                                   self.sync_timeout)
+        if fit is None:
+            return None
+        self.calibration = fit.to_record()
+        if self.is_main:
+            ckpt = load_checkpoint(best)
+            state = {**ckpt.state, "calibration": self.calibration}
+            save_checkpoint(best, ckpt.model_state, state, ckpt.optimizer_state, ckpt.ema_state)
+        dist.sync("the confidence calibration (best checkpoint)", self.sync_timeout)
+        return self.calibration
 
     # ------------------------------------------------------------------ report
     def _write_report(self, train_time: float, samples_seen: int) -> Dict[str, Any]:

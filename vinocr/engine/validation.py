@@ -94,3 +94,47 @@ def log_visuals(log: Any, dataset: Any, result: Any, out: Dict[str, Any], step: 
         log.image("val/hardest_errors", grid, step)
     if result.confusion:
         log.image("val/confusion_matrix", confusion_matrix_image(result.confusion), step)
+
+
+def fit_eval_temperature(checkpoint: Any, loader: Any, dataset: Any,
+                         decode_cfg: Optional[Dict[str, Any]], sync_timeout: float
+                         ) -> Optional[Any]:
+    """Fit the confidence temperature (:func:`vinocr.calibration.fit_temperature`) of the model
+    in ``checkpoint`` (loaded by :func:`vinocr.engine.model_loading.load_trained`, as exports and
+    evaluations load it) on the eval set, decoded with ``decode_cfg``.
+
+    Data parallel: each rank reads its shard; the per-read calibration data are gathered (keyed by
+    dataset index, so the padding of the last shard counts once) and every rank fits the same
+    temperature. Returns the :class:`~vinocr.calibration.TemperatureFit`, or None (with a
+    warning) when the eval set cannot calibrate (e.g. every read right, or every read wrong).
+    """
+    from vinocr.calibration import CalibrationError, CalibrationSet, calibration_set, \
+        fit_temperature
+    from vinocr.decode import build_decoder
+    from vinocr.engine.model_loading import load_trained
+
+    start = time.perf_counter()
+    loaded = load_trained(checkpoint)
+    decoder = build_decoder(decode_cfg, charset=loaded.charset, key="Decode")
+    mine: Dict[int, Any] = {}
+    with paddle.no_grad():
+        for images, _, _, index in loader:
+            probs = loaded.model.predict_proba(images).numpy()
+            for p, i, ok in zip(probs, index.numpy().tolist(), good_rows(index)):
+                if ok:
+                    mine[int(i)] = calibration_set(decoder, [p], [dataset.label(int(i))])
+    parts: Dict[int, Any] = dict(mine)
+    if dist.world_size() > 1:
+        parts = {}
+        for shard in dist.gather_json({str(k): v.to_json() for k, v in mine.items()},
+                                      "the calibration gather", sync_timeout):
+            parts.update({int(k): CalibrationSet.from_json(v) for k, v in shard.items()})
+    data = CalibrationSet.concat([parts[i] for i in sorted(parts)])
+    try:
+        fit = fit_temperature(data, fitted_on=f"Eval.dataset ({dataset.describe()})")
+    except CalibrationError as exc:
+        logger.warning("confidence calibration skipped (confidences stay raw): %s", exc)
+        return None
+    logger.info("confidence calibration of %s: %s (%.1f s)", loaded.path, fit.summary(),
+                time.perf_counter() - start)
+    return fit

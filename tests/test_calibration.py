@@ -1,0 +1,274 @@
+"""Temperature calibration of confidences (vinocr.calibration): the fit, texts unchanged, and the
+temperature's way from the trainer through the checkpoint and export to the Recognizer."""
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import List, Tuple
+
+import numpy as np
+import pytest
+import yaml
+
+from conftest import make_label_dir, tiny_config
+from vinocr.calibration import (CalibrationError, CalibrationSet, calibrate_result,
+                                calibration_set, check_temperature, decode_calibrated,
+                                fit_temperature, temper)
+from vinocr.decode import build_decoder
+from vinocr.decode.ctc import BeamSearchDecoder, GreedyDecoder
+from vinocr.engine.hooks import TrainerHooks
+from vinocr.errors import VinocrError
+from vinocr.metrics import expected_calibration_error
+from vinocr.vin import VIN_ALPHABET
+
+CLASSES = [""] + list("ABCDEFGH0123456789")
+
+
+def _random_probs(rng: np.random.Generator, n: int, frames: int = 12,
+                  classes: int = len(CLASSES), scale: float = 4.0) -> List[np.ndarray]:
+    """Softmax outputs with one boosted class per frame (sometimes the blank), so reads have a
+    few characters and confidences spread over (0, 1)."""
+    out = []
+    for _ in range(n):
+        z = rng.normal(0.0, scale / 3, (frames, classes))
+        z[np.arange(frames), rng.integers(0, classes, frames)] += scale * rng.uniform(0.3, 1.5)
+        p = np.exp(z - z.max(axis=1, keepdims=True))
+        out.append((p / p.sum(axis=1, keepdims=True)).astype(np.float32))
+    return out
+
+
+def _synthetic_set(seed: int, n: int, true_t: float) -> Tuple[List[np.ndarray], list, np.ndarray]:
+    """Reads whose correctness is drawn with probability equal to the confidence at ``true_t``:
+    the raw confidences are miscalibrated exactly by that temperature."""
+    rng = np.random.default_rng(seed)
+    decoder = GreedyDecoder(classes=CLASSES)
+    probs = _random_probs(rng, n)
+    results = [decoder.decode(p) for p in probs]
+    truth = np.array([calibrate_result(r, p, true_t).confidence for r, p in zip(results, probs)])
+    return probs, results, rng.random(n) < truth
+
+
+@pytest.mark.parametrize("true_t", [0.5, 2.5])
+def test_fit_recovers_known_temperature(true_t):
+    probs, results, correct = _synthetic_set(1, 1500, true_t)
+    fit = fit_temperature(CalibrationSet.from_reads(probs, results, correct))
+    assert abs(fit.temperature - true_t) <= 0.12 * true_t, fit.summary()
+    assert not fit.at_bound and fit.n == 1500
+    assert fit.nll < fit.nll_raw and fit.ece < fit.ece_raw
+
+
+def test_calibrated_ece_lower_than_raw_on_held_out_overconfident_reads():
+    probs, results, correct = _synthetic_set(2, 1000, 3.0)  # raw confidences far too high
+    fit = fit_temperature(CalibrationSet.from_reads(probs, results, correct))
+    assert fit.temperature > 1.5
+    # judged on other reads than the fit saw
+    probs2, results2, correct2 = _synthetic_set(3, 1000, 3.0)
+    raw = [r.confidence for r in results2]
+    tuned = [calibrate_result(r, p, fit.temperature).confidence
+             for r, p in zip(results2, probs2)]
+    assert np.mean(raw) > np.mean(correct2) + 0.2  # the set is overconfident
+    ece_raw = expected_calibration_error(raw, correct2.tolist())
+    ece = expected_calibration_error(tuned, correct2.tolist())
+    assert ece < 0.5 * ece_raw and ece < 0.06, (ece_raw, ece)
+
+
+def _decoders():
+    vin_classes = [""] + list(VIN_ALPHABET)
+    return [(GreedyDecoder(classes=CLASSES), CLASSES),
+            (BeamSearchDecoder(classes=CLASSES, beam_size=4), CLASSES),
+            (build_decoder({"method": "vin", "beam_size": 4}, classes=vin_classes), vin_classes),
+            (build_decoder({"method": "plate", "patterns": ["LLNNN"], "beam_size": 4},
+                           classes=CLASSES), CLASSES)]
+
+
+@pytest.mark.parametrize("which", range(4))
+def test_texts_identical_with_and_without_calibration(which):
+    decoder, classes = _decoders()[which]
+    rng = np.random.default_rng(10 + which)
+    probs = np.stack(_random_probs(rng, 12, frames=40, classes=len(classes), scale=3.0))
+    raw = decoder.decode(probs)
+    for t in (0.3, 4.0):
+        tuned = decode_calibrated(decoder, probs, t)
+        assert [r.text for r in tuned] == [r.text for r in raw]
+        assert [r.log_prob for r in tuned] == [r.log_prob for r in raw]
+        assert [r.format for r in tuned] == [r.format for r in raw]
+        changed = 0
+        for r, q, p in zip(raw, tuned, probs):
+            tp = temper(p, t)
+            # each character: the tempered probability of its class over its own frames
+            want = [float(tp[a:b, c].mean()) for c, a, b in r.spans]
+            assert q.char_confidences == pytest.approx(want, rel=1e-9)
+            assert q.confidence == pytest.approx(np.mean(want) if want else 0.0, rel=1e-9)
+            assert r.char_confidences == pytest.approx(
+                [float(p[a:b, c].mean()) for c, a, b in r.spans], rel=1e-6)
+            changed += q.confidence != pytest.approx(r.confidence, abs=1e-6)
+        assert changed > 0 and any(r.text for r in raw)
+    # the fit's fast path computes the same confidences as decoding does
+    data = CalibrationSet.from_reads(list(probs), raw, [True] * len(raw))
+    assert data.confidences(2.0) == pytest.approx(
+        [r.confidence for r in decode_calibrated(decoder, probs, 2.0)], rel=1e-9)
+    assert decode_calibrated(decoder, probs, 1.0) == raw
+
+
+def test_beam_search_on_tempered_probabilities_could_change_reads():
+    """Why texts are decoded from raw probabilities: tempering first moves some beam reads
+    (summing over alignments weighs frames differently at another temperature)."""
+    decoder = BeamSearchDecoder(classes=CLASSES, beam_size=8)
+    rng = np.random.default_rng(4)
+    probs = _random_probs(rng, 60, frames=20, scale=1.5)
+    moved = sum(decoder.decode(p).text != decoder.decode(temper(p, 0.2)).text for p in probs)
+    assert moved > 0
+    assert all(decode_calibrated(decoder, p, 0.2).text == decoder.decode(p).text for p in probs)
+
+
+def test_bad_inputs_raise_one_line_errors():
+    for bad in (0, -1.0, float("nan"), float("inf"), "2", True):
+        with pytest.raises(CalibrationError, match="temperature must be a finite number > 0"):
+            check_temperature(bad)
+    with pytest.raises(CalibrationError, match="calibration set is empty"):
+        fit_temperature(CalibrationSet.concat([]))
+    decoder = GreedyDecoder(classes=CLASSES)
+    probs = _random_probs(np.random.default_rng(5), 12)
+    labels = [decoder.decode(p).text + "X" for p in probs]  # every read wrong
+    with pytest.raises(CalibrationError, match="0 right and 12 wrong"):
+        fit_temperature(calibration_set(decoder, probs, labels))
+    with pytest.raises(CalibrationError, match="needs at least 10"):
+        fit_temperature(calibration_set(decoder, probs[:3], labels[:3]))
+    assert issubclass(CalibrationError, VinocrError)
+
+
+# ------------------------------------------------------------------ trainer -> export -> predict
+class _ReadsA(TrainerHooks):
+    """Makes the tiny CRNN read 'A' on every crop with an image-dependent confidence (head bias
+    towards 'A', the rest of the head random): with half the Eval labels 'A', half 'B', the
+    reads are half right at confidences near 0.9, i.e. overconfident."""
+
+    name = "reads_a"
+
+    def prepare_model(self, model, run):
+        import paddle
+
+        a = run.charset.class_list().index("A")
+        fc = model.head.fc
+        rng = np.random.default_rng(0)
+        fc.weight.set_value(paddle.to_tensor(
+            rng.normal(0, 0.6, fc.weight.shape).astype("float32")))
+        bias = np.full(fc.bias.shape, -3.0, dtype="float32")
+        bias[a], bias[0] = 3.0, 0.0
+        fc.bias.set_value(paddle.to_tensor(bias))
+        return model
+
+
+@pytest.fixture(scope="module")
+def calibrated_run(tmp_path_factory):
+    from vinocr.engine.trainer import Trainer
+
+    root = tmp_path_factory.mktemp("calib")
+    make_label_dir(root, ["A", "B"] * 6, name="train.txt", subdir="tr")
+    make_label_dir(root, ["A", "B"] * 8, name="val.txt", subdir="va")
+    cfg = tiny_config(root, root / "run", epochs=1, Optimizer__lr=1e-9, Scheduler__min_lr=0.0,
+                      Train__augment={"preset": "none"},
+                      Eval__dataset={"type": "label_file", "label_files": [str(root / "val.txt")]})
+    report = Trainer(cfg, hooks=[_ReadsA()]).fit()
+    return root, report
+
+
+def test_trainer_fits_on_eval_and_stores_in_best_and_report(calibrated_run):
+    from vinocr.engine.checkpoint import read_checkpoint_state
+    from vinocr.engine.model_loading import load_trained
+
+    root, report = calibrated_run
+    record = report["calibration"]
+    assert record is not None and record["n"] == 16 and record["accuracy"] == 0.5
+    assert record["fitted_on"].startswith("Eval.dataset")
+    assert record["temperature"] > 1.0 and record["ece"] < record["ece_raw"]
+    assert json.loads((root / "run" / "report.json").read_text())["calibration"] == record
+    assert read_checkpoint_state(root / "run" / "best")["calibration"] == record
+    assert load_trained(root / "run").temperature == pytest.approx(record["temperature"])
+
+
+def test_export_carries_temperature_and_recognizer_applies_it(calibrated_run, tmp_path):
+    from vinocr.cli.export import main as export_main
+    from vinocr.predict import Recognizer, read_model_info
+
+    root, report = calibrated_run
+    t = report["calibration"]["temperature"]
+    out = tmp_path / "exp"
+    assert export_main(["--checkpoint", str(root / "run"), "--out", str(out), "--no-onnx",
+                        "--log-level", "WARNING"]) == 0
+    doc = yaml.safe_load((out / "inference.yml").read_text())
+    assert doc["vinocr"]["calibration"]["temperature"] == pytest.approx(t)
+    assert set(doc) == {"Global", "PreProcess", "PostProcess", "vinocr"}  # stock paddleocr's
+    assert read_model_info(out).temperature == pytest.approx(t)
+
+    images = sorted((root / "va").glob("*.png"))
+    rec = Recognizer.from_dir(out, backend="paddle")
+    raw = Recognizer.from_dir(out, backend="paddle", temperature=1.0)
+    assert rec.temperature == pytest.approx(t)
+    got, base = rec.predict(images), raw.predict(images)
+    assert [r.text for r in got] == [r.text for r in base] and got[0].text == "A"
+    probs = raw.frame_probs(images)
+    for g, b, p in zip(got, base, probs):
+        want = calibrate_result(raw.decoder.decode(p), p, t)
+        assert g.confidence == pytest.approx(want.confidence, rel=1e-6)
+        assert g.confidence < b.confidence  # T > 1 brings overconfident reads down
+
+
+def test_fit_temperature_cli_and_guards(calibrated_run, tmp_path, capsys):
+    from vinocr.cli.export import main as export_main
+
+    root, _ = calibrated_run
+    out = tmp_path / "exp"
+    # refit on the training crops (half right too) without retraining
+    assert export_main(["--checkpoint", str(root / "run"), "--out", str(out), "--no-onnx",
+                        "--fit-temperature", str(root / "train.txt"),
+                        "--log-level", "WARNING"]) == 0
+    assert "confidence temperature" in capsys.readouterr().out
+    record = yaml.safe_load((out / "inference.yml").read_text())["vinocr"]["calibration"]
+    assert record["fitted_on"] == str(root / "train.txt") and record["n"] == 12
+    # a test split is refused before anything is written
+    make_label_dir(root, ["A", "B"] * 6, name="test.txt", subdir="te")
+    code = export_main(["--checkpoint", str(root / "run"), "--out", str(tmp_path / "x"),
+                        "--no-onnx", "--fit-temperature", str(root / "test.txt"),
+                        "--log-level", "ERROR"])
+    err = capsys.readouterr().err
+    assert code == 2 and "--fit-temperature" in err and "test split" in err
+    assert len(err.strip().splitlines()) == 1 and not (tmp_path / "x").exists()
+
+
+def test_bad_temperature_in_inference_yml_names_file_and_key(calibrated_run, tmp_path):
+    from vinocr.cli.export import main as export_main
+    from vinocr.predict import Recognizer
+
+    root, _ = calibrated_run
+    out = tmp_path / "exp"
+    assert export_main(["--checkpoint", str(root / "run"), "--out", str(out), "--no-onnx",
+                        "--log-level", "WARNING"]) == 0
+    yml = out / "inference.yml"
+    doc = yaml.safe_load(yml.read_text())
+    doc["vinocr"]["calibration"]["temperature"] = -0.5
+    yml.write_text(yaml.safe_dump(doc))
+    with pytest.raises(VinocrError) as info:
+        Recognizer.from_dir(out, backend="paddle")
+    message = str(info.value)
+    assert str(yml) in message and "vinocr.calibration.temperature" in message
+    assert "-0.5" in message and "\n" not in message
+
+
+def test_eval_reports_calibrated_and_raw_confidence(calibrated_run, capsys):
+    from vinocr.cli.eval import main as eval_main
+
+    root, report = calibrated_run
+    t = report["calibration"]["temperature"]
+    rows = {}
+    for flag in ([], ["--raw-confidence"]):
+        assert eval_main(["--models", str(root / "run"), "--data", str(root / "val.txt"),
+                          *flag]) == 0
+        line = [ln for ln in capsys.readouterr().out.splitlines() if str(root) in ln][0]
+        rows[bool(flag)] = [c.strip() for c in line.strip("|").split("|")]
+    assert f"T={t:.3g}" in rows[False][0] and "raw confidence" in rows[True][0]
+    assert rows[False][3] == rows[True][3] == "0.5000"  # seq_acc: texts unchanged
+    ece = {k: float(v[9]) for k, v in rows.items()}  # columns: see vinocr.cli.eval.COLUMNS
+    assert ece[False] < ece[True]
+    assert math.isfinite(ece[False])

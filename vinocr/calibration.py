@@ -1,0 +1,363 @@
+"""Temperature calibration of read confidences: fit one temperature on labelled validation reads,
+then report every confidence from tempered probabilities.
+
+A recogniser's frame probabilities ``p`` ([T, C] per crop) become ``softmax(log p / T)`` per frame.
+``T > 1`` flattens them (an overconfident model's 0.99 on wrong reads comes down), ``T < 1``
+sharpens them. Only confidences change, never texts: a read is decoded from the raw probabilities
+and its confidences are then recomputed from the tempered ones over exactly the frames the decoder
+aligned to each character (:attr:`vinocr.decode.DecodeResult.spans`). So prefix beam search and
+constrained decoding, whose choice could otherwise move with the temperature, give the same text
+with and without calibration.
+
+The confidence calibrated is the existing one: a read's ``confidence`` is the mean of its
+per-character confidences (PaddleOCR's convention), each the mean probability of the character's
+class over its frames. :func:`fit_temperature` picks the ``T`` in [0.05, 20] minimising the binary
+log loss of that confidence against "the read is exactly right" (a 25-point grid over ``log T``,
+then golden-section search between the best point's neighbours) and reports the expected
+calibration error (:func:`vinocr.metrics.expected_calibration_error`) before and after.
+
+Where ``T`` comes from and goes: the trainer fits it on the Eval set with the best checkpoint's
+model and stores it in that checkpoint's state (``calibration``) and in ``report.json``;
+``vinocr-export`` writes it to ``inference.yml`` (``vinocr.calibration.temperature``) or refits it
+with ``--fit-temperature DATASET``; :class:`vinocr.predict.Recognizer` (so ``vinocr-predict`` and
+``vinocr-serve``) and ``vinocr-eval`` apply it (``vinocr-eval --raw-confidence`` shows raw ones).
+"""
+from __future__ import annotations
+
+import dataclasses
+import logging
+import math
+from dataclasses import dataclass
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
+
+import numpy as np
+
+from vinocr.decode.ctc import DecodeResult, Decoder
+from vinocr.errors import VinocrError
+from vinocr.metrics import expected_calibration_error
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["CalibrationError", "CalibrationSet", "TEMPERATURE_RANGE", "TemperatureFit",
+           "calibrate_result", "check_temperature", "decode_calibrated", "fit_temperature",
+           "temper", "temperature_from_record"]
+
+#: The temperatures :func:`fit_temperature` searches (bounds included).
+TEMPERATURE_RANGE: Tuple[float, float] = (0.05, 20.0)
+#: Points of the coarse grid over ``log T`` that brackets the minimum before golden section.
+GRID_POINTS = 25
+#: Golden-section stopping width in ``log T`` (0.1% relative in ``T``).
+LOG_T_TOLERANCE = 1e-3
+#: Fewer labelled reads than this cannot calibrate (one temperature from a handful of reads is
+#: noise, and it would then be applied to every read).
+MIN_READS = 10
+#: Confidences are clipped to [EPS, 1 - EPS] in the log loss (a confidence of exactly 0 or 1).
+EPS = 1e-7
+
+Probs = Union[np.ndarray, Sequence[np.ndarray]]
+
+
+class CalibrationError(VinocrError):
+    """A temperature or calibration set is unusable (non-positive temperature, no reads, no
+    right or no wrong read to calibrate against)."""
+
+
+def check_temperature(value: Any, where: str = "temperature") -> float:
+    """``value`` as a float if it is a finite number > 0; otherwise a :class:`CalibrationError`
+    naming ``where`` (e.g. ``exp/inference.yml: vinocr.calibration.temperature``)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) \
+            or not math.isfinite(float(value)) or float(value) <= 0:
+        raise CalibrationError(f"{where} must be a finite number > 0, got {value!r}")
+    return float(value)
+
+
+def temperature_from_record(record: Any, where: str) -> float:
+    """The temperature a stored ``calibration`` record (checkpoint state, ``inference.yml``)
+    holds; 1.0 (raw confidences) without a record. ``where`` names the record in errors."""
+    if record is None:
+        return 1.0
+    if not isinstance(record, Mapping) or "temperature" not in record:
+        raise CalibrationError(f"{where} must be a mapping with a 'temperature' key, got "
+                               f"{record!r}")
+    return check_temperature(record["temperature"], f"{where}.temperature")
+
+
+# ------------------------------------------------------------------------------------ applying
+def _log_rows(rows: np.ndarray, log_input: bool) -> np.ndarray:
+    rows = np.asarray(rows, dtype=np.float64)
+    if log_input:
+        return rows
+    with np.errstate(divide="ignore"):
+        return np.log(np.maximum(rows, 0.0))
+
+
+def _tempered_from_log(logp: np.ndarray, temperature: float) -> np.ndarray:
+    scaled = logp / temperature
+    top = scaled.max(axis=-1, keepdims=True)
+    top = np.where(np.isfinite(top), top, 0.0)
+    e = np.exp(scaled - top)
+    return e / e.sum(axis=-1, keepdims=True)
+
+
+def temper(probs: np.ndarray, temperature: float, log_input: bool = False) -> np.ndarray:
+    """``softmax(log p / temperature)`` over the last axis (float64), for ``[T, C]`` or
+    ``[N, T, C]`` probabilities (log-probabilities with ``log_input``)."""
+    t = check_temperature(temperature)
+    return _tempered_from_log(_log_rows(probs, log_input), t)
+
+
+def calibrate_result(result: DecodeResult, probs: np.ndarray, temperature: float,
+                     log_input: bool = False) -> DecodeResult:
+    """``result`` (decoded from the raw ``probs`` [T, C]) with its confidences recomputed from
+    tempered probabilities over the same frames; text, log-probability and format fields are
+    unchanged. The identity for ``temperature == 1``."""
+    t = check_temperature(temperature)
+    if t == 1.0 or not result.text:
+        return result
+    if len(result.spans) != len(result.char_confidences):
+        raise CalibrationError(f"decoder result for {result.text!r} records no frame spans; "
+                               "confidences cannot be calibrated (decoders in vinocr.decode "
+                               "record them)")
+    arr = np.asarray(probs)
+    confs = []
+    for cls, start, end in result.spans:
+        if end <= start:
+            confs.append(0.0)
+            continue
+        tempered = _tempered_from_log(_log_rows(arr[start:end], log_input), t)
+        confs.append(float(tempered[:, cls].mean()))
+    return dataclasses.replace(result, char_confidences=confs,
+                               confidence=float(sum(confs) / len(confs)))
+
+
+def decode_calibrated(decoder: Decoder, probs: np.ndarray, temperature: float,
+                      log_input: bool = False) -> Union[DecodeResult, List[DecodeResult]]:
+    """``decoder.decode(probs)`` with calibrated confidences: texts from the raw probabilities,
+    confidences from the tempered ones (:func:`calibrate_result`). ``[T, C]`` gives one result,
+    ``[N, T, C]`` a list."""
+    t = check_temperature(temperature)
+    arr = np.asarray(probs)
+    decoded = decoder.decode(arr, log_input)
+    if t == 1.0:
+        return decoded
+    if arr.ndim == 2:
+        return calibrate_result(decoded, arr, t, log_input)  # type: ignore[arg-type]
+    return [calibrate_result(r, a, t, log_input) for r, a in zip(decoded, arr)]  # type: ignore
+
+
+# ------------------------------------------------------------------------------------- fitting
+@dataclass
+class CalibrationSet:
+    """What the confidence of each read depends on, kept so that the confidence at any
+    temperature costs one pass over the aligned frames (no re-decoding).
+
+    Attributes:
+        rows: log-probabilities ``[F, C]`` of every frame aligned to a character of some read.
+        frame_class: per row, the class whose probability the character's confidence averages.
+        frame_char: per row, the index of its character (over all reads).
+        char_read: per character, the index of its read.
+        correct: per read, whether it is exactly right.
+    """
+
+    rows: np.ndarray
+    frame_class: np.ndarray
+    frame_char: np.ndarray
+    char_read: np.ndarray
+    correct: np.ndarray
+
+    @property
+    def n(self) -> int:
+        return int(self.correct.size)
+
+    @classmethod
+    def from_reads(cls, probs: Probs, results: Sequence[DecodeResult], correct: Sequence[bool],
+                   log_input: bool = False) -> "CalibrationSet":
+        """From raw per-read probabilities ``[T, C]``, the decoder's results on them and whether
+        each read is right."""
+        if not len(probs) == len(results) == len(correct):
+            raise CalibrationError(f"{len(probs)} probability arrays, {len(results)} results and "
+                                   f"{len(correct)} correctness flags: expected one of each per "
+                                   "read")
+        rows: List[np.ndarray] = []
+        frame_class: List[np.ndarray] = []
+        frame_char: List[np.ndarray] = []
+        char_read: List[int] = []
+        for i, (p, r) in enumerate(zip(probs, results)):
+            if not r.text:
+                continue  # confidence 0 at every temperature
+            if len(r.spans) != len(r.char_confidences):
+                raise CalibrationError(f"read {i} ({r.text!r}) records no frame spans; its "
+                                       "confidence cannot be calibrated")
+            arr = np.asarray(p)
+            for c, start, end in r.spans:
+                k = len(char_read)
+                char_read.append(i)
+                if end > start:
+                    rows.append(_log_rows(arr[start:end], log_input))
+                    frame_class.append(np.full(end - start, c, dtype=np.int64))
+                    frame_char.append(np.full(end - start, k, dtype=np.int64))
+        width = int(np.asarray(probs[0]).shape[-1]) if len(probs) else 0
+        return cls(rows=np.concatenate(rows) if rows else np.zeros((0, width)),
+                   frame_class=np.concatenate(frame_class) if frame_class
+                   else np.zeros(0, np.int64),
+                   frame_char=np.concatenate(frame_char) if frame_char else np.zeros(0, np.int64),
+                   char_read=np.asarray(char_read, dtype=np.int64),
+                   correct=np.asarray([bool(c) for c in correct], dtype=bool))
+
+    @classmethod
+    def concat(cls, parts: Sequence["CalibrationSet"]) -> "CalibrationSet":
+        """One set holding the reads of ``parts`` in order (e.g. one per batch)."""
+        parts = list(parts)
+        if not parts:
+            return cls(np.zeros((0, 0)), *(np.zeros(0, np.int64),) * 3, np.zeros(0, bool))
+        chars = np.cumsum([0] + [p.char_read.size for p in parts[:-1]])
+        reads = np.cumsum([0] + [p.n for p in parts[:-1]])
+        rows = [p.rows for p in parts if p.rows.size]
+        return cls(rows=np.concatenate(rows) if rows else parts[0].rows,
+                   frame_class=np.concatenate([p.frame_class for p in parts]),
+                   frame_char=np.concatenate([p.frame_char + c for p, c in zip(parts, chars)]),
+                   char_read=np.concatenate([p.char_read + r for p, r in zip(parts, reads)]),
+                   correct=np.concatenate([p.correct for p in parts]))
+
+    def to_json(self) -> Dict[str, Any]:
+        """A JSON-able copy (to gather the shards of a data-parallel validation)."""
+        return {"rows": self.rows.tolist(), "frame_class": self.frame_class.tolist(),
+                "frame_char": self.frame_char.tolist(), "char_read": self.char_read.tolist(),
+                "correct": self.correct.tolist(), "width": int(self.rows.shape[-1])}
+
+    @classmethod
+    def from_json(cls, doc: Mapping[str, Any]) -> "CalibrationSet":
+        rows = np.asarray(doc["rows"], dtype=np.float64).reshape(-1, int(doc["width"]))
+        return cls(rows, np.asarray(doc["frame_class"], np.int64),
+                   np.asarray(doc["frame_char"], np.int64), np.asarray(doc["char_read"], np.int64),
+                   np.asarray(doc["correct"], bool))
+
+    def confidences(self, temperature: float) -> np.ndarray:
+        """Each read's confidence (mean over its characters of the mean tempered probability of
+        the character's class over its frames) at ``temperature``; 0 for an empty read."""
+        n_chars = self.char_read.size
+        if not self.rows.size:
+            return np.zeros(self.n)
+        scaled = self.rows / temperature
+        top = scaled.max(axis=1)
+        top = np.where(np.isfinite(top), top, 0.0)
+        log_z = top + np.log(np.exp(scaled - top[:, None]).sum(axis=1))
+        frame_p = np.exp(scaled[np.arange(scaled.shape[0]), self.frame_class] - log_z)
+        frames = np.bincount(self.frame_char, minlength=n_chars)
+        char_conf = np.bincount(self.frame_char, frame_p, minlength=n_chars) \
+            / np.maximum(frames, 1)
+        per_read = np.bincount(self.char_read, minlength=self.n)
+        return np.bincount(self.char_read, char_conf, minlength=self.n) / np.maximum(per_read, 1)
+
+
+def log_loss(confidences: np.ndarray, correct: np.ndarray) -> float:
+    """Mean binary log loss of ``confidences`` against ``correct`` (clipped to [EPS, 1 - EPS])."""
+    c = np.clip(np.asarray(confidences, dtype=np.float64), EPS, 1.0 - EPS)
+    y = np.asarray(correct, dtype=bool)
+    return float(-np.mean(np.where(y, np.log(c), np.log1p(-c))))
+
+
+@dataclass
+class TemperatureFit:
+    """A fitted temperature and what it does on the set it was fitted on.
+
+    ``nll``/``ece`` are at the fitted temperature, ``nll_raw``/``ece_raw`` at 1 (raw);
+    ``accuracy`` is the share of exactly right reads; ``at_bound`` says the minimum lies on an
+    end of :data:`TEMPERATURE_RANGE` (the search range, not the data, decided it)."""
+
+    temperature: float
+    n: int
+    accuracy: float
+    nll_raw: float
+    nll: float
+    ece_raw: Optional[float]
+    ece: Optional[float]
+    at_bound: bool = False
+    fitted_on: Optional[str] = None
+
+    def to_record(self) -> Dict[str, Any]:
+        """What checkpoints, reports and ``inference.yml`` store (``calibration``)."""
+        return {"temperature": round(self.temperature, 6), "fitted_on": self.fitted_on,
+                "n": self.n, "accuracy": self.accuracy, "nll_raw": self.nll_raw, "nll": self.nll,
+                "ece_raw": self.ece_raw, "ece": self.ece, "at_bound": self.at_bound}
+
+    def summary(self) -> str:
+        def f(v: Optional[float]) -> str:
+            return "-" if v is None else f"{v:.4f}"
+        return (f"temperature {self.temperature:.4g} on {self.n} reads (accuracy "
+                f"{self.accuracy:.4f}): ece {f(self.ece_raw)} -> {f(self.ece)}, log loss "
+                f"{self.nll_raw:.4f} -> {self.nll:.4f}")
+
+
+def fit_temperature(data: CalibrationSet, bounds: Tuple[float, float] = TEMPERATURE_RANGE,
+                    fitted_on: Optional[str] = None) -> TemperatureFit:
+    """The temperature in ``bounds`` minimising the log loss of the read confidences against
+    exact-match correctness (see the module docstring).
+
+    Raises :class:`CalibrationError` for an empty set, one of fewer than :data:`MIN_READS`
+    reads, or one without both a right and a wrong non-empty read (the loss then has no interior
+    minimum: it falls towards a bound forever).
+    """
+    lo, hi = (check_temperature(b, "temperature bound") for b in bounds)
+    if not lo < hi:
+        raise CalibrationError(f"temperature bounds must satisfy low < high, got {bounds}")
+    if data.n == 0:
+        raise CalibrationError("calibration set is empty: no labelled reads to fit a "
+                               "temperature on")
+    if data.n < MIN_READS:
+        raise CalibrationError(f"calibration set has {data.n} reads; fitting a temperature needs "
+                               f"at least {MIN_READS}")
+    has_text = np.bincount(data.char_read, minlength=data.n) > 0
+    right, wrong = int((data.correct & has_text).sum()), int((~data.correct & has_text).sum())
+    if right == 0 or wrong == 0:
+        raise CalibrationError(f"calibration set of {data.n} reads has {right} right and {wrong} "
+                               "wrong non-empty reads; fitting a temperature needs both (use a "
+                               "larger or harder validation set)")
+
+    def loss(log_t: float) -> float:
+        return log_loss(data.confidences(math.exp(log_t)), data.correct)
+
+    grid = np.linspace(math.log(lo), math.log(hi), GRID_POINTS)
+    values = [loss(float(g)) for g in grid]
+    best = int(np.argmin(values))
+    a, b = float(grid[max(best - 1, 0)]), float(grid[min(best + 1, GRID_POINTS - 1)])
+    ratio = (math.sqrt(5.0) - 1.0) / 2.0
+    c, d = b - ratio * (b - a), a + ratio * (b - a)
+    fc, fd = loss(c), loss(d)
+    while b - a > LOG_T_TOLERANCE:
+        if fc <= fd:
+            b, d, fd = d, c, fc
+            c = b - ratio * (b - a)
+            fc = loss(c)
+        else:
+            a, c, fc = c, d, fd
+            d = a + ratio * (b - a)
+            fd = loss(d)
+    candidates = [(fc, c), (fd, d), (values[best], float(grid[best]))]
+    nll, log_t = min(candidates)
+    temperature = math.exp(log_t)
+    at_bound = abs(log_t - math.log(lo)) < LOG_T_TOLERANCE or \
+        abs(log_t - math.log(hi)) < LOG_T_TOLERANCE
+    raw = data.confidences(1.0)
+    tuned = data.confidences(temperature)
+    fit = TemperatureFit(temperature=temperature, n=data.n, accuracy=float(data.correct.mean()),
+                         nll_raw=log_loss(raw, data.correct), nll=nll,
+                         ece_raw=expected_calibration_error(raw.tolist(), data.correct.tolist()),
+                         ece=expected_calibration_error(tuned.tolist(), data.correct.tolist()),
+                         at_bound=at_bound, fitted_on=fitted_on)
+    if at_bound:
+        logger.warning("fitted temperature %.4g is at the end of the search range [%g, %g]: the "
+                       "calibration set (%d reads) may be too small or unrepresentative",
+                       temperature, lo, hi, data.n)
+    return fit
+
+
+def calibration_set(decoder: Decoder, probs: Probs, labels: Sequence[str],
+                    log_input: bool = False) -> CalibrationSet:
+    """Decode raw ``probs`` (one ``[T, C]`` per read) with ``decoder`` and score the reads
+    against ``labels`` (spelled as the decoder spells texts, :meth:`Decoder.canonical`)."""
+    if len(probs) != len(labels):
+        raise CalibrationError(f"{len(probs)} probability arrays for {len(labels)} labels")
+    results = [decoder.decode(np.asarray(p), log_input) for p in probs]
+    correct = [r.text == decoder.canonical(label) for r, label in zip(results, labels)]
+    return CalibrationSet.from_reads(probs, results, correct, log_input)  # type: ignore[arg-type]
