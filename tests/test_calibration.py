@@ -272,3 +272,29 @@ def test_eval_reports_calibrated_and_raw_confidence(calibrated_run, capsys):
     ece = {k: float(v[9]) for k, v in rows.items()}  # columns: see vinocr.cli.eval.COLUMNS
     assert ece[False] < ece[True]
     assert math.isfinite(ece[False])
+
+
+def test_serve_variants_keep_the_temperature():
+    from vinocr.charset import Charset
+    from vinocr.predict import Recognizer
+    from vinocr.serve.models import LoadedModel as ServedModel
+
+    charset = Charset(CLASSES[1:], name="plate_test")
+    probs = np.stack(_random_probs(np.random.default_rng(6), 3, frames=24,
+                                   classes=charset.num_classes))
+
+    class Fixed:  # an engine that returns the same probabilities whatever the input
+        name, fixed_width = "fixed", None
+
+        def run(self, batch):
+            return probs[:batch.shape[0]]
+
+    base = Recognizer(Fixed(), charset, (3, 48, 96), temperature=2.5)
+    beam = ServedModel("v1", base).view("beam", None)
+    assert beam.temperature == 2.5 and beam.decode_config["method"] == "beam"
+    crops = [np.full((48, 96, 3), 128, np.uint8)] * 3
+    got = beam.predict(crops)
+    want = decode_calibrated(beam.decoder, probs, 2.5)
+    assert [g.confidence for g in got] == pytest.approx([w.confidence for w in want])
+    with pytest.raises(CalibrationError, match="temperature must be"):
+        base.temperature = 0.0
