@@ -12,9 +12,10 @@ import pytest
 import yaml
 
 from conftest import make_label_dir, tiny_config
-from vinocr.calibration import (CalibrationError, CalibrationSet, calibrate_result,
-                                calibration_set, check_temperature, decode_calibrated,
-                                fit_temperature, temper)
+from vinocr.calibration import (CalibrationError, CalibrationSet, aggregate_char_confidences,
+                                aggregate_from_record, calibrate_result, calibration_set,
+                                check_temperature, decode_calibrated, fit_temperature, temper,
+                                temperature_from_record)
 from vinocr.decode import build_decoder
 from vinocr.decode.ctc import BeamSearchDecoder, GreedyDecoder
 from vinocr.engine.hooks import TrainerHooks
@@ -52,7 +53,10 @@ def _synthetic_set(seed: int, n: int, true_t: float) -> Tuple[List[np.ndarray], 
 @pytest.mark.parametrize("true_t", [0.5, 2.5])
 def test_fit_recovers_known_temperature(true_t):
     probs, results, correct = _synthetic_set(1, 1500, true_t)
-    fit = fit_temperature(CalibrationSet.from_reads(probs, results, correct))
+    # correctness follows the mean at true_t: fit the mean's temperature alone
+    fit = fit_temperature(CalibrationSet.from_reads(probs, results, correct),
+                          aggregates=("mean",))
+    assert fit.aggregate == "mean" and set(fit.candidates) == {"mean"}
     assert abs(fit.temperature - true_t) <= 0.12 * true_t, fit.summary()
     assert not fit.at_bound and fit.n == 1500
     assert fit.nll < fit.nll_raw and fit.ece < fit.ece_raw
@@ -65,12 +69,99 @@ def test_calibrated_ece_lower_than_raw_on_held_out_overconfident_reads():
     # judged on other reads than the fit saw
     probs2, results2, correct2 = _synthetic_set(3, 1000, 3.0)
     raw = [r.confidence for r in results2]
-    tuned = [calibrate_result(r, p, fit.temperature).confidence
+    tuned = [calibrate_result(r, p, fit.temperature, aggregate=fit.aggregate).confidence
              for r, p in zip(results2, probs2)]
     assert np.mean(raw) > np.mean(correct2) + 0.2  # the set is overconfident
     ece_raw = expected_calibration_error(raw, correct2.tolist())
     ece = expected_calibration_error(tuned, correct2.tolist())
     assert ece < 0.5 * ece_raw and ece < 0.06, (ece_raw, ece)
+
+
+def _long_reads(seed: int, n: int, length: int = 17) -> Tuple[List[np.ndarray], list,
+                                                               np.ndarray]:
+    """VIN-like reads of ``length`` characters, each confidently read (0.995-0.9999) or now and
+    then (5%) doubtful (0.2-0.9), each character right with its own confidence (so character
+    confidences are calibrated): a read is right only when all of them are, i.e. with the
+    product of its character confidences. One doubtful character of 17 barely moves the mean
+    (above 0.95 with a character at 0.2), and no temperature brings it down to that read's odds
+    without also pulling down the reads with no doubtful character."""
+    rng = np.random.default_rng(seed)
+    decoder = GreedyDecoder(classes=CLASSES)
+    c = len(CLASSES)
+    probs, correct = [], []
+    for _ in range(n):
+        frames = np.full((2 * length + 1, c), 1e-4)
+        frames[:, 0] = 1.0  # blank between characters
+        doubtful = rng.random(length) < 0.05
+        conf = np.where(doubtful, rng.uniform(0.2, 0.9, length),
+                        rng.uniform(0.995, 0.9999, length))
+        for k in range(length):
+            row = np.full(c - 1, (1.0 - conf[k]) / (c - 2))
+            row[rng.integers(0, c - 1)] = conf[k]
+            frames[2 * k + 1] = np.concatenate([[0.0], row])
+        probs.append((frames / frames.sum(axis=1, keepdims=True)).astype(np.float32))
+        correct.append(bool(np.all(rng.random(length) < conf)))
+    results = [decoder.decode(p) for p in probs]
+    assert all(len(r.text) == length for r in results)
+    return probs, results, np.asarray(correct)
+
+
+def test_fit_picks_product_when_errors_are_single_characters_among_confident_ones():
+    probs, results, correct = _long_reads(20, 600)
+    fit = fit_temperature(CalibrationSet.from_reads(probs, results, correct))
+    assert fit.aggregate == "product", fit.summary()
+    assert set(fit.candidates) == {"mean", "product", "min", "geomean"}
+    assert fit.nll == min(v["nll"] for v in fit.candidates.values())
+    assert fit.to_record()["aggregate"] == "product"
+    assert abs(fit.temperature - 1.0) < 0.1  # the product is calibrated as constructed
+    mean_t = fit.candidates["mean"]["temperature"]
+    # held out: the chosen product is far better calibrated than the best-tempered mean
+    probs2, results2, correct2 = _long_reads(21, 600)
+    raw = [r.confidence for r in results2]
+    assert np.mean(raw) > np.mean(correct2) + 0.2  # the raw mean is badly overconfident
+    product = decode_calibrated(GreedyDecoder(classes=CLASSES), np.stack(probs2),
+                                fit.temperature, aggregate="product")
+    mean = [calibrate_result(r, p, mean_t).confidence for r, p in zip(results2, probs2)]
+    ece_product = expected_calibration_error([r.confidence for r in product], correct2.tolist())
+    ece_mean = expected_calibration_error(mean, correct2.tolist())
+    ece_raw = expected_calibration_error(raw, correct2.tolist())
+    assert ece_product < 0.5 * ece_mean and ece_product < 0.08, (ece_raw, ece_mean, ece_product)
+    # the read's confidence is the product; characters stay per character (tempered)
+    for r, q, p in zip(results2, product, probs2):
+        assert q.text == r.text
+        tempered = calibrate_result(r, p, fit.temperature)  # mean aggregate, same characters
+        assert q.char_confidences == pytest.approx(tempered.char_confidences, rel=1e-12)
+        assert q.confidence == pytest.approx(np.prod(q.char_confidences), rel=1e-9)
+
+
+@pytest.mark.parametrize("aggregate", ["mean", "product", "min", "geomean"])
+def test_fast_path_aggregates_match_decoding(aggregate):
+    decoder = GreedyDecoder(classes=CLASSES)
+    probs = np.stack(_random_probs(np.random.default_rng(30), 40, frames=24))
+    raw = decoder.decode(probs)
+    data = CalibrationSet.from_reads(list(probs), raw, [True] * len(raw))
+    for t in (0.7, 1.0, 2.0):
+        want = decode_calibrated(decoder, probs, t, aggregate=aggregate)
+        # float32 probabilities: the decoder's raw confidences (T=1) agree to float precision
+        assert data.confidences(t, aggregate) == pytest.approx(
+            [r.confidence for r in want], rel=1e-6)
+        assert [r.text for r in want] == [r.text for r in raw]
+        for w in want:
+            assert w.confidence == pytest.approx(
+                aggregate_char_confidences(w.char_confidences, aggregate), rel=1e-12)
+    # raw: temperature 1 with the mean is PaddleOCR's confidence, untouched
+    assert decode_calibrated(decoder, probs, 1.0, aggregate="mean") == raw
+
+
+def test_record_without_aggregate_means_mean_and_bad_aggregate_is_named():
+    old = {"temperature": 2.0, "fitted_on": "val.txt", "n": 100}  # written before aggregates
+    assert aggregate_from_record(old, "x") == "mean" and temperature_from_record(old, "x") == 2.0
+    assert aggregate_from_record(None, "x") == "mean"
+    assert aggregate_from_record({**old, "aggregate": "product"}, "x") == "product"
+    with pytest.raises(CalibrationError, match=r"f\.yml: vinocr\.calibration\.aggregate must be"):
+        aggregate_from_record({**old, "aggregate": "median"}, "f.yml: vinocr.calibration")
+    with pytest.raises(CalibrationError, match="aggregates"):
+        fit_temperature(CalibrationSet.concat([]), aggregates=["median"])
 
 
 def _decoders():
@@ -88,6 +179,10 @@ def test_texts_identical_with_and_without_calibration(which):
     rng = np.random.default_rng(10 + which)
     probs = np.stack(_random_probs(rng, 12, frames=40, classes=len(classes), scale=3.0))
     raw = decoder.decode(probs)
+    for t, aggregate in ((0.3, "mean"), (4.0, "mean"), (0.3, "product"), (1.0, "min"),
+                         (4.0, "geomean")):
+        assert [r.text for r in decode_calibrated(decoder, probs, t, aggregate=aggregate)] \
+            == [r.text for r in raw]
     for t in (0.3, 4.0):
         tuned = decode_calibrated(decoder, probs, t)
         assert [r.text for r in tuned] == [r.text for r in raw]
@@ -224,7 +319,7 @@ def test_fit_temperature_cli_and_guards(calibrated_run, tmp_path, capsys):
     assert export_main(["--checkpoint", str(root / "run"), "--out", str(out), "--no-onnx",
                         "--fit-temperature", str(root / "train.txt"),
                         "--log-level", "WARNING"]) == 0
-    assert "confidence temperature" in capsys.readouterr().out
+    assert "confidence calibration:" in capsys.readouterr().out
     record = yaml.safe_load((out / "inference.yml").read_text())["vinocr"]["calibration"]
     assert record["fitted_on"] == str(root / "train.txt") and record["n"] == 12
     # a test split is refused before anything is written
@@ -289,12 +384,91 @@ def test_serve_variants_keep_the_temperature():
         def run(self, batch):
             return probs[:batch.shape[0]]
 
-    base = Recognizer(Fixed(), charset, (3, 48, 96), temperature=2.5)
+    base = Recognizer(Fixed(), charset, (3, 48, 96), temperature=2.5, aggregate="product")
     beam = ServedModel("v1", base).view("beam", None)
     assert beam.temperature == 2.5 and beam.decode_config["method"] == "beam"
+    assert beam.aggregate == "product"
     crops = [np.full((48, 96, 3), 128, np.uint8)] * 3
     got = beam.predict(crops)
-    want = decode_calibrated(beam.decoder, probs, 2.5)
+    want = decode_calibrated(beam.decoder, probs, 2.5, aggregate="product")
     assert [g.confidence for g in got] == pytest.approx([w.confidence for w in want])
+    assert all(len(g.text) > 1 for g in got)
+    for g in got:  # the read's confidence is the product; characters stay per character
+        assert g.confidence == pytest.approx(float(np.prod(g.char_confidences)), rel=1e-9)
     with pytest.raises(CalibrationError, match="temperature must be"):
         base.temperature = 0.0
+    with pytest.raises(CalibrationError, match="aggregate must be one of"):
+        base.aggregate = "median"
+
+
+def test_raw_confidence_is_the_mean_at_temperature_one_whatever_the_record():
+    from vinocr.charset import Charset
+    from vinocr.cli.model_io import make_reader
+    from vinocr.engine.model_loading import LoadedModel as Loaded
+    from vinocr.predict import Recognizer
+
+    charset = Charset(CLASSES[1:], name="plate_test")
+    probs = np.stack(_random_probs(np.random.default_rng(7), 4, frames=24,
+                                   classes=charset.num_classes))
+
+    class Fixed:
+        name, fixed_width = "fixed", None
+
+        def run(self, batch):
+            return probs[:batch.shape[0]]
+
+    rec = Recognizer(Fixed(), charset, (3, 48, 96), temperature=0.8, aggregate="product")
+    loaded = Loaded("exp", None, charset, {}, recognizer=rec, temperature=0.8,
+                    aggregate="product")
+    crops = [np.full((48, 96, 3), 128, np.uint8)] * 4
+    raw_reader, _ = make_reader(loaded, None, (3, 48, 96), raw_confidence=True)
+    cal_reader, _ = make_reader(loaded, None, (3, 48, 96))
+    raw, cal = raw_reader(crops), cal_reader(crops)
+    plain = rec.decoder.decode(probs)
+    assert [r.text for r in raw] == [r.text for r in cal] == [p.text for p in plain]
+    assert [r.confidence for r in raw] == pytest.approx([p.confidence for p in plain])
+    assert [r.confidence for r in raw] == pytest.approx(
+        [float(np.mean(r.char_confidences)) for r in raw])
+    assert [r.confidence for r in cal] == pytest.approx(
+        [float(np.prod(r.char_confidences)) for r in cal])
+    assert rec.aggregate == "product"  # the raw reader did not change the model's
+
+
+def test_export_records_aggregate_and_an_old_record_without_it_loads_as_mean(calibrated_run,
+                                                                            tmp_path):
+    from vinocr.cli.export import main as export_main
+    from vinocr.engine.model_loading import checkpoint_aggregate
+    from vinocr.predict import Recognizer, read_model_info
+
+    root, report = calibrated_run
+    record = report["calibration"]
+    # one-character reads: every aggregate gives the same confidences, the tie keeps the mean
+    assert record["aggregate"] == "mean" and set(record["candidates"]) == {
+        "mean", "product", "min", "geomean"}
+    out = tmp_path / "exp"
+    assert export_main(["--checkpoint", str(root / "run"), "--out", str(out), "--no-onnx",
+                        "--log-level", "WARNING"]) == 0
+    yml = out / "inference.yml"
+    doc = yaml.safe_load(yml.read_text())
+    assert doc["vinocr"]["calibration"]["aggregate"] == "mean"
+    doc["vinocr"]["calibration"]["aggregate"] = "product"
+    yml.write_text(yaml.safe_dump(doc))
+    assert read_model_info(out).aggregate == "product"
+    assert Recognizer.from_dir(out, backend="paddle").aggregate == "product"
+    raw = Recognizer.from_dir(out, backend="paddle", temperature=1.0)
+    assert (raw.temperature, raw.aggregate) == (1.0, "mean")
+    # a record written before the aggregate existed
+    del doc["vinocr"]["calibration"]["aggregate"]
+    yml.write_text(yaml.safe_dump(doc))
+    info = read_model_info(out)
+    assert info.aggregate == "mean" and info.temperature == pytest.approx(record["temperature"])
+    rec = Recognizer.from_dir(out, backend="paddle")
+    assert rec.aggregate == "mean" and rec.temperature == pytest.approx(record["temperature"])
+    old_state = {"calibration": {k: v for k, v in record.items() if k != "aggregate"}}
+    assert checkpoint_aggregate(old_state, "ckpt") == "mean"
+    assert checkpoint_aggregate({}, "ckpt") == "mean"
+    doc["vinocr"]["calibration"]["aggregate"] = "median"
+    yml.write_text(yaml.safe_dump(doc))
+    with pytest.raises(VinocrError) as info_err:
+        Recognizer.from_dir(out, backend="paddle")
+    assert str(yml) in str(info_err.value) and "vinocr.calibration.aggregate" in str(info_err.value)

@@ -1,5 +1,6 @@
-"""Temperature calibration of read confidences: fit one temperature on labelled validation reads,
-then report every confidence from tempered probabilities.
+"""Calibration of read confidences: on labelled validation reads, fit a temperature and choose how
+character confidences combine into a read's; then report every confidence from tempered
+probabilities, combined that way.
 
 A recogniser's frame probabilities ``p`` ([T, C] per crop) become ``softmax(log p / T)`` per frame.
 ``T > 1`` flattens them (an overconfident model's 0.99 on wrong reads comes down), ``T < 1``
@@ -9,25 +10,33 @@ aligned to each character (:attr:`vinocr.decode.DecodeResult.spans`). So prefix 
 constrained decoding, whose choice could otherwise move with the temperature, give the same text
 with and without calibration.
 
-The confidence calibrated is the existing one: a read's ``confidence`` is the mean of its
-per-character confidences (PaddleOCR's convention), each the mean probability of the character's
-class over its frames. :func:`fit_temperature` picks the ``T`` in [0.05, 20] minimising the binary
-log loss of that confidence against "the read is exactly right" (a 25-point grid over ``log T``,
-then golden-section search between the best point's neighbours) and reports the expected
-calibration error (:func:`vinocr.metrics.expected_calibration_error`) before and after.
+Each character's confidence is the mean probability of its class over its frames. A raw read's
+``confidence`` is the mean of its character confidences (PaddleOCR's convention). That mean is a
+poor estimate of "the read is exactly right": one wrong character of 17 barely moves it, and one
+temperature removes only part of that error. The calibration therefore also chooses how character
+confidences combine into the read's confidence (:data:`AGGREGATES`): ``mean``, ``product`` (the
+probability that every character is right, if they err independently), ``min`` (the weakest
+character) or ``geomean`` (the geometric mean). :func:`fit_temperature` fits, for each, the ``T``
+in [0.05, 20] minimising the binary log loss of the read confidence against "the read is exactly
+right" (a 25-point grid over ``log T``, then golden-section search between the best point's
+neighbours), keeps the aggregate + ``T`` with the lowest log loss, and reports the expected
+calibration error (:func:`vinocr.metrics.expected_calibration_error`) of the raw mean and of the
+calibrated confidence. Calibrated ``char_confidences`` stay per character (tempered).
 
 Where ``T`` comes from and goes: the trainer fits it on the Eval set with the best checkpoint's
 model and stores it in that checkpoint's state (``calibration``) and in ``report.json``;
-``vinocr-export`` writes it to ``inference.yml`` (``vinocr.calibration.temperature``) or refits it
-with ``--fit-temperature DATASET``; :class:`vinocr.predict.Recognizer` (so ``vinocr-predict`` and
-``vinocr-serve``) and ``vinocr-eval`` apply it (``vinocr-eval --raw-confidence`` shows raw ones).
+``vinocr-export`` writes it to ``inference.yml`` (``vinocr.calibration``: ``temperature`` and
+``aggregate``; a record without ``aggregate``, written before it existed, means ``mean``) or
+refits it with ``--fit-temperature DATASET``; :class:`vinocr.predict.Recognizer` (so
+``vinocr-predict`` and ``vinocr-serve``) and ``vinocr-eval`` apply it (``vinocr-eval
+--raw-confidence`` shows raw ones: temperature 1, mean of characters).
 """
 from __future__ import annotations
 
 import dataclasses
 import logging
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 import numpy as np
@@ -38,9 +47,10 @@ from vinocr.metrics import expected_calibration_error
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["CalibrationError", "CalibrationSet", "TEMPERATURE_RANGE", "TemperatureFit",
-           "calibrate_result", "check_temperature", "decode_calibrated", "fit_temperature",
-           "temper", "temperature_from_record"]
+__all__ = ["AGGREGATES", "CalibrationError", "CalibrationSet", "RAW_AGGREGATE",
+           "TEMPERATURE_RANGE", "TemperatureFit", "aggregate_char_confidences",
+           "aggregate_from_record", "calibrate_result", "check_aggregate", "check_temperature",
+           "decode_calibrated", "fit_temperature", "temper", "temperature_from_record"]
 
 #: The temperatures :func:`fit_temperature` searches (bounds included).
 TEMPERATURE_RANGE: Tuple[float, float] = (0.05, 20.0)
@@ -53,6 +63,13 @@ LOG_T_TOLERANCE = 1e-3
 MIN_READS = 10
 #: Confidences are clipped to [EPS, 1 - EPS] in the log loss (a confidence of exactly 0 or 1).
 EPS = 1e-7
+#: How a read's confidence combines its character confidences; the fit chooses one. ``mean`` is
+#: PaddleOCR's (and the raw confidence's) convention; on a tie the earlier one is kept.
+AGGREGATES: Tuple[str, ...] = ("mean", "product", "min", "geomean")
+#: The aggregate of raw confidences, and of a calibration record that names none.
+RAW_AGGREGATE = "mean"
+#: Log losses closer than this are a tie in the choice of aggregate (the earlier one is kept).
+TIE_TOLERANCE = 1e-9
 
 Probs = Union[np.ndarray, Sequence[np.ndarray]]
 
@@ -69,6 +86,40 @@ def check_temperature(value: Any, where: str = "temperature") -> float:
             or not math.isfinite(float(value)) or float(value) <= 0:
         raise CalibrationError(f"{where} must be a finite number > 0, got {value!r}")
     return float(value)
+
+
+def check_aggregate(value: Any, where: str = "aggregate") -> str:
+    """``value`` if it names one of :data:`AGGREGATES`; otherwise a :class:`CalibrationError`
+    naming ``where``."""
+    if not isinstance(value, str) or value not in AGGREGATES:
+        raise CalibrationError(f"{where} must be one of {', '.join(AGGREGATES)}, got {value!r}")
+    return value
+
+
+def aggregate_char_confidences(confs: Sequence[float], aggregate: str = RAW_AGGREGATE) -> float:
+    """A read's confidence from its character confidences (0.0 for no characters)."""
+    if not len(confs):
+        return 0.0
+    c = np.asarray(confs, dtype=np.float64)
+    if aggregate == "mean":
+        return float(c.mean())
+    if aggregate == "product":
+        return float(np.prod(c))
+    if aggregate == "min":
+        return float(c.min())
+    if aggregate == "geomean":
+        with np.errstate(divide="ignore"):
+            return float(np.exp(np.log(np.maximum(c, 0.0)).mean()))
+    raise CalibrationError(f"aggregate must be one of {', '.join(AGGREGATES)}, got "
+                           f"{aggregate!r}")
+
+
+def aggregate_from_record(record: Any, where: str) -> str:
+    """The aggregate a stored ``calibration`` record holds: ``mean`` without a record or for a
+    record without the key (written before the aggregate was part of the calibration)."""
+    if record is None or not isinstance(record, Mapping) or "aggregate" not in record:
+        return RAW_AGGREGATE
+    return check_aggregate(record["aggregate"], f"{where}.aggregate")
 
 
 def temperature_from_record(record: Any, where: str) -> float:
@@ -107,13 +158,18 @@ def temper(probs: np.ndarray, temperature: float, log_input: bool = False) -> np
 
 
 def calibrate_result(result: DecodeResult, probs: np.ndarray, temperature: float,
-                     log_input: bool = False) -> DecodeResult:
-    """``result`` (decoded from the raw ``probs`` [T, C]) with its confidences recomputed from
-    tempered probabilities over the same frames; text, log-probability and format fields are
-    unchanged. The identity for ``temperature == 1``."""
+                     log_input: bool = False, aggregate: str = RAW_AGGREGATE) -> DecodeResult:
+    """``result`` (decoded from the raw ``probs`` [T, C]) with its character confidences
+    recomputed from tempered probabilities over the same frames and its ``confidence`` their
+    ``aggregate``; text, log-probability and format fields are unchanged. The identity for
+    ``temperature == 1`` with ``aggregate == "mean"`` (raw confidences)."""
     t = check_temperature(temperature)
-    if t == 1.0 or not result.text:
+    aggregate = check_aggregate(aggregate)
+    if not result.text or (t == 1.0 and aggregate == RAW_AGGREGATE):
         return result
+    if t == 1.0:
+        return dataclasses.replace(result, confidence=aggregate_char_confidences(
+            result.char_confidences, aggregate))
     if len(result.spans) != len(result.char_confidences):
         raise CalibrationError(f"decoder result for {result.text!r} records no frame spans; "
                                "confidences cannot be calibrated (decoders in vinocr.decode "
@@ -127,22 +183,25 @@ def calibrate_result(result: DecodeResult, probs: np.ndarray, temperature: float
         tempered = _tempered_from_log(_log_rows(arr[start:end], log_input), t)
         confs.append(float(tempered[:, cls].mean()))
     return dataclasses.replace(result, char_confidences=confs,
-                               confidence=float(sum(confs) / len(confs)))
+                               confidence=aggregate_char_confidences(confs, aggregate))
 
 
 def decode_calibrated(decoder: Decoder, probs: np.ndarray, temperature: float,
-                      log_input: bool = False) -> Union[DecodeResult, List[DecodeResult]]:
+                      log_input: bool = False, aggregate: str = RAW_AGGREGATE
+                      ) -> Union[DecodeResult, List[DecodeResult]]:
     """``decoder.decode(probs)`` with calibrated confidences: texts from the raw probabilities,
-    confidences from the tempered ones (:func:`calibrate_result`). ``[T, C]`` gives one result,
-    ``[N, T, C]`` a list."""
+    confidences from the tempered ones, combined by ``aggregate`` (:func:`calibrate_result`).
+    ``[T, C]`` gives one result, ``[N, T, C]`` a list."""
     t = check_temperature(temperature)
+    aggregate = check_aggregate(aggregate)
     arr = np.asarray(probs)
     decoded = decoder.decode(arr, log_input)
-    if t == 1.0:
+    if t == 1.0 and aggregate == RAW_AGGREGATE:
         return decoded
     if arr.ndim == 2:
-        return calibrate_result(decoded, arr, t, log_input)  # type: ignore[arg-type]
-    return [calibrate_result(r, a, t, log_input) for r, a in zip(decoded, arr)]  # type: ignore
+        return calibrate_result(decoded, arr, t, log_input, aggregate)  # type: ignore[arg-type]
+    return [calibrate_result(r, a, t, log_input, aggregate)  # type: ignore[arg-type]
+            for r, a in zip(decoded, arr)]
 
 
 # ------------------------------------------------------------------------------------- fitting
@@ -232,22 +291,48 @@ class CalibrationSet:
                    np.asarray(doc["frame_char"], np.int64), np.asarray(doc["char_read"], np.int64),
                    np.asarray(doc["correct"], bool))
 
-    def confidences(self, temperature: float) -> np.ndarray:
-        """Each read's confidence (mean over its characters of the mean tempered probability of
-        the character's class over its frames) at ``temperature``; 0 for an empty read."""
+    def confidences(self, temperature: float, aggregate: str = RAW_AGGREGATE) -> np.ndarray:
+        """Each read's confidence at ``temperature``: the ``aggregate`` over its characters of
+        the mean tempered probability of the character's class over its frames; 0 for an empty
+        read."""
+        char_conf = self.char_confidences(temperature)
+        if aggregate == "mean":
+            per_read = np.bincount(self.char_read, minlength=self.n)
+            return np.bincount(self.char_read, char_conf, minlength=self.n) \
+                / np.maximum(per_read, 1)
+        has_text = np.bincount(self.char_read, minlength=self.n) > 0
+        if aggregate in ("product", "geomean"):
+            with np.errstate(divide="ignore"):
+                logs = np.log(np.maximum(char_conf, 0.0))
+            # bincount cannot sum -inf reliably (a zero-confidence character): count them apart
+            zero = np.bincount(self.char_read, np.isneginf(logs).astype(float), minlength=self.n)
+            total = np.bincount(self.char_read, np.where(np.isneginf(logs), 0.0, logs),
+                                minlength=self.n)
+            if aggregate == "geomean":
+                total = total / np.maximum(np.bincount(self.char_read, minlength=self.n), 1)
+            out = np.exp(total)
+            out[zero > 0] = 0.0
+            return np.where(has_text, out, 0.0)
+        if aggregate == "min":
+            out = np.full(self.n, np.inf)
+            np.minimum.at(out, self.char_read, char_conf)
+            return np.where(has_text, out, 0.0)
+        raise CalibrationError(f"aggregate must be one of {', '.join(AGGREGATES)}, got "
+                               f"{aggregate!r}")
+
+    def char_confidences(self, temperature: float) -> np.ndarray:
+        """Each character's confidence (the mean tempered probability of its class over its
+        frames) at ``temperature``, over all reads' characters in order."""
         n_chars = self.char_read.size
         if not self.rows.size:
-            return np.zeros(self.n)
+            return np.zeros(n_chars)
         scaled = self.rows / temperature
         top = scaled.max(axis=1)
         top = np.where(np.isfinite(top), top, 0.0)
         log_z = top + np.log(np.exp(scaled - top[:, None]).sum(axis=1))
         frame_p = np.exp(scaled[np.arange(scaled.shape[0]), self.frame_class] - log_z)
         frames = np.bincount(self.frame_char, minlength=n_chars)
-        char_conf = np.bincount(self.frame_char, frame_p, minlength=n_chars) \
-            / np.maximum(frames, 1)
-        per_read = np.bincount(self.char_read, minlength=self.n)
-        return np.bincount(self.char_read, char_conf, minlength=self.n) / np.maximum(per_read, 1)
+        return np.bincount(self.frame_char, frame_p, minlength=n_chars) / np.maximum(frames, 1)
 
 
 def log_loss(confidences: np.ndarray, correct: np.ndarray) -> float:
@@ -259,11 +344,15 @@ def log_loss(confidences: np.ndarray, correct: np.ndarray) -> float:
 
 @dataclass
 class TemperatureFit:
-    """A fitted temperature and what it does on the set it was fitted on.
+    """A fitted calibration (aggregate and temperature) and what it does on the set it was
+    fitted on.
 
-    ``nll``/``ece`` are at the fitted temperature, ``nll_raw``/``ece_raw`` at 1 (raw);
-    ``accuracy`` is the share of exactly right reads; ``at_bound`` says the minimum lies on an
-    end of :data:`TEMPERATURE_RANGE` (the search range, not the data, decided it)."""
+    ``aggregate`` is how character confidences combine into the read's confidence
+    (:data:`AGGREGATES`) and ``temperature`` the one fitted with it; ``nll``/``ece`` are the
+    calibrated confidence's, ``nll_raw``/``ece_raw`` the raw one's (mean at temperature 1);
+    ``accuracy`` is the share of exactly right reads; ``at_bound`` says the minimum lies on an end
+    of :data:`TEMPERATURE_RANGE` (the search range, not the data, decided it); ``candidates``
+    holds, per aggregate tried, its fitted ``temperature``, ``nll`` and ``ece``."""
 
     temperature: float
     n: int
@@ -274,48 +363,35 @@ class TemperatureFit:
     ece: Optional[float]
     at_bound: bool = False
     fitted_on: Optional[str] = None
+    aggregate: str = RAW_AGGREGATE
+    candidates: Dict[str, Dict[str, Any]] = field(default_factory=dict)
 
     def to_record(self) -> Dict[str, Any]:
         """What checkpoints, reports and ``inference.yml`` store (``calibration``)."""
-        return {"temperature": round(self.temperature, 6), "fitted_on": self.fitted_on,
-                "n": self.n, "accuracy": self.accuracy, "nll_raw": self.nll_raw, "nll": self.nll,
-                "ece_raw": self.ece_raw, "ece": self.ece, "at_bound": self.at_bound}
+        return {"temperature": round(self.temperature, 6), "aggregate": self.aggregate,
+                "fitted_on": self.fitted_on, "n": self.n, "accuracy": self.accuracy,
+                "nll_raw": self.nll_raw, "nll": self.nll, "ece_raw": self.ece_raw,
+                "ece": self.ece, "at_bound": self.at_bound,
+                "candidates": {k: dict(v) for k, v in self.candidates.items()}}
 
     def summary(self) -> str:
         def f(v: Optional[float]) -> str:
             return "-" if v is None else f"{v:.4f}"
-        return (f"temperature {self.temperature:.4g} on {self.n} reads (accuracy "
-                f"{self.accuracy:.4f}): ece {f(self.ece_raw)} -> {f(self.ece)}, log loss "
-                f"{self.nll_raw:.4f} -> {self.nll:.4f}")
+        others = "; ".join(f"{k}: T={v['temperature']:.4g}, log loss {v['nll']:.4f}, ece "
+                           f"{f(v['ece'])}" for k, v in self.candidates.items()
+                           if k != self.aggregate)
+        return (f"{self.aggregate} of character confidences, temperature {self.temperature:.4g} "
+                f"on {self.n} reads (accuracy {self.accuracy:.4f}): ece {f(self.ece_raw)} -> "
+                f"{f(self.ece)}, log loss {self.nll_raw:.4f} -> {self.nll:.4f} (raw: mean, T=1)"
+                + (f" [{others}]" if others else ""))
 
 
-def fit_temperature(data: CalibrationSet, bounds: Tuple[float, float] = TEMPERATURE_RANGE,
-                    fitted_on: Optional[str] = None) -> TemperatureFit:
-    """The temperature in ``bounds`` minimising the log loss of the read confidences against
-    exact-match correctness (see the module docstring).
-
-    Raises :class:`CalibrationError` for an empty set, one of fewer than :data:`MIN_READS`
-    reads, or one without both a right and a wrong non-empty read (the loss then has no interior
-    minimum: it falls towards a bound forever).
-    """
-    lo, hi = (check_temperature(b, "temperature bound") for b in bounds)
-    if not lo < hi:
-        raise CalibrationError(f"temperature bounds must satisfy low < high, got {bounds}")
-    if data.n == 0:
-        raise CalibrationError("calibration set is empty: no labelled reads to fit a "
-                               "temperature on")
-    if data.n < MIN_READS:
-        raise CalibrationError(f"calibration set has {data.n} reads; fitting a temperature needs "
-                               f"at least {MIN_READS}")
-    has_text = np.bincount(data.char_read, minlength=data.n) > 0
-    right, wrong = int((data.correct & has_text).sum()), int((~data.correct & has_text).sum())
-    if right == 0 or wrong == 0:
-        raise CalibrationError(f"calibration set of {data.n} reads has {right} right and {wrong} "
-                               "wrong non-empty reads; fitting a temperature needs both (use a "
-                               "larger or harder validation set)")
-
+def _fit_one(data: CalibrationSet, aggregate: str, lo: float, hi: float
+             ) -> Tuple[float, float, bool]:
+    """``(temperature, log loss, at_bound)`` minimising the log loss of ``aggregate``
+    confidences over ``[lo, hi]``: a grid over ``log T``, then golden section."""
     def loss(log_t: float) -> float:
-        return log_loss(data.confidences(math.exp(log_t)), data.correct)
+        return log_loss(data.confidences(math.exp(log_t), aggregate), data.correct)
 
     grid = np.linspace(math.log(lo), math.log(hi), GRID_POINTS)
     values = [loss(float(g)) for g in grid]
@@ -335,20 +411,69 @@ def fit_temperature(data: CalibrationSet, bounds: Tuple[float, float] = TEMPERAT
             fd = loss(d)
     candidates = [(fc, c), (fd, d), (values[best], float(grid[best]))]
     nll, log_t = min(candidates)
-    temperature = math.exp(log_t)
     at_bound = abs(log_t - math.log(lo)) < LOG_T_TOLERANCE or \
         abs(log_t - math.log(hi)) < LOG_T_TOLERANCE
-    raw = data.confidences(1.0)
-    tuned = data.confidences(temperature)
+    return math.exp(log_t), nll, at_bound
+
+
+def fit_temperature(data: CalibrationSet, bounds: Tuple[float, float] = TEMPERATURE_RANGE,
+                    fitted_on: Optional[str] = None,
+                    aggregates: Sequence[str] = AGGREGATES) -> TemperatureFit:
+    """The aggregate (of ``aggregates``) and temperature in ``bounds`` minimising the log loss
+    of the read confidences against exact-match correctness (see the module docstring).
+
+    Raises :class:`CalibrationError` for an empty set, one of fewer than :data:`MIN_READS`
+    reads, or one without both a right and a wrong non-empty read (the loss then has no interior
+    minimum: it falls towards a bound forever).
+    """
+    lo, hi = (check_temperature(b, "temperature bound") for b in bounds)
+    if not lo < hi:
+        raise CalibrationError(f"temperature bounds must satisfy low < high, got {bounds}")
+    aggregates = [check_aggregate(a, "aggregates") for a in aggregates]
+    if not aggregates:
+        raise CalibrationError("aggregates is empty: nothing to fit")
+    if data.n == 0:
+        raise CalibrationError("calibration set is empty: no labelled reads to fit a "
+                               "temperature on")
+    if data.n < MIN_READS:
+        raise CalibrationError(f"calibration set has {data.n} reads; fitting a temperature needs "
+                               f"at least {MIN_READS}")
+    has_text = np.bincount(data.char_read, minlength=data.n) > 0
+    right, wrong = int((data.correct & has_text).sum()), int((~data.correct & has_text).sum())
+    if right == 0 or wrong == 0:
+        raise CalibrationError(f"calibration set of {data.n} reads has {right} right and {wrong} "
+                               "wrong non-empty reads; fitting a temperature needs both (use a "
+                               "larger or harder validation set)")
+
+    truth = data.correct.tolist()
+    fits: Dict[str, Tuple[float, float, bool]] = {}
+    candidates: Dict[str, Dict[str, Any]] = {}
+    for aggregate in aggregates:
+        fits[aggregate] = t, nll, _ = _fit_one(data, aggregate, lo, hi)
+        candidates[aggregate] = {"temperature": round(t, 6), "nll": nll,
+                                 "ece": expected_calibration_error(
+                                     data.confidences(t, aggregate).tolist(), truth)}
+    # The aggregate is chosen by the same criterion the temperature is fitted by: log loss, a
+    # proper scoring rule that is smooth and uses every read. ECE is not: it is binned (15
+    # bins), so on a few hundred reads it moves by several points with the bin edges and the
+    # handful of reads in sparse bins, and the lowest-ECE choice would chase that noise. On a
+    # tie (within TIE_TOLERANCE: e.g. one-character reads, where every aggregate is the same
+    # number up to rounding) the earlier aggregate, mean first, is kept.
+    chosen = aggregates[0]
+    for aggregate in aggregates[1:]:
+        if fits[aggregate][1] < fits[chosen][1] - TIE_TOLERANCE:
+            chosen = aggregate
+    temperature, nll, at_bound = fits[chosen]
+    raw = data.confidences(1.0, RAW_AGGREGATE)
     fit = TemperatureFit(temperature=temperature, n=data.n, accuracy=float(data.correct.mean()),
                          nll_raw=log_loss(raw, data.correct), nll=nll,
-                         ece_raw=expected_calibration_error(raw.tolist(), data.correct.tolist()),
-                         ece=expected_calibration_error(tuned.tolist(), data.correct.tolist()),
-                         at_bound=at_bound, fitted_on=fitted_on)
+                         ece_raw=expected_calibration_error(raw.tolist(), truth),
+                         ece=candidates[chosen]["ece"], at_bound=at_bound, fitted_on=fitted_on,
+                         aggregate=chosen, candidates=candidates)
     if at_bound:
-        logger.warning("fitted temperature %.4g is at the end of the search range [%g, %g]: the "
-                       "calibration set (%d reads) may be too small or unrepresentative",
-                       temperature, lo, hi, data.n)
+        logger.warning("fitted temperature %.4g (%s) is at the end of the search range [%g, %g]: "
+                       "the calibration set (%d reads) may be too small or unrepresentative",
+                       temperature, chosen, lo, hi, data.n)
     return fit
 
 

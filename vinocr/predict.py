@@ -8,9 +8,10 @@
 An exported directory holds ``inference.json`` + ``inference.pdiparams`` (Paddle), usually
 ``inference.onnx`` (onnxruntime) and optionally ``inference_int8.onnx``, plus ``inference.yml``:
 its ``PostProcess.character_dict`` is the dictionary, ``PreProcess`` the input shape,
-``vinocr.decode`` the decoder settings and ``vinocr.calibration.temperature`` (when present) the
-confidence temperature (:mod:`vinocr.calibration`): texts are decoded from the raw probabilities,
-confidences from the tempered ones.
+``vinocr.decode`` the decoder settings and ``vinocr.calibration`` (when present) the confidence
+calibration (:mod:`vinocr.calibration`): a temperature and how character confidences combine into
+the read's confidence (``aggregate``; ``mean`` when not recorded). Texts are decoded from the raw
+probabilities, confidences from the tempered ones.
 
 Images go through :func:`vinocr.data.preprocess.batch_resize_norm`, the function training uses
 (through ``resize_norm``), so a crop at the model's input width reaches the network as exactly the
@@ -30,7 +31,8 @@ from typing import (Any, Dict, List, Mapping, Optional, Protocol, Sequence, Tupl
 
 import numpy as np
 
-from vinocr.calibration import check_temperature, decode_calibrated, temperature_from_record
+from vinocr.calibration import (RAW_AGGREGATE, aggregate_from_record, check_aggregate,
+                                check_temperature, decode_calibrated, temperature_from_record)
 from vinocr.charset import Charset
 from vinocr.data.base import read_image
 from vinocr.data.preprocess import DEFAULT_IMAGE_SHAPE, batch_resize_norm, resize_norm
@@ -60,8 +62,11 @@ class RecognitionResult:
 
     Attributes:
         text: the decoded text ('' when a constrained decoder found no valid sequence).
-        confidence: mean of ``char_confidences`` (0.0 for an empty text).
-        char_confidences: one probability per character of ``text`` (calibrated with the
+        confidence: the read's confidence (0.0 for an empty text). Raw (no calibration recorded,
+            or asked for): the mean of ``char_confidences``, PaddleOCR's convention. Calibrated:
+            the recorded ``aggregate`` of the tempered ``char_confidences`` (e.g. their product,
+            an estimate of the probability that the whole read is right).
+        char_confidences: one probability per character of ``text`` (tempered with the
             export's temperature when it records one).
         vin_valid: VIN charsets only: :func:`vinocr.vin.validate_vin` accepts ``text`` (the check
             digit is required for North American WMIs only). None for other charsets.
@@ -211,6 +216,9 @@ class ModelInfo:
     source: Optional[str] = None
     #: Confidence temperature (``vinocr.calibration.temperature``; 1.0 when not recorded).
     temperature: float = 1.0
+    #: How character confidences combine into a read's (``vinocr.calibration.aggregate``;
+    #: ``mean`` when not recorded, as in records written before it existed).
+    aggregate: str = RAW_AGGREGATE
 
 
 def read_model_info(model_dir: Union[str, Path]) -> ModelInfo:
@@ -244,9 +252,11 @@ def read_model_info(model_dir: Union[str, Path]) -> ModelInfo:
     charset = Charset([str(c) for c in chars], name=name,
                       case_insensitive=False if name == "ppocr" else None)
     decode = dict(extra.get("decode") or {"method": "greedy"})
-    temperature = temperature_from_record(extra.get("calibration"), f"{path}: vinocr.calibration")
+    where = f"{path}: vinocr.calibration"
+    temperature = temperature_from_record(extra.get("calibration"), where)
+    aggregate = aggregate_from_record(extra.get("calibration"), where)
     return ModelInfo(charset, tuple(int(v) for v in image_shape), decode,  # type: ignore[arg-type]
-                     extra.get("source"), temperature)
+                     extra.get("source"), temperature, aggregate)
 
 
 def is_vin_charset(charset: Charset) -> bool:
@@ -273,14 +283,17 @@ class Recognizer:
             ``vinocr-eval`` do, so predictions match the measured accuracy; True lets batches
             grow to keep wide crops' aspect (stock paddleocr's inference rule).
         batch_size: images per engine call in :meth:`predict`.
-        temperature: confidence temperature (:mod:`vinocr.calibration`); 1.0 reports the raw
-            confidences. Texts do not depend on it.
+        temperature: confidence temperature (:mod:`vinocr.calibration`).
+        aggregate: how tempered character confidences combine into the read's confidence
+            (:data:`vinocr.calibration.AGGREGATES`). ``temperature=1.0`` with ``"mean"`` (the
+            defaults) reports the raw confidences. Texts depend on neither.
     """
 
     def __init__(self, backend: Backend, charset: Charset,
                  image_shape: Sequence[int] = DEFAULT_IMAGE_SHAPE,
                  decode: Optional[Mapping[str, Any]] = None, dynamic_width: bool = False,
-                 batch_size: int = 16, temperature: float = 1.0) -> None:
+                 batch_size: int = 16, temperature: float = 1.0,
+                 aggregate: str = RAW_AGGREGATE) -> None:
         if batch_size < 1:
             raise VinocrError(f"batch_size must be >= 1, got {batch_size}")
         self.backend = backend
@@ -293,6 +306,7 @@ class Recognizer:
         self.is_vin = is_vin_charset(charset)
         self.model_dir: Optional[Path] = None
         self.temperature = temperature
+        self.aggregate = aggregate
 
     @property
     def temperature(self) -> float:
@@ -303,11 +317,25 @@ class Recognizer:
     def temperature(self, value: float) -> None:
         self._temperature = check_temperature(value, "temperature")
 
+    @property
+    def aggregate(self) -> str:
+        """How :meth:`decode` combines character confidences into a read's (``mean``: raw)."""
+        return self._aggregate
+
+    @aggregate.setter
+    def aggregate(self, value: str) -> None:
+        self._aggregate = check_aggregate(value, "aggregate")
+
+    def use_raw_confidence(self) -> None:
+        """Report raw confidences from now on (temperature 1, mean of characters)."""
+        self.temperature, self.aggregate = 1.0, RAW_AGGREGATE
+
     @classmethod
     def from_dir(cls, model_dir: Union[str, Path], backend: str = "auto", threads: int = 1,
                  decode: Union[Mapping[str, Any], str, None] = None, mkldnn: bool = True,
                  dynamic_width: bool = False, batch_size: int = 16,
-                 temperature: Optional[float] = None) -> "Recognizer":
+                 temperature: Optional[float] = None,
+                 aggregate: Optional[str] = None) -> "Recognizer":
         """Load an exported directory.
 
         Args:
@@ -320,8 +348,10 @@ class Recognizer:
                 mapping (e.g. ``{"beam_size": 8}``) or just a method name (``"greedy"``).
             mkldnn: use oneDNN in the Paddle backend.
             dynamic_width, batch_size: see the class docstring.
-            temperature: confidence temperature; None (default) uses the one ``inference.yml``
-                records (``vinocr.calibration.temperature``, else 1.0), 1.0 gives raw confidences.
+            temperature, aggregate: the confidence calibration. Both None (default): the one
+                ``inference.yml`` records (``vinocr.calibration``; raw without one). Giving
+                either replaces the record, the other defaulting to 1.0 / ``"mean"``, so
+                ``temperature=1.0`` gives raw confidences.
         """
         if backend not in BACKENDS:
             raise VinocrError(f"unknown backend {backend!r} (valid: {', '.join(BACKENDS)})")
@@ -335,12 +365,15 @@ class Recognizer:
             cfg.update(decode)
         engine = build_backend(model_dir, backend, threads=threads, mkldnn=mkldnn)
         backend = engine.name
+        if temperature is None and aggregate is None:
+            temperature, aggregate = info.temperature, info.aggregate
         rec = cls(engine, info.charset, info.image_shape, cfg, dynamic_width=dynamic_width,
-                  batch_size=batch_size,
-                  temperature=info.temperature if temperature is None else temperature)
+                  batch_size=batch_size, temperature=1.0 if temperature is None else temperature,
+                  aggregate=aggregate or RAW_AGGREGATE)
         rec.model_dir = Path(model_dir)
-        logger.info("loaded %s (%s, %d threads, charset %s, decode %s, confidence temperature "
-                    "%.4g)", model_dir, backend, threads, info.charset.name, cfg, rec.temperature)
+        logger.info("loaded %s (%s, %d threads, charset %s, decode %s, confidence: %s of "
+                    "characters, temperature %.4g)", model_dir, backend, threads,
+                    info.charset.name, cfg, rec.aggregate, rec.temperature)
         return rec
 
     # ------------------------------------------------------------------------ pipeline steps
@@ -372,8 +405,10 @@ class Recognizer:
 
     def decode(self, probs: np.ndarray) -> List[RecognitionResult]:
         """[N, T, C] probabilities -> one result per image: texts from ``probs``, confidences
-        from them tempered by :attr:`temperature`."""
-        decoded = decode_calibrated(self.decoder, np.asarray(probs), self.temperature)
+        from them tempered by :attr:`temperature`, a read's the :attr:`aggregate` of its
+        characters'."""
+        decoded = decode_calibrated(self.decoder, np.asarray(probs), self.temperature,
+                                    aggregate=self.aggregate)
         return [result_from_decode(d, self.is_vin) for d in decoded]  # type: ignore[union-attr]
 
     # ------------------------------------------------------------------------------ predict

@@ -10,9 +10,10 @@ the first's, right or wrong (how faithful one export form is to another).
 ``ece`` is the expected calibration error of the read confidences (15 equal-width bins; 0: a read
 at confidence 0.8 is right 80% of the time) and ``acc@90%cov`` / ``acc@95%cov`` the accuracy of
 the 90% / 95% most confident reads, as if the rest went to human review. Confidences are
-calibrated with the temperature the model carries (fitted by the trainer on its Eval set, or by
-``vinocr-export --fit-temperature``; see vinocr.calibration); ``--raw-confidence`` reports the
-uncalibrated ones. Texts, and so accuracies, are the same either way.
+calibrated with the calibration the model carries (an aggregate of character confidences and a
+temperature, fitted by the trainer on its Eval set or by ``vinocr-export --fit-temperature``; see
+vinocr.calibration); ``--raw-confidence`` reports the uncalibrated ones (mean of characters).
+Texts, and so accuracies, are the same either way.
 
     vinocr-eval -c configs/vin/ppocrv6_small.yml --models pretrained runs/vin/best \\
         --data data/vin/splits/test.txt --out eval_out
@@ -126,8 +127,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="decoders for exported model dirs, one row each (default: the one "
                    "inference.yml records)")
     p.add_argument("--raw-confidence", action="store_true",
-                   help="report uncalibrated confidences (default: calibrated with the "
-                   "temperature the model carries, when it has one)")
+                   help="report uncalibrated confidences, the mean of the characters' (default: "
+                   "calibrated as the model's calibration record says, when it has one)")
     add_log_level(p, QUIET)
     return p
 
@@ -164,9 +165,9 @@ def main(argv: Optional[List[str]] = None) -> int:
         method = (loaded.recognizer.decode_config.get("method") if loaded.recognizer is not None
                   else decode_cfg.get("method", "greedy"))
         name = loaded.name if spec != "pretrained" else "zero-shot pretrained"
-        if loaded.temperature != 1.0:
+        if loaded.calibrated:
             name += (" (raw confidence)" if args.raw_confidence
-                     else f" (confidence T={loaded.temperature:.3g})")
+                     else f" (confidence {loaded.aggregate}, T={loaded.temperature:.3g})")
         if loaded.recognizer is not None and (len(args.backends) > 1 or args.decoders):
             name += f" [{loaded.recognizer.backend.name}, {method}]"
         for d_index, data in enumerate(args.data):

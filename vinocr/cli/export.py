@@ -14,10 +14,11 @@ the Paddle predictor on random inputs of widths 160, 320 and 640; ``--no-onnx`` 
 tools on up to ``--calib-size`` crops of DATASET (training data: a test split is refused), and
 records what it is in ``inference.yml`` (:mod:`vinocr.export.quantize`).
 
-The confidence temperature (:mod:`vinocr.calibration`) the checkpoint carries (fitted by the
-trainer on its Eval set) goes to ``inference.yml`` as ``vinocr.calibration``, which
-:class:`vinocr.predict.Recognizer` applies to confidences. ``--fit-temperature DATASET`` fits it
-anew on any labelled validation set (a test split is refused) without retraining:
+The confidence calibration (:mod:`vinocr.calibration`: a temperature and how character
+confidences combine into the read's) the checkpoint carries (fitted by the trainer on its Eval
+set) goes to ``inference.yml`` as ``vinocr.calibration``, which :class:`vinocr.predict.Recognizer`
+applies to confidences. ``--fit-temperature DATASET`` fits it anew on any labelled validation
+set (a test split is refused) without retraining:
 
     vinocr-export --checkpoint runs/vin --out exported/vin --fit-temperature data/vin/val.txt
 """
@@ -67,9 +68,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true",
                    help="replace an export already in --out (its inference.* files)")
     p.add_argument("--fit-temperature", metavar="DATASET",
-                   help="fit the confidence temperature on this labelled validation set (any "
-                   "vinocr dataset format; never a test split) instead of keeping the "
-                   "checkpoint's")
+                   help="fit the confidence calibration (temperature and aggregate of "
+                   "character confidences) on this labelled validation set (any vinocr dataset "
+                   "format; never a test split) instead of keeping the checkpoint's")
     p.add_argument("--batch-size", type=positive_int, default=32,
                    help="crops per forward pass when fitting the temperature")
     g = p.add_argument_group("int8 (onnxruntime static quantisation)")
@@ -193,7 +194,7 @@ def fit_temperature_record(path: str, loaded: Any, model_cfg: Any, batch_size: i
                                     fitted_on=str(path))
     except CalibrationError as exc:
         raise VinocrError(f"--fit-temperature {path}: {exc}") from None
-    print(f"confidence {fit.summary()}")
+    print(f"confidence calibration: {fit.summary()}")
     return fit.to_record()
 
 

@@ -23,29 +23,30 @@ def make_reader(loaded: LoadedModel, decode_cfg: Optional[Mapping[str, Any]],
 
     An exported directory uses its own predictor, preprocessing and decoder settings; a checkpoint
     is run with ``decode_cfg`` at ``image_shape``, squeezed to it as in training. Confidences are
-    calibrated with the model's temperature (``loaded.temperature``) unless ``raw_confidence``;
-    texts are the same either way.
+    calibrated with the model's calibration (``loaded.temperature``, ``loaded.aggregate``) unless
+    ``raw_confidence`` (temperature 1, mean of characters); texts are the same either way.
     """
     if loaded.recognizer is not None:
         rec = loaded.recognizer
-        if raw_confidence and rec.temperature != 1.0:
+        if raw_confidence and loaded.calibrated:
             rec = copy.copy(rec)  # same engine and decoder, raw confidences
-            rec.temperature = 1.0
+            rec.use_raw_confidence()
         return rec.predict, rec.decoder.canonical
     from vinocr.calibration import decode_calibrated
 
     probs, decoder = make_prob_reader(loaded, decode_cfg, image_shape)
     temperature = 1.0 if raw_confidence else loaded.temperature
-    return (lambda images: decode_calibrated(decoder, probs(images), temperature)), \
-        decoder.canonical
+    aggregate = "mean" if raw_confidence else loaded.aggregate
+    return (lambda images: decode_calibrated(decoder, probs(images), temperature,
+                                             aggregate=aggregate)), decoder.canonical
 
 
 def fit_model_temperature(loaded: LoadedModel, dataset: Any,
                           decode_cfg: Optional[Mapping[str, Any]], image_shape: Sequence[int],
                           batch_size: int = 32, fitted_on: Optional[str] = None) -> Any:
-    """Fit ``loaded``'s confidence temperature on the labelled ``dataset``
-    (:func:`vinocr.calibration.fit_temperature`) with the decoder ``decode_cfg``; returns the
-    :class:`~vinocr.calibration.TemperatureFit`."""
+    """Fit ``loaded``'s confidence calibration (aggregate and temperature) on the labelled
+    ``dataset`` (:func:`vinocr.calibration.fit_temperature`) with the decoder ``decode_cfg``;
+    returns the :class:`~vinocr.calibration.TemperatureFit`."""
     from vinocr.calibration import CalibrationSet, calibration_set, fit_temperature
 
     probs, decoder = make_prob_reader(loaded, decode_cfg, image_shape)

@@ -39,7 +39,8 @@ from vinocr.models.lora import DEFAULT_ALPHA, adapter_record, apply_adapter_reco
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["LoadedModel", "PRETRAINED_SPECS", "build_trained", "checkpoint_temperature",
+__all__ = ["LoadedModel", "PRETRAINED_SPECS", "build_trained", "checkpoint_aggregate",
+           "checkpoint_temperature",
            "load_trained", "model_record", "read_trained_checkpoint", "records_model"]
 
 #: Specs meaning "the configured pretrained model, not fine-tuned".
@@ -54,10 +55,11 @@ class LoadedModel:
     eval mode (None for an export, whose :class:`vinocr.predict.Recognizer` is ``recognizer``);
     ``config`` the config it was trained with (the caller's for ``pretrained``, ``{}`` for an
     export); ``path`` the checkpoint directory read; ``adapters`` the adapters it was trained
-    with (merged into ``model`` unless loaded with ``merge=False``); ``temperature`` the
-    confidence temperature it carries (:mod:`vinocr.calibration`: the checkpoint's
-    ``calibration`` record or the export's ``inference.yml``; 1.0 when none was fitted) and
-    ``calibration`` a checkpoint's whole record (how and where it was fitted)."""
+    with (merged into ``model`` unless loaded with ``merge=False``); ``temperature`` and
+    ``aggregate`` the confidence calibration it carries (:mod:`vinocr.calibration`: the
+    checkpoint's ``calibration`` record or the export's ``inference.yml``; 1.0 and ``mean``, i.e.
+    raw confidences, when none was fitted) and ``calibration`` a checkpoint's whole record (how
+    and where it was fitted)."""
 
     name: str
     model: Any
@@ -68,6 +70,12 @@ class LoadedModel:
     adapters: Dict[str, Any] = field(default_factory=dict)
     temperature: float = 1.0
     calibration: Optional[Dict[str, Any]] = None
+    aggregate: str = "mean"
+
+    @property
+    def calibrated(self) -> bool:
+        """Whether the carried calibration changes confidences (not temperature 1 with mean)."""
+        return self.temperature != 1.0 or self.aggregate != "mean"
 
 
 def model_record(model: Any) -> Dict[str, Any]:
@@ -185,12 +193,13 @@ def load_trained(spec: Any, cfg: Optional[Mapping[str, Any]] = None, *, merge: b
 
         rec = Recognizer.from_dir(path, backend=backend, decode=decode)
         return LoadedModel(f"exported {path}", None, rec.charset, {}, recognizer=rec,
-                           temperature=rec.temperature)
+                           temperature=rec.temperature, aggregate=rec.aggregate)
     ckpt = read_trained_checkpoint(path, key)
     loaded = build_trained(ckpt.state, ckpt.model_state, ckpt.path, merge=merge, arch=arch,
                            key=key)
     loaded.path = ckpt.path
     loaded.temperature = checkpoint_temperature(ckpt.state, ckpt.path)
+    loaded.aggregate = checkpoint_aggregate(ckpt.state, ckpt.path)
     loaded.calibration = ckpt.state.get("calibration")
     return loaded
 
@@ -201,6 +210,15 @@ def checkpoint_temperature(state: Mapping[str, Any], where: Any) -> float:
     from vinocr.calibration import temperature_from_record
 
     return temperature_from_record(state.get("calibration"), f"{where}/state.json: calibration")
+
+
+def checkpoint_aggregate(state: Mapping[str, Any], where: Any) -> str:
+    """How character confidences combine into a read's under the checkpoint's calibration
+    (``calibration.aggregate``); ``mean`` when none, or for a record from before the aggregate
+    was part of the calibration."""
+    from vinocr.calibration import aggregate_from_record
+
+    return aggregate_from_record(state.get("calibration"), f"{where}/state.json: calibration")
 
 
 def _zero_shot(cfg: Optional[Mapping[str, Any]], key: Optional[str]) -> LoadedModel:

@@ -145,7 +145,8 @@ class LoadedModel:
             self._views[key] = Recognizer(
                 base.backend, base.charset, base.image_shape, cfg,
                 dynamic_width=base.dynamic_width if dynamic_width is None else dynamic_width,
-                batch_size=base.batch_size, temperature=base.temperature)
+                batch_size=base.batch_size, temperature=base.temperature,
+                aggregate=base.aggregate)
         return self._views[key]
 
 
