@@ -65,6 +65,28 @@ setup(
         "safetensors>=0.4",
         "tqdm>=4.60",
         "matplotlib>=3.7",
+        # OFL fonts for synthetic VINs (vinocr/data/synth/fonts.py): monospace, condensed/DIN-like,
+        # technical, stencil and pixel families, split into training and held-out pools. Exact
+        # pins: a font file changes every image a seed draws.
+        "fontpkg-archivo-narrow==3.2",
+        "fontpkg-atkinson-hyperlegible==1.6",
+        "fontpkg-barlow-condensed==1.408",
+        "fontpkg-black-ops-one==1.4",
+        "fontpkg-chakra-petch==1.0",
+        "fontpkg-ibm-plex-mono==2.3",
+        "fontpkg-ibm-plex-sans-condensed==1.3",
+        "fontpkg-inconsolata==3.1",
+        "fontpkg-jetbrains-mono==2.211",
+        "fontpkg-oswald==4.103",
+        "fontpkg-overpass==4.0",
+        "fontpkg-press-start-2p==3.0",
+        "fontpkg-pt-sans-narrow==2.3",
+        "fontpkg-rajdhani==1.201",
+        "fontpkg-roboto-condensed==3.8",
+        "fontpkg-roboto-mono==3.1",
+        "fontpkg-share-tech==1.100",
+        "fontpkg-source-code-pro==1.26",
+        "fontpkg-space-mono==1.3",
         "Pillow>=9.0",
         # vinocr-serve: FastAPI for the served OpenAPI schema and request validation, on uvicorn;
         # python-multipart parses image uploads.

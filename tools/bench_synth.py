@@ -5,6 +5,8 @@ Each timed crop includes everything a dataset writer does per sample: drawing th
 rendering the image and PNG encoding (file I/O excluded). Usage::
 
     python tools/bench_synth.py [--n 400] [--seed 0]
+
+Rows: each style alone (in the ``all`` pool's fonts and damage), then each style pool mixed.
 """
 from __future__ import annotations
 
@@ -24,14 +26,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import cv2  # noqa: E402
 
+from vinocr.data.synth.pools import POOL_NAMES  # noqa: E402
 from vinocr.data.synth.vin_render import STYLES  # noqa: E402
 from vinocr.data.synth.writer import make_vin_sample  # noqa: E402
 
 
-def _rate(seed: int, n: int, styles: Sequence[str]) -> float:
+def _rate(seed: int, n: int, styles: Optional[Sequence[str]], pool: str = "all") -> float:
     start = time.perf_counter()
     for i in range(n):
-        make_vin_sample(seed, i, styles)
+        make_vin_sample(seed, i, styles, pool=pool)
     return n / (time.perf_counter() - start)
 
 
@@ -45,12 +48,14 @@ def main(argv: Optional[List[str]] = None) -> int:
         # One core, as a single data-generation worker would get.
         os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[0]})
     # Warm-up: font loading and texture tiles are built once per process, not per crop.
-    for i in range(20):
-        make_vin_sample(args.seed + 1, i, None)
+    for pool in POOL_NAMES:
+        for i in range(40):
+            make_vin_sample(args.seed + 1, i, None, pool=pool)
     print(f"VIN crops/s on one core (n={args.n} per row, render + PNG encode):")
     for style in STYLES:
-        print(f"  {style:<11} {_rate(args.seed, args.n, (style,)):8.1f}")
-    print(f"  {'all (mixed)':<11} {_rate(args.seed, args.n, STYLES):8.1f}")
+        print(f"  {style:<16} {_rate(args.seed, args.n, (style,)):8.1f}")
+    for pool in POOL_NAMES:
+        print(f"  {'pool ' + pool + ' (mixed)':<16} {_rate(args.seed, args.n, None, pool):8.1f}")
     return 0
 
 

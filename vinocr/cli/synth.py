@@ -28,6 +28,7 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from vinocr.data.synth.pools import POOL_NAMES
     from vinocr.data.synth.vin_render import STYLES
 
     parser = _Parser(prog=PROG, description="Generate synthetic VIN crops and plate tracks.")
@@ -45,7 +46,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--format", default="labelfile", choices=["labelfile", "lmdb"],
                    help="labelfile: images/*.png + labels.txt (PaddleOCR); lmdb: DTRB LMDB")
     p.add_argument("--styles", default=None,
-                   help="comma-separated subset of " + ",".join(STYLES) + " (default: all)")
+                   help="comma-separated subset of " + ",".join(STYLES)
+                   + " (default: every style of --pool)")
+    p.add_argument("--pool", default="all", choices=list(POOL_NAMES),
+                   help="style pool: fonts, materials and camera damage to draw from. 'train' "
+                   "for training data you will judge on a 'heldout' test set of fonts, materials "
+                   "and damage that training never sees; 'all' (default) uses everything")
     p.add_argument("--delimiter-prob", type=probability, default=0.3,
                    help="probability of drawing '*' delimiters around the VIN (default 0.3)")
     p.add_argument("--workers", type=positive_int, default=1,
@@ -76,8 +82,8 @@ def cmd_vin(args: argparse.Namespace) -> int:
 
     out = generate_vin_dataset(args.out, args.n, seed=args.seed, fmt=args.format,
                                styles=args.styles, delimiter_prob=args.delimiter_prob,
-                               workers=args.workers, overwrite=args.overwrite)
-    print(f"wrote {args.n} VIN crops ({args.format}) to {out}")
+                               workers=args.workers, overwrite=args.overwrite, pool=args.pool)
+    print(f"wrote {args.n} VIN crops ({args.format}, pool {args.pool}) to {out}")
     return 0
 
 

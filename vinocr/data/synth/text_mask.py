@@ -7,13 +7,13 @@ letter spacing (``tracking``) can vary, as it does between marking machines and 
 from __future__ import annotations
 
 import functools
-from typing import List, Tuple
+from typing import List, Optional, Tuple
 
 import cv2
 import numpy as np
 
-from vinocr.data.synth.fonts import (DOT_GLYPHS, KIND_DOTMATRIX, KIND_HERSHEY, KIND_TRUETYPE,
-                                     FontSpec, hershey_cap_height, load_truetype,
+from vinocr.data.synth.fonts import (KIND_DOTMATRIX, KIND_HERSHEY, KIND_TRUETYPE, FontSpec,
+                                     dot_glyphs, hershey_cap_height, load_truetype,
                                      truetype_cap_height)
 from vinocr.errors import VinocrError
 
@@ -67,21 +67,47 @@ def _truetype_glyph(path: str, size: int, char: str) -> Tuple[np.ndarray, int]:
 _GLYPH_PAD = 2
 
 
+class CharJitter:
+    """Per-character irregularity of a marking: vertical offset, width scale and extra spacing.
+
+    Stamps are struck one by one and dot-peen heads drift, so real VIN characters never sit on a
+    perfect line with perfect spacing. ``amount`` 0 draws a perfect line; 1 is strong jitter
+    (offsets up to 8% of the cap height, widths +-10%, spacing +-8% of the cap height).
+    """
+
+    def __init__(self, rng: np.random.Generator, n: int, amount: float, cap_height: float
+                 ) -> None:
+        a = float(amount)
+        self.dy = rng.uniform(-0.08, 0.08, n) * a * cap_height
+        self.sx = 1.0 + rng.uniform(-0.10, 0.10, n) * a
+        self.dx = rng.uniform(-0.08, 0.08, n) * a * cap_height
+        self.room = int(np.ceil(0.08 * a * cap_height))
+
+
 def _truetype_mask(text: str, font: FontSpec, cap_height: float, tracking: float,
-                   pad: int) -> np.ndarray:
+                   pad: int, jitter: Optional[CharJitter] = None) -> np.ndarray:
     assert font.path is not None
     size = max(4, int(round(cap_height / _truetype_cap_ratio(font.path))))
     glyphs = [_truetype_glyph(font.path, size, c) for c in text]
     advances = [_truetype_advance(font.path, size, c) for c in text]
-    height = glyphs[0][0].shape[0]
+    room = jitter.room if jitter is not None else 0
+    height = glyphs[0][0].shape[0] + 2 * room
     lead = max(o for _, o in glyphs)
-    width = int(sum(advances) + max(0.0, tracking) * len(text) + 2 * pad + 2 * lead + size)
+    width = int(sum(advances) * 1.15 + max(0.0, tracking) * len(text) + 2 * pad + 2 * lead
+                + size + (0 if jitter is None else np.abs(jitter.dx).sum()))
     canvas = np.zeros((height, width), dtype=np.float32)
     x = float(pad + lead)
-    for (glyph, origin), advance in zip(glyphs, advances):
-        x0 = int(round(x)) - origin
-        region = canvas[:, x0:x0 + glyph.shape[1]]
-        np.maximum(region, glyph[:, :region.shape[1]], out=region)
+    for i, ((glyph, origin), advance) in enumerate(zip(glyphs, advances)):
+        top = room
+        if jitter is not None:
+            gw = max(1, int(round(glyph.shape[1] * jitter.sx[i])))
+            glyph = cv2.resize(glyph, (gw, glyph.shape[0]), interpolation=cv2.INTER_LINEAR)
+            origin = int(round(origin * jitter.sx[i]))
+            advance = advance * jitter.sx[i] + jitter.dx[i]
+            top = room + int(round(jitter.dy[i]))
+        x0 = max(0, int(round(x)) - origin)
+        region = canvas[top:top + glyph.shape[0], x0:x0 + glyph.shape[1]]
+        np.maximum(region, glyph[:region.shape[0], :region.shape[1]], out=region)
         x += advance + tracking
     if pad != _GLYPH_PAD:
         # Glyph bitmaps carry _GLYPH_PAD rows above and below; adapt to the requested padding.
@@ -93,7 +119,7 @@ def _truetype_mask(text: str, font: FontSpec, cap_height: float, tracking: float
 
 
 def _hershey_mask(text: str, font: FontSpec, cap_height: float, tracking: float, weight: float,
-                  pad: int) -> np.ndarray:
+                  pad: int, jitter: Optional[CharJitter] = None) -> np.ndarray:
     assert font.face is not None
     scale = cap_height / hershey_cap_height(font.face)
     # Hershey strokes are hairlines; scale the pen with the glyph size, as a stamp's would.
@@ -107,34 +133,46 @@ def _hershey_mask(text: str, font: FontSpec, cap_height: float, tracking: float,
     canvas = np.zeros((height, width), dtype=np.uint8)
     baseline = pad + half_pen + cap
     x = float(pad)
-    for char, advance in zip(text, advances):
-        cv2.putText(canvas, char, (int(round(x)), baseline), font.face, scale, 255, thickness,
+    if jitter is not None:
+        width += int(np.abs(jitter.dx).sum()) + 1
+        canvas = np.zeros((height, width), dtype=np.uint8)
+    for i, (char, advance) in enumerate(zip(text, advances)):
+        y = baseline
+        if jitter is not None:
+            y = baseline + int(round(float(np.clip(jitter.dy[i], -pad - half_pen, below))))
+            advance = advance + jitter.dx[i]
+        cv2.putText(canvas, char, (int(round(x)), y), font.face, scale, 255, thickness,
                     cv2.LINE_AA)
-        x += advance + tracking
+        x = max(0.0, x + advance + tracking)
     mask = canvas.astype(np.float32) * (1.0 / 255.0)
     return _trim_columns(mask, pad)
 
 
-def dot_centres(text: str, cap_height: float, tracking: float, pad: int
+def dot_centres(text: str, cap_height: float, tracking: float, pad: int,
+                grid: Tuple[int, int] = (5, 7), jitter: Optional[CharJitter] = None
                 ) -> Tuple[np.ndarray, Tuple[int, int], float]:
-    """Centres (N, 2) as (x, y) of the 5x7 dot-matrix glyphs of ``text``, the canvas (h, w) and the
-    dot pitch in pixels."""
-    pitch = cap_height / 6.0
+    """Centres (N, 2) as (x, y) of the dot-matrix glyphs of ``text`` on a ``grid`` of (columns,
+    rows), the canvas (h, w) and the dot pitch in pixels."""
+    n_cols, n_rows = grid
+    glyphs = dot_glyphs(tuple(grid))
+    pitch = cap_height / float(n_rows - 1)
+    room = jitter.room if jitter is not None else 0
     xs: List[np.ndarray] = []
     ys: List[np.ndarray] = []
     x0 = pad + pitch
-    advance = 4 * pitch + 1.6 * pitch + tracking
-    for char in text:
-        glyph = DOT_GLYPHS.get(char)
+    advance = (n_cols - 1) * pitch + 1.6 * pitch + tracking
+    for i, char in enumerate(text):
+        glyph = glyphs.get(char)
         if glyph is None:
-            raise VinocrError(f"the dot-matrix font has no glyph for {char!r}")
+            raise VinocrError(f"the {n_cols}x{n_rows} dot-matrix font has no glyph for {char!r}")
         rows, cols = np.nonzero(glyph)
+        dy = float(jitter.dy[i]) if jitter is not None else 0.0
         xs.append(x0 + cols * pitch)
-        ys.append(pad + pitch + rows * pitch)
-        x0 += advance
+        ys.append(pad + room + pitch + rows * pitch + dy)
+        x0 += advance + (float(jitter.dx[i]) if jitter is not None else 0.0)
     centres = np.stack([np.concatenate(xs), np.concatenate(ys)], axis=1).astype(np.float32)
-    height = int(np.ceil(pad * 2 + pitch * 8))
-    width = int(np.ceil(x0 - advance + 4 * pitch + pitch + pad))
+    height = int(np.ceil(pad * 2 + 2 * room + pitch * (n_rows + 1)))
+    width = int(np.ceil(x0 - advance + (n_cols - 1) * pitch + pitch + pad + abs(advance)))
     return centres, (height, width), pitch
 
 
@@ -192,8 +230,26 @@ def splat_dots(centres: np.ndarray, depth: np.ndarray, shape: Tuple[int, int], r
     return blurred
 
 
+def vary_stroke(mask: np.ndarray, amount: float) -> np.ndarray:
+    """Thicken (``amount`` > 0) or thin (< 0) the strokes of a coverage mask by about ``amount``
+    pixels, blending a one-pixel dilation/erosion for fractional amounts."""
+    if abs(amount) < 0.05:
+        return mask
+    kernel = np.ones((3, 3), np.uint8)
+    out = mask
+    steps = int(np.floor(abs(amount)))
+    frac = abs(amount) - steps
+    morph = cv2.dilate if amount > 0 else cv2.erode
+    for _ in range(steps):
+        out = morph(out, kernel)
+    if frac > 0.05:
+        out = (1.0 - frac) * out + frac * morph(out, kernel)
+    return out.astype(np.float32, copy=False)
+
+
 def text_mask(text: str, font: FontSpec, cap_height: float, tracking: float = 0.0,
-              weight: float = 1.0, pad: int = 2) -> np.ndarray:
+              weight: float = 1.0, pad: int = 2, jitter: Optional[CharJitter] = None
+              ) -> np.ndarray:
     """Coverage mask (float32, 0..1) of ``text`` with cap height ``cap_height`` pixels.
 
     Args:
@@ -203,12 +259,13 @@ def text_mask(text: str, font: FontSpec, cap_height: float, tracking: float = 0.
         tracking: extra pixels between characters (may be negative, down to touching glyphs).
         weight: pen weight multiplier for stroke fonts (ignored for TrueType).
         pad: empty pixels kept around the ink.
+        jitter: per-character offsets, widths and spacing (None: a perfect line).
     """
     if font.kind == KIND_TRUETYPE:
-        return _truetype_mask(text, font, cap_height, tracking, pad)
+        return _truetype_mask(text, font, cap_height, tracking, pad, jitter)
     if font.kind == KIND_HERSHEY:
-        return _hershey_mask(text, font, cap_height, tracking, weight, pad)
+        return _hershey_mask(text, font, cap_height, tracking, weight, pad, jitter)
     if font.kind == KIND_DOTMATRIX:
-        centres, shape, pitch = dot_centres(text, cap_height, tracking, pad)
+        centres, shape, pitch = dot_centres(text, cap_height, tracking, pad, font.grid, jitter)
         return splat_dots(centres, np.ones(len(centres), np.float32), shape, pitch * 0.45)
     raise VinocrError(f"unknown font kind {font.kind!r}")

@@ -1,6 +1,7 @@
-"""Render a VIN as a tight text-line crop in one of five real-world appearances.
+"""Render a VIN as a tight text-line crop in one of eight real-world appearances.
 
-Styles (see :data:`STYLES`):
+Styles (see :data:`STYLES`; which ones a crop may use depends on its style pool,
+:mod:`vinocr.data.synth.pools`):
 
 * ``engraved``   -- cut or stamped into metal: low contrast, lighting gradient, specular highlight,
   relief shading of the grooves, scratches, sometimes dirt or paint.
@@ -8,12 +9,20 @@ Styles (see :data:`STYLES`):
 * ``sticker``    -- printed door-jamb label: dark text on white / silver / cream, optional barcode.
 * ``windshield`` -- plate behind the windscreen: dark background, light embossed text, glare.
 * ``paper``      -- registration document: printed text, ink bleed, paper fibre, form lines.
+* ``label``      -- plastic VIN label cut from a larger plate: neighbouring lines of small text
+  show at the crop's edges, sometimes a barcode.
+* ``laser``      -- laser-etched (annealed) marking: crisp dark or white strokes with a faint heat
+  halo on bright steel or dark anodised aluminium. Held out of the training pool.
+* ``cast``       -- raised letters cast with the part: same colour as the surface, visible only
+  by relief shading on a rough casting skin. Held out of the training pool.
 
 Every renderer works at the final resolution (32-64 px high) in float32, with noise taken from
 cached texture tiles, so one crop costs a few milliseconds. The text is first drawn as a coverage
 mask, placed on a canvas with random margins, warped by a small random rotation / shear /
 perspective (so the glyph edges stay sharp relative to the background texture), and then shaded
-according to the style.
+according to the style. Characters jitter individually (offset, width, spacing) and TrueType strokes vary in
+weight. Finally the crop may get extra camera damage from its pool's degradation families
+(:mod:`vinocr.data.synth.degrade`).
 """
 from __future__ import annotations
 
@@ -25,32 +34,34 @@ import cv2
 import numpy as np
 
 from vinocr.data.synth import textures as tx
-from vinocr.data.synth.fonts import DOT_GLYPHS, FontSpec, select_fonts
-from vinocr.data.synth.text_mask import dot_centres, splat_dots, stroke_dot_centres, text_mask
+from vinocr.data.synth.degrade import degrade
+from vinocr.data.synth.fonts import KIND_TRUETYPE, FontSpec, fonts_for
+from vinocr.data.synth.pools import HELDOUT_STYLES, TRAIN_STYLES, StylePool, get_pool
+from vinocr.data.synth.text_mask import (CharJitter, dot_centres, splat_dots, stroke_dot_centres,
+                                         text_mask, vary_stroke)
 from vinocr.errors import VinocrError
 
 logger = logging.getLogger(__name__)
 
-STYLES: Tuple[str, ...] = ("engraved", "dot_peen", "sticker", "windshield", "paper")
+STYLES: Tuple[str, ...] = TRAIN_STYLES + HELDOUT_STYLES
 
 #: Crop height range in pixels (inclusive).
 HEIGHT_RANGE = (32, 64)
 #: Target width / height range of a crop; text wider than this is condensed horizontally.
 ASPECT_RANGE = (6.0, 12.0)
 
-# Preferred fonts per style (first available ones are used). Engraving and stamping machines use
-# simple stroke lettering; stickers and documents are printed with regular TrueType faces.
-_STYLE_FONTS: Dict[str, Tuple[str, ...]] = {
-    "engraved": ("hershey-simplex", "hershey-duplex", "hershey-plain", "hershey-complex",
-                 "dejavu-sans-mono", "dejavu-sans", "dejavu-sans-bold"),
-    "dot_peen": ("hershey-simplex", "hershey-plain", "hershey-duplex", "dejavu-sans-mono"),
-    "sticker": ("dejavu-sans-mono", "dejavu-sans-mono-bold", "dejavu-sans", "dejavu-sans-bold",
-                "hershey-simplex", "hershey-duplex"),
-    "windshield": ("dejavu-sans", "dejavu-sans-bold", "dejavu-sans-mono", "dejavu-sans-mono-bold",
-                   "hershey-duplex", "hershey-simplex"),
-    "paper": ("dejavu-sans-mono", "dejavu-sans", "dejavu-serif", "dejavu-serif-bold",
-              "stix-general", "stix-general-bold", "dejavu-sans-mono-bold", "hershey-complex",
-              "hershey-simplex"),
+# Letterform categories per style (see fonts.CATEGORIES), most typical first. A crop picks a
+# category that its pool has fonts for, then a font of it, so a category with many fonts does not
+# crowd out the others.
+_STYLE_CATEGORIES: Dict[str, Tuple[str, ...]] = {
+    "engraved": ("stroke", "mono", "condensed", "tech", "stencil", "sans"),
+    "dot_peen": ("stroke", "mono", "tech"),  # the font the dots follow (matrix fonts aside)
+    "sticker": ("mono", "sans", "condensed", "tech", "pixel"),
+    "windshield": ("sans", "condensed", "mono", "tech"),
+    "paper": ("mono", "sans", "serif", "condensed", "stroke"),
+    "label": ("sans", "condensed", "mono", "tech"),
+    "laser": ("mono", "sans", "condensed", "tech", "dot"),
+    "cast": ("sans", "condensed", "stencil", "serif", "tech"),
 }
 
 _Image = np.ndarray
@@ -61,9 +72,23 @@ def _u(rng: np.random.Generator, lo: float, hi: float) -> float:
     return float(rng.uniform(lo, hi))
 
 
-def _choose_font(rng: np.random.Generator, style: str) -> FontSpec:
-    fonts = select_fonts(_STYLE_FONTS[style])
+def _choose_font(rng: np.random.Generator, style: str, pool: StylePool,
+                 categories: Optional[Tuple[str, ...]] = None) -> FontSpec:
+    """A font for ``style`` from ``pool``: a category first, then a font of that category."""
+    wanted = categories or _STYLE_CATEGORIES[style]
+    by_category = [fonts for fonts in (fonts_for((c,), pool.font_pools) for c in wanted) if fonts]
+    if not by_category:
+        raise VinocrError(f"no font of {', '.join(wanted)} in style pool {pool.name!r}; "
+                          "reinstall vinocr to get its font packages")
+    fonts = by_category[int(rng.integers(len(by_category)))]
     return fonts[int(rng.integers(len(fonts)))]
+
+
+def _jitter(rng: np.random.Generator, n: int, cap: float) -> Optional[CharJitter]:
+    """Per-character jitter for 60% of crops, of random strength."""
+    if rng.random() >= 0.6:
+        return None
+    return CharJitter(rng, n, _u(rng, 0.2, 1.0), cap)
 
 
 # --------------------------------------------------------------------------------------------
@@ -146,7 +171,10 @@ def _line_mask(drawn: str, height: int, rng: np.random.Generator, font: FontSpec
                ) -> Tuple[np.ndarray, Tuple[int, int, int, int], float]:
     cap = height * _u(rng, *cap_frac)
     mask = text_mask(drawn, font, cap, tracking=cap * _u(rng, *tracking),
-                     weight=_u(rng, *weight))
+                     weight=_u(rng, *weight), jitter=_jitter(rng, len(drawn), cap))
+    if font.kind == KIND_TRUETYPE and rng.random() < 0.5:
+        # Printer gain, laser power and wear thicken or thin the strokes of outline fonts.
+        mask = vary_stroke(mask, _u(rng, -0.5, 1.0) * cap / 32.0)
     canvas, box = _compose_line(mask, height, rng, cap, vpos=vpos)
     return canvas, box, cap
 
@@ -230,8 +258,8 @@ def _finish(img: np.ndarray, rng: np.random.Generator, blur_p: float, blur: Tupl
 # Styles
 # --------------------------------------------------------------------------------------------
 
-def _render_engraved(drawn: str, rng: np.random.Generator, height: int) -> Tuple[_Image, _Meta]:
-    font = _choose_font(rng, "engraved")
+def _render_engraved(drawn: str, rng: np.random.Generator, height: int, pool: StylePool) -> Tuple[_Image, _Meta]:
+    font = _choose_font(rng, "engraved", pool)
     canvas, box, cap = _line_mask(drawn, height, rng, font, (0.5, 0.72), (0.02, 0.25),
                                   (0.9, 1.8))
     canvas = _warp(canvas, rng, box)
@@ -256,15 +284,18 @@ def _render_engraved(drawn: str, rng: np.random.Generator, height: int) -> Tuple
     return _finish(img, rng, 0.35, (0.4, 1.0), (1.5, 6.0), 0.1), meta
 
 
-def _render_dot_peen(drawn: str, rng: np.random.Generator, height: int) -> Tuple[_Image, _Meta]:
+def _render_dot_peen(drawn: str, rng: np.random.Generator, height: int, pool: StylePool) -> Tuple[_Image, _Meta]:
     cap = height * _u(rng, 0.5, 0.66)
     pad = 2
-    if rng.random() < 0.6 and all(c in DOT_GLYPHS for c in drawn):
-        variant, font_name = "matrix", "dotmatrix-5x7"
+    matrix_fonts = fonts_for(("dot",), pool.font_pools)
+    if rng.random() < 0.6 and matrix_fonts:
+        matrix = matrix_fonts[int(rng.integers(len(matrix_fonts)))]
+        variant, font_name = "matrix", matrix.name
         centres, shape, pitch = dot_centres(drawn, cap, tracking=cap * _u(rng, -0.05, 0.2),
-                                            pad=pad)
+                                            pad=pad, grid=matrix.grid,
+                                            jitter=_jitter(rng, len(drawn), cap))
     else:
-        font = _choose_font(rng, "dot_peen")
+        font = _choose_font(rng, "dot_peen", pool)
         variant, font_name = "stroke", font.name
         pitch = cap / _u(rng, 5.5, 7.5)
         centres, shape = stroke_dot_centres(drawn, font, cap, cap * _u(rng, 0.05, 0.25), pitch,
@@ -301,8 +332,8 @@ def _barcode_row(rng: np.random.Generator, length: int, unit: int) -> np.ndarray
     return np.repeat(values, widths)[:length]
 
 
-def _render_sticker(drawn: str, rng: np.random.Generator, height: int) -> Tuple[_Image, _Meta]:
-    font = _choose_font(rng, "sticker")
+def _render_sticker(drawn: str, rng: np.random.Generator, height: int, pool: StylePool) -> Tuple[_Image, _Meta]:
+    font = _choose_font(rng, "sticker", pool)
     barcode = None
     if rng.random() < 0.45:
         barcode = "above" if rng.random() < 0.5 else "below"
@@ -358,9 +389,9 @@ def _render_sticker(drawn: str, rng: np.random.Generator, height: int) -> Tuple[
     return _finish(img, rng, 0.4, (0.4, 0.9), (1.0, 4.5), 0.2), meta
 
 
-def _render_windshield(drawn: str, rng: np.random.Generator, height: int
+def _render_windshield(drawn: str, rng: np.random.Generator, height: int, pool: StylePool
                        ) -> Tuple[_Image, _Meta]:
-    font = _choose_font(rng, "windshield")
+    font = _choose_font(rng, "windshield", pool)
     canvas, box, cap = _line_mask(drawn, height, rng, font, (0.5, 0.72), (0.0, 0.2), (1.0, 1.8))
     canvas = _warp(canvas, rng, box)
     h, w = canvas.shape
@@ -385,8 +416,8 @@ def _render_windshield(drawn: str, rng: np.random.Generator, height: int
     return _finish(img, rng, 0.5, (0.4, 1.0), (1.5, 6.0), 0.25), meta
 
 
-def _render_paper(drawn: str, rng: np.random.Generator, height: int) -> Tuple[_Image, _Meta]:
-    font = _choose_font(rng, "paper")
+def _render_paper(drawn: str, rng: np.random.Generator, height: int, pool: StylePool) -> Tuple[_Image, _Meta]:
+    font = _choose_font(rng, "paper", pool)
     canvas, box, cap = _line_mask(drawn, height, rng, font, (0.45, 0.7), (-0.02, 0.18),
                                   (0.9, 1.6))
     h, w = canvas.shape
@@ -427,12 +458,132 @@ def _render_paper(drawn: str, rng: np.random.Generator, height: int) -> Tuple[_I
     return _finish(img, rng, 0.3, (0.3, 0.8), (1.0, 5.0), 0.25), meta
 
 
-_RENDERERS: Dict[str, Callable[[str, np.random.Generator, int], Tuple[_Image, _Meta]]] = {
+_NEIGHBOUR_WORDS = ("VEHICLE IDENTIFICATION NO", "VIN", "MFD BY", "GVWR", "GAWR FR", "TYPE",
+                    "MODEL", "PAINT", "TRIM", "DATE", "KG", "LBS", "MADE IN", "CHASSIS NO",
+                    "ENGINE", "AXLE", "TIRE", "PSI", "KPA", "FRONT", "REAR", "RIMS")
+
+
+def _neighbour_text(rng: np.random.Generator) -> str:
+    """A line of the words and numbers found around a VIN on a label (never a whole VIN)."""
+    parts = []
+    for _ in range(int(rng.integers(2, 5))):
+        if rng.random() < 0.6:
+            parts.append(_NEIGHBOUR_WORDS[int(rng.integers(len(_NEIGHBOUR_WORDS)))])
+        else:
+            parts.append(str(int(rng.integers(1, 99999))))
+    return " ".join(parts)
+
+
+def _render_label(drawn: str, rng: np.random.Generator, height: int, pool: StylePool
+                  ) -> Tuple[_Image, _Meta]:
+    """A VIN line cut from a label: parts of the lines above and below show at the edges."""
+    font = _choose_font(rng, "label", pool)
+    canvas, box, cap = _line_mask(drawn, height, rng, font, (0.42, 0.6), (0.0, 0.18), (1.0, 1.6),
+                                  (0.35, 0.65))
+    h, w = canvas.shape
+    bx, by, bw, bh = box
+    shown = []
+    for where in ("above", "below"):
+        if rng.random() >= 0.55:
+            continue
+        small = cap * _u(rng, 0.55, 0.9)
+        line = text_mask(_neighbour_text(rng), _choose_font(rng, "label", pool), small,
+                         tracking=small * _u(rng, 0.0, 0.15))
+        gap = int(cap * _u(rng, 0.25, 0.5))
+        x0 = int(bx + _u(rng, -0.3, 0.5) * bw)
+        if where == "above":
+            y1 = by - gap  # bottom row of the neighbour line
+            src = line[max(0, line.shape[0] - y1):] if y1 > 0 else line[:0]
+            y0 = max(0, y1 - src.shape[0])
+        else:
+            y0 = by + bh + gap
+            src = line[:max(0, h - y0)]
+        if src.size == 0 or y0 >= h:
+            continue
+        xs, xe = max(0, x0), min(w, x0 + src.shape[1])
+        if xe <= xs:
+            continue
+        region = canvas[y0:y0 + src.shape[0], xs:xe]
+        np.maximum(region, src[:region.shape[0], xs - x0:xs - x0 + region.shape[1]], out=region)
+        shown.append(where)
+    canvas = _warp(canvas, rng, box, strength=0.8)
+    kind = str(rng.choice(["white", "yellow", "silver", "black"], p=[0.4, 0.2, 0.25, 0.15]))
+    base = {"white": (238, 240, 240), "yellow": (70, 205, 235), "silver": (190, 192, 195),
+            "black": (28, 28, 30)}[kind]
+    bg = np.empty((h, w, 3), np.float32)
+    bg[...] = np.array(base, np.float32) * _tint(rng, 0.04)
+    bg += (tx.texture("grain", rng, h, w) * _u(rng, 1, 5))[..., None]
+    if kind == "silver":
+        bg += (tx.texture("brushed", rng, h, w) * _u(rng, 3, 8))[..., None]
+    ink = np.full(3, _u(rng, 200, 245) if kind == "black" else _u(rng, 10, 60), np.float32)
+    cov = canvas[..., None]
+    img = bg * (1.0 - cov) + ink * cov
+    img *= tx.linear_gradient(rng, h, w, _u(rng, 0.75, 0.95), _u(rng, 1.0, 1.1))[..., None]
+    if rng.random() < 0.4:  # laminate gloss
+        img += (tx.gaussian_spot(rng, h, w, (0.05, 0.3), (0.5, 2.0)) * _u(rng, 15, 60))[..., None]
+    meta = {"font": font.name, "variant": kind, "neighbours": shown}
+    return _finish(img, rng, 0.4, (0.4, 0.9), (1.0, 5.0), 0.2), meta
+
+
+def _render_laser(drawn: str, rng: np.random.Generator, height: int, pool: StylePool
+                  ) -> Tuple[_Image, _Meta]:
+    """Laser-annealed marking: crisp strokes, no relief, a faint heat-tint halo."""
+    font = _choose_font(rng, "laser", pool)
+    canvas, box, cap = _line_mask(drawn, height, rng, font, (0.45, 0.7), (0.0, 0.2), (0.8, 1.3))
+    canvas = _warp(canvas, rng, box, strength=0.8)
+    h, w = canvas.shape
+    anodised = rng.random() < 0.35
+    if anodised:  # dark anodised aluminium, the marking bleaches it white
+        level = _u(rng, 25, 70)
+        surface = np.full((h, w), level, np.float32)
+        surface += tx.texture("grain", rng, h, w) * np.float32(_u(rng, 1, 4))
+        mark = _u(rng, 150, 230) - level
+    else:  # stainless or plain steel, the marking is a dark oxide
+        surface, meta = _metal_surface(rng, h, w)
+        level = meta["level"]
+        mark = -level * _u(rng, 0.45, 0.8)
+    halo = cv2.GaussianBlur(canvas, (0, 0), _u(rng, 1.0, 2.5)) * np.float32(_u(rng, 0.0, 0.25))
+    lum = surface + (canvas + halo) * np.float32(mark)
+    tint = np.array([_u(rng, 0.85, 1.0), _u(rng, 0.9, 1.0), _u(rng, 1.0, 1.12)], np.float32)
+    img = lum[..., None] * (tint if not anodised else _tint(rng, 0.05))
+    _add_scratches(img, rng, 3)
+    meta = {"font": font.name, "variant": "anodised" if anodised else "steel"}
+    return _finish(img, rng, 0.35, (0.4, 0.9), (1.5, 5.0), 0.15), meta
+
+
+def _render_cast(drawn: str, rng: np.random.Generator, height: int, pool: StylePool
+                 ) -> Tuple[_Image, _Meta]:
+    """Raised cast lettering: the same material as the part, seen only through relief."""
+    font = _choose_font(rng, "cast", pool)
+    canvas, box, cap = _line_mask(drawn, height, rng, font, (0.5, 0.72), (0.05, 0.3), (1.2, 2.0))
+    canvas = _warp(canvas, rng, box)
+    h, w = canvas.shape
+    level = _u(rng, 60, 170)
+    surface = np.full((h, w), level, np.float32)
+    surface += tx.texture("blotch", rng, h, w) * np.float32(_u(rng, 6, 18))
+    surface += tx.texture("grain", rng, h, w) * np.float32(_u(rng, 4, 12))
+    surface *= tx.linear_gradient(rng, h, w, _u(rng, 0.7, 0.9), _u(rng, 1.0, 1.25))
+    height_map = cv2.GaussianBlur(canvas, (0, 0), _u(rng, 0.8, 1.6))
+    relief = tx.emboss(height_map, _u(rng, 0, 2 * math.pi)) * np.float32(_u(rng, 18, 40))
+    # Worn, polished letter tops catch a little more light than the rough skin around them.
+    lum = surface + relief + canvas * np.float32(_u(rng, -10, 35))
+    img = lum[..., None] * _tint(rng, 0.05)
+    if rng.random() < 0.4:
+        _add_stains(img, rng, _u(rng, 0.3, 0.8))
+    meta = {"font": font.name, "variant": "raised"}
+    return _finish(img, rng, 0.4, (0.4, 1.0), (2.0, 7.0), 0.15), meta
+
+
+_Renderer = Callable[[str, np.random.Generator, int, StylePool], Tuple[_Image, _Meta]]
+_RENDERERS: Dict[str, _Renderer] = {
     "engraved": _render_engraved,
     "dot_peen": _render_dot_peen,
     "sticker": _render_sticker,
     "windshield": _render_windshield,
     "paper": _render_paper,
+    "label": _render_label,
+    "laser": _render_laser,
+    "cast": _render_cast,
 }
 
 
@@ -453,8 +604,8 @@ def check_styles(styles: Optional[Any]) -> Tuple[str, ...]:
 
 
 def render_vin(text: str, rng: np.random.Generator, style: Optional[str] = None,
-               delimiters: Optional[bool] = None, height: Optional[int] = None
-               ) -> Tuple[np.ndarray, Dict[str, Any]]:
+               delimiters: Optional[bool] = None, height: Optional[int] = None,
+               pool: str = "all") -> Tuple[np.ndarray, Dict[str, Any]]:
     """Render ``text`` (a VIN) as a BGR uint8 (H, W, 3) text-line crop.
 
     Args:
@@ -464,15 +615,20 @@ def render_vin(text: str, rng: np.random.Generator, style: Optional[str] = None,
         delimiters: draw ``*`` before and after the code (as on many engraved plates); None picks
             at random with probability 0.3. The label stays the bare text either way.
         height: crop height in pixels; None picks one in :data:`HEIGHT_RANGE`.
+        pool: style pool (``train``, ``heldout`` or ``all``, :mod:`vinocr.data.synth.pools`):
+            the fonts and degradation families to draw from, and the styles picked when
+            ``style`` is None. An explicit ``style`` outside the pool is rendered with the pool's
+            fonts and damage.
 
     Returns:
-        ``(image, meta)`` where meta records style, font, variant, delimiters, size and the drawn
-        string.
+        ``(image, meta)`` where meta records style, pool, font, variant, delimiters, the
+        degradations applied, size and the drawn string.
     """
+    style_pool = get_pool(pool)
     if not text or not all(("0" <= c <= "9") or ("A" <= c <= "Z") for c in text):
         raise VinocrError(f"cannot render {text!r}: only upper-case letters and digits are drawn")
     if style is None:
-        style = STYLES[int(rng.integers(len(STYLES)))]
+        style = style_pool.styles[int(rng.integers(len(style_pool.styles)))]
     elif style not in _RENDERERS:
         raise VinocrError(f"unknown VIN style {style!r}; choose from {', '.join(STYLES)}")
     if delimiters is None:
@@ -482,7 +638,10 @@ def render_vin(text: str, rng: np.random.Generator, style: Optional[str] = None,
     elif height < 8:
         raise VinocrError(f"VIN crop height must be at least 8 px, got {height}")
     drawn = f"*{text}*" if delimiters else text
-    image, meta = _RENDERERS[style](drawn, rng, int(height))
-    meta.update(style=style, delimiters=bool(delimiters), text=drawn,
+    image, meta = _RENDERERS[style](drawn, rng, int(height), style_pool)
+    image, damage = degrade(image, rng, style_pool.degradations, style_pool.degrade_p,
+                            style_pool.max_degradations)
+    meta.update(style=style, pool=style_pool.name, degradations=damage, delimiters=bool(delimiters),
+                text=drawn,
                 height=int(image.shape[0]), width=int(image.shape[1]))
     return image, meta

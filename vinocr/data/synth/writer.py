@@ -30,6 +30,7 @@ import numpy as np
 
 from vinocr.data.synth.plates import (FRAMES_PER_TRACK, LAYOUT_NAMES, SCENARIO, normalise_layout,
                                       random_plate, write_track)
+from vinocr.data.synth.pools import get_pool
 from vinocr.data.synth.vin_render import ASPECT_RANGE, HEIGHT_RANGE, check_styles, render_vin
 from vinocr.data.synth.vin_text import random_vin
 from vinocr.errors import VinocrError
@@ -62,20 +63,24 @@ def encode_png(image: np.ndarray) -> bytes:
 
 
 def make_vin_sample(seed: int, index: int, styles: Optional[Sequence[str]] = None,
-                    delimiter_prob: float = 0.3) -> Tuple[bytes, str, Dict[str, Any]]:
-    """Sample ``index`` of the dataset with ``seed``: ``(png_bytes, label, meta)``."""
-    style_list = check_styles(styles)
+                    delimiter_prob: float = 0.3, pool: str = "all"
+                    ) -> Tuple[bytes, str, Dict[str, Any]]:
+    """Sample ``index`` of the dataset with ``seed``: ``(png_bytes, label, meta)``.
+
+    ``styles`` None means every style of ``pool`` (see :mod:`vinocr.data.synth.pools`).
+    """
+    style_list = check_styles(styles) if styles is not None else get_pool(pool).styles
     rng = np.random.default_rng([int(seed), int(index)])
     vin = random_vin(rng)
     style = style_list[int(rng.integers(len(style_list)))]
     delimiters = bool(rng.random() < delimiter_prob)
-    image, meta = render_vin(vin, rng, style=style, delimiters=delimiters)
+    image, meta = render_vin(vin, rng, style=style, delimiters=delimiters, pool=pool)
     return encode_png(image), vin, meta
 
 
-def _vin_task(index: int, seed: int, styles: Tuple[str, ...], delimiter_prob: float
+def _vin_task(index: int, seed: int, styles: Tuple[str, ...], delimiter_prob: float, pool: str
               ) -> Tuple[bytes, str, str]:
-    data, label, meta = make_vin_sample(seed, index, styles, delimiter_prob)
+    data, label, meta = make_vin_sample(seed, index, styles, delimiter_prob, pool)
     return data, label, meta["style"]
 
 
@@ -189,7 +194,7 @@ def _progress(done: int, total: int, what: str) -> None:
 def generate_vin_dataset(out_dir: PathLike, n: int, seed: int = 0, fmt: str = "labelfile",
                          styles: Optional[Union[str, Sequence[str]]] = None,
                          delimiter_prob: float = 0.3, workers: int = 1,
-                         overwrite: bool = False) -> Path:
+                         overwrite: bool = False, pool: str = "all") -> Path:
     """Generate ``n`` synthetic VIN crops in ``out_dir``; return ``out_dir``.
 
     Args:
@@ -198,20 +203,24 @@ def generate_vin_dataset(out_dir: PathLike, n: int, seed: int = 0, fmt: str = "l
         seed: dataset seed; sample i uses ``default_rng([seed, i])``.
         fmt: ``"labelfile"`` (``images/000000.png`` + ``labels.txt`` with ``path<TAB>VIN``) or
             ``"lmdb"`` (DTRB keys, via :func:`vinocr.data.lmdb_dataset.write_lmdb`).
-        styles: subset of :data:`~vinocr.data.synth.vin_render.STYLES` (None = all), as a list or a
-            comma-separated string.
+        styles: subset of :data:`~vinocr.data.synth.vin_render.STYLES` (None = every style of
+            ``pool``), as a list or a comma-separated string.
         delimiter_prob: probability of drawing ``*`` delimiters around the code.
         workers: worker processes (output is identical for any value).
         overwrite: replace the outputs of an earlier run in ``out_dir``.
+        pool: style pool, ``train``, ``heldout`` or ``all`` (:mod:`vinocr.data.synth.pools`):
+            train a model you will judge on held-out styles on ``train`` data, and judge it on a
+            ``heldout`` set.
     """
     n = _check_count("n", n)
+    style_pool = get_pool(pool)
     workers = _check_count("workers", workers)
     seed = _check_seed(seed)
     if fmt not in FORMATS:
         raise VinocrError(f"unknown output format {fmt!r}; choose from {', '.join(FORMATS)}")
     if not 0.0 <= float(delimiter_prob) <= 1.0:
         raise VinocrError(f"delimiter_prob must be between 0 and 1, got {delimiter_prob}")
-    style_list = check_styles(styles)
+    style_list = check_styles(styles) if styles is not None else style_pool.styles
     write_lmdb = None
     if fmt == "lmdb":
         try:
@@ -221,18 +230,19 @@ def generate_vin_dataset(out_dir: PathLike, n: int, seed: int = 0, fmt: str = "l
                               "or use --format labelfile") from None
     out = _prepare_out_dir(out_dir, overwrite)
     task = functools.partial(_vin_task, seed=int(seed), styles=style_list,
-                             delimiter_prob=float(delimiter_prob))
+                             delimiter_prob=float(delimiter_prob), pool=style_pool.name)
     counts: Dict[str, int] = {s: 0 for s in style_list}
     settings = {
         "generator": "vinocr.data.synth", "kind": "vin", "n": n, "seed": int(seed), "format": fmt,
-        "styles": list(style_list), "delimiter_prob": float(delimiter_prob),
+        "styles": list(style_list), "pool": style_pool.name,
+        "degradations": list(style_pool.degradations), "delimiter_prob": float(delimiter_prob),
         "height_range": list(HEIGHT_RANGE), "aspect_range": list(ASPECT_RANGE),
         "label_file": LABEL_FILE if fmt == "labelfile" else None,
         "style_counts": counts, "sample_rng": "numpy default_rng([seed, index])",
     }
     _write_settings(out, settings, complete=False)
-    logger.info("generating %d VIN crops (%s, styles %s, %d worker%s) in %s", n, fmt,
-                ",".join(style_list), workers, "" if workers == 1 else "s", out)
+    logger.info("generating %d VIN crops (%s, pool %s, styles %s, %d worker%s) in %s", n, fmt,
+                style_pool.name, ",".join(style_list), workers, "" if workers == 1 else "s", out)
 
     def samples() -> Iterable[Tuple[bytes, str]]:
         for i, (data, label, style) in enumerate(_map_ordered(task, n, workers), start=1):
