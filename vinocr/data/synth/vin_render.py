@@ -64,6 +64,13 @@ _STYLE_CATEGORIES: Dict[str, Tuple[str, ...]] = {
     "cast": ("sans", "condensed", "stencil", "serif", "tech"),
 }
 
+#: Materials whose characters show only through relief or a small tone difference. Camera damage
+#: that flattens contrast, or several families at once, makes them unreadable even to a person,
+#: and a crop nobody can read has no true label: these get at most one family, never one of
+#: :data:`_CONTRAST_KILLERS`.
+_RELIEF_STYLES = ("engraved", "dot_peen", "cast")
+_CONTRAST_KILLERS = ("low_contrast", "glare_shadow", "shading", "jpeg_heavy")
+
 _Image = np.ndarray
 _Meta = Dict[str, Any]
 
@@ -560,11 +567,11 @@ def _render_cast(drawn: str, rng: np.random.Generator, height: int, pool: StyleP
     h, w = canvas.shape
     level = _u(rng, 60, 170)
     surface = np.full((h, w), level, np.float32)
-    surface += tx.texture("blotch", rng, h, w) * np.float32(_u(rng, 6, 18))
-    surface += tx.texture("grain", rng, h, w) * np.float32(_u(rng, 4, 12))
+    surface += tx.texture("blotch", rng, h, w) * np.float32(_u(rng, 4, 12))
+    surface += tx.texture("grain", rng, h, w) * np.float32(_u(rng, 3, 8))
     surface *= tx.linear_gradient(rng, h, w, _u(rng, 0.7, 0.9), _u(rng, 1.0, 1.25))
-    height_map = cv2.GaussianBlur(canvas, (0, 0), _u(rng, 0.8, 1.6))
-    relief = tx.emboss(height_map, _u(rng, 0, 2 * math.pi)) * np.float32(_u(rng, 18, 40))
+    height_map = cv2.GaussianBlur(canvas, (0, 0), _u(rng, 0.8, 1.4))
+    relief = tx.emboss(height_map, _u(rng, 0, 2 * math.pi)) * np.float32(_u(rng, 30, 55))
     # Worn, polished letter tops catch a little more light than the rough skin around them.
     lum = surface + relief + canvas * np.float32(_u(rng, -10, 35))
     img = lum[..., None] * _tint(rng, 0.05)
@@ -639,8 +646,11 @@ def render_vin(text: str, rng: np.random.Generator, style: Optional[str] = None,
         raise VinocrError(f"VIN crop height must be at least 8 px, got {height}")
     drawn = f"*{text}*" if delimiters else text
     image, meta = _RENDERERS[style](drawn, rng, int(height), style_pool)
-    image, damage = degrade(image, rng, style_pool.degradations, style_pool.degrade_p,
-                            style_pool.max_degradations)
+    families, most = style_pool.degradations, style_pool.max_degradations
+    if style in _RELIEF_STYLES:
+        families = tuple(f for f in families if f not in _CONTRAST_KILLERS)
+        most = min(most, 1)
+    image, damage = degrade(image, rng, families, style_pool.degrade_p, most)
     meta.update(style=style, pool=style_pool.name, degradations=damage, delimiters=bool(delimiters),
                 text=drawn,
                 height=int(image.shape[0]), width=int(image.shape[1]))
