@@ -152,3 +152,35 @@ def test_pretrained_model_starts_from_earlier_run(data, tmp_path):
     best = load_checkpoint(first / "best").model_state
     now = {k: v.numpy() for k, v in second.model.state_dict().items()}
     assert all(np.array_equal(best[k], now[k]) for k in best)
+
+
+def test_a_second_interrupt_while_reporting_does_not_cost_the_report(data, tmp_path, monkeypatch):
+    """Ctrl-C twice, or a supervisor's SIGINT right after the first: the interrupted run still
+    writes report.json (the second signal waits until it is written)."""
+    import json
+    import os
+    import signal
+
+    import vinocr.engine.trainer as trainer_module
+    from vinocr.engine.trainer import Trainer
+
+    cfg = tiny_config(data, tmp_path / "run", epochs=3)
+    real_validate, real_report = trainer_module.validate, trainer_module.run_report
+    calls = {"validate": 0}
+
+    def validate(*args, **kwargs):
+        calls["validate"] += 1
+        if calls["validate"] == 2:
+            raise KeyboardInterrupt  # the first Ctrl-C, while validating epoch 2
+        return real_validate(*args, **kwargs)
+
+    def run_report(*args, **kwargs):
+        os.kill(os.getpid(), signal.SIGINT)  # the second, while the report is being built
+        return real_report(*args, **kwargs)
+
+    monkeypatch.setattr(trainer_module, "validate", validate)
+    monkeypatch.setattr(trainer_module, "run_report", run_report)
+    with pytest.raises(KeyboardInterrupt):
+        Trainer(cfg).fit()
+    report = json.loads((tmp_path / "run" / "report.json").read_text())
+    assert report["status"] == "interrupted" and report["epochs_done"] == 2  # 2nd unvalidated

@@ -8,13 +8,16 @@ previous ``latest`` intact; resuming repeats the interrupted epoch from its star
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import os
+import signal
 import sys
+import threading
 import time
 from pathlib import Path
-from typing import Any, Dict, List, Mapping, Optional
+from typing import Any, Dict, Iterator, List, Mapping, Optional
 
 import numpy as np
 import paddle
@@ -46,6 +49,29 @@ logger = logging.getLogger(__name__)
 
 class TrainingDiverged(VinocrError):
     """Too many consecutive non-finite losses or gradients; ``latest`` was saved first."""
+
+
+@contextlib.contextmanager
+def _signals_deferred() -> Iterator[None]:
+    """Hold SIGINT and SIGTERM off while an interrupted run writes its report: a second Ctrl-C,
+    or a supervisor's signal arriving right after the first, must not cost the report. The run
+    is stopping anyway, so signals that arrive meanwhile are dropped.
+
+    The Python handlers are swapped rather than the thread's signal mask: Paddle's own threads
+    would take a blocked process signal and Python would still raise in the main thread.
+    Handlers can only be set from the main thread; elsewhere nothing is deferred."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    held = (signal.SIGINT, signal.SIGTERM)
+    previous = {signum: signal.getsignal(signum) for signum in held}
+    for signum in held:
+        signal.signal(signum, lambda received, frame: None)
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
 
 
 class Trainer:
@@ -335,15 +361,8 @@ class Trainer:
                 self.calibrate()
         except KeyboardInterrupt:
             self.state.status = "interrupted"
-            if self.state.pending_epoch is not None:
-                logger.warning("interrupted while validating epoch %d: the checkpoint `latest` "
-                               "holds its training; --resume %s validates it and continues",
-                               self.state.epoch, self.run_dir)
-            else:
-                logger.warning("interrupted during epoch %d: the checkpoint `latest` (after "
-                               "epoch %d) is intact; continue with --resume %s",
-                               self.state.epoch + 1, self.state.epoch, self.run_dir)
-            self._write_report(self._train_time, self._samples_seen)
+            with _signals_deferred():
+                self._report_interrupt()
             raise
         except TrainingDiverged:
             self._write_report(self._train_time, self._samples_seen)
@@ -358,6 +377,18 @@ class Trainer:
                                "weights_sha1": dist.weights_digest(self.model)})
         self.log.close()
         return report
+
+    def _report_interrupt(self) -> None:
+        """Write the report of an interrupted run, then say where to resume."""
+        self._write_report(self._train_time, self._samples_seen)
+        if self.state.pending_epoch is not None:
+            logger.warning("interrupted while validating epoch %d: the checkpoint `latest` "
+                           "holds its training; --resume %s validates it and continues",
+                           self.state.epoch, self.run_dir)
+        else:
+            logger.warning("interrupted during epoch %d: the checkpoint `latest` (after "
+                           "epoch %d) is intact; continue with --resume %s",
+                           self.state.epoch + 1, self.state.epoch, self.run_dir)
 
     def _epoch_batches(self, epoch: int, stage: Optional[str]) -> Any:
         """The epoch's batches (cached features for a frozen prefix), after every rank has its
