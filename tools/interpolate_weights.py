@@ -26,7 +26,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from vinocr.cli.common import (add_config_options, add_log_level, cli_entry, positive_int,  # noqa: E402
-                               setup_logging)
+                               probability, setup_logging)
 from vinocr.errors import VinocrError  # noqa: E402
 
 PROG = "interpolate_weights.py"
@@ -51,19 +51,12 @@ def interpolate(pretrained: Dict[str, np.ndarray], tuned: Dict[str, np.ndarray],
     return out
 
 
-def _alpha(text: str) -> float:
-    value = float(text)
-    if not 0.0 <= value <= 1.0:
-        raise argparse.ArgumentTypeError(f"alpha must be between 0 and 1, got {text}")
-    return value
-
-
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog=PROG, description=__doc__.splitlines()[0])
     add_config_options(p, required=True, use="architecture, charset and decoder of the "
                        "pretrained model (the fine-tuned run's own config)")
     p.add_argument("--model", required=True, help="fine-tuned run or checkpoint directory")
-    p.add_argument("--alphas", nargs="+", type=_alpha, default=[0.5, 0.7, 1.0],
+    p.add_argument("--alphas", nargs="+", type=probability, default=[0.5, 0.7, 1.0],
                    help="weights of the fine-tuned model (default 0.5 0.7 1.0)")
     p.add_argument("--data", nargs="+", required=True,
                    help="labelled sets; the first (validation) chooses alpha")

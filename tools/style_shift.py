@@ -34,7 +34,8 @@ from typing import Dict, List, Optional
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from vinocr.cli.common import add_config_options, cli_entry, positive_int  # noqa: E402
+from vinocr.cli.common import (add_config_options, cli_entry, non_negative_int,  # noqa: E402
+                               positive_int)
 from vinocr.errors import VinocrError  # noqa: E402
 
 PROG = "style_shift.py"
@@ -136,7 +137,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="crops in each test set (default 600)")
     p.add_argument("--val-fraction", type=float, default=0.15,
                    help="share of the train-pool crops kept for validation (default 0.15)")
-    p.add_argument("--seed", type=int, default=0, help="base seed (default 0)")
+    p.add_argument("--seed", type=non_negative_int, default=0, help="base seed (default 0)")
     p.add_argument("--workers", type=positive_int, default=1, help="generator processes")
     p.add_argument("--overwrite", action="store_true", help="replace an earlier benchmark")
     p.set_defaults(func=cmd_data)

@@ -20,8 +20,7 @@ from vinocr.data.synth import textures as tx
 _Image = np.ndarray
 
 
-def _u(rng: np.random.Generator, lo: float, hi: float) -> float:
-    return float(rng.uniform(lo, hi))
+_u = tx.uniform
 
 
 def _to_u8(img: np.ndarray) -> np.ndarray:

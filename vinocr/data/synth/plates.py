@@ -57,8 +57,7 @@ _CITIES = (("SP", "SAO PAULO"), ("PR", "CURITIBA"), ("RJ", "RIO DE JANEIRO"),
            ("DF", "BRASILIA"), ("ES", "VITORIA"), ("PR", "LONDRINA"), ("MG", "UBERLANDIA"))
 
 
-def _u(rng: np.random.Generator, lo: float, hi: float) -> float:
-    return float(rng.uniform(lo, hi))
+_u = tx.uniform
 
 
 def normalise_layout(layout: str) -> str:

@@ -69,6 +69,11 @@ def _build_tile(kind: str) -> np.ndarray:
     raise ValueError(f"unknown texture kind {kind!r}")
 
 
+def uniform(rng: np.random.Generator, lo: float, hi: float) -> float:
+    """One float drawn uniformly from [lo, hi) by ``rng`` (the renderers' parameter draws)."""
+    return float(rng.uniform(lo, hi))
+
+
 def hash_kind(kind: str) -> int:
     """Stable (not salted like ``hash``) integer for a texture name."""
     return sum((i + 1) * ord(c) for i, c in enumerate(kind))

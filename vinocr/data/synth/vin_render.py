@@ -75,8 +75,7 @@ _Image = np.ndarray
 _Meta = Dict[str, Any]
 
 
-def _u(rng: np.random.Generator, lo: float, hi: float) -> float:
-    return float(rng.uniform(lo, hi))
+_u = tx.uniform
 
 
 def _choose_font(rng: np.random.Generator, style: str, pool: StylePool,
