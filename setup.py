@@ -87,6 +87,8 @@ setup(
         "fontpkg-share-tech==1.100",
         "fontpkg-source-code-pro==1.26",
         "fontpkg-space-mono==1.3",
+        # Noto Sans SC (OFL): the province signs of synthetic Chinese plates.
+        "pylopdf-fonts-zh-cn==0.1.1",
         "Pillow>=9.0",
         # vinocr-serve: FastAPI for the served OpenAPI schema and request validation, on uvicorn;
         # python-multipart parses image uploads.

@@ -184,6 +184,18 @@ def test_confusion_matrix_image() -> None:
     assert empty.dtype == np.uint8 and empty.ndim == 3
 
 
+def test_province_signs_are_drawn_as_characters_not_boxes() -> None:
+    """A font without Chinese glyphs draws every sign as the same box: two different signs would
+    give the same picture, and a reviewer could not see which province was misread."""
+    crop = [np.full((24, 94, 3), 128, np.uint8)]
+    a = error_grid(crop, ["皖A12345"], ["京A12345"])
+    b = error_grid(crop, ["苏A12345"], ["浙A12345"])
+    assert a.shape == b.shape and np.abs(a.astype(int) - b.astype(int)).sum() > 0
+    m1 = confusion_matrix_image({("皖", "皖"): 5, ("皖", "京"): 1, ("京", "京"): 5})
+    m2 = confusion_matrix_image({("苏", "苏"): 5, ("苏", "浙"): 1, ("浙", "浙"): 5})
+    assert m1.shape == m2.shape and np.abs(m1.astype(int) - m2.astype(int)).sum() > 0
+
+
 def test_error_grid_and_png(tmp_path: Path) -> None:
     crops = [np.full((32, 100, 3), 200, np.uint8), np.zeros((20, 300), np.uint8),
              np.random.default_rng(0).random((40, 60, 3)).astype(np.float32)]

@@ -6,6 +6,7 @@ Examples::
     vinocr-synth vin --n 200000 --out data/synth_lmdb --format lmdb --styles engraved,dot_peen \
         --workers 8
     vinocr-synth plates --tracks 100 --out data/synth_plates --seed 0
+    vinocr-synth plate-crops --n 5000 --formats cn_blue:6,cn_green --out data/synth_cn --seed 0
 """
 from __future__ import annotations
 
@@ -31,12 +32,12 @@ def build_parser() -> argparse.ArgumentParser:
     from vinocr.data.synth.pools import POOL_NAMES
     from vinocr.data.synth.vin_render import STYLES
 
-    parser = _Parser(prog=PROG, description="Generate synthetic VIN crops and plate tracks.")
+    parser = _Parser(prog=PROG, description="Generate synthetic VIN crops, plate tracks and plate crops.")
     add_log_level(parser)
     # Also accepted after the subcommand; SUPPRESS keeps the top-level value when it is absent.
     common = argparse.ArgumentParser(add_help=False)
     add_log_level(common, argparse.SUPPRESS)
-    sub = parser.add_subparsers(dest="command", metavar="{vin,plates}", parser_class=_Parser)
+    sub = parser.add_subparsers(dest="command", metavar="{vin,plates,plate-crops}", parser_class=_Parser)
     sub.required = True
 
     p = sub.add_parser("vin", parents=[common], help="VIN text-line crops (label file or LMDB)")
@@ -74,6 +75,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true",
                    help="replace the outputs of an earlier run in --out")
     p.set_defaults(func=cmd_plates)
+
+    p = sub.add_parser("plate-crops", parents=[common],
+                       help="plate crops of any registered format (label file)")
+    p.add_argument("--n", type=positive_int, required=True, help="number of crops")
+    p.add_argument("--formats", required=True,
+                   help="comma-separated format or group names as in Decode.formats, each with "
+                   "an optional weight: 'cn_blue:6,cn_green', 'us', 'eu_de,eu_fr', 'all' "
+                   "(a group's weight is split evenly over its members)")
+    p.add_argument("--out", required=True, help="output directory (must be empty)")
+    p.add_argument("--seed", type=non_negative_int, default=0, help="dataset seed (default 0)")
+    p.add_argument("--two-row", type=probability, default=None, dest="two_row_p",
+                   help="chance of a two-row plate where the region has them (default: each "
+                   "region's own rate; 0: one-row only)")
+    p.add_argument("--charset", default="plate_cn",
+                   help="the recogniser's charset (built-in name or dictionary file); labels "
+                   "hold only its characters (default plate_cn: 0-9, A-Z and the Chinese signs)")
+    p.add_argument("--workers", type=positive_int, default=1,
+                   help="worker processes; the output does not depend on it")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace the outputs of an earlier run in --out")
+    p.set_defaults(func=cmd_plate_crops)
     return parser
 
 
@@ -94,6 +116,17 @@ def cmd_plates(args: argparse.Namespace) -> int:
                                 workers=args.workers, image_ext=args.image_ext,
                                 overwrite=args.overwrite)
     print(f"wrote {args.tracks} plate tracks to {out}")
+    return 0
+
+
+def cmd_plate_crops(args: argparse.Namespace) -> int:
+    from vinocr.data.synth.writer import generate_plate_crops
+
+    out = generate_plate_crops(args.out, args.n, args.formats, seed=args.seed,
+                               two_row_p=args.two_row_p, charset=args.charset,
+                               workers=args.workers,
+                               overwrite=args.overwrite)
+    print(f"wrote {args.n} plate crops ({args.formats}) to {out}")
     return 0
 
 

@@ -315,16 +315,27 @@ def _escape(c: str, in_class: bool = False) -> str:
     return "\\" + c if c in _META or (in_class and c in "-^") else c
 
 
-def sample(node: Node, rng: random.Random, max_extra: int = 3) -> str:
-    """A random string of the language (unbounded repeats stop after ``max_extra`` more)."""
+def sample(node: Node, rng: random.Random, max_extra: int = 3,
+           optional_p: Optional[Callable[[Repeat], Optional[float]]] = None) -> str:
+    """A random string of the language (unbounded repeats stop after ``max_extra`` more).
+
+    ``optional_p(repeat)`` may give the probability of taking an optional element (a ``{0,1}``
+    repeat) instead of the even chance: plate synthesis prints a separator that labels may omit.
+    Returning None keeps the even chance for that element.
+    """
     if isinstance(node, CharSet):
         return rng.choice(sorted(node.chars))
     if isinstance(node, Concat):
-        return "".join(sample(p, rng, max_extra) for p in node.parts)
+        return "".join(sample(p, rng, max_extra, optional_p) for p in node.parts)
     if isinstance(node, Alt):
-        return sample(rng.choice(node.options), rng, max_extra)
+        return sample(rng.choice(node.options), rng, max_extra, optional_p)
+    if optional_p is not None and node.low == 0 and node.high == 1:
+        p = optional_p(node)
+        if p is not None:
+            return sample(node.node, rng, max_extra, optional_p) if rng.random() < p else ""
     high = node.low + max_extra if node.high is None else node.high
-    return "".join(sample(node.node, rng, max_extra) for _ in range(rng.randint(node.low, high)))
+    return "".join(sample(node.node, rng, max_extra, optional_p)
+                   for _ in range(rng.randint(node.low, high)))
 
 
 # ----------------------------------------------------------------------------------------------

@@ -6,6 +6,7 @@ calling this module never switches the process-wide matplotlib backend, and it w
 """
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import os
@@ -118,8 +119,9 @@ def confusion_matrix_image(confusion: Mapping[Tuple[str, str], int],
     ax.set_xticks(range(k))
     ax.set_yticks(range(k))
     font = 9 if k <= 30 else 7
-    ax.set_xticklabels(labels, fontsize=font)
-    ax.set_yticklabels(labels, fontsize=font)
+    families = _tick_families()
+    ax.set_xticklabels(labels, fontsize=font, fontfamily=list(families))
+    ax.set_yticklabels(labels, fontsize=font, fontfamily=list(families))
     ax.set_xlabel("predicted")
     ax.set_ylabel("true")
     ax.set_title(f"confusion (row-normalised), {n_errors} character errors", fontsize=10)
@@ -132,12 +134,36 @@ def confusion_matrix_image(confusion: Mapping[Tuple[str, str], int],
                     ax.text(j, i, f"{int(counts[i, j])}", ha="center", va="center",
                             fontsize=6, color="white" if matrix[i, j] > 0.5 else "black")
     fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04)
-    fig.tight_layout()
     with warnings.catch_warnings():
-        # Characters missing from the bundled font (e.g. CJK plate prefixes) are drawn as boxes;
-        # a warning per glyph per draw would flood the training log.
+        # Characters no installed font has are drawn as boxes; a warning per glyph per draw
+        # would flood the training log.
         warnings.filterwarnings("ignore", message=".*[Gg]lyph.*missing.*")
+        fig.tight_layout()
         return _figure_to_rgb(fig)
+
+
+@functools.lru_cache(maxsize=1)
+def _tick_families() -> Tuple[str, ...]:
+    """DejaVu Sans, then the Chinese font the package installs (matplotlib falls back per
+    glyph), so the province signs of Chinese plates label the matrix instead of boxes."""
+    families = ["DejaVu Sans"]
+    path = _cjk_font_path()
+    if path is not None:
+        from matplotlib import font_manager
+
+        try:
+            font_manager.fontManager.addfont(path)
+            families.append(font_manager.FontProperties(fname=path).get_name())
+        except Exception as exc:  # pragma: no cover - a damaged font file: boxes, not a crash
+            logger.debug("could not register %s with matplotlib: %s", path, exc)
+    return tuple(families)
+
+
+def _cjk_font_path() -> Optional[str]:
+    from vinocr.data.synth.fonts import cjk_fonts
+
+    fonts = cjk_fonts()
+    return fonts[0].path if fonts else None
 
 
 # --------------------------------------------------------------------------------------------
@@ -190,14 +216,24 @@ def _highlight_flags(label: str, pred: str) -> Tuple[List[bool], List[bool]]:
     return gt_bad, pr_bad
 
 
+def _load_cjk_font(size: int):
+    """The installed Chinese font at ``size`` (None when it is missing)."""
+    from PIL import ImageFont
+
+    path = _cjk_font_path()
+    return ImageFont.truetype(path, size) if path is not None else None
+
+
 def _draw_line(draw, font, x: int, y: int, prefix: str, text: str, bad: Sequence[bool],
-               suffix: str = "") -> int:
-    """Draw ``prefix`` + ``text`` (wrong characters in red) + ``suffix``; return the end x."""
+               suffix: str = "", cjk_font=None) -> int:
+    """Draw ``prefix`` + ``text`` (wrong characters in red) + ``suffix``; return the end x.
+    Chinese characters are drawn with ``cjk_font`` when given."""
     draw.text((x, y), prefix, font=font, fill=_TEXT)
     x += int(math.ceil(font.getlength(prefix)))
     for char, wrong in zip(text, bad):
-        draw.text((x, y), char, font=font, fill=_BAD if wrong else _OK)
-        x += int(math.ceil(font.getlength(char)))
+        face = cjk_font if cjk_font is not None and ord(char) >= 0x2E80 else font
+        draw.text((x, y), char, font=face, fill=_BAD if wrong else _OK)
+        x += int(math.ceil(face.getlength(char)))
     if suffix:
         draw.text((x, y), suffix, font=font, fill=_TEXT)
         x += int(math.ceil(font.getlength(suffix)))
@@ -226,6 +262,8 @@ def error_grid(images: Sequence[np.ndarray], labels: Sequence[str], preds: Seque
     cols = max(1, int(cols))
     font_px = max(10, int(round(cell_height * 0.3)))
     font = _load_font(font_px)
+    cjk_font = _load_cjk_font(font_px) if any(
+        ord(c) >= 0x2E80 for t in (*labels, *preds) for c in t) else None
     line_h = font_px + 4
     pad = 4
     if len(images) == 0:
@@ -265,8 +303,9 @@ def error_grid(images: Sequence[np.ndarray], labels: Sequence[str], preds: Seque
         label, pred = labels[i], preds[i]
         gt_bad, pr_bad = _highlight_flags(label, pred)
         ty = y0 + pad + cell_height + 2
-        _draw_line(draw, font, x0 + pad, ty, "GT: ", label, gt_bad)
-        _draw_line(draw, font, x0 + pad, ty + line_h, "PR: ", pred, pr_bad, texts[i][2])
+        _draw_line(draw, font, x0 + pad, ty, "GT: ", label, gt_bad, cjk_font=cjk_font)
+        _draw_line(draw, font, x0 + pad, ty + line_h, "PR: ", pred, pr_bad, texts[i][2],
+                   cjk_font=cjk_font)
     return np.asarray(canvas, dtype=np.uint8).copy()
 
 

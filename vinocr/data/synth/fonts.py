@@ -110,6 +110,13 @@ _PYPI_FILES: Tuple[Tuple[str, str, str, bool, str, str], ...] = (
     ("fontpkg_rajdhani", "Rajdhani-SemiBold.ttf", "rajdhani", True, "tech", POOL_HELDOUT),
 )
 
+# Simplified-Chinese face for the province signs of Chinese plates (OFL, the
+# ``pylopdf-fonts-zh-cn`` package that setup.py installs). Not in ``list_fonts``: VIN styles and
+# the Latin plate number never draw with it.
+_CJK_FILES: Tuple[Tuple[str, str, str], ...] = (
+    ("pylopdf_fonts_zh_cn", "NotoSansSC-Regular.otf", "noto-sans-sc"),
+)
+
 # Hershey faces that look like stamped / engraved lettering. The script faces are not used: no VIN
 # marking uses handwriting. Triplex (a serifed double-stroke face) is held out.
 _HERSHEY_FACES: Tuple[Tuple[str, int, bool, str], ...] = (
@@ -255,6 +262,18 @@ def pypi_fonts() -> Tuple[FontSpec, ...]:
     if missing:
         logger.warning("font packages missing (reinstall vinocr to get them): %s; synthetic text "
                        "uses fewer fonts", ", ".join(sorted(missing)))
+    return tuple(found)
+
+
+@functools.lru_cache(maxsize=1)
+def cjk_fonts() -> Tuple[FontSpec, ...]:
+    """Fonts that draw Chinese characters (the province signs of Chinese plates)."""
+    found = []
+    for module, file_name, name in _CJK_FILES:
+        package = _package_dir(module)
+        if package is not None and (package / file_name).is_file():
+            found.append(FontSpec(name=name, kind=KIND_TRUETYPE, path=str(package / file_name),
+                                  category="cjk"))
     return tuple(found)
 
 

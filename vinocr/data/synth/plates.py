@@ -87,7 +87,7 @@ def random_plate(rng: np.random.Generator, layout: str) -> str:
 # Flat plate drawing
 # --------------------------------------------------------------------------------------------
 
-def _paste_fit(canvas: np.ndarray, mask: np.ndarray, box: Tuple[int, int, int, int]) -> None:
+def paste_fit(canvas: np.ndarray, mask: np.ndarray, box: Tuple[int, int, int, int]) -> None:
     """Stretch ``mask`` into ``box`` (x0, y0, x1, y1) of ``canvas`` (max-combined, in place)."""
     x0, y0, x1, y1 = box
     bw, bh = x1 - x0, y1 - y0
@@ -108,7 +108,7 @@ def _text_in_box(text: str, font: FontSpec, box: Tuple[int, int, int, int], weig
     return mask
 
 
-def _fill_rounded_rect(mask: np.ndarray, x0: int, y0: int, x1: int, y1: int, r: int,
+def rounded_rect(mask: np.ndarray, x0: int, y0: int, x1: int, y1: int, r: int,
                        thickness: int) -> None:
     """Rounded-rectangle outline (plate border) drawn into a uint8 mask."""
     r = max(1, min(r, (x1 - x0) // 4, (y1 - y0) // 4))
@@ -130,7 +130,7 @@ def _draw_plate(text: str, layout: str, rng: np.random.Generator, h: int, w: int
     ink_mask = np.zeros((h, w), np.float32)  # characters + border, printed in the ink colour
     border = np.zeros((h, w), np.uint8)
     inset = max(1, int(round(0.02 * h)))
-    _fill_rounded_rect(border, inset, inset, w - 1 - inset, h - 1 - inset, int(0.08 * h),
+    rounded_rect(border, inset, inset, w - 1 - inset, h - 1 - inset, int(0.08 * h),
                        max(1, int(round(0.025 * h))))
     ink_mask = np.maximum(ink_mask, border.astype(np.float32) / 255.0)
     if layout == "mercosur":
@@ -146,7 +146,7 @@ def _draw_plate(text: str, layout: str, rng: np.random.Generator, h: int, w: int
                          weight=1.2, pad=1)
         ww = int(min(w * 0.3, word.shape[1] * (band_h * 0.55) / max(word.shape[0], 1)))
         bx0 = (w - ww) // 2
-        _paste_fit(white, word, (bx0, int(band_h * 0.22), bx0 + ww, int(band_h * 0.85)))
+        paste_fit(white, word, (bx0, int(band_h * 0.22), bx0 + ww, int(band_h * 0.85)))
         # Mercosur emblem (left) and Brazilian flag (right) in the band.
         r = max(1, int(band_h * 0.3))
         cv2.circle(white, (int(0.09 * w), band_h // 2 + inset // 2), r, 1.0, max(1, r // 3),
@@ -173,7 +173,7 @@ def _draw_plate(text: str, layout: str, rng: np.random.Generator, h: int, w: int
             x_text0 = qx + qs + int(0.015 * w)
         box = (x_text0, band_h + int(0.12 * h), int(w * 0.955), h - int(0.1 * h))
         glyphs = _text_in_box(text, font, box, weight, tracking=(box[3] - box[1]) * 0.12)
-        _paste_fit(ink_mask, glyphs, box)
+        paste_fit(ink_mask, glyphs, box)
     else:
         commercial = rng.random() < 0.1
         level = _u(rng, 150, 205)
@@ -190,12 +190,12 @@ def _draw_plate(text: str, layout: str, rng: np.random.Generator, h: int, w: int
                         pad=1)
         tw = int(min(w * 0.6, top.shape[1] * (h * 0.12) / max(top.shape[0], 1)))
         tx0 = (w - tw) // 2
-        _paste_fit(ink_mask, top, (tx0, int(0.07 * h), tx0 + tw, int(0.2 * h)))
+        paste_fit(ink_mask, top, (tx0, int(0.07 * h), tx0 + tw, int(0.2 * h)))
         sep = "-" if rng.random() < 0.6 else " "
         box = (int(0.05 * w), int(0.29 * h), int(0.95 * w), int(0.9 * h))
         glyphs = _text_in_box(text[:3] + sep + text[3:], font, box, weight,
                               tracking=(box[3] - box[1]) * 0.1)
-        _paste_fit(ink_mask, glyphs, box)
+        paste_fit(ink_mask, glyphs, box)
     # Embossed metal: characters and border are raised, so they catch light on one side.
     relief = tx.emboss(cv2.GaussianBlur(ink_mask, (0, 0), max(0.5, h / 90.0)),
                        _u(rng, 0, 2 * math.pi)) * np.float32(_u(rng, 5, 14))
@@ -246,7 +246,7 @@ def render_plate(text: str, layout: str, rng: np.random.Generator,
 # --------------------------------------------------------------------------------------------
 
 @dataclass
-class _Scene:
+class Scene:
     """Everything that stays fixed within a track: the plate, the car and the mean pose."""
 
     plate: np.ndarray          # flat plate, float32 BGRA (alpha = 1), at high resolution
@@ -256,12 +256,19 @@ class _Scene:
     yaw: float                 # relative height difference of left vs right plate edge
     pitch: float               # relative width difference of top vs bottom plate edge
     gain: float                # overall exposure
+    aspect: float = PLATE_ASPECT  # plate width / height
 
 
-def _make_scene(text: str, layout: str, rng: np.random.Generator) -> _Scene:
+def _make_scene(text: str, layout: str, rng: np.random.Generator) -> Scene:
     ph = int(rng.integers(120, 136))
     pw = int(round(ph * PLATE_ASPECT))
-    plate = _draw_plate(text, layout, rng, ph, pw)
+    return scene_for(_draw_plate(text, layout, rng, ph, pw), rng)
+
+
+def scene_for(plate: np.ndarray, rng: np.random.Generator,
+              aspect: float = PLATE_ASPECT) -> Scene:
+    """A car around the flat ``plate`` (float32 BGR, 0..255) and its mean pose."""
+    ph, pw = plate.shape[:2]
     plate = np.concatenate([plate, np.ones((ph, pw, 1), np.float32)], axis=2)
     hue = rng.uniform(0, 180)
     sat = rng.uniform(0, 200) if rng.random() < 0.5 else rng.uniform(0, 40)
@@ -269,15 +276,16 @@ def _make_scene(text: str, layout: str, rng: np.random.Generator) -> _Scene:
     body = cv2.cvtColor(np.array([[[hue, sat, val]]], np.float32).astype(np.uint8),
                         cv2.COLOR_HSV2BGR)[0, 0].astype(np.float32)
     bumper = _u(rng, 0.6, 1.2) * (1 if rng.random() < 0.5 else -1) if rng.random() < 0.5 else None
-    return _Scene(plate=plate, body=body, bumper=bumper, roll=_u(rng, -4, 4),
-                  yaw=_u(rng, -0.12, 0.12), pitch=_u(rng, -0.06, 0.06), gain=_u(rng, 0.7, 1.2))
+    return Scene(plate=plate, body=body, bumper=bumper, roll=_u(rng, -4, 4),
+                  yaw=_u(rng, -0.12, 0.12), pitch=_u(rng, -0.06, 0.06), gain=_u(rng, 0.7, 1.2),
+                  aspect=aspect)
 
 
-def _plate_quad(rng: np.random.Generator, scene: _Scene, out_w: int, out_h: int,
+def _plate_quad(rng: np.random.Generator, scene: Scene, out_w: int, out_h: int,
                 width_frac: Tuple[float, float], margin: float, jitter: float) -> np.ndarray:
     """The plate's four corners (TL, TR, BR, BL) in output pixel coordinates for one capture."""
     pw = out_w * _u(rng, *width_frac)
-    ph = pw / PLATE_ASPECT * _u(rng, 0.93, 1.07)
+    ph = pw / scene.aspect * _u(rng, 0.93, 1.07)
     roll = math.radians(scene.roll + rng.normal(0, 1.2 * jitter))
     yaw = scene.yaw + rng.normal(0, 0.03 * jitter)
     pitch = scene.pitch + rng.normal(0, 0.02 * jitter)
@@ -304,7 +312,7 @@ def _plate_quad(rng: np.random.Generator, scene: _Scene, out_w: int, out_h: int,
     return quad.astype(np.float32)
 
 
-def _background(rng: np.random.Generator, scene: _Scene, h: int, w: int,
+def _background(rng: np.random.Generator, scene: Scene, h: int, w: int,
                 quad_hi: np.ndarray) -> np.ndarray:
     """Car body around the plate (float32 BGR), with shading, texture and an optional bumper gap."""
     shade = tx.linear_gradient(rng, h, w, _u(rng, 0.7, 0.9), _u(rng, 1.0, 1.2))
@@ -320,7 +328,7 @@ def _background(rng: np.random.Generator, scene: _Scene, h: int, w: int,
     return bg
 
 
-def _render_capture(scene: _Scene, rng: np.random.Generator, out_w: int, out_h: int,
+def render_capture(scene: Scene, rng: np.random.Generator, out_w: int, out_h: int,
                     supersample: int, width_frac: Tuple[float, float], margin: float,
                     jitter: float, optical_blur: Tuple[float, float]
                     ) -> Tuple[np.ndarray, np.ndarray]:
@@ -358,11 +366,11 @@ def _to_uint8(img: np.ndarray) -> np.ndarray:
     return np.clip(img + 0.5, 0, 255).astype(np.uint8)
 
 
-def _render_hr(scene: _Scene, rng: np.random.Generator, size: Tuple[int, int]
+def _render_hr(scene: Scene, rng: np.random.Generator, size: Tuple[int, int]
                ) -> Tuple[np.ndarray, np.ndarray]:
     out_h = size[0] + int(rng.integers(-1, 2))
     out_w = size[1] + int(rng.integers(-2, 3))
-    img, quad = _render_capture(scene, rng, out_w, out_h, 2, (0.8, 0.9), 1.5, 1.0, (0.2, 0.55))
+    img, quad = render_capture(scene, rng, out_w, out_h, 2, (0.8, 0.9), 1.5, 1.0, (0.2, 0.55))
     img += tx.texture("noise", rng, out_h, out_w)[..., None] * np.float32(_u(rng, 0.8, 2.5))
     out = _to_uint8(img)
     if rng.random() < 0.5:
@@ -370,11 +378,11 @@ def _render_hr(scene: _Scene, rng: np.random.Generator, size: Tuple[int, int]
     return out, quad
 
 
-def _render_lr(scene: _Scene, rng: np.random.Generator, size: Tuple[int, int]
+def _render_lr(scene: Scene, rng: np.random.Generator, size: Tuple[int, int]
                ) -> Tuple[np.ndarray, np.ndarray]:
     out_h = max(8, size[0] + int(rng.integers(-1, 2)))
     out_w = max(16, size[1] + int(rng.integers(-1, 2)))
-    img, quad = _render_capture(scene, rng, out_w, out_h, 4, (0.8, 0.94), 0.6, 1.6, (0.25, 0.8))
+    img, quad = render_capture(scene, rng, out_w, out_h, 4, (0.8, 0.94), 0.6, 1.6, (0.25, 0.8))
     if rng.random() < 0.25:
         # Motion blur at output scale (vehicle moving across the frame); cheap at this size.
         k = int(rng.integers(2, 4))

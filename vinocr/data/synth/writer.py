@@ -22,8 +22,8 @@ import shutil
 import signal
 import threading
 from pathlib import Path
-from typing import (Any, Callable, Dict, Iterable, Iterator, Optional, Sequence, Tuple, TypeVar,
-                    Union)
+from typing import (Any, Callable, Dict, FrozenSet, Iterable, Iterator, Optional, Sequence, Tuple,
+                    TypeVar, Union)
 
 import cv2
 import numpy as np
@@ -191,6 +191,23 @@ def _progress(done: int, total: int, what: str) -> None:
         logger.info("%s: %d/%d", what, done, total)
 
 
+def _write_label_file(out: Path, samples: Iterable[Tuple[bytes, str]], n: int) -> None:
+    """``images/NNNNNN.png`` and ``labels.txt`` (``path<TAB>label``) from PNG samples."""
+    width = max(6, len(str(n - 1)))
+    image_dir = out / IMAGE_DIR
+    image_dir.mkdir(parents=True, exist_ok=True)
+    lines = []
+    for i, (data, label) in enumerate(samples):
+        rel = f"{IMAGE_DIR}/{i:0{width}d}.png"
+        (out / rel).write_bytes(data)
+        lines.append(f"{rel}\t{label}\n")
+    # Written last, via a temporary name, so an interrupted run never leaves a label file that
+    # points at missing images.
+    tmp = out / (LABEL_FILE + ".tmp")
+    tmp.write_text("".join(lines), encoding="utf-8")
+    os.replace(tmp, out / LABEL_FILE)
+
+
 def generate_vin_dataset(out_dir: PathLike, n: int, seed: int = 0, fmt: str = "labelfile",
                          styles: Optional[Union[str, Sequence[str]]] = None,
                          delimiter_prob: float = 0.3, workers: int = 1,
@@ -251,19 +268,7 @@ def generate_vin_dataset(out_dir: PathLike, n: int, seed: int = 0, fmt: str = "l
             yield data, label
 
     if fmt == "labelfile":
-        width = max(6, len(str(n - 1)))
-        image_dir = out / IMAGE_DIR
-        image_dir.mkdir(parents=True, exist_ok=True)
-        lines = []
-        for i, (data, label) in enumerate(samples()):
-            rel = f"{IMAGE_DIR}/{i:0{width}d}.png"
-            (out / rel).write_bytes(data)
-            lines.append(f"{rel}\t{label}\n")
-        # Written last, via a temporary name, so an interrupted run never leaves a label file
-        # that points at missing images.
-        tmp = out / (LABEL_FILE + ".tmp")
-        tmp.write_text("".join(lines), encoding="utf-8")
-        os.replace(tmp, out / LABEL_FILE)
+        _write_label_file(out, samples(), n)
     else:
         assert write_lmdb is not None
         written = write_lmdb(out, samples())
@@ -341,4 +346,96 @@ def generate_plate_tracks(out_dir: PathLike, n_tracks: int, seed: int = 0,
         raise
     _write_settings(out, settings, complete=True)
     logger.info("wrote %d plate tracks to %s", n_tracks, out)
+    return out
+
+
+def make_plate_crop_sample(seed: int, index: int, mix: Sequence[Tuple[str, float]],
+                           two_row_p: Optional[float] = None, charset: str = "plate_cn"
+                           ) -> Tuple[bytes, str, Dict[str, Any]]:
+    """Crop ``index`` of the plate-crop dataset with ``seed``: ``(png_bytes, label, meta)``.
+
+    ``mix`` is ``(format name, share)`` pairs (:func:`~vinocr.data.synth.plate_crops.format_mix`);
+    labels hold only characters of ``charset`` (a built-in name or dictionary file).
+    """
+    from vinocr.data.synth.plate_crops import render_plate_crop
+    from vinocr.decode.formats import get_format
+
+    rng = np.random.default_rng([int(seed), int(index)])
+    shares = np.array([w for _, w in mix], np.float64)
+    name = mix[int(rng.choice(len(mix), p=shares / shares.sum()))][0]
+    image, label, meta = render_plate_crop(get_format(name), rng, two_row_p=two_row_p,
+                                           alphabet=_charset_chars(charset))
+    return encode_png(image), label, meta
+
+
+@functools.lru_cache(maxsize=4)
+def _charset_chars(charset: str) -> FrozenSet[str]:
+    from vinocr.charset import load_charset
+
+    return frozenset(c for c in load_charset(charset).class_list() if len(c) == 1)
+
+
+def _plate_crop_task(index: int, seed: int, mix: Tuple[Tuple[str, float], ...],
+                     two_row_p: Optional[float], charset: str) -> Tuple[bytes, str, str, bool]:
+    data, label, meta = make_plate_crop_sample(seed, index, mix, two_row_p, charset)
+    return data, label, meta["format"], bool(meta["two_row"])
+
+
+def generate_plate_crops(out_dir: PathLike, n: int, formats: str, seed: int = 0,
+                         two_row_p: Optional[float] = None, charset: str = "plate_cn",
+                         workers: int = 1, overwrite: bool = False) -> Path:
+    """Generate ``n`` plate crops of the registered ``formats`` in ``out_dir``; return it.
+
+    Args:
+        out_dir: output directory (created; must be empty unless ``overwrite``).
+        n: number of crops.
+        formats: ``"cn_blue:6,cn_green,us"``: format or group names with optional weights
+            (:func:`~vinocr.data.synth.plate_crops.format_mix`).
+        seed: dataset seed; crop i uses ``default_rng([seed, i])``.
+        two_row_p: chance of a two-row plate where the region has them (None: each region's
+            own rate; 0: one-row plates only).
+        charset: the recogniser's charset (built-in name or dictionary file): labels hold only
+            its characters (``plate`` has no Chinese signs and no umlauts).
+        workers: worker processes (output is identical for any value).
+        overwrite: replace the outputs of an earlier run in ``out_dir``.
+
+    Writes ``images/*.png``, ``labels.txt`` (``path<TAB>plate`` as read: separators dropped,
+    merged characters canonical, top row first) and ``synth.json`` with the per-format counts.
+    """
+    from vinocr.data.synth.plate_crops import format_mix
+
+    n = _check_count("n", n)
+    workers = _check_count("workers", workers)
+    seed = _check_seed(seed)
+    if two_row_p is not None and not 0.0 <= float(two_row_p) <= 1.0:
+        raise VinocrError(f"two_row_p must be between 0 and 1, got {two_row_p}")
+    mix = tuple((fmt.name, share) for fmt, share in format_mix(formats))
+    # Fail before writing anything: an unknown charset, or a format it cannot spell.
+    for name, _ in mix:
+        make_plate_crop_sample(seed, 0, ((name, 1.0),), two_row_p, charset)
+    out = _prepare_out_dir(out_dir, overwrite)
+    task = functools.partial(_plate_crop_task, seed=seed, mix=mix, two_row_p=two_row_p,
+                             charset=charset)
+    counts: Dict[str, int] = {name: 0 for name, _ in mix}
+    settings = {
+        "generator": "vinocr.data.synth", "kind": "plate_crops", "n": n, "seed": seed,
+        "formats": str(formats), "format_shares": {name: round(w, 6) for name, w in mix},
+        "two_row_p": two_row_p, "charset": charset, "label_file": LABEL_FILE,
+        "format_counts": counts,
+        "two_row_count": 0, "sample_rng": "numpy default_rng([seed, index])",
+    }
+    _write_settings(out, settings, complete=False)
+    logger.info("generating %d plate crops (%d formats, %d worker%s) in %s", n, len(mix), workers,
+                "" if workers == 1 else "s", out)
+
+    def samples() -> Iterable[Tuple[bytes, str]]:
+        for i, (data, label, name, two_row) in enumerate(_map_ordered(task, n, workers), start=1):
+            counts[name] += 1
+            settings["two_row_count"] += int(two_row)
+            _progress(i, n, "plate crops")
+            yield data, label
+
+    _write_label_file(out, samples(), n)
+    _write_settings(out, settings, complete=True)
+    logger.info("wrote %d plate crops to %s", n, out)
     return out

@@ -7,10 +7,10 @@ Brazilian layouts), ``cn``, ``eu`` (and per country ``eu_fr``, ``eu_es``, ``eu_n
 ``europe``, ``us``, ``in``, ``all``. See each region module's docstring for what its regexes
 simplify.
 """
-from vinocr.decode.formats.base import (ALL, FormatError, PlateFormat, get_format, list_formats,
-                                        list_groups, register_format, register_group,
-                                        resolve_formats)
+from vinocr.decode.formats.base import (ALL, FormatError, PlateFormat, get_format, group_members,
+                                        list_formats, list_groups, register_format,
+                                        register_group, resolve_formats)
 from vinocr.decode.formats import br, cn, europe, us, india, generic  # noqa: E402,F401  (register)
 
-__all__ = ["ALL", "FormatError", "PlateFormat", "get_format", "list_formats", "list_groups",
-           "register_format", "register_group", "resolve_formats"]
+__all__ = ["ALL", "FormatError", "PlateFormat", "get_format", "group_members", "list_formats",
+           "list_groups", "register_format", "register_group", "resolve_formats"]

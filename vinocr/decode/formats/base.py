@@ -134,6 +134,12 @@ def list_groups() -> List[str]:
     return [*_GROUPS, ALL]
 
 
+def group_members(name: str) -> Optional[Tuple[str, ...]]:
+    """The members (format or group names) of the group ``name``; None when it is not a group
+    (``all`` is not a stored group either: it is every format)."""
+    return _GROUPS.get(name)
+
+
 def get_format(name: str) -> PlateFormat:
     """The format called ``name`` (not a group)."""
     try:
