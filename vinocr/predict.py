@@ -219,6 +219,8 @@ class ModelInfo:
     #: How character confidences combine into a read's (``vinocr.calibration.aggregate``;
     #: ``mean`` when not recorded, as in records written before it existed).
     aggregate: str = RAW_AGGREGATE
+    #: Crops narrower than this are joined as two rows before resizing (0: never).
+    two_row_max_aspect: float = 0.0
 
 
 def read_model_info(model_dir: Union[str, Path]) -> ModelInfo:
@@ -255,8 +257,12 @@ def read_model_info(model_dir: Union[str, Path]) -> ModelInfo:
     where = f"{path}: vinocr.calibration"
     temperature = temperature_from_record(extra.get("calibration"), where)
     aggregate = aggregate_from_record(extra.get("calibration"), where)
+    two_row = extra.get("two_row_max_aspect", 0.0)
+    if isinstance(two_row, bool) or not isinstance(two_row, (int, float)) or not two_row >= 0:
+        raise VinocrError(f"{path}: vinocr.two_row_max_aspect must be a number >= 0, got "
+                          f"{two_row!r}")
     return ModelInfo(charset, tuple(int(v) for v in image_shape), decode,  # type: ignore[arg-type]
-                     extra.get("source"), temperature, aggregate)
+                     extra.get("source"), temperature, aggregate, float(two_row))
 
 
 def is_vin_charset(charset: Charset) -> bool:
@@ -287,13 +293,15 @@ class Recognizer:
         aggregate: how tempered character confidences combine into the read's confidence
             (:data:`vinocr.calibration.AGGREGATES`). ``temperature=1.0`` with ``"mean"`` (the
             defaults) reports the raw confidences. Texts depend on neither.
+        two_row_max_aspect: crops narrower than this are read as two rows
+            (:func:`vinocr.data.preprocess.join_rows`); 0 reads every crop as one line.
     """
 
     def __init__(self, backend: Backend, charset: Charset,
                  image_shape: Sequence[int] = DEFAULT_IMAGE_SHAPE,
                  decode: Optional[Mapping[str, Any]] = None, dynamic_width: bool = False,
                  batch_size: int = 16, temperature: float = 1.0,
-                 aggregate: str = RAW_AGGREGATE) -> None:
+                 aggregate: str = RAW_AGGREGATE, two_row_max_aspect: float = 0.0) -> None:
         if batch_size < 1:
             raise VinocrError(f"batch_size must be >= 1, got {batch_size}")
         self.backend = backend
@@ -307,6 +315,7 @@ class Recognizer:
         self.model_dir: Optional[Path] = None
         self.temperature = temperature
         self.aggregate = aggregate
+        self.two_row_max_aspect = float(two_row_max_aspect)
 
     @property
     def temperature(self) -> float:
@@ -369,7 +378,8 @@ class Recognizer:
             temperature, aggregate = info.temperature, info.aggregate
         rec = cls(engine, info.charset, info.image_shape, cfg, dynamic_width=dynamic_width,
                   batch_size=batch_size, temperature=1.0 if temperature is None else temperature,
-                  aggregate=aggregate or RAW_AGGREGATE)
+                  aggregate=aggregate or RAW_AGGREGATE,
+                  two_row_max_aspect=info.two_row_max_aspect)
         rec.model_dir = Path(model_dir)
         logger.info("loaded %s (%s, %d threads, charset %s, decode %s, confidence: %s of "
                     "characters, temperature %.4g)", model_dir, backend, threads,
@@ -382,12 +392,14 @@ class Recognizer:
         if not images:
             raise VinocrError("no images to recognise")
         width = self.backend.fixed_width
+        rows = self.two_row_max_aspect
         if width is not None:
             shape = (self.image_shape[0], self.image_shape[1], width)
-            return np.stack([resize_norm(im, shape)[0] for im in images])
+            return np.stack([resize_norm(im, shape, two_row_max_aspect=rows)[0] for im in images])
         if not self.dynamic_width:
-            return np.stack([resize_norm(im, self.image_shape)[0] for im in images])
-        return batch_resize_norm(images, self.image_shape)
+            return np.stack([resize_norm(im, self.image_shape, two_row_max_aspect=rows)[0]
+                             for im in images])
+        return batch_resize_norm(images, self.image_shape, two_row_max_aspect=rows)
 
     def forward(self, batch: np.ndarray) -> np.ndarray:
         """Engine call: [N, 3, H, W] -> per-frame class probabilities [N, T, C]."""

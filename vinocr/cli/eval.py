@@ -77,11 +77,13 @@ def format_table(rows: List[Dict[str, Any]]) -> str:
 
 
 def evaluate_one(loaded: Any, dataset: Any, decode_cfg: Dict[str, Any], image_shape: List[int],
-                 batch_size: int = 32, raw_confidence: bool = False) -> Dict[str, Any]:
+                 batch_size: int = 32, raw_confidence: bool = False,
+                 two_row_max_aspect: float = 0.0) -> Dict[str, Any]:
     from vinocr.cli.model_io import make_reader
     from vinocr.engine.evaluation import evaluate_texts
 
-    run, canonical = make_reader(loaded, decode_cfg, image_shape, raw_confidence)
+    run, canonical = make_reader(loaded, decode_cfg, image_shape, raw_confidence,
+                                 two_row_max_aspect)
 
     preds, confs, labels = [], [], []
     infer_time = 0.0
@@ -175,7 +177,8 @@ def main(argv: Optional[List[str]] = None) -> int:
             if len(dataset) == 0:
                 raise VinocrError(f"{data}: no usable samples for charset {loaded.charset.name!r}")
             ev = evaluate_one(loaded, dataset, decode_cfg, image_shape, args.batch_size,
-                              args.raw_confidence)
+                              args.raw_confidence,
+                              model_cfg.get("Global", {}).get("two_row_max_aspect", 0.0))
             r = ev["result"]
             # The first row with the same decoder is the reference: an engine's fidelity is
             # judged under one decoder at a time.

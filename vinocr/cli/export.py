@@ -122,6 +122,10 @@ def main(argv: Optional[List[str]] = None) -> int:
              "source": loaded.name}
     if confidence:
         extra["calibration"] = dict(confidence)
+    two_row = float(model_cfg["Global"].get("two_row_max_aspect", 0.0))
+    if two_row > 0:
+        # vinocr's Recognizer joins two-row crops before resizing; stock paddleocr does not.
+        extra["two_row_max_aspect"] = two_row
     out = export_inference(loaded.model, args.out, loaded.charset,
                            model_cfg["Global"]["image_shape"], extra,
                            base=base_name(model_cfg["Architecture"]))
@@ -191,7 +195,9 @@ def fit_temperature_record(path: str, loaded: Any, model_cfg: Any, batch_size: i
     try:
         fit = fit_model_temperature(loaded, dataset, model_cfg.get("Decode"),
                                     model_cfg["Global"]["image_shape"], batch_size,
-                                    fitted_on=str(path))
+                                    fitted_on=str(path),
+                                    two_row_max_aspect=model_cfg["Global"].get(
+                                        "two_row_max_aspect", 0.0))
     except CalibrationError as exc:
         raise VinocrError(f"--fit-temperature {path}: {exc}") from None
     print(f"confidence calibration: {fit.summary()}")

@@ -15,14 +15,16 @@ from vinocr.errors import VinocrError
 
 
 def make_reader(loaded: LoadedModel, decode_cfg: Optional[Mapping[str, Any]],
-                image_shape: Sequence[int], raw_confidence: bool = False
+                image_shape: Sequence[int], raw_confidence: bool = False,
+                two_row_max_aspect: float = 0.0
                 ) -> Tuple[Callable[[List[np.ndarray]], List[Any]], Callable[[str], str]]:
     """``(read, canonical)`` for ``loaded``: ``read(bgr_crops)`` gives one decoder result per crop
     (``.text``, ``.confidence``, ``.char_confidences``); ``canonical(label)`` spells a label as
     the decoder spells texts (plate formats: no separators), for scoring.
 
     An exported directory uses its own predictor, preprocessing and decoder settings; a checkpoint
-    is run with ``decode_cfg`` at ``image_shape``, squeezed to it as in training. Confidences are
+    is run with ``decode_cfg`` at ``image_shape``, squeezed to it as in training (two-row crops
+    joined as ``Global.two_row_max_aspect`` says: ``two_row_max_aspect``). Confidences are
     calibrated with the model's calibration (``loaded.temperature``, ``loaded.aggregate``) unless
     ``raw_confidence`` (temperature 1, mean of characters); texts are the same either way.
     """
@@ -34,7 +36,7 @@ def make_reader(loaded: LoadedModel, decode_cfg: Optional[Mapping[str, Any]],
         return rec.predict, rec.decoder.canonical
     from vinocr.calibration import decode_calibrated
 
-    probs, decoder = make_prob_reader(loaded, decode_cfg, image_shape)
+    probs, decoder = make_prob_reader(loaded, decode_cfg, image_shape, two_row_max_aspect)
     temperature = 1.0 if raw_confidence else loaded.temperature
     aggregate = "mean" if raw_confidence else loaded.aggregate
     return (lambda images: decode_calibrated(decoder, probs(images), temperature,
@@ -43,13 +45,14 @@ def make_reader(loaded: LoadedModel, decode_cfg: Optional[Mapping[str, Any]],
 
 def fit_model_temperature(loaded: LoadedModel, dataset: Any,
                           decode_cfg: Optional[Mapping[str, Any]], image_shape: Sequence[int],
-                          batch_size: int = 32, fitted_on: Optional[str] = None) -> Any:
+                          batch_size: int = 32, fitted_on: Optional[str] = None,
+                          two_row_max_aspect: float = 0.0) -> Any:
     """Fit ``loaded``'s confidence calibration (aggregate and temperature) on the labelled
     ``dataset`` (:func:`vinocr.calibration.fit_temperature`) with the decoder ``decode_cfg``;
     returns the :class:`~vinocr.calibration.TemperatureFit`."""
     from vinocr.calibration import CalibrationSet, calibration_set, fit_temperature
 
-    probs, decoder = make_prob_reader(loaded, decode_cfg, image_shape)
+    probs, decoder = make_prob_reader(loaded, decode_cfg, image_shape, two_row_max_aspect)
     parts = []
     for start in range(0, len(dataset), batch_size):
         idx = range(start, min(len(dataset), start + batch_size))
@@ -59,8 +62,8 @@ def fit_model_temperature(loaded: LoadedModel, dataset: Any,
 
 
 def make_prob_reader(loaded: LoadedModel, decode_cfg: Optional[Mapping[str, Any]],
-                     image_shape: Sequence[int]) -> Tuple[Callable[[List[np.ndarray]], np.ndarray],
-                                                          Any]:
+                     image_shape: Sequence[int], two_row_max_aspect: float = 0.0
+                     ) -> Tuple[Callable[[List[np.ndarray]], np.ndarray], Any]:
     """``(probs, decoder)``: ``probs(bgr_crops)`` is the [N, T, C] class probabilities of the
     crops (every crop squeezed to the model input, so T is shared), ``decoder`` the decoder
     :func:`make_reader` applies to them. For callers that decode the same matrices twice (e.g.
@@ -80,7 +83,8 @@ def make_prob_reader(loaded: LoadedModel, decode_cfg: Optional[Mapping[str, Any]
     shape = tuple(int(v) for v in image_shape)
 
     def probs(images: List[np.ndarray]) -> np.ndarray:
-        batch = np.stack([resize_norm(im, shape)[0] for im in images])
+        batch = np.stack([resize_norm(im, shape, two_row_max_aspect=two_row_max_aspect)[0]
+                          for im in images])
         with paddle.no_grad():
             return loaded.model.predict_proba(paddle.to_tensor(batch)).numpy()
 

@@ -187,7 +187,8 @@ def pseudolabel(args: argparse.Namespace, cfg: Optional[Mapping[str, Any]]) -> D
     model_cfg = cfg if cfg is not None else loaded.config
     decode = resolve_decode(loaded, cfg, args.decode)
     image_shape = model_cfg.get("Global", {}).get("image_shape", [3, 48, 320])
-    probs, decoder = make_prob_reader(loaded, decode, image_shape)
+    probs, decoder = make_prob_reader(loaded, decode, image_shape,
+                                      model_cfg.get("Global", {}).get("two_row_max_aspect", 0.0))
     reader = reader_with_unforced_check(probs, decoder, loaded.charset)
     canonical = decoder.canonical
     vin = is_vin_charset(loaded.charset)

@@ -133,6 +133,10 @@ SCHEMA = Section({
         "image_shape": Field((list,), [3, 48, 320], "recogniser input [C, H, W]",
                              check=_image_shape_check),
         "max_text_length": Field((int,), 25, "longest label the CTC encoder accepts", minimum=1),
+        "two_row_max_aspect": Field((int, float), 0.0, "crops narrower than this (width / "
+                                    "height) are read as two rows, split at the gap between "
+                                    "them and joined side by side; 0 reads every crop as one "
+                                    "line (two-row plates: 2.5)", minimum=0),
         "strict_data": Field((bool,), False, "fail on out-of-charset/empty labels instead of "
                              "skipping them"),
         "device": Field((str,), "auto", choices=("auto", "cpu", "gpu")),

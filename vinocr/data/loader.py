@@ -60,8 +60,9 @@ class RecognitionSamples:
     def __init__(self, dataset: TextDataset, charset: Any, image_shape: Sequence[int] =
                  DEFAULT_IMAGE_SHAPE, max_text_length: int = 25,
                  augment: Optional[Callable[[np.ndarray, np.random.Generator], np.ndarray]] = None,
-                 seed: int = 0) -> None:
+                 seed: int = 0, two_row_max_aspect: float = 0.0) -> None:
         self.dataset = dataset
+        self.two_row_max_aspect = float(two_row_max_aspect)
         self.charset = load_charset(charset)
         self.image_shape = tuple(int(v) for v in image_shape)
         self.max_text_length = max_text_length
@@ -91,7 +92,8 @@ class RecognitionSamples:
         if self.augment is not None:
             r = self.augment_round() if round_ is None else round_
             image = self.augment(image, np.random.default_rng([self.seed, r, i]))
-        return resize_norm(image, self.image_shape)[0]
+        return resize_norm(image, self.image_shape,
+                           two_row_max_aspect=self.two_row_max_aspect)[0]
 
     def label_arrays(self, i: int):
         label = self.dataset.label(i)

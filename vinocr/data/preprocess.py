@@ -29,19 +29,50 @@ def target_width(image_hw: Tuple[int, int], height: int, width: int, dynamic: bo
     return max(width, int(height * (w / float(h))))
 
 
+def join_rows(image: np.ndarray, max_aspect: float) -> np.ndarray:
+    """A two-row crop (a square plate) as one line: top row, then bottom row, side by side.
+
+    Crops at least ``max_aspect`` times as wide as high (one-row plates, text lines), and every
+    crop when ``max_aspect`` is 0, come back unchanged. Otherwise the crop is cut at the row in
+    its middle 40% that the fewest vertical strokes cross (the gap between the rows), and the top
+    part is scaled to the bottom part's height. A CTC recogniser reads left to right; squeezed
+    whole, a two-row plate puts both rows' characters in the same frames.
+    """
+    h, w = image.shape[:2]
+    if max_aspect <= 0 or w >= max_aspect * h or h < 8:
+        return image
+    grey = image if image.ndim == 2 else cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
+    strokes = np.abs(cv2.Sobel(grey.astype(np.float32), cv2.CV_32F, 1, 0, ksize=3))
+    # The outer columns hold the plate's border and bands, not characters.
+    profile = strokes[:, int(0.08 * w):max(int(0.08 * w) + 1, int(0.92 * w))].mean(axis=1)
+    k = max(1, h // 16)
+    profile = np.convolve(profile, np.ones(k) / k, mode="same")
+    lo, hi = int(0.3 * h), max(int(0.3 * h) + 1, int(0.7 * h))
+    cut = lo + int(np.argmin(profile[lo:hi]))
+    top, bottom = image[:cut], image[cut:]
+    height = bottom.shape[0]
+    top_w = max(1, int(round(top.shape[1] * height / float(top.shape[0]))))
+    top = cv2.resize(top, (top_w, height), interpolation=cv2.INTER_LINEAR)
+    return np.concatenate([top, bottom], axis=1)
+
+
 def resize_norm(image: np.ndarray, image_shape: Sequence[int] = DEFAULT_IMAGE_SHAPE,
-                dynamic_width: bool = False) -> Tuple[np.ndarray, float]:
+                dynamic_width: bool = False, two_row_max_aspect: float = 0.0
+                ) -> Tuple[np.ndarray, float]:
     """BGR uint8 (H, W, 3) -> float32 (3, H', W') in [-1, 1], plus the valid (unpadded) width ratio.
 
     Args:
         image: BGR uint8 image, or a 2-D grey image (expanded to 3 channels).
         image_shape: (C, H, W) of the output; W is the padded width.
         dynamic_width: grow W to fit wide images instead of squeezing them.
+        two_row_max_aspect: crops narrower than this (width / height) are read as two rows
+            (:func:`join_rows`); 0 reads every crop as one line.
     """
     if image.ndim == 2:
         image = cv2.cvtColor(image, cv2.COLOR_GRAY2BGR)
     if image.ndim != 3 or image.shape[2] != 3 or image.shape[0] == 0 or image.shape[1] == 0:
         raise VinocrError(f"expected a BGR image of shape (H, W, 3), got {image.shape}")
+    image = join_rows(image, two_row_max_aspect)
     channels, height, width = (int(v) for v in image_shape)
     h, w = image.shape[:2]
     out_w = target_width((h, w), height, width, dynamic_width)
@@ -57,9 +88,12 @@ def resize_norm(image: np.ndarray, image_shape: Sequence[int] = DEFAULT_IMAGE_SH
 
 
 def batch_resize_norm(images: Sequence[np.ndarray],
-                      image_shape: Sequence[int] = DEFAULT_IMAGE_SHAPE) -> np.ndarray:
-    """A (N, 3, H, W) batch for inference, padded to the widest image's aspect (paddleocr's rule)."""
+                      image_shape: Sequence[int] = DEFAULT_IMAGE_SHAPE,
+                      two_row_max_aspect: float = 0.0) -> np.ndarray:
+    """A (N, 3, H, W) batch for inference, padded to the widest image's aspect (paddleocr's rule).
+    ``two_row_max_aspect``: as in :func:`resize_norm`."""
     _, height, width = (int(v) for v in image_shape)
+    images = [join_rows(im, two_row_max_aspect) for im in images]
     max_ratio = max([width / float(height)] + [im.shape[1] / float(im.shape[0]) for im in images])
     batch_w = int(height * max_ratio)
     return np.stack([resize_norm(im, (3, height, batch_w))[0] for im in images])

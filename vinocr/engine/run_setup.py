@@ -68,7 +68,7 @@ def build_data(cfg: Mapping[str, Any], charset: Any, image_shape: Sequence[int],
     train_set.report_skipped()
     augment = build_augment(train_cfg.get("augment"), key="Train.augment")
     train_samples = RecognitionSamples(train_set, charset, image_shape, g["max_text_length"],
-                                       augment, seed)
+                                       augment, seed, g["two_row_max_aspect"])
     batch = dist.per_process_batch(train_cfg["batch_size"])
     loader = build_loader(train_samples, batch, train_cfg["shuffle"], train_cfg["num_workers"],
                           train_cfg["drop_last"] and len(train_set) >= train_cfg["batch_size"],
@@ -77,7 +77,8 @@ def build_data(cfg: Mapping[str, Any], charset: Any, image_shape: Sequence[int],
     if eval_cfg.get("dataset"):
         data.eval_set = build_dataset(eval_cfg["dataset"], "Eval.dataset", seed=seed, **common)
         data.eval_samples = RecognitionSamples(data.eval_set, charset, image_shape,
-                                               g["max_text_length"], None, seed)
+                                               g["max_text_length"], None, seed,
+                                               g["two_row_max_aspect"])
         # Validation is sharded like training: each rank decodes its share, the predictions
         # are gathered, and every rank computes the same metrics.
         data.eval_loader = build_loader(data.eval_samples, eval_cfg["batch_size"], False,

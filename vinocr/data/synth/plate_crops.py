@@ -367,7 +367,8 @@ def render_plate_crop(fmt: PlateFormat, rng: np.random.Generator,
         plate, aspect = _draw_flat(printed, fmt, look, rng, two_row)
         look_name = look.name
     scene = scene_for(plate, rng, aspect)
-    plate_h = math.exp(_u(rng, *np.log(CROP_PLATE_HEIGHT)))
+    # A two-row plate is taller for the same character size.
+    plate_h = math.exp(_u(rng, *np.log(CROP_PLATE_HEIGHT))) * (1.7 if two_row else 1.0)
     frac = _u(rng, 0.7, 0.85)
     out_w = max(24, int(plate_h * aspect / frac))
     out_h = max(16, int(plate_h / frac * 1.3))
