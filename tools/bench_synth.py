@@ -1,12 +1,13 @@
 #!/usr/bin/env python
-"""Benchmark synthetic VIN crop generation on one core: crops/s per style and overall.
+"""Benchmark synthetic VIN and plate crop generation on one core: crops/s per style and overall.
 
 Each timed crop includes everything a dataset writer does per sample: drawing the VIN text,
 rendering the image and PNG encoding (file I/O excluded). Usage::
 
     python tools/bench_synth.py [--n 400] [--seed 0]
 
-Rows: each style alone (in the ``all`` pool's fonts and damage), then each style pool mixed.
+Rows: each VIN style alone (in the ``all`` pool's fonts and damage), then each style pool mixed;
+then plate crops (``vinocr-synth plate-crops``) per region group and all formats mixed.
 """
 from __future__ import annotations
 
@@ -28,13 +29,27 @@ import cv2  # noqa: E402
 
 from vinocr.data.synth.pools import POOL_NAMES  # noqa: E402
 from vinocr.data.synth.vin_render import STYLES  # noqa: E402
-from vinocr.data.synth.writer import make_vin_sample  # noqa: E402
+from vinocr.data.synth.writer import make_plate_crop_sample, make_vin_sample  # noqa: E402
+
+#: Plate-crop rows: (label, --formats).
+PLATE_ROWS = (("us", "us"), ("europe", "europe"), ("cn", "cn"), ("in", "in"), ("br", "br"),
+              ("all formats", "all"))
 
 
 def _rate(seed: int, n: int, styles: Optional[Sequence[str]], pool: str = "all") -> float:
     start = time.perf_counter()
     for i in range(n):
         make_vin_sample(seed, i, styles, pool=pool)
+    return n / (time.perf_counter() - start)
+
+
+def _plate_rate(seed: int, n: int, formats: str) -> float:
+    from vinocr.data.synth.plate_crops import format_mix
+
+    mix = tuple((fmt.name, w) for fmt, w in format_mix(formats))
+    start = time.perf_counter()
+    for i in range(n):
+        make_plate_crop_sample(seed, i, mix)
     return n / (time.perf_counter() - start)
 
 
@@ -56,6 +71,10 @@ def main(argv: Optional[List[str]] = None) -> int:
         print(f"  {style:<16} {_rate(args.seed, args.n, (style,)):8.1f}")
     for pool in POOL_NAMES:
         print(f"  {'pool ' + pool + ' (mixed)':<16} {_rate(args.seed, args.n, None, pool):8.1f}")
+    _plate_rate(args.seed + 1, 40, "all")
+    print(f"plate crops/s on one core (n={args.n} per row, render + PNG encode):")
+    for label, formats in PLATE_ROWS:
+        print(f"  {label:<16} {_plate_rate(args.seed, args.n, formats):8.1f}")
     return 0
 
 
