@@ -110,7 +110,8 @@ def main() -> int:
     val = open_dataset(val_labels, charset="vin")
 
     def evaluate(loaded: LoadedModel) -> dict:
-        return evaluate_one(loaded, val, base["Decode"], base["Global"]["image_shape"])
+        return evaluate_one(loaded, val, base["Decode"], base["Global"]["image_shape"],
+                            two_row_max_aspect=base["Global"]["two_row_max_aspect"])
 
     def teacher_options(tech: str, n: int, steps: int) -> list:
         if tech.split("+")[0] != "distillation":

@@ -93,6 +93,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     datasets = [open_dataset(d, charset=tuned.charset) for d in args.data]
     decode_cfg = tuned.config.get("Decode", {"method": "greedy"})
     image_shape = tuned.config["Global"]["image_shape"]
+    two_row = tuned.config["Global"].get("two_row_max_aspect", 0.0)
     scores: Dict[float, List[float]] = {}
     print("| alpha | " + " | ".join(args.data) + " |")
     print("|---|" + "---|" * len(args.data))
@@ -100,8 +101,9 @@ def main(argv: Optional[List[str]] = None) -> int:
         mixed = interpolate(start_sd, tuned_sd, alpha)
         tuned.model.set_state_dict({k: paddle.to_tensor(v) for k, v in mixed.items()})
         tuned.model.eval()
-        scores[alpha] = [evaluate_one(tuned, ds, decode_cfg, image_shape,
-                                      args.batch_size)["result"].seq_acc for ds in datasets]
+        scores[alpha] = [evaluate_one(tuned, ds, decode_cfg, image_shape, args.batch_size,
+                                      two_row_max_aspect=two_row)["result"].seq_acc
+                         for ds in datasets]
         print(f"| {alpha:g} | " + " | ".join(f"{s:.4f}" for s in scores[alpha]) + " |",
               flush=True)
     # Ties go to the larger alpha: the model closer to the one that was trained and selected.

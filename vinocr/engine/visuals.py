@@ -218,20 +218,22 @@ def _highlight_flags(label: str, pred: str) -> Tuple[List[bool], List[bool]]:
 
 def _load_cjk_font(size: int):
     """The installed Chinese font at ``size`` (None when it is missing)."""
-    from PIL import ImageFont
+    from vinocr.data.synth.fonts import load_truetype
 
     path = _cjk_font_path()
-    return ImageFont.truetype(path, size) if path is not None else None
+    return load_truetype(path, size) if path is not None else None
 
 
 def _draw_line(draw, font, x: int, y: int, prefix: str, text: str, bad: Sequence[bool],
                suffix: str = "", cjk_font=None) -> int:
     """Draw ``prefix`` + ``text`` (wrong characters in red) + ``suffix``; return the end x.
     Chinese characters are drawn with ``cjk_font`` when given."""
+    from vinocr.data.synth.fonts import is_cjk
+
     draw.text((x, y), prefix, font=font, fill=_TEXT)
     x += int(math.ceil(font.getlength(prefix)))
     for char, wrong in zip(text, bad):
-        face = cjk_font if cjk_font is not None and ord(char) >= 0x2E80 else font
+        face = cjk_font if cjk_font is not None and is_cjk(char) else font
         draw.text((x, y), char, font=face, fill=_BAD if wrong else _OK)
         x += int(math.ceil(face.getlength(char)))
     if suffix:
@@ -253,6 +255,8 @@ def error_grid(images: Sequence[np.ndarray], labels: Sequence[str], preds: Seque
     import cv2
     from PIL import Image, ImageDraw
 
+    from vinocr.data.synth.fonts import is_cjk
+
     if not (len(images) == len(labels) == len(preds)):
         raise ValueError(f"{len(images)} images, {len(labels)} labels and {len(preds)} "
                          "predictions must match")
@@ -263,7 +267,7 @@ def error_grid(images: Sequence[np.ndarray], labels: Sequence[str], preds: Seque
     font_px = max(10, int(round(cell_height * 0.3)))
     font = _load_font(font_px)
     cjk_font = _load_cjk_font(font_px) if any(
-        ord(c) >= 0x2E80 for t in (*labels, *preds) for c in t) else None
+        is_cjk(c) for t in (*labels, *preds) for c in t) else None
     line_h = font_px + 4
     pad = 4
     if len(images) == 0:

@@ -265,6 +265,11 @@ def pypi_fonts() -> Tuple[FontSpec, ...]:
     return tuple(found)
 
 
+def is_cjk(char: str) -> bool:
+    """True for a CJK character (a Chinese province sign), which Latin fonts do not draw."""
+    return ord(char) >= 0x2E80
+
+
 @functools.lru_cache(maxsize=1)
 def cjk_fonts() -> Tuple[FontSpec, ...]:
     """Fonts that draw Chinese characters (the province signs of Chinese plates)."""

@@ -24,8 +24,9 @@ import numpy as np
 
 from vinocr.data.synth import textures as tx
 from vinocr.data.synth.degrade import degrade
-from vinocr.data.synth.fonts import KIND_TRUETYPE, FontSpec, cjk_fonts, fonts_for, load_truetype
-from vinocr.data.synth.plate_looks import PlateLook, Scheme, looks_for
+from vinocr.data.synth.fonts import (KIND_TRUETYPE, FontSpec, cjk_fonts, fonts_for, is_cjk,
+                                     load_truetype)
+from vinocr.data.synth.plate_looks import EU_BLUE, RED, WHITE, PlateLook, Scheme, looks_for
 from vinocr.data.synth.plates import (paste_fit, render_capture, render_plate, rounded_rect,
                                       scene_for)
 from vinocr.data.synth.pools import get_pool
@@ -180,7 +181,7 @@ def line_mask(text: str, font: FontSpec, cap: float, tracking: float,
             flush()
             pieces.append(_separator_mask(c, height, top, bottom, cap, seal=not sealed))
             sealed = True
-        elif ord(c) >= 0x2E80:
+        elif is_cjk(c):
             flush()
             cjk = cjk_fonts()
             if not cjk:
@@ -257,7 +258,7 @@ def _draw_flat(printed: str, fmt: PlateFormat, look: PlateLook, rng: np.random.G
         code = look.band_codes[int(rng.integers(len(look.band_codes)))]
         bw = int(0.09 * w * (look.aspect / aspect) ** 0.5)
         if look.band == "eu":
-            img[inset:h - inset, inset:inset + bw] = (150.0, 60.0, 0.0)
+            img[inset:h - inset, inset:inset + bw] = EU_BLUE
             white = np.zeros((h, w), np.float32)
             cx, cy, r = inset + bw // 2, int(0.3 * h), max(2, int(0.16 * h))
             for k in range(12):
@@ -267,7 +268,7 @@ def _draw_flat(printed: str, fmt: PlateFormat, look: PlateLook, rng: np.random.G
             if code:
                 _small_text(white, code, font, (inset + 2, int(0.58 * h), inset + bw - 2,
                                                 int(0.85 * h)))
-            img = img * (1.0 - white[..., None]) + 240.0 * white[..., None]
+            img = img * (1.0 - white[..., None]) + np.array(WHITE, np.float32) * white[..., None]
         else:  # Indian plates: a hologram disc and IND at the left
             cv2.circle(accent, (inset + bw // 2, int(0.3 * h)), max(2, int(0.1 * h)), 1.0, -1,
                        cv2.LINE_AA)
@@ -294,7 +295,7 @@ def _draw_flat(printed: str, fmt: PlateFormat, look: PlateLook, rng: np.random.G
         mask = line_mask(row.strip(_SEPARATORS), font, cap, tracking=cap * _u(rng, 0.05, 0.18),
                          seal_first_gap=seal)
         _fit_line(ink_mask, mask, (x_left, int(t * h), x_right, int(b * h)), stretch)
-    accent_colour = ink if rng.random() < 0.5 else np.array((30.0, 30.0, 170.0), np.float32)
+    accent_colour = ink if rng.random() < 0.5 else np.array(RED, np.float32)
     if look.bolt_holes:
         ys = (0.1, 0.9) if look.bolt_holes == 4 else (0.1,)
         for y in ys:

@@ -109,7 +109,7 @@ def _text_in_box(text: str, font: FontSpec, box: Tuple[int, int, int, int], weig
 
 
 def rounded_rect(mask: np.ndarray, x0: int, y0: int, x1: int, y1: int, r: int,
-                       thickness: int) -> None:
+                 thickness: int) -> None:
     """Rounded-rectangle outline (plate border) drawn into a uint8 mask."""
     r = max(1, min(r, (x1 - x0) // 4, (y1 - y0) // 4))
     t = thickness
@@ -131,7 +131,7 @@ def _draw_plate(text: str, layout: str, rng: np.random.Generator, h: int, w: int
     border = np.zeros((h, w), np.uint8)
     inset = max(1, int(round(0.02 * h)))
     rounded_rect(border, inset, inset, w - 1 - inset, h - 1 - inset, int(0.08 * h),
-                       max(1, int(round(0.025 * h))))
+                 max(1, int(round(0.025 * h))))
     ink_mask = np.maximum(ink_mask, border.astype(np.float32) / 255.0)
     if layout == "mercosur":
         commercial = rng.random() < 0.1
@@ -277,8 +277,8 @@ def scene_for(plate: np.ndarray, rng: np.random.Generator,
                         cv2.COLOR_HSV2BGR)[0, 0].astype(np.float32)
     bumper = _u(rng, 0.6, 1.2) * (1 if rng.random() < 0.5 else -1) if rng.random() < 0.5 else None
     return Scene(plate=plate, body=body, bumper=bumper, roll=_u(rng, -4, 4),
-                  yaw=_u(rng, -0.12, 0.12), pitch=_u(rng, -0.06, 0.06), gain=_u(rng, 0.7, 1.2),
-                  aspect=aspect)
+                 yaw=_u(rng, -0.12, 0.12), pitch=_u(rng, -0.06, 0.06), gain=_u(rng, 0.7, 1.2),
+                 aspect=aspect)
 
 
 def _plate_quad(rng: np.random.Generator, scene: Scene, out_w: int, out_h: int,
@@ -329,9 +329,9 @@ def _background(rng: np.random.Generator, scene: Scene, h: int, w: int,
 
 
 def render_capture(scene: Scene, rng: np.random.Generator, out_w: int, out_h: int,
-                    supersample: int, width_frac: Tuple[float, float], margin: float,
-                    jitter: float, optical_blur: Tuple[float, float]
-                    ) -> Tuple[np.ndarray, np.ndarray]:
+                   supersample: int, width_frac: Tuple[float, float], margin: float,
+                   jitter: float, optical_blur: Tuple[float, float]
+                   ) -> Tuple[np.ndarray, np.ndarray]:
     """Render one capture: (float32 BGR image at output size, corners (4, 2) in output pixels)."""
     quad = _plate_quad(rng, scene, out_w, out_h, width_frac, margin, jitter)
     s = supersample
