@@ -136,3 +136,34 @@ def test_bad_track_corners_reported_by_validate(tmp_path: Path):
     (track / "annotations.json").write_text(json.dumps(ann).replace("10000000.0", "NaN"))
     res = run("validate", str(tmp_path / "t"), "--charset", "plate")
     assert res.returncode == 2 and "finite" in res.stderr
+
+
+def test_image_quality_measures_what_it_names():
+    from vinocr.data.stats import image_quality
+
+    rng = np.random.default_rng(0)
+    flat = np.full((60, 180), 120.0)
+    noisy = np.clip(flat + rng.normal(0, 6.0, flat.shape), 0, 255).astype(np.uint8)
+    q = image_quality(cv2.cvtColor(noisy, cv2.COLOR_GRAY2BGR))
+    assert abs(q["noise"] - 6.0) < 0.15 * 6.0          # Immerkaer's estimate of the sigma
+    assert abs(q["brightness"] - 120) < 1 and q["height"] == 60 and q["width"] == 180
+    text = np.full((40, 120, 3), 230, np.uint8)
+    cv2.putText(text, "ABC1234", (4, 30), cv2.FONT_HERSHEY_SIMPLEX, 0.9, (20, 20, 20), 2)
+    sharp, blurred = image_quality(text), image_quality(cv2.GaussianBlur(text, (0, 0), 1.5))
+    assert blurred["sharpness"] < 0.7 * sharp["sharpness"]
+    assert blurred["contrast"] <= sharp["contrast"] and sharp["contrast"] > 150
+
+
+def test_stats_quality_on_synthetic_tracks(tmp_path: Path):
+    from vinocr.data.synth import generate_plate_tracks
+
+    generate_plate_tracks(tmp_path / "t", n_tracks=4, seed=1)
+    res = run("stats", str(tmp_path / "t"), "--charset", "plate", "--quality", "--json")
+    assert res.returncode == 0, res.stderr
+    quality = json.loads(res.stdout)["quality"]
+    assert quality["images"] == 20
+    assert set(quality["frames"]) == {"height", "width", "brightness", "contrast", "sharpness",
+                                      "noise"}
+    assert quality["tracks"]["tracks"] == 4
+    table = run("stats", str(tmp_path / "t"), "--charset", "plate", "--quality")
+    assert "image quality (20 images" in table.stdout and "track consistency" in table.stdout

@@ -12,6 +12,7 @@ import pytest
 from vinocr.data.synth import (LAYOUT_NAMES, STYLES, generate_plate_tracks, generate_vin_dataset,
                                list_fonts, make_vin_sample, plate_matches_layout, random_plate,
                                random_vin, render_plate, render_vin, write_track)
+from vinocr.data.synth.plates import LR_SIZE_LIMITS
 from vinocr.data.synth.degrade import FAMILIES, degrade
 from vinocr.data.synth.fonts import (DOT_GLYPHS, KIND_DOTMATRIX, KIND_HERSHEY, KIND_TRUETYPE,
                                      POOL_HELDOUT, POOL_TRAIN, _PYPI_FILES, dot_glyphs, pypi_fonts)
@@ -284,13 +285,12 @@ def test_write_track(tmp_path: Path) -> None:
         assert (corners[:, 1] > 0).all() and (corners[:, 1] < h - 1).all()
         tl, tr, br, bl = corners
         assert tl[0] < tr[0] and bl[0] < br[0] and tl[1] < bl[1] and tr[1] < br[1]
-        if path.name.startswith("hr"):
-            assert 38 <= h <= 47 and 116 <= w <= 134
-        else:
-            assert 14 <= h <= 21 and 36 <= w <= 52
+        if path.name.startswith("lr"):  # inside the LRLPR-26 survey's LR range
+            (h_lo, h_hi), (w_lo, w_hi) = LR_SIZE_LIMITS
+            assert h_lo <= h <= h_hi and w_lo <= w <= w_hi
     hr_area = np.mean([np.prod(cv2.imread(str(p)).shape[:2]) for p in hr])
     lr_area = np.mean([np.prod(cv2.imread(str(p)).shape[:2]) for p in lr])
-    assert lr_area * 3 < hr_area
+    assert lr_area * 2 < hr_area
     # LR frames are separate captures: each one differs from the others.
     lr_images = [cv2.imread(str(p)) for p in lr]
     assert any(a.shape != b.shape or not np.array_equal(a, b)
@@ -312,6 +312,41 @@ def test_generate_plate_tracks(tmp_path: Path) -> None:
             (again / "Scenario-A" / "Mercosur" / "track_00002" / name).read_bytes()
     with pytest.raises(VinocrError):
         generate_plate_tracks(tmp_path / "r", n_tracks=1, seed=0, layouts=("klingon",))
+
+
+def test_scenario_b_tracks_have_no_corners_and_looser_wider_crops(tmp_path: Path) -> None:
+    a = generate_plate_tracks(tmp_path / "a", n_tracks=16, seed=4, workers=2)
+    b = generate_plate_tracks(tmp_path / "b", n_tracks=16, seed=4, workers=2, scenario="B")
+    tracks_b = sorted(b.glob("Scenario-B/*/track_*"))
+    assert len(tracks_b) == 16 and not (b / "Scenario-A").exists()
+    for track in tracks_b:
+        assert json.loads((track / "annotations.json").read_text())["corners"] == {}
+        assert len(list(track.glob("lr-*.jpg"))) == 5 and not list(track.glob("*.png"))
+    assert json.loads((b / "synth.json").read_text())["scenario"] == "Scenario-B"
+
+    def widths(root: Path) -> list:
+        return [cv2.imread(str(p)).shape[1] for p in root.glob("Scenario-*/*/track_*/lr-*")]
+
+    # LRLPR-26: Scenario-B LR crops are about 48 px wide, Scenario-A ones about 40.
+    assert np.median(widths(b)) > np.median(widths(a)) + 4
+    with pytest.raises(VinocrError, match="scenario"):
+        generate_plate_tracks(tmp_path / "c", n_tracks=1, scenario="C")
+
+
+def test_lr_frames_of_a_track_share_their_capture_conditions(tmp_path: Path) -> None:
+    from vinocr.data.lrlpr import LrlprTracks
+    from vinocr.data.stats import quality_stats
+
+    out = generate_plate_tracks(tmp_path / "p", n_tracks=24, seed=2, workers=2)
+    stats = quality_stats(LrlprTracks(out, frames="lr"))
+    t = stats["tracks"]
+    assert t["tracks"] == 24
+    # Consecutive frames of one vehicle: light, focus and noise belong to the moment, so frames
+    # of one track differ far less than frames of different tracks ...
+    for key in ("brightness", "sharpness", "noise"):
+        assert t[f"{key}_within_track_share"] < 0.5, (key, t)
+    # ... and the approaching vehicle grows a little from frame to frame.
+    assert 0.0 <= t["growth"]["median"] <= 0.06
 
 
 def test_lrlpr_reader_accepts_tracks(tmp_path: Path) -> None:

@@ -174,10 +174,18 @@ def cmd_stats(args: argparse.Namespace) -> int:
 
     dataset = _open(args, charset=args.charset)
     stats = dataset_stats(dataset, max_images=args.max_images)
+    if args.quality:
+        from vinocr.data.stats import quality_stats
+
+        stats["quality"] = quality_stats(dataset, max_images=args.max_images)
     if args.json:
         print(json.dumps(stats, indent=2, ensure_ascii=False))
     else:
         print(format_stats(stats))
+        if args.quality:
+            from vinocr.data.stats import format_quality
+
+            print("\n" + format_quality(stats["quality"]))
     return 0
 
 
@@ -384,6 +392,10 @@ def build_parser() -> argparse.ArgumentParser:
     _add_common(p, charset_default=None)
     p.add_argument("--max-images", type=positive_int, default=None, help="measure at most N image sizes")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    p.add_argument("--quality", action="store_true",
+                   help="also measure brightness, contrast, sharpness and noise per image (and, "
+                   "for LRLPR tracks, how consistent a track's frames are): compare your own "
+                   "crops with synthetic ones")
     p.set_defaults(func=cmd_stats)
 
     p = sub.add_parser("split", help="train/val/test split grouped by label text")

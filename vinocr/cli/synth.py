@@ -68,8 +68,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=non_negative_int, default=0, help="dataset seed (default 0)")
     p.add_argument("--layouts", default="brazilian,mercosur",
                    help="comma-separated layouts, used in turn (default brazilian,mercosur)")
-    p.add_argument("--image-ext", default=".png", choices=[".png", ".jpg"],
-                   help="frame file type (Scenario-A uses .png)")
+    p.add_argument("--scenario", default="A", choices=["A", "B"],
+                   help="A: daylight tracks with corner annotations (default); B: looser crops, "
+                        "night tracks, no corners, as in LRLPR-26's Scenario-B")
+    p.add_argument("--image-ext", default=None, choices=[".png", ".jpg"],
+                   help="frame file type (default: the scenario's, .png for A, .jpg for B)")
     p.add_argument("--workers", type=positive_int, default=1,
                    help="worker processes; the output does not depend on it")
     p.add_argument("--overwrite", action="store_true",
@@ -114,7 +117,7 @@ def cmd_plates(args: argparse.Namespace) -> int:
 
     out = generate_plate_tracks(args.out, args.tracks, seed=args.seed, layouts=args.layouts,
                                 workers=args.workers, image_ext=args.image_ext,
-                                overwrite=args.overwrite)
+                                overwrite=args.overwrite, scenario=args.scenario)
     print(f"wrote {args.tracks} plate tracks to {out}")
     return 0
 

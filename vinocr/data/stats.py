@@ -94,3 +94,129 @@ def format_stats(stats: Dict[str, Any]) -> str:
                          f"{s['median']:.1f}  p95 {s['p95']:.1f}  max {s['max']:.1f}")
         lines.append("  most common: " + ", ".join(f"{s} ({c})" for s, c in sizes["common_sizes"]))
     return "\n".join(lines)
+
+
+# ------------------------------------------------------------------------------ image quality
+# Immerkaer's noise estimator: the kernel cancels image structure up to second order, what is left
+# is noise (J. Immerkaer, "Fast noise variance estimation", CVIU 1996).
+_NOISE_KERNEL = np.array([[1, -2, 1], [-2, 4, -2], [1, -2, 1]], np.float64)
+QUALITY_KEYS = ("height", "width", "brightness", "contrast", "sharpness", "noise")
+
+
+def image_quality(image: np.ndarray) -> Dict[str, float]:
+    """Simple, size-independent measures of one BGR crop.
+
+    ``brightness``: mean grey level. ``contrast``: grey p95 - p5. ``sharpness``: std of the
+    Laplacian over std of the grey image (contrast-free; blur and down-scaling lower it).
+    ``noise``: Immerkaer's noise sigma in grey levels.
+    """
+    import cv2
+
+    grey = cv2.cvtColor(image, cv2.COLOR_BGR2GRAY) if image.ndim == 3 else image
+    grey = grey.astype(np.float64)
+    h, w = grey.shape
+    p5, p95 = np.percentile(grey, [5, 95])
+    lap = cv2.Laplacian(grey, cv2.CV_64F)
+    noise = 0.0
+    if h > 2 and w > 2:
+        resp = cv2.filter2D(grey, cv2.CV_64F, _NOISE_KERNEL)[1:-1, 1:-1]
+        noise = float(np.sqrt(np.pi / 2) * np.abs(resp).sum() / (6.0 * (w - 2) * (h - 2)))
+    return {"height": float(h), "width": float(w), "brightness": float(grey.mean()),
+            "contrast": float(p95 - p5), "sharpness": float(lap.std() / max(grey.std(), 1e-6)),
+            "noise": noise}
+
+
+def _summary(values: List[float]) -> Dict[str, float]:
+    arr = np.asarray(values, np.float64)
+    return {"mean": float(arr.mean()), "p10": float(np.percentile(arr, 10)),
+            "median": float(np.median(arr)), "p90": float(np.percentile(arr, 90))}
+
+
+def quality_stats(dataset: TextDataset, max_images: Optional[int] = None) -> Dict[str, Any]:
+    """:func:`image_quality` summarised (mean, p10, median, p90) over the dataset's images.
+
+    Images are measured as the dataset loads them (track frames with corners: the rectified
+    plate). For LRLPR-26 tracks (a dataset with ``tracks``) it adds the frame files' own sizes
+    (``file_height``/``file_width``: the detector's crops), what consecutive frames of a track
+    share: the relative size change from one frame to the next (``growth``) and how much
+    brightness, sharpness and noise vary inside a track against across tracks
+    (``within_track_share``: mean within-track std / std over all frames; 1 = frames of one
+    track differ as much as frames of different tracks, 0 = identical conditions).
+    """
+    n = len(dataset) if max_images is None else min(max_images, len(dataset))
+    per_image: Dict[str, List[float]] = {k: [] for k in QUALITY_KEYS}
+    for i in range(n):
+        try:
+            q = image_quality(dataset.load_image(i))
+        except Exception:  # unreadable samples are the validator's business, not stats'
+            continue
+        for k in QUALITY_KEYS:
+            per_image[k].append(q[k])
+    out: Dict[str, Any] = {"images": len(per_image["height"])}
+    if not out["images"]:
+        return out
+    out["frames"] = {k: _summary(v) for k, v in per_image.items()}
+    tracks = getattr(dataset, "tracks", None)
+    if tracks:
+        out["tracks"] = _track_consistency(dataset, max_images)
+    return out
+
+
+def _track_consistency(dataset: Any, max_images: Optional[int]) -> Dict[str, Any]:
+    from vinocr.data.base import read_image
+
+    frames_key = "hr" if getattr(dataset, "frames", "lr") == "hr" else "lr"
+    growth: List[float] = []
+    raw: Dict[str, List[float]] = {"height": [], "width": []}
+    per_track: Dict[str, List[List[float]]] = {k: [] for k in ("brightness", "sharpness",
+                                                               "noise")}
+    seen = 0
+    for track in dataset.tracks:
+        paths = getattr(track, frames_key)
+        if len(paths) < 2:
+            continue
+        qs = [image_quality(read_image(p)) for p in paths]
+        seen += len(qs)
+        widths = [q["width"] for q in qs]
+        growth += [b / a - 1.0 for a, b in zip(widths, widths[1:])]
+        raw["height"] += [q["height"] for q in qs]
+        raw["width"] += widths
+        for k in per_track:
+            per_track[k].append([q[k] for q in qs])
+        if max_images is not None and seen >= max_images:
+            break
+    if not growth:
+        return {}
+    result: Dict[str, Any] = {"tracks": len(per_track["noise"]), "growth": _summary(growth),
+                              "file_height": _summary(raw["height"]),
+                              "file_width": _summary(raw["width"])}
+    for k, rows in per_track.items():
+        within = float(np.mean([np.std(r) for r in rows]))
+        overall = float(np.std([v for r in rows for v in r]))
+        result[f"{k}_within_track_share"] = within / overall if overall > 0 else 0.0
+    return result
+
+
+def format_quality(stats: Dict[str, Any]) -> str:
+    """The table :func:`quality_stats` measured, as text."""
+    if not stats.get("images"):
+        return "image quality: no readable images"
+    lines = [f"image quality ({stats['images']} images, as loaded):",
+             f"  {'':<11}{'mean':>9}{'p10':>9}{'median':>9}{'p90':>9}"]
+    for k, s in stats["frames"].items():
+        lines.append(f"  {k:<11}" + "".join(f"{s[c]:>9.2f}" for c in ("mean", "p10", "median",
+                                                                      "p90")))
+    t = stats.get("tracks")
+    if t:
+        g = t["growth"]
+        fh, fw = t["file_height"], t["file_width"]
+        lines += [f"track consistency ({t['tracks']} tracks):",
+                  f"  frame files: median {fh['median']:.0f} x {fw['median']:.0f} px (mean "
+                  f"{fh['mean']:.1f} x {fw['mean']:.1f}, p10..p90 height {fh['p10']:.0f}.."
+                  f"{fh['p90']:.0f}, width {fw['p10']:.0f}..{fw['p90']:.0f})",
+                  f"  width change per frame: median {g['median']:+.3f} "
+                  f"(p10 {g['p10']:+.3f}, p90 {g['p90']:+.3f})",
+                  "  within-track share of the variation: " + ", ".join(
+                      f"{k} {t[f'{k}_within_track_share']:.2f}"
+                      for k in ("brightness", "sharpness", "noise"))]
+    return "\n".join(lines)

@@ -5,11 +5,17 @@ band, ``LLLNLNN``).
 
 A track mimics the competition data: HR and LR frames are *separate captures* of one physical plate
 (near and far), not downsampled copies of each other. Each frame re-renders the same flat plate
-into the scene with its own small pose, illumination and camera jitter. LR frames are rendered at
-4x the output resolution, optically blurred, area-downscaled to about 40x18 .. 48x17 px and then
-degraded (noise, contrast loss, JPEG), which is how a far, low-quality capture loses detail.
-Corner annotations (TL, TR, BR, BL) are exact: they are the projected plate corners in each saved
-frame, in pixel coordinates where pixel (i, j) covers [i-0.5, i+0.5] x [j-0.5, j+0.5].
+into the scene with its own small pose and camera jitter. LR frames are rendered at 4x the output
+resolution, optically blurred, area-downscaled and then degraded (noise, contrast loss, JPEG), which
+is how a far, low-quality capture loses detail.
+
+The five LR frames of a track are consecutive frames of one approaching vehicle, so they share
+their conditions (:class:`FarCapture`: focus, motion blur, haze, exposure, lighting, sensor noise
+level, stream compression) and differ only by a slow growth in size, pose and detector-box jitter,
+and the noise and compression of each frame. Sizes follow the LRLPR-26 description (see
+:data:`SCENARIOS`). Corner annotations (TL, TR, BR, BL) are exact: they are the projected plate
+corners in each saved frame, in pixel coordinates where pixel (i, j) covers [i-0.5, i+0.5] x
+[j-0.5, j+0.5]. Scenario-B tracks have none, as in the real data.
 """
 from __future__ import annotations
 
@@ -38,13 +44,37 @@ LAYOUT_NAMES: Dict[str, str] = {"brazilian": "Brazilian", "mercosur": "Mercosur"
 PLATE_LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
 PLATE_DIGITS = "0123456789"
 FRAMES_PER_TRACK = 5
-SCENARIO = "Scenario-A"
 
-#: HR frame size ranges (height, width) and LR frame size ranges, in pixels.
+#: Default size range (height, width) of a flat plate from :func:`render_plate`, in pixels.
 HR_HEIGHT = (40, 45)
 HR_WIDTH = (120, 130)
-LR_HEIGHT = (16, 19)
-LR_WIDTH = (38, 50)
+
+
+@dataclass(frozen=True)
+class ScenarioSpec:
+    """How one LRLPR-26 scenario's crops look. Sizes are medians (height, width) in pixels; a
+    track's sizes are drawn log-normally around them (:func:`far_capture`)."""
+
+    folder: str
+    lr_size: Tuple[int, int]
+    hr_size: Tuple[int, int]
+    corners: bool                         # annotations.json carries the plate corners
+    lr_width_frac: Tuple[float, float]    # plate width / crop width: how tight the detector's box is
+    night_p: float                        # share of tracks captured at night
+    image_ext: str
+
+
+#: Scenario-A: daylight tracks with corners, ``.png`` (mean LR about 40x18 px, HR 87x38);
+#: Scenario-B: the same camera facing elsewhere, rain and night included, no corners, ``.jpg``
+#: (LR about 48x17, HR 128x45). Sizes: ``shared/reference/vin-and-plates.md``; the looser B crop
+#: and its share of night tracks are our assumption (only "rain and nighttime" is documented).
+SCENARIOS: Dict[str, ScenarioSpec] = {
+    "A": ScenarioSpec("Scenario-A", (18, 40), (38, 87), True, (0.82, 0.95), 0.0, ".png"),
+    "B": ScenarioSpec("Scenario-B", (17, 48), (45, 128), False, (0.68, 0.86), 0.4, ".jpg"),
+}
+#: A track's frame sizes stay inside the range a third-party size survey of LRLPR-26 reports for
+#: LR frames (13..36 x 24..68 px).
+LR_SIZE_LIMITS = ((12, 36), (24, 68))
 
 # Real plates are 400 x 130 mm.
 PLATE_ASPECT = 400.0 / 130.0
@@ -330,9 +360,14 @@ def _background(rng: np.random.Generator, scene: Scene, h: int, w: int,
 
 def render_capture(scene: Scene, rng: np.random.Generator, out_w: int, out_h: int,
                    supersample: int, width_frac: Tuple[float, float], margin: float,
-                   jitter: float, optical_blur: Tuple[float, float]
+                   jitter: float, optical_blur: Tuple[float, float],
+                   light_rng: Optional[np.random.Generator] = None
                    ) -> Tuple[np.ndarray, np.ndarray]:
-    """Render one capture: (float32 BGR image at output size, corners (4, 2) in output pixels)."""
+    """Render one capture: (float32 BGR image at output size, corners (4, 2) in output pixels).
+
+    ``light_rng`` draws the illumination (exposure, shadow ramp, colour cast, glare) instead of
+    ``rng``: a generator seeded alike for every frame gives consecutive frames the same light.
+    """
     quad = _plate_quad(rng, scene, out_w, out_h, width_frac, margin, jitter)
     s = supersample
     hi_w, hi_h = out_w * s, out_h * s
@@ -348,12 +383,13 @@ def render_capture(scene: Scene, rng: np.random.Generator, out_w: int, out_h: in
     bg = _background(rng, scene, hi_h, hi_w, quad_hi)
     img = bg * (1.0 - alpha) + warped[..., :3]
     # Per-capture illumination: exposure, a shadow / light ramp and a colour cast.
-    gain = scene.gain * _u(rng, 0.88, 1.12)
-    img *= (tx.linear_gradient(rng, hi_h, hi_w, _u(rng, 0.75, 0.95), _u(rng, 1.0, 1.15))
+    light = rng if light_rng is None else light_rng
+    gain = scene.gain * _u(light, 0.88, 1.12)
+    img *= (tx.linear_gradient(light, hi_h, hi_w, _u(light, 0.75, 0.95), _u(light, 1.0, 1.15))
             * np.float32(gain))[..., None]
-    img *= (1.0 + rng.uniform(-0.05, 0.05, 3)).astype(np.float32)
-    if rng.random() < 0.15:  # headlight / sun glare
-        img += (tx.gaussian_spot(rng, hi_h, hi_w, (0.1, 0.3), (0.3, 0.8)) * _u(rng, 30, 90)
+    img *= (1.0 + light.uniform(-0.05, 0.05, 3)).astype(np.float32)
+    if light.random() < 0.15:  # headlight / sun glare
+        img += (tx.gaussian_spot(light, hi_h, hi_w, (0.1, 0.3), (0.3, 0.8)) * _u(light, 30, 90)
                 )[..., None]
     sigma = _u(rng, *optical_blur) * s
     if sigma > 0.3:
@@ -366,10 +402,19 @@ def _to_uint8(img: np.ndarray) -> np.ndarray:
     return np.clip(img + 0.5, 0, 255).astype(np.uint8)
 
 
-def _render_hr(scene: Scene, rng: np.random.Generator, size: Tuple[int, int]
+def _track_size(rng: np.random.Generator, median: Tuple[int, int], spread: float
+                ) -> Tuple[float, float]:
+    """A track's frame size (height, width), log-normal around ``median``: one scale for both
+    sides and a smaller independent change of aspect."""
+    scale = math.exp(rng.normal(0.0, spread))
+    aspect = math.exp(rng.normal(0.0, spread * 0.4))
+    return median[0] * scale, median[1] * scale * aspect
+
+
+def _render_hr(scene: Scene, rng: np.random.Generator, size: Tuple[float, float]
                ) -> Tuple[np.ndarray, np.ndarray]:
-    out_h = size[0] + int(rng.integers(-1, 2))
-    out_w = size[1] + int(rng.integers(-2, 3))
+    out_h = max(16, int(round(size[0])) + int(rng.integers(-1, 2)))
+    out_w = max(40, int(round(size[1])) + int(rng.integers(-2, 3)))
     img, quad = render_capture(scene, rng, out_w, out_h, 2, (0.8, 0.9), 1.5, 1.0, (0.2, 0.55))
     img += tx.texture("noise", rng, out_h, out_w)[..., None] * np.float32(_u(rng, 0.8, 2.5))
     out = _to_uint8(img)
@@ -378,27 +423,88 @@ def _render_hr(scene: Scene, rng: np.random.Generator, size: Tuple[int, int]
     return out, quad
 
 
-def _render_lr(scene: Scene, rng: np.random.Generator, size: Tuple[int, int]
+@dataclass(frozen=True)
+class FarCapture:
+    """What the five LR frames of one track share: one camera, one stream, a fraction of a second.
+
+    A far vehicle approaching the camera grows by ``growth`` per frame; everything else that makes
+    a capture hard (focus, motion, haze, light, sensor noise level, compression level) belongs to
+    the moment, not to the frame.
+    """
+
+    size: Tuple[float, float]   # (height, width) of the first frame, pixels
+    growth: float               # relative size increase per frame
+    width_frac: float           # plate width / crop width (the detector's box)
+    blur: float                 # optical blur sigma, output pixels
+    motion: int                 # motion-blur length, output pixels (< 2: none)
+    motion_angle: float         # degrees
+    contrast: float             # haze: contrast kept
+    offset: float               # haze / exposure offset, grey levels
+    exposure: float             # 1 by day, about 0.4 at night
+    noise: float                # sensor noise sigma, grey levels
+    chroma_noise: float
+    jpeg: int                   # stream JPEG quality
+    light_seed: int             # one lighting (shadow ramp, colour cast, glare) for every frame
+
+
+def far_capture(rng: np.random.Generator, spec: ScenarioSpec) -> FarCapture:
+    """Draw one track's LR conditions for scenario ``spec``.
+
+    The sources we have give no numbers for blur, haze, noise or JPEG quality. The ranges are
+    the per-frame renderer's earlier ones with their harshest tenth cut (blur 0.25..0.8 ->
+    0.2..0.65 px, contrast 0.5.. -> 0.55.., JPEG 20.. -> 25..): drawn once per track, the
+    harshest draws made every frame of a track illegible, where a trained reader of real
+    LRLPR-26 frames reads most single frames (60.6%, the organisers' baseline).
+    """
+    (h_lo, h_hi), (w_lo, w_hi) = LR_SIZE_LIMITS
+    h, w = _track_size(rng, spec.lr_size, 0.15)
+    night = rng.random() < spec.night_p
+    return FarCapture(
+        size=(min(max(h, h_lo), h_hi), min(max(w, w_lo), w_hi)),
+        growth=_u(rng, 0.0, 0.04),
+        width_frac=_u(rng, *spec.lr_width_frac),
+        blur=_u(rng, 0.2, 0.65),
+        motion=int(rng.integers(2, 4)) if rng.random() < 0.25 else 0,
+        motion_angle=_u(rng, -30, 30),
+        contrast=_u(rng, 0.55, 0.95) * (0.75 if night else 1.0),
+        offset=_u(rng, -10, 20),
+        exposure=_u(rng, 0.35, 0.6) if night else 1.0,
+        noise=_u(rng, 2, 6) * (1.6 if night else 1.0),
+        chroma_noise=_u(rng, 0.5, 2.5),
+        jpeg=int(rng.integers(25, 76)),
+        light_seed=int(rng.integers(2 ** 31)))
+
+
+def _render_lr(scene: Scene, rng: np.random.Generator, cap: FarCapture, k: int
                ) -> Tuple[np.ndarray, np.ndarray]:
-    out_h = max(8, size[0] + int(rng.integers(-1, 2)))
-    out_w = max(16, size[1] + int(rng.integers(-1, 2)))
-    img, quad = render_capture(scene, rng, out_w, out_h, 4, (0.8, 0.94), 0.6, 1.6, (0.25, 0.8))
-    if rng.random() < 0.25:
+    """Frame ``k`` (0-based) of a track's far captures."""
+    grow = (1.0 + cap.growth) ** k
+    (h_lo, h_hi), (w_lo, w_hi) = LR_SIZE_LIMITS
+    out_h = min(max(int(round(cap.size[0] * grow)) + int(rng.integers(-1, 2)), h_lo), h_hi)
+    out_w = min(max(int(round(cap.size[1] * grow)) + int(rng.integers(-1, 2)), w_lo), w_hi)
+    frac = min(max(cap.width_frac + rng.normal(0.0, 0.01), 0.5), 0.97)
+    img, quad = render_capture(scene, rng, out_w, out_h, 4, (frac, frac), 0.6, 0.4,
+                               (cap.blur * 0.9, cap.blur * 1.1),
+                               light_rng=np.random.default_rng(cap.light_seed))
+    if cap.motion >= 2:
         # Motion blur at output scale (vehicle moving across the frame); cheap at this size.
-        k = int(rng.integers(2, 4))
-        kernel = np.zeros((k, k), np.float32)
-        kernel[k // 2, :] = 1.0 / k
-        rot = cv2.getRotationMatrix2D(((k - 1) / 2, (k - 1) / 2), _u(rng, -30, 30), 1.0)
-        kernel = cv2.warpAffine(kernel, rot, (k, k))
+        k_len = cap.motion
+        kernel = np.zeros((k_len, k_len), np.float32)
+        kernel[k_len // 2, :] = 1.0 / k_len
+        rot = cv2.getRotationMatrix2D(((k_len - 1) / 2, (k_len - 1) / 2),
+                                      cap.motion_angle + rng.normal(0.0, 3.0), 1.0)
+        kernel = cv2.warpAffine(kernel, rot, (k_len, k_len))
         kernel /= max(kernel.sum(), 1e-6)
         img = cv2.filter2D(img, -1, kernel)
     # Far capture: haze lowers contrast, small sensors add noise, streams add JPEG blocking.
+    img *= np.float32(cap.exposure * _u(rng, 0.97, 1.03))
     mean = img.mean(axis=(0, 1), keepdims=True)
-    img = mean + (img - mean) * np.float32(_u(rng, 0.5, 0.92)) + np.float32(_u(rng, -10, 20))
-    img += tx.texture("noise", rng, out_h, out_w)[..., None] * np.float32(_u(rng, 2, 7))
-    img += tx.texture("noise3", rng, out_h, out_w) * np.float32(_u(rng, 0.5, 2.5))
-    out = tx.jpeg_roundtrip(_to_uint8(img), int(rng.integers(20, 70)))
-    return out, quad
+    img = mean + (img - mean) * np.float32(cap.contrast) + np.float32(cap.offset)
+    img += tx.texture("noise", rng, out_h, out_w)[..., None] * np.float32(
+        cap.noise * _u(rng, 0.9, 1.1))
+    img += tx.texture("noise3", rng, out_h, out_w) * np.float32(cap.chroma_noise)
+    quality = min(max(cap.jpeg + int(rng.integers(-4, 5)), 10), 95)
+    return tx.jpeg_roundtrip(_to_uint8(img), quality), quad
 
 
 def _corner_list(quad: np.ndarray) -> List[List[float]]:
@@ -406,16 +512,20 @@ def _corner_list(quad: np.ndarray) -> List[List[float]]:
 
 
 def write_track(track_dir: Union[str, Path], text: str, layout: str, rng: np.random.Generator,
-                image_ext: str = ".png") -> Dict[str, Any]:
+                image_ext: Optional[str] = None, scenario: str = "A") -> Dict[str, Any]:
     """Write one LRLPR-26-style track: ``hr-001..005``, ``lr-001..005`` and ``annotations.json``.
 
-    Returns the annotations dict that was written.
+    ``scenario`` ``"A"`` or ``"B"`` (:data:`SCENARIOS`) sets the sizes, the crop and whether
+    corners are annotated; ``image_ext`` defaults to the scenario's. Returns the annotations dict
+    that was written.
     """
     key = normalise_layout(layout)
     if not plate_matches_layout(text, key):
         raise VinocrError(f"plate text {text!r} does not match the {LAYOUT_NAMES[key]} layout "
                           f"{PLATE_LAYOUTS[key]}")
-    ext = image_ext if image_ext.startswith(".") else "." + image_ext
+    spec = scenario_spec(scenario)
+    ext = image_ext or spec.image_ext
+    ext = ext if ext.startswith(".") else "." + ext
     if ext.lower() not in (".png", ".jpg", ".jpeg"):
         raise VinocrError(f"image_ext must be .png or .jpg, got {image_ext!r}")
     params = [cv2.IMWRITE_JPEG_QUALITY, 95] if ext.lower() != ".png" else \
@@ -423,24 +533,36 @@ def write_track(track_dir: Union[str, Path], text: str, layout: str, rng: np.ran
     out = Path(track_dir)
     out.mkdir(parents=True, exist_ok=True)
     scene = _make_scene(text, key, rng)
-    hr_size = (int(rng.integers(HR_HEIGHT[0], HR_HEIGHT[1] + 1)),
-               int(rng.integers(HR_WIDTH[0], HR_WIDTH[1] + 1)))
-    lr_size = (int(rng.integers(LR_HEIGHT[0], LR_HEIGHT[1] + 1)),
-               int(rng.integers(LR_WIDTH[0], LR_WIDTH[1] + 1)))
+    hr_size = _track_size(rng, spec.hr_size, 0.12)
+    far = far_capture(rng, spec)
     corners: Dict[str, List[List[float]]] = {}
     frames: List[Tuple[str, np.ndarray]] = []
-    for kind, render, size in (("hr", _render_hr, hr_size), ("lr", _render_lr, lr_size)):
-        for k in range(1, FRAMES_PER_TRACK + 1):
-            image, quad = render(scene, rng, size)
-            name = f"{kind}-{k:03d}{ext}"
-            frames.append((name, image))
-            corners[name] = _corner_list(quad)
+    for k in range(FRAMES_PER_TRACK):
+        image, quad = _render_hr(scene, rng, hr_size)
+        name = f"hr-{k + 1:03d}{ext}"
+        frames.append((name, image))
+        corners[name] = _corner_list(quad)
+    for k in range(FRAMES_PER_TRACK):
+        image, quad = _render_lr(scene, rng, far, k)
+        name = f"lr-{k + 1:03d}{ext}"
+        frames.append((name, image))
+        corners[name] = _corner_list(quad)
     for name, image in frames:
         ok, buf = cv2.imencode(ext, image, params)
         if not ok:  # pragma: no cover
             raise VinocrError(f"could not encode {name} as {ext}")
         (out / name).write_bytes(buf.tobytes())
-    annotations = {"plate_layout": LAYOUT_NAMES[key], "plate_text": text, "corners": corners}
+    annotations = {"plate_layout": LAYOUT_NAMES[key], "plate_text": text,
+                   "corners": corners if spec.corners else {}}
     (out / "annotations.json").write_text(json.dumps(annotations, indent=2) + "\n",
                                           encoding="utf-8")
     return annotations
+
+
+def scenario_spec(scenario: str) -> ScenarioSpec:
+    """The :class:`ScenarioSpec` of ``"A"``/``"B"`` (also accepts ``"Scenario-A"``)."""
+    key = str(scenario).strip()
+    key = key[len("scenario-"):] if key.lower().startswith("scenario-") else key
+    if key.upper() not in SCENARIOS:
+        raise VinocrError(f"unknown scenario {scenario!r}; choose A or B")
+    return SCENARIOS[key.upper()]

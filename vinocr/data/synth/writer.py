@@ -28,8 +28,8 @@ from typing import (Any, Callable, Dict, FrozenSet, Iterable, Iterator, Optional
 import cv2
 import numpy as np
 
-from vinocr.data.synth.plates import (FRAMES_PER_TRACK, LAYOUT_NAMES, SCENARIO, normalise_layout,
-                                      random_plate, write_track)
+from vinocr.data.synth.plates import (FRAMES_PER_TRACK, LAYOUT_NAMES, SCENARIOS, normalise_layout,
+                                      random_plate, scenario_spec, write_track)
 from vinocr.data.synth.pools import get_pool
 from vinocr.data.synth.vin_render import ASPECT_RANGE, HEIGHT_RANGE, check_styles, render_vin
 from vinocr.data.synth.vin_text import random_vin
@@ -46,7 +46,7 @@ IMAGE_DIR = "images"
 SETTINGS_FILE = "synth.json"
 # Everything a generator may have written, removed by ``overwrite=True`` (and nothing else).
 _OUTPUTS = (IMAGE_DIR, LABEL_FILE, LABEL_FILE + ".tmp", "data.mdb", "lock.mdb", SETTINGS_FILE,
-            SETTINGS_FILE + ".tmp", SCENARIO)
+            SETTINGS_FILE + ".tmp", *(spec.folder for spec in SCENARIOS.values()))
 
 # zlib level 1 with Huffman-only coding: noisy synthetic crops barely compress with LZ77 anyway
 # (+4% size), and it halves the encoding time, which otherwise dominates the generation cost.
@@ -281,53 +281,59 @@ def generate_vin_dataset(out_dir: PathLike, n: int, seed: int = 0, fmt: str = "l
 
 def _remove_partial_tracks(out: Path) -> None:
     """Delete track folders whose ``annotations.json`` (written last) is missing or cut short."""
-    for track_dir in sorted((out / SCENARIO).glob("*/track_*")):
+    for track_dir in sorted(out.glob("Scenario-*/*/track_*")):
         try:
             json.loads((track_dir / "annotations.json").read_text(encoding="utf-8"))
         except (OSError, ValueError):
             shutil.rmtree(track_dir, ignore_errors=True)
 
 
-def _track_task(index: int, seed: int, layouts: Tuple[str, ...], root: str, image_ext: str
-                ) -> Tuple[str, str]:
+def _track_task(index: int, seed: int, layouts: Tuple[str, ...], root: str,
+                image_ext: Optional[str], scenario: str) -> Tuple[str, str]:
     """Track number ``index + 1``; layouts alternate so both are equally represented."""
     number = index + 1
     layout = layouts[index % len(layouts)]
     rng = np.random.default_rng([int(seed), int(number)])
     text = random_plate(rng, layout)
-    track_dir = Path(root) / SCENARIO / LAYOUT_NAMES[layout] / f"track_{number:05d}"
-    write_track(track_dir, text, layout, rng, image_ext=image_ext)
+    track_dir = (Path(root) / scenario_spec(scenario).folder / LAYOUT_NAMES[layout]
+                 / f"track_{number:05d}")
+    write_track(track_dir, text, layout, rng, image_ext=image_ext, scenario=scenario)
     return layout, text
 
 
 def generate_plate_tracks(out_dir: PathLike, n_tracks: int, seed: int = 0,
                           layouts: Union[str, Sequence[str]] = ("brazilian", "mercosur"),
-                          workers: int = 1, image_ext: str = ".png",
-                          overwrite: bool = False) -> Path:
-    """Generate ``n_tracks`` LRLPR-26-style tracks under ``out_dir/Scenario-A/<Layout>/``.
+                          workers: int = 1, image_ext: Optional[str] = None,
+                          overwrite: bool = False, scenario: str = "A") -> Path:
+    """Generate ``n_tracks`` LRLPR-26-style tracks under ``out_dir/Scenario-<A|B>/<Layout>/``.
 
     Track ``k`` (1-based, ``track_%05d``) uses ``default_rng([seed, k])`` and the layout
     ``layouts[(k - 1) % len(layouts)]``; each holds ``hr-001..005``, ``lr-001..005`` and
-    ``annotations.json``. Returns ``out_dir``.
+    ``annotations.json`` (Scenario-B: no corners; see
+    :data:`vinocr.data.synth.plates.SCENARIOS`). ``image_ext`` defaults to the scenario's
+    (``.png`` for A, ``.jpg`` for B). Returns ``out_dir``.
     """
     n_tracks = _check_count("n_tracks", n_tracks)
     workers = _check_count("workers", workers)
     seed = _check_seed(seed)
+    spec = scenario_spec(scenario)
     if isinstance(layouts, str):
         layouts = layouts.split(",")
     layout_keys = tuple(normalise_layout(l) for l in layouts if str(l).strip())
     if not layout_keys:
         raise VinocrError("no plate layouts given; choose from brazilian, mercosur")
-    ext = image_ext if image_ext.startswith(".") else "." + image_ext
+    ext = image_ext or spec.image_ext
+    ext = ext if ext.startswith(".") else "." + ext
     if ext.lower() not in (".png", ".jpg", ".jpeg"):
         raise VinocrError(f"image extension must be .png or .jpg, got {image_ext!r}")
     out = _prepare_out_dir(out_dir, overwrite)
+    scenario = spec.folder[len("Scenario-"):]
     task = functools.partial(_track_task, seed=int(seed), layouts=layout_keys, root=str(out),
-                             image_ext=ext)
+                             image_ext=ext, scenario=scenario)
     counts = {LAYOUT_NAMES[k]: 0 for k in layout_keys}
     settings = {
         "generator": "vinocr.data.synth", "kind": "plates", "n_tracks": n_tracks,
-        "seed": int(seed), "layouts": list(layout_keys), "image_ext": ext, "scenario": SCENARIO,
+        "seed": int(seed), "layouts": list(layout_keys), "image_ext": ext, "scenario": spec.folder,
         "frames_per_track": FRAMES_PER_TRACK, "layout_counts": counts,
         "sample_rng": "numpy default_rng([seed, track_number])",
     }
