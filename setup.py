@@ -37,7 +37,8 @@ setup(
     long_description_content_type="text/markdown",
     python_requires=">=3.9",
     packages=find_packages(include=["vinocr", "vinocr.*", "techniques", "techniques.*"]),
-    package_data={"vinocr": ["resources/dicts/*.txt", "serve/review.html"]},
+    package_data={"vinocr": ["resources/dicts/*.txt", "resources/sr/plate_br/*",
+                             "serve/review.html"]},
     install_requires=[
         "paddleocr>=3.0,<3.8",
         # paddlex (via paddleocr) pins opencv-contrib-python 4.10; the same minor keeps cv2 whole.

@@ -140,3 +140,101 @@ def test_train_sr_into_an_existing_run_needs_resume_or_overwrite(sr_run, sr_conf
     before = (sr_run / "latest" / "state.json").read_text()
     assert main(["-c", str(sr_config), "--stage", "1"]) == 2
     assert (sr_run / "latest" / "state.json").read_text() == before
+
+
+def test_multi_frame_sr_trains_evaluates_and_reads_tracks(sr_config, tracks, tmp_path, capsys):
+    """Generator.frames: 5 end to end: every input stacks a track's frames, eval-sr and the
+    exported model read whole tracks, and single crops are refused with one line."""
+    from vinocr.cli.eval_sr import main as eval_main
+    from vinocr.cli.export_sr import main as export_main
+    from vinocr.cli.predict import main as predict_main
+    from vinocr.cli.train_sr import main as train_main
+    from vinocr.sr.checkpoint_io import load_sr_checkpoint
+
+    run = tmp_path / "mf"
+    assert train_main(["-c", str(sr_config), "-o", f"Global.run_dir={run}", "Generator.frames=5",
+                       "Global.visualdl=false", "--stage", "1,3"]) == 0
+    ck = load_sr_checkpoint(run / "latest", with_ocr=False)
+    assert ck.generator.frames == 5 and ck.generator.conv_first.weight.shape[1] == 15
+    assert eval_main(["--sr", str(run / "latest"), "--data", str(tracks), "--out",
+                      str(tmp_path / "ev")]) == 0
+    rows = json.loads((tmp_path / "ev" / "results.json").read_text())["rows"]
+    assert ("SR", "OCR (joint, stage 3)") in [(r["input"], r["recogniser"]) for r in rows]
+    sr_dir, rec_dir = tmp_path / "sr", tmp_path / "rec"
+    assert export_main([str(run / "latest"), "--out", str(sr_dir), "--rec-out",
+                        str(rec_dir)]) == 0
+    sub = tmp_path / "submission.txt"
+    assert predict_main(["--sr", str(sr_dir), "--rec", str(rec_dir), "--tracks", str(tracks),
+                         "--submission", str(sub), "--quiet"]) == 0
+    assert len(sub.read_text().splitlines()) == 3
+    capsys.readouterr()
+    frame = next(tracks.glob("Scenario-A/*/track_*/lr-001.png"))
+    assert predict_main(["--sr", str(sr_dir), "--rec", str(rec_dir), str(frame)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--tracks" in err[0]
+
+
+def test_builtin_pair_packages_predicts_and_seeds_training(sr_run, sr_config, tracks, tmp_path,
+                                                          monkeypatch, capsys):
+    """tools/package_builtin_sr.py -> vinocr/sr/builtin: float16 weights that load strictly,
+    `vinocr-predict --sr builtin --tracks` with no other model (exported once into the cache),
+    and `OCR.model: builtin` / `Generator.pretrained: builtin` for a user's own fine-tune."""
+    import subprocess
+    import sys
+
+    import numpy as np
+    import paddle
+
+    from vinocr.cli.predict import main as predict_main
+    from vinocr.cli.train_sr import main as train_main
+    from vinocr.engine.checkpoint import load_checkpoint
+    from vinocr.sr import builtin
+    from vinocr.sr.checkpoint_io import load_sr_checkpoint
+
+    (tmp_path / "cmd.txt").write_text("vinocr-train-sr -c sr.yml --stage all\n")
+    (tmp_path / "fig.yml").write_text("track_sequence: 0.5\n")
+    pkg = tmp_path / "pkg"
+    tool = [sys.executable, str(Path(__file__).resolve().parents[1] / "tools"
+                                / "package_builtin_sr.py"),
+            str(sr_run / "latest"), "--version", "test-1", "--description", "tiny",
+            "--commands", str(tmp_path / "cmd.txt"), "--figures", str(tmp_path / "fig.yml"),
+            "--out", str(pkg)]
+    done = subprocess.run(tool, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    again = subprocess.run(tool, capture_output=True, text=True)  # never replaced silently
+    assert again.returncode == 1 and "--overwrite" in again.stderr
+    info = yaml.safe_load((pkg / "builtin.yml").read_text())
+    assert info["version"] == "test-1" and info["held_out"] == {"track_sequence": 0.5}
+    assert "vinocr-train-sr" in info["trained_with"]
+
+    monkeypatch.setattr(builtin, "BUILTIN_DIR", pkg)
+    monkeypatch.setenv("VINOCR_CACHE_DIR", str(tmp_path / "cache"))
+    # float16 on disk, float32 models; each weight within float16 rounding of the original
+    original = load_checkpoint(sr_run / "latest").model_state
+    shipped = load_sr_checkpoint("builtin")
+    for name, value in shipped.generator.state_dict().items():
+        ref = original[f"generator.{name}"]
+        assert value.dtype == paddle.float32
+        np.testing.assert_allclose(value.numpy(), ref, rtol=1e-3,
+                                   atol=1e-3 * float(np.abs(ref).max()))
+    sub = tmp_path / "submission.txt"
+    assert predict_main(["--sr", "builtin", "--tracks", str(tracks), "--submission", str(sub),
+                         "--quiet"]) == 0
+    assert len(sub.read_text().splitlines()) == 3
+    exports = list((tmp_path / "cache" / "sr-builtin").iterdir())
+    assert len(exports) == 1 and (exports[0] / "complete").is_file()
+    stamp = (exports[0] / "sr" / "inference.pdiparams").stat().st_mtime_ns
+    assert predict_main(["--sr", "builtin", "--tracks", str(tracks), "--submission", str(sub),
+                         "--quiet"]) == 0
+    assert (exports[0] / "sr" / "inference.pdiparams").stat().st_mtime_ns == stamp  # reused
+
+    run = tmp_path / "ft"
+    assert train_main(["-c", str(sr_config), "-o", f"Global.run_dir={run}", "OCR.model=builtin",
+                       "Generator.pretrained=builtin", "Global.visualdl=false",
+                       "Stages.stage3.epochs=0", "--stage", "1"]) == 0
+    assert (run / "latest" / "state.json").is_file()
+    capsys.readouterr()
+    assert train_main(["-c", str(sr_config), "-o", f"Global.run_dir={tmp_path / 'ft2'}",
+                       "Generator.pretrained=builtin", "Generator.frames=5", "--stage", "1"]) == 2
+    err = capsys.readouterr().err
+    assert "Generator.pretrained" in err and "frames" in err

@@ -259,3 +259,68 @@ def test_predictor_dir_errors(exported, tmp_path):
     with pytest.raises(VinocrError, match="inference.json") as e:
         SRPredictor.from_dir(tmp_path)
     assert str(tmp_path) in str(e.value)
+
+
+# ----------------------------------------------------------------------------- multi-frame
+
+
+def test_frame_stacks_lead_with_each_frame_and_cycle():
+    from vinocr.sr.preprocess import frame_stacks
+
+    frames = np.stack([np.full((2, 3, 3), v, np.uint8) for v in (10, 20, 30)])
+    stacks = frame_stacks(frames, 5)
+    assert stacks.shape == (3, 5, 2, 3, 3)
+    # stack i starts with frame i, then the following frames, cyclically (repeating when short)
+    assert [int(s[0, 0, 0]) for s in stacks[1]] == [20, 30, 10, 20, 30]
+    assert [int(s[0, 0, 0]) for s in stacks[2]] == [30, 10, 20, 30, 10]
+    x = to_tensor(list(stacks))
+    assert x.shape == (3, 15, 2, 3)
+    assert np.allclose(x[1, :3], 20 / 255) and np.allclose(x[1, 3:6], 30 / 255)
+    with pytest.raises(VinocrError, match="at least one frame"):
+        frame_stacks(frames[:0], 5)
+
+
+def test_multi_frame_generator_reads_all_frames_and_adds_to_the_first():
+    g = build_generator("small", 2, num_blocks=1, frames=5)
+    assert g.frames == 5 and g.arch_kwargs["frames"] == 5
+    assert "frames" not in build_generator("small", 2).arch_kwargs  # old records unchanged
+    g.eval()
+    rng = np.random.default_rng(0)
+    x = paddle.to_tensor(rng.random((1, 15, *LR)).astype(np.float32))
+    with paddle.no_grad():
+        y = g(x).numpy()
+        later = x.numpy().copy()
+        later[:, 12:] = 0.5  # change only the last frame
+        y2 = g(paddle.to_tensor(later)).numpy()
+    assert y.shape == (1, 3, 32, 96)
+    assert np.abs(y - y2).max() > 1e-4  # the other frames reach the output
+    # The residual is added to the bicubic upsampling of the first frame.
+    g.conv_last.weight.set_value(paddle.zeros_like(g.conv_last.weight))
+    g.conv_last.bias.set_value(paddle.zeros_like(g.conv_last.bias))
+    with paddle.no_grad():
+        base = g(x).numpy()
+    ref = F.interpolate(x[:, :3], scale_factor=2, mode="bicubic", align_corners=False).numpy()
+    np.testing.assert_allclose(base, ref, atol=1e-6)
+
+
+def test_multi_frame_export_reads_a_track(tmp_path):
+    from vinocr.export.sr import SRPredictor, export_sr
+    from vinocr.sr.pipeline import chain
+
+    paddle.seed(2)
+    g = build_generator("small", 2, num_blocks=1, frames=3)
+    g.conv_last.weight.set_value(paddle.randn(g.conv_last.weight.shape) * 0.05)
+    g.eval()
+    out = export_sr(g, tmp_path / "mf", LR)
+    from_dir = SRPredictor.from_dir(out, batch_size=2)
+    assert from_dir.frames == 3
+    track = [_plate(*LR, seed=s) for s in range(4)]
+    static = from_dir(track)  # batch 2 < 4 frames: every input still sees the whole track
+    dyn = SRPredictor.from_generator(g, LR)(track)
+    assert len(static) == len(dyn) == 4
+    for a, b in zip(static, dyn):
+        assert a.shape == (32, 96, 3)
+        assert np.abs(a.astype(int) - b.astype(int)).max() <= 1
+    # Single crops are not a track: chaining them through a multi-frame model is refused.
+    with pytest.raises(ConfigError, match="--tracks"):
+        chain(from_dir, object(), track[:1])

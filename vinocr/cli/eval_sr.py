@@ -108,7 +108,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     gen_cfg = cfg.get("Generator", {})
     data = SRPairs(args.data, lr_shape=gen_cfg.get("lr_shape", [16, 48]),
                    scale=int(gen_cfg.get("scale", 2)), max_tracks=args.max_tracks,
-                   allow_unregistered=True)
+                   allow_unregistered=True, frames=ck.generator.frames)
     ev = evaluate_sr(data, hr_ocr.model, shape, decoder, generator=ck.generator,
                      sources=("bicubic", "sr", "hr"), fusion=FUSION)
     rows = [_row("bicubic LR", "OCR (HR)", ev, "bicubic"), _row("SR", "OCR (HR)", ev, "sr"),

@@ -33,27 +33,12 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Optional[List[str]] = None) -> int:
     args = build_parser().parse_args(argv)
     setup_logging(args.log_level)
-    from vinocr.errors import VinocrError
-    from vinocr.export.sr import export_sr
-    from vinocr.sr.checkpoint_io import load_sr_checkpoint
+    from vinocr.export.sr import export_sr_checkpoint
 
-    ck = load_sr_checkpoint(args.checkpoint, with_ocr=bool(args.rec_out))
-    lr_shape = (ck.state.get("config") or {}).get("Generator", {}).get("lr_shape", [16, 48])
-    out = export_sr(ck.generator, args.out, lr_shape=lr_shape)
-    print(f"exported SR generator from {ck.path} -> {Path(out).resolve()}")
-    if args.rec_out:
-        if ck.ocr is None:
-            raise VinocrError(f"{ck.path}: the checkpoint does not hold its recogniser's config; "
-                              "export the recogniser with vinocr-export instead")
-        from vinocr.export import export_inference
-        from vinocr.models.pretrained import base_name
-
-        ocr_cfg = ck.state["ocr"]["config"]
-        extra = {"decode": (ck.state.get("config") or {}).get("Decode") or ocr_cfg.get("Decode"),
-                 "charset": ck.charset.name, "source": f"SR checkpoint {ck.path}"}
-        rec = export_inference(ck.ocr, args.rec_out, ck.charset, ck.image_shape, extra,
-                               base=base_name(ocr_cfg.get("Architecture") or {}))
-        print(f"exported its recogniser -> {Path(rec).resolve()}")
+    sr_out, rec_out = export_sr_checkpoint(args.checkpoint, args.out, args.rec_out)
+    print(f"exported SR generator -> {Path(sr_out).resolve()}")
+    if rec_out:
+        print(f"exported its recogniser -> {Path(rec_out).resolve()}")
     return 0
 
 

@@ -221,8 +221,9 @@ def csv_text(rows: List[Dict[str, Any]], vin: bool, labelled: bool) -> str:
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog=PROG, description="Recognise text crops with an exported "
                                 "model (vinocr-export output).")
-    p.add_argument("--model", "--rec", dest="model", required=True,
-                   help="exported recogniser directory (--rec is an alias)")
+    p.add_argument("--model", "--rec", dest="model",
+                   help="exported recogniser directory (--rec is an alias); with --sr builtin "
+                   "the default is the recogniser shipped with it")
     p.add_argument("inputs", nargs="*", metavar="INPUT",
                    help="image, folder of images, or label file (path<TAB>label); "
                    "not with --tracks")
@@ -242,8 +243,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="let batches grow to keep wide crops' aspect (stock paddleocr's rule) "
                    "instead of squeezing them to the model width as training does")
     p.add_argument("--sr", metavar="SR_DIR",
-                   help="exported super-resolution model (directory with sr.yml): every image "
-                   "or track frame is super-resolved before recognition")
+                   help="exported super-resolution model (directory with sr.yml), or 'builtin' "
+                   "for the Brazilian/Mercosur SR pair shipped in the package: every image or "
+                   "track frame is super-resolved before recognition")
     g = p.add_argument_group("tracks (LRLPR-26 layout)")
     g.add_argument("--tracks", metavar="DIR",
                    help="recognise every track below DIR (track_*/annotations.json + lr-* "
@@ -330,7 +332,11 @@ def load_models(args: argparse.Namespace) -> Tuple[Any, Any]:
     """The recogniser of ``--model``/``--rec`` and the SR model of ``--sr`` (or None). Call
     inside :func:`native_stdout_to_stderr`: building predictors prints to the C stdout."""
     from vinocr.predict import Recognizer
+    from vinocr.sr.builtin import builtin_exports, is_builtin
 
+    if is_builtin(args.sr):
+        args.sr, shipped_rec = (str(p) for p in builtin_exports())
+        args.model = args.model or shipped_rec
     if args.sr:
         check_sr_dir(args.sr)
     recognizer = Recognizer.from_dir(args.model, backend=args.backend, threads=args.threads,
@@ -371,6 +377,10 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     setup_logging(args.log_level)
+    from vinocr.sr.builtin import is_builtin
+
+    if not args.model and not is_builtin(args.sr):
+        parser.error("the following arguments are required: --model/--rec (or --sr builtin)")
     if args.tracks:
         if args.inputs:
             parser.error("give INPUT images or --tracks DIR, not both")

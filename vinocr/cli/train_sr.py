@@ -55,7 +55,13 @@ def load_sr_config(config: Optional[List[str]], overrides: List[str], resume: Op
 def load_ocr(spec: str) -> Tuple[Any, Any, List[int], Dict[str, Any]]:
     """(recogniser in eval mode, charset, input shape, state to rebuild it) for ``OCR.model``."""
     from vinocr.engine.model_loading import load_trained, model_record
+    from vinocr.sr.builtin import is_builtin
 
+    if is_builtin(spec):  # the recogniser of the shipped SR pair
+        from vinocr.sr.checkpoint_io import load_sr_checkpoint
+
+        ck = load_sr_checkpoint(spec)
+        return ck.ocr, ck.charset, list(ck.image_shape), {**ck.state["ocr"], "model": spec}
     loaded = load_trained(spec, key="OCR.model")
     if loaded.model is None:
         raise ConfigError(f"OCR.model: {spec} is an exported inference model; SR training "
@@ -67,6 +73,21 @@ def load_ocr(spec: str) -> Tuple[Any, Any, List[int], Dict[str, Any]]:
     state = {"model": str(spec), "config": loaded.config,
              "charset": list(loaded.charset.characters), **model_record(loaded.model)}
     return loaded.model, loaded.charset, shape, state
+
+
+def pretrained_generator(spec: str, configured: Any) -> Any:
+    """The generator of the SR checkpoint ``spec`` (``builtin`` or a path) to start training
+    from; its architecture must be the configured one (``Generator.name/scale/frames/params``)."""
+    from vinocr.sr.checkpoint_io import load_sr_checkpoint
+
+    generator = load_sr_checkpoint(spec, with_ocr=False).generator
+    if generator.arch_kwargs != configured.arch_kwargs:
+        raise ConfigError(f"Generator.pretrained: {spec} holds a generator with "
+                          f"{generator.arch_kwargs}, the config builds {configured.arch_kwargs}; "
+                          f"set Generator.name/scale/frames/params to match")
+    generator.config_name = configured.config_name
+    generator.train()
+    return generator
 
 
 @cli_entry(PROG)
@@ -107,10 +128,13 @@ def main(argv: Optional[List[str]] = None) -> int:
             raise ConfigError("Global.fast_depthwise: on, but the op could not be built")
     gen_cfg = cfg["Generator"]
     generator = build_generator(gen_cfg["name"], scale=int(gen_cfg["scale"]),
-                                **dict(gen_cfg["params"]))
+                                frames=int(gen_cfg["frames"]), **dict(gen_cfg["params"]))
+    if gen_cfg["pretrained"]:
+        generator = pretrained_generator(gen_cfg["pretrained"], generator)
     data = cfg["Data"]
     common = dict(lr_shape=gen_cfg["lr_shape"], scale=int(gen_cfg["scale"]),
-                  layouts=data["layouts"], allow_unregistered=data["allow_unregistered"])
+                  layouts=data["layouts"], allow_unregistered=data["allow_unregistered"],
+                  frames=int(gen_cfg["frames"]))
     train = SRPairs(data["train"], max_tracks=data["max_train_tracks"], **common)
     val = SRPairs(data["val"], max_tracks=data["max_val_tracks"], **common) \
         if data["val"] else None

@@ -399,6 +399,9 @@ def load_checkpoint(path: PathLike) -> Checkpoint:
     doc = _read_state_file(ckpt)
     files: Dict[str, Any] = doc.get("files", {})
     model = _read_tensors(ckpt / MODEL_FILE, files.get(MODEL_FILE))
+    # Weights stored in half precision (the built-in SR pair ships so, half the package size)
+    # load into the float32 models every trainer and exporter builds.
+    model = {k: v.astype(np.float32) if v.dtype == np.float16 else v for k, v in model.items()}
     optional: Dict[str, Optional[Dict[str, np.ndarray]]] = {}
     for name in (OPTIMIZER_FILE, EMA_FILE):
         # The manifest is authoritative: a stray file it does not list is ignored, and a listed

@@ -19,7 +19,7 @@ import copy
 import logging
 import os
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Sequence, Tuple, Union
+from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import paddle
@@ -28,11 +28,11 @@ import yaml
 from vinocr.errors import VinocrError
 from vinocr.export.inference import load_predictor, run_paddle_predictor
 from vinocr.sr.generator import SRGenerator
-from vinocr.sr.preprocess import LR_SHAPE, PLATE_ASPECT, fit, to_tensor, to_uint8
+from vinocr.sr.preprocess import LR_SHAPE, PLATE_ASPECT, fit, frame_stacks, to_tensor, to_uint8
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["export_sr", "SRPredictor", "SR_KIND", "SR_YML"]
+__all__ = ["export_sr", "export_sr_checkpoint", "SRPredictor", "SR_KIND", "SR_YML"]
 
 SR_KIND = "vinocr-sr"
 SR_YML = "sr.yml"
@@ -105,7 +105,8 @@ def export_sr(generator: SRGenerator, out_dir: Union[str, Path],
     _replace_leaky_relu(model)
     wrapped = _ClipWrapper(model)
     wrapped.eval()
-    spec = [paddle.static.InputSpec([None, 3, h, w], "float32", name="x")]
+    channels = 3 * int(getattr(generator, "frames", 1))
+    spec = [paddle.static.InputSpec([None, channels, h, w], "float32", name="x")]
     static = paddle.jit.to_static(wrapped, input_spec=spec, full_graph=True)
     paddle.jit.save(static, str(out / "inference"))
     doc: Dict[str, Any] = {
@@ -121,6 +122,32 @@ def export_sr(generator: SRGenerator, out_dir: Union[str, Path],
     return out
 
 
+def export_sr_checkpoint(checkpoint: Union[str, Path], out_dir: Union[str, Path],
+                         rec_out: Union[str, Path, None] = None) -> Tuple[Path, Optional[Path]]:
+    """Export an SR checkpoint's generator to ``out_dir`` and, with ``rec_out``, the recogniser
+    stored beside it (stage 3 fine-tuned the two together: deploy them as a pair). Returns the
+    two directories (the second None without ``rec_out``)."""
+    from vinocr.sr.checkpoint_io import load_sr_checkpoint
+
+    ck = load_sr_checkpoint(checkpoint, with_ocr=rec_out is not None)
+    lr_shape = (ck.state.get("config") or {}).get("Generator", {}).get("lr_shape", list(LR_SHAPE))
+    out = export_sr(ck.generator, out_dir, lr_shape=lr_shape)
+    if rec_out is None:
+        return out, None
+    if ck.ocr is None:
+        raise VinocrError(f"{ck.path}: the checkpoint does not hold its recogniser's config; "
+                          "export the recogniser with vinocr-export instead")
+    from vinocr.export import export_inference
+    from vinocr.models.pretrained import base_name
+
+    ocr_cfg = ck.state["ocr"]["config"]
+    extra = {"decode": (ck.state.get("config") or {}).get("Decode") or ocr_cfg.get("Decode"),
+             "charset": ck.charset.name, "source": f"SR checkpoint {ck.path}"}
+    rec = export_inference(ck.ocr, rec_out, ck.charset, ck.image_shape, extra,
+                           base=base_name(ocr_cfg.get("Architecture") or {}))
+    return out, Path(rec)
+
+
 class SRPredictor:
     """BGR uint8 plates of any size -> super-resolved BGR uint8 plates of ``hr_shape``.
 
@@ -131,8 +158,11 @@ class SRPredictor:
     """
 
     def __init__(self, run: Callable[[np.ndarray], np.ndarray], lr_shape: Sequence[int],
-                 scale: int, aspect: float = PLATE_ASPECT, batch_size: int = 64) -> None:
+                 scale: int, aspect: float = PLATE_ASPECT, batch_size: int = 64,
+                 frames: int = 1) -> None:
         self._run = run
+        #: LR frames per generator input; above 1, the images of one call are one track.
+        self.frames = int(frames)
         self.lr_shape: Tuple[int, int] = (int(lr_shape[0]), int(lr_shape[1]))
         self.scale = int(scale)
         self.hr_shape: Tuple[int, int] = (self.lr_shape[0] * self.scale,
@@ -159,6 +189,8 @@ class SRPredictor:
             lr_shape = [int(v) for v in meta["lr_shape"]]
             scale = int(meta["scale"])
             aspect = float(meta.get("aspect", PLATE_ASPECT))
+            frames = int(((meta.get("generator") or {}).get("arch_kwargs") or {})
+                         .get("frames", 1))
         except (KeyError, TypeError, ValueError) as exc:
             raise VinocrError(f"{meta_path}: needs lr_shape [H, W] and scale ({exc})") from exc
         if len(lr_shape) != 2:
@@ -171,8 +203,9 @@ class SRPredictor:
         def run(x: np.ndarray) -> np.ndarray:
             return run_paddle_predictor(predictor, x)
 
-        logger.info("loaded SR model %s (x%d, LR %s)", d, scale, lr_shape)
-        return cls(run, lr_shape, scale, aspect, batch_size)
+        logger.info("loaded SR model %s (x%d, LR %s, %d frame(s) per input)", d, scale,
+                    lr_shape, frames)
+        return cls(run, lr_shape, scale, aspect, batch_size, frames)
 
     @classmethod
     def from_generator(cls, generator: SRGenerator, lr_shape: Sequence[int] = LR_SHAPE,
@@ -191,16 +224,29 @@ class SRPredictor:
                 if was_training:
                     generator.train()
 
-        return cls(run, lr_shape, generator.scale, PLATE_ASPECT, batch_size)
+        return cls(run, lr_shape, generator.scale, PLATE_ASPECT, batch_size,
+                   int(getattr(generator, "frames", 1)))
 
     def preprocess(self, images: Sequence[np.ndarray]) -> np.ndarray:
-        """Images -> float32 (N, 3, H, W) LR batch in [0, 1] (pad to aspect, resize)."""
-        return to_tensor([fit(img, self.lr_shape, self.aspect) for img in images])
+        """Images -> float32 (N, 3, H, W) LR batch in [0, 1] (pad to aspect, resize); for a
+        multi-frame model the images are one track and each becomes the stack it leads,
+        (N, 3F, H, W)."""
+        fitted = [fit(img, self.lr_shape, self.aspect) for img in images]
+        if self.frames > 1:
+            return to_tensor(list(frame_stacks(np.stack(fitted), self.frames)))
+        return to_tensor(fitted)
 
     def __call__(self, images: Sequence[np.ndarray]) -> List[np.ndarray]:
+        """Super-resolve ``images``. A multi-frame model (``frames`` > 1) takes the images of
+        one call as the frames of one track and returns one SR image per frame."""
         out: List[np.ndarray] = []
-        for start in range(0, len(images), self.batch_size):
-            x = self.preprocess(images[start:start + self.batch_size])
+        bs = self.batch_size
+        if self.frames > 1 and len(images):  # every input needs all the track's frames
+            stacked = self.preprocess(images)
+            chunks: Iterable[np.ndarray] = (stacked[i:i + bs] for i in range(0, len(images), bs))
+        else:
+            chunks = (self.preprocess(images[i:i + bs]) for i in range(0, len(images), bs))
+        for x in chunks:
             y = self._run(x)
             if tuple(y.shape[2:]) != self.hr_shape:
                 raise VinocrError(f"SR model returned {tuple(y.shape[2:])}, expected "

@@ -21,8 +21,11 @@ class SRCheckpoint:
 def resolve_sr_checkpoint(path: Union[str, Path],
                           prefer: Tuple[str, ...] = ("best", "latest")) -> Path:
     """A checkpoint directory as it is; a run directory means the first of ``prefer`` it has
-    (evaluation and export want ``best``; resuming wants ``latest``)."""
-    p = Path(path)
+    (evaluation and export want ``best``; resuming wants ``latest``); ``builtin`` is the
+    checkpoint shipped in the package (:mod:`vinocr.sr.builtin`)."""
+    from vinocr.sr.builtin import resolve_sr_spec
+
+    p = resolve_sr_spec(path)
     if (p / "state.json").exists():
         return p
     for name in prefer:

@@ -58,11 +58,17 @@ SR_SCHEMA = Section({
         "scale": Field((int,), 2, choices=(2, 4)),
         "lr_shape": Field((list,), [16, 48], "LR input [H, W]; plates are padded to aspect 3",
                           check=_shape2),
+        "frames": Field((int,), 1, "LR frames per input: 1 super-resolves each frame alone; "
+                        "5 gives the generator all of a track's registered frames, led by the "
+                        "frame it super-resolves", minimum=1),
         "params": Field((dict,), {}, "overrides of the named generator config"),
+        "pretrained": Field((str,), None, "start from the generator of this SR run/checkpoint, "
+                            "or 'builtin' (the pair shipped in the package)", nullable=True),
     }),
     "OCR": Section({
         "model": Field((str,), None, "the recogniser fine-tuned on HR plates: a vinocr-finetune "
-                       "run or checkpoint directory", nullable=True),
+                       "run or checkpoint directory, or 'builtin' (the recogniser of the SR pair "
+                       "shipped in the package)", nullable=True),
     }),
     "Data": Section({
         "train": Field((str,), None, "LRLPR-26-style track folder for training", nullable=True),

@@ -18,7 +18,7 @@ import numpy as np
 
 from vinocr.data.lrlpr import LrlprTracks
 from vinocr.errors import DataError
-from vinocr.sr.preprocess import PLATE_ASPECT, fit
+from vinocr.sr.preprocess import PLATE_ASPECT, fit, frame_stacks
 
 logger = logging.getLogger(__name__)
 
@@ -44,12 +44,17 @@ class SRPairs:
         layouts: keep only these layouts.
         max_tracks: use only the first tracks (quick runs, tests).
         allow_unregistered: accept frames without corners (see the module docstring).
+        frames: LR frames per generator input. Above 1, pair ``(track, k)`` gives the stack of
+            the track's frames that starts with frame ``k`` (:func:`frame_stacks`); shuffled
+            batches also shuffle the order of the frames after the first.
     """
 
     def __init__(self, path: Union[str, Path], lr_shape: Sequence[int] = (16, 48), scale: int = 2,
                  layouts: Optional[Sequence[str]] = None, max_tracks: Optional[int] = None,
-                 allow_unregistered: bool = False, aspect: float = PLATE_ASPECT) -> None:
+                 allow_unregistered: bool = False, aspect: float = PLATE_ASPECT,
+                 frames: int = 1) -> None:
         self.path = Path(path)
+        self.frames = int(frames)
         self.lr_shape = (int(lr_shape[0]), int(lr_shape[1]))
         self.hr_shape = (self.lr_shape[0] * scale, self.lr_shape[1] * scale)
         reader = LrlprTracks(self.path, frames="lr", rectify=True, layouts=layouts)
@@ -86,20 +91,36 @@ class SRPairs:
     def __len__(self) -> int:
         return len(self._index)
 
-    def pair(self, i: int) -> Tuple[np.ndarray, np.ndarray, str, str]:
+    def pair(self, i: int, rng: Optional[np.random.Generator] = None
+             ) -> Tuple[np.ndarray, np.ndarray, str, str]:
+        """(LR input, HR target, text, layout) of pair ``i``: the LR input is one frame, or for
+        ``frames`` > 1 a stack [frames, h, w, 3] led by that frame (the others in a random
+        order when ``rng`` is given)."""
         t, f = self._index[i]
         tr = self.tracks[t]
-        return tr.lr[f], tr.hr[f], tr.text, tr.layout
+        if self.frames == 1:
+            return tr.lr[f], tr.hr[f], tr.text, tr.layout
+        lr = tr.lr
+        if rng is not None:
+            rest = [j for j in range(len(lr)) if j != f]
+            lr = lr[[f] + [rest[j] for j in rng.permutation(len(rest))]]
+            f = 0
+        return frame_stacks(lr, self.frames)[f], tr.hr[self._index[i][1]], tr.text, tr.layout
+
+    def lr_inputs(self, track: SRTrack) -> np.ndarray:
+        """The generator inputs of ``track``, one per LR frame, in frame order: the frames
+        themselves, or their stacks (:func:`frame_stacks`) for a multi-frame generator."""
+        return track.lr if self.frames == 1 else frame_stacks(track.lr, self.frames)
 
     def batches(self, batch_size: int, rng: Optional[np.random.Generator] = None
                 ) -> Iterator[Tuple[np.ndarray, np.ndarray, List[str], List[str]]]:
-        """Batches of (lr uint8 [B,h,w,3], hr uint8 [B,H,W,3], texts, layouts); shuffled when
-        ``rng`` is given, the last partial batch kept."""
+        """Batches of (lr uint8 [B,h,w,3] or [B,frames,h,w,3], hr uint8 [B,H,W,3], texts,
+        layouts); shuffled when ``rng`` is given, the last partial batch kept."""
         order = np.arange(len(self._index))
         if rng is not None:
             rng.shuffle(order)
         for start in range(0, len(order), batch_size):
             idx = order[start:start + batch_size]
-            items = [self.pair(int(i)) for i in idx]
+            items = [self.pair(int(i), rng) for i in idx]
             yield (np.stack([it[0] for it in items]), np.stack([it[1] for it in items]),
                    [it[2] for it in items], [it[3] for it in items])

@@ -27,7 +27,8 @@ SOURCES = ("bicubic", "sr", "hr")
 
 @paddle.no_grad()
 def super_resolve(generator: Any, lr_images: np.ndarray, batch_size: int = 64) -> np.ndarray:
-    """uint8 LR [N, h, w, 3] -> uint8 SR [N, H, W, 3] with the dygraph generator (eval mode)."""
+    """uint8 LR [N, h, w, 3] (or frame stacks [N, F, h, w, 3] for a multi-frame generator) ->
+    uint8 SR [N, H, W, 3] with the dygraph generator (eval mode)."""
     was_training = generator.training
     generator.eval()
     out: List[np.ndarray] = []
@@ -96,7 +97,8 @@ def evaluate_sr(data: SRPairs, ocr: Any, image_shape: Sequence[int], decoder: An
         elif source == "sr":
             if generator is None:
                 raise ValueError("source 'sr' needs a generator")
-            images[source] = super_resolve(generator, lr)
+            images[source] = super_resolve(
+                generator, np.concatenate([data.lr_inputs(t) for t in data.tracks]))
         elif source == "hr":
             images[source] = hr
         else:

@@ -138,23 +138,34 @@ class SRGenerator(nn.Layer):
     """
 
     def __init__(self, num_feat: int = 32, growth: int = 16, num_blocks: int = 4, scale: int = 2,
-                 reduction: int = 8, res_scale: float = 0.2, in_channels: int = 3) -> None:
+                 reduction: int = 8, res_scale: float = 0.2, in_channels: int = 3,
+                 frames: int = 1) -> None:
         super().__init__()
         if scale not in SCALES:
             raise ConfigError(f"SR scale must be one of {list(SCALES)}, got {scale!r}")
         for key, value in (("num_feat", num_feat), ("growth", growth),
-                           ("num_blocks", num_blocks), ("reduction", reduction)):
+                           ("num_blocks", num_blocks), ("reduction", reduction),
+                           ("frames", frames)):
             if not isinstance(value, int) or value < 1:
                 raise ConfigError(f"SR generator {key} must be a positive integer, got {value!r}")
         self.arch_kwargs: Dict[str, Any] = {
             "num_feat": num_feat, "growth": growth, "num_blocks": num_blocks, "scale": scale,
             "reduction": reduction, "res_scale": res_scale, "in_channels": in_channels}
+        if frames != 1:  # recorded only when used, so single-frame records stay as they were
+            self.arch_kwargs["frames"] = frames
         self.scale = scale
+        #: LR frames read per output image (their channels concatenated, the first one the frame
+        #: being super-resolved; see :func:`vinocr.sr.preprocess.frame_stacks`).
+        self.frames = frames
+        self.in_channels = in_channels
         #: Name of the config this was built from (set by :func:`build_generator`).
         self.config_name = "custom"
         act = nn.LeakyReLU(0.2)
 
-        self.conv_first = _conv(in_channels, num_feat)
+        # A multi-frame generator sees every frame in its first conv: the frames are registered
+        # (rectified by their corners), so fusing them early lets the trunk average out noise
+        # and compression before upsampling.
+        self.conv_first = _conv(in_channels * frames, num_feat)
         self.blocks = nn.LayerList([RRDB(num_feat, growth, res_scale) for _ in range(num_blocks)])
         # One instance, hence one set of parameters, called after every block in ``forward``.
         self.attention = SharedAttention(num_feat, reduction)
@@ -177,10 +188,14 @@ class SRGenerator(nn.Layer):
         return self.conv_last(self.act(self.conv_hr(self.upsample(feat))))
 
     def forward(self, x: paddle.Tensor) -> paddle.Tensor:
-        """(N, 3, H, W) in [0, 1] -> (N, 3, sH, sW), *not* clipped (see the module docstring)."""
+        """(N, 3F, H, W) in [0, 1] -> (N, 3, sH, sW), *not* clipped (see the module docstring).
+
+        F is ``frames``; the residual is added to the bicubic upsampling of the first frame.
+        """
         # Bicubic (a = -0.75, half-pixel centres) runs forward and backward on CPU in Paddle 3.3
         # and matches cv2.INTER_CUBIC, i.e. preprocess.bicubic_upscale, to float precision.
-        base = F.interpolate(x, scale_factor=self.scale, mode="bicubic", align_corners=False)
+        first = x[:, :self.in_channels] if self.frames > 1 else x
+        base = F.interpolate(first, scale_factor=self.scale, mode="bicubic", align_corners=False)
         return base + self.residual(x)
 
 
@@ -197,7 +212,8 @@ def build_generator(name: str = "small", scale: int = 2, **overrides: Any) -> SR
                           f"{sorted(GENERATOR_CONFIGS)}")
     if scale not in SCALES:
         raise ConfigError(f"SR scale must be one of {list(SCALES)}, got {scale!r}")
-    allowed = {"num_feat", "growth", "num_blocks", "reduction", "res_scale", "in_channels"}
+    allowed = {"num_feat", "growth", "num_blocks", "reduction", "res_scale", "in_channels",
+               "frames"}
     unknown = sorted(set(overrides) - allowed)
     if unknown:
         raise ConfigError(f"unknown SR generator option(s) {unknown}; valid: {sorted(allowed)}")

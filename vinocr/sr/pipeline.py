@@ -56,6 +56,9 @@ def chain(sr: Any, rec: Any, images: Sequence[Union[np.ndarray, str, Path]],
     if not items:
         return []
     if sr is not None:
+        if getattr(sr, "frames", 1) > 1:
+            raise ConfigError(f"this SR model reads {sr.frames} frames of one track per image; "
+                              f"give tracks (vinocr-predict --tracks), not single crops")
         items = run_sr(sr, items)
     return rec.predict(items, batch_size=batch_size)
 
@@ -94,10 +97,15 @@ class TrackRecognizer:
     def _frames(self, track_images: Sequence[Union[np.ndarray, str, Path]]) -> List[Any]:
         """The frames of a track that are recognised (the first ``frames``, or one for
         ``single``), super-resolved when there is an SR model."""
-        images = list(track_images)[:1 if self.method == "single" else self.frames]
+        images = list(track_images)[:self.frames]
         if not images:
             raise VinocrError("a track needs at least one frame")
-        return run_sr(self.sr, images) if self.sr is not None else images
+        # A multi-frame SR model uses the other frames even for the first frame's image.
+        if self.method == "single" and getattr(self.sr, "frames", 1) == 1:
+            images = images[:1]
+        if self.sr is not None:
+            images = run_sr(self.sr, images)
+        return images[:1] if self.method == "single" else images
 
     def recognise_many(self, tracks: Sequence[Sequence[Union[np.ndarray, str, Path]]]
                        ) -> List[TrackResult]:

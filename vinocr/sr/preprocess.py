@@ -50,10 +50,31 @@ def fit(image: np.ndarray, hw: Sequence[int], aspect: float = PLATE_ASPECT) -> n
 
 
 def to_tensor(images: Sequence[np.ndarray]) -> np.ndarray:
-    """Equal-sized BGR uint8 images -> float32 (N, 3, H, W) in [0, 1]."""
+    """Equal-sized BGR uint8 images -> float32 (N, 3, H, W) in [0, 1].
+
+    Stacks of frames (each item (F, H, W, 3), see :func:`frame_stacks`) become (N, 3F, H, W):
+    the input of a multi-frame generator, frame after frame along the channels.
+    """
     if not images:
         raise VinocrError("no images")
-    return (np.stack(images).astype(np.float32) / 255.0).transpose(0, 3, 1, 2).copy()
+    arr = np.stack(images).astype(np.float32) / 255.0
+    if arr.ndim == 5:
+        n, f, h, w, c = arr.shape
+        return arr.transpose(0, 1, 4, 2, 3).reshape(n, f * c, h, w).copy()
+    return arr.transpose(0, 3, 1, 2).copy()
+
+
+def frame_stacks(frames: np.ndarray, n: int) -> np.ndarray:
+    """A track's registered LR frames [K, H, W, 3] -> K stacks [K, n, H, W, 3] for a generator
+    that reads ``n`` frames: stack ``i`` starts with frame ``i`` and continues with the frames
+    after it, cyclically (a track with fewer than ``n`` frames repeats them). So a multi-frame
+    generator gives one SR image per frame, as a single-frame one does, and frame fusion after
+    recognition works on either.
+    """
+    k = len(frames)
+    if k == 0:
+        raise VinocrError("a track needs at least one frame")
+    return np.stack([frames[[(i + j) % k for j in range(n)]] for i in range(k)])
 
 
 def to_uint8(batch: np.ndarray) -> List[np.ndarray]:
