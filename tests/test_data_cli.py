@@ -165,5 +165,11 @@ def test_stats_quality_on_synthetic_tracks(tmp_path: Path):
     assert set(quality["frames"]) == {"height", "width", "brightness", "contrast", "sharpness",
                                       "noise"}
     assert quality["tracks"]["tracks"] == 4
-    table = run("stats", str(tmp_path / "t"), "--charset", "plate", "--quality")
+    grid = tmp_path / "grid.png"
+    table = run("stats", str(tmp_path / "t"), "--charset", "plate", "--quality", "--grid",
+                str(grid))
     assert "image quality (20 images" in table.stdout and "track consistency" in table.stdout
+    picture = cv2.imread(str(grid))
+    assert picture is not None and picture.shape[0] == 4 * (64 + 4)  # one row per track
+    again = run("stats", str(tmp_path / "t"), "--charset", "plate", "--grid", str(grid))
+    assert again.returncode != 0 and "exists" in again.stderr

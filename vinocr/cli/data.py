@@ -186,6 +186,17 @@ def cmd_stats(args: argparse.Namespace) -> int:
             from vinocr.data.stats import format_quality
 
             print("\n" + format_quality(stats["quality"]))
+    if args.grid:
+        from vinocr.data.augment import save_preview
+        from vinocr.data.stats import track_grid
+
+        if not getattr(dataset, "tracks", None):
+            raise VinocrError(f"--grid: {args.path} holds no LRLPR-style tracks")
+        if Path(args.grid).exists():
+            raise VinocrError(f"--grid: {args.grid} exists; choose another path (nothing is "
+                              "overwritten)")
+        save_preview(args.grid, track_grid(dataset))
+        print(f"wrote {args.grid}", file=sys.stderr)
     return 0
 
 
@@ -396,6 +407,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="also measure brightness, contrast, sharpness and noise per image (and, "
                    "for LRLPR tracks, how consistent a track's frames are): compare your own "
                    "crops with synthetic ones")
+    p.add_argument("--grid", metavar="PNG",
+                   help="LRLPR tracks: also draw the first 8 tracks (LR frames, then the first HR "
+                   "frame) into this PNG")
     p.set_defaults(func=cmd_stats)
 
     p = sub.add_parser("split", help="train/val/test split grouped by label text")

@@ -220,3 +220,28 @@ def format_quality(stats: Dict[str, Any]) -> str:
                       f"{k} {t[f'{k}_within_track_share']:.2f}"
                       for k in ("brightness", "sharpness", "noise"))]
     return "\n".join(lines)
+
+
+def track_grid(dataset: Any, n_tracks: int = 8, height: int = 64, gap: int = 4) -> np.ndarray:
+    """A picture of the first ``n_tracks`` tracks, one per row: the LR frame files, then the first
+    HR frame, each scaled to ``height`` pixels (nearest neighbour, so LR pixels stay visible).
+    What ``vinocr-data stats --grid`` writes, to look at synthetic and real tracks side by side."""
+    import cv2
+
+    from vinocr.data.base import read_image
+
+    rows: List[np.ndarray] = []
+    for track in list(getattr(dataset, "tracks", []))[:n_tracks]:
+        cells = []
+        for path in list(track.lr) + list(track.hr)[:1]:
+            img = read_image(path)
+            w = max(1, int(round(img.shape[1] * height / img.shape[0])))
+            cells.append(cv2.resize(img, (w, height), interpolation=cv2.INTER_NEAREST))
+            cells.append(np.zeros((height, gap, 3), np.uint8))
+        if cells:
+            rows.append(np.concatenate(cells, axis=1))
+    if not rows:
+        raise ValueError("no tracks to draw")
+    width = max(r.shape[1] for r in rows)
+    rows = [np.pad(r, ((0, gap), (0, width - r.shape[1]), (0, 0))) for r in rows]
+    return np.concatenate(rows, axis=0)
