@@ -106,8 +106,9 @@ def test_eval_sr_table_has_every_row_and_column(sr_run, rec_run, tracks, tmp_pat
     rows = json.loads((tmp_path / "results.json").read_text())["rows"]
     names = [(r["input"], r["recogniser"]) for r in rows]
     assert names == [("bicubic LR", "OCR (HR)"), ("bicubic LR", "OCR (LR-trained)"),
-                     ("bicubic LR", "OCR (joint, stage 3)"),
-                     ("SR", "OCR (HR)"), ("SR", "OCR (joint, stage 3)"), ("HR", "OCR (HR)")]
+                     ("bicubic LR", "OCR (joint with SR (1 frame))"),
+                     ("SR (1 frame)", "OCR (HR)"), ("SR (1 frame)", "OCR (joint, stage 3)"),
+                     ("HR", "OCR (HR)")]
     for r in rows:
         for key in ("frame_word_acc", "track_single", "track_logprob", "track_vote", "track_sequence"):
             assert 0.0 <= r[key] <= 1.0
@@ -142,7 +143,8 @@ def test_train_sr_into_an_existing_run_needs_resume_or_overwrite(sr_run, sr_conf
     assert (sr_run / "latest" / "state.json").read_text() == before
 
 
-def test_multi_frame_sr_trains_evaluates_and_reads_tracks(sr_config, tracks, tmp_path, capsys):
+def test_multi_frame_sr_trains_evaluates_and_reads_tracks(sr_run, sr_config, tracks, tmp_path,
+                                                          capsys):
     """Generator.frames: 5 end to end: every input stacks a track's frames, eval-sr and the
     exported model read whole tracks, and single crops are refused with one line."""
     from vinocr.cli.eval_sr import main as eval_main
@@ -156,10 +158,14 @@ def test_multi_frame_sr_trains_evaluates_and_reads_tracks(sr_config, tracks, tmp
                        "Global.visualdl=false", "--stage", "1,3"]) == 0
     ck = load_sr_checkpoint(run / "latest", with_ocr=False)
     assert ck.generator.frames == 5 and ck.generator.conv_first.weight.shape[1] == 15
-    assert eval_main(["--sr", str(run / "latest"), "--data", str(tracks), "--out",
+    # One table for a single-frame and a multi-frame generator on the same tracks.
+    assert eval_main(["--sr", str(sr_run / "latest"), str(run / "latest"), "--data", str(tracks), "--out",
                       str(tmp_path / "ev")]) == 0
     rows = json.loads((tmp_path / "ev" / "results.json").read_text())["rows"]
-    assert ("SR", "OCR (joint, stage 3)") in [(r["input"], r["recogniser"]) for r in rows]
+    names = [(r["input"], r["recogniser"]) for r in rows]
+    assert ("SR (1 frame)", "OCR (joint, stage 3)") in names
+    assert ("SR (5 frames)", "OCR (joint, stage 3)") in names
+    assert names[0] == ("bicubic LR", "OCR (HR)") and names[-1] == ("HR", "OCR (HR)")
     sr_dir, rec_dir = tmp_path / "sr", tmp_path / "rec"
     assert export_main([str(run / "latest"), "--out", str(sr_dir), "--rec-out",
                         str(rec_dir)]) == 0

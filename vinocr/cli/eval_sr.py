@@ -1,13 +1,17 @@
 """``vinocr-eval-sr``: does SR help the recogniser? Tables on held-out plate tracks.
 
     vinocr-eval-sr --sr runs/sr_lpasrn_small --data data/plates/test --out runs/sr_eval
+    vinocr-eval-sr --sr runs/sr1 runs/sr5 --lr-ocr runs/ocr_lr --data data/plates/test
 
-Rows: bicubic-upsampled LR, SR and HR, each read by the recogniser fine-tuned on HR plates
-(``--ocr``, default: the one the SR run was trained with) and, when the SR run's stage 3 changed
-it, by the jointly fine-tuned recogniser saved in the SR checkpoint. ``--lr-ocr`` adds the
-alternative without SR: a recogniser fine-tuned on the LR frames, reading bicubic LR. Columns: per-frame word and
-character accuracy, per-track accuracy from one frame and from all frames fused (summed
-log-probabilities, character voting), the competition's confidence gap, PSNR and SSIM against HR.
+Rows: bicubic-upsampled LR and HR read by the recogniser fine-tuned on HR plates (``--ocr``,
+default: the one the first SR run was trained with); ``--lr-ocr`` adds the alternative without
+SR, a recogniser fine-tuned on the LR frames reading bicubic LR. Then, for every ``--sr`` model
+(``SR (1 frame)`` super-resolves each frame alone, ``SR (5 frames)`` reads all of a track's
+frames for each output), its output read by the HR recogniser and, when its stage 3 changed it,
+by the jointly fine-tuned recogniser saved with it (which also reads bicubic LR). Columns:
+per-frame word and character accuracy, per-track accuracy from one frame and from all frames
+fused (summed per-step log-probabilities, character voting, summed sequence log-likelihoods),
+the competition's confidence gap, PSNR and SSIM against HR.
 """
 from __future__ import annotations
 
@@ -26,7 +30,9 @@ FUSION = ("single", "logprob", "vote", "sequence")
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog=PROG, description=__doc__.split("\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--sr", required=True, help="SR run or checkpoint directory")
+    p.add_argument("--sr", required=True, nargs="+",
+                   help="SR run or checkpoint directory, or 'builtin'; several (e.g. a "
+                   "single-frame and a multi-frame generator) are compared on the same tracks")
     p.add_argument("--data", required=True, help="folder of LRLPR-26-style tracks")
     p.add_argument("--ocr", help="recogniser trained on HR (run/checkpoint dir); default: the "
                    "SR run's OCR.model")
@@ -52,6 +58,16 @@ def _row(name: str, ocr_name: str, ev: Any, source: str) -> Dict[str, Any]:
     row["psnr"] = q["psnr"] if q else None
     row["ssim"] = q["ssim"] if q else None
     return row
+
+
+def _sr_label(ck: Any, cks: List[Any]) -> str:
+    """``SR (1 frame)`` / ``SR (5 frames)``; the run's name is added when two compared models
+    read the same number of frames."""
+    n = ck.generator.frames
+    label = f"SR ({n} frame{'s' if n > 1 else ''})"
+    if sum(c.generator.frames == n for c in cks) > 1:
+        label += f" {ck.path.parent.name}/{ck.path.name}"
+    return label
 
 
 def markdown_table(rows: List[Dict[str, Any]], n_tracks: int, n_frames: int) -> str:
@@ -89,7 +105,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     from vinocr.sr.data import SRPairs
     from vinocr.sr.evaluate import evaluate_sr
 
-    ck = load_sr_checkpoint(args.sr)
+    cks = [load_sr_checkpoint(spec) for spec in args.sr]
+    ck = cks[0]
     cfg = ck.state.get("config") or {}
     ocr_spec = args.ocr or (ck.state.get("ocr") or {}).get("model")
     if not ocr_spec:
@@ -106,18 +123,17 @@ def main(argv: Optional[List[str]] = None) -> int:
         raise VinocrError(f"--decode: expected a JSON object, got {args.decode!r}")
     decoder = build_decoder(decode_cfg, hr_ocr.charset, key="--decode")
     gen_cfg = cfg.get("Generator", {})
+    grids = {(tuple(c.state.get("config", {}).get("Generator", {}).get("lr_shape", [16, 48])),
+              c.generator.scale) for c in cks}
+    if len(grids) > 1:
+        raise VinocrError(f"--sr: the SR models work on different grids {sorted(grids)}; "
+                          "compare models of one LR shape and scale")
     data = SRPairs(args.data, lr_shape=gen_cfg.get("lr_shape", [16, 48]),
                    scale=int(gen_cfg.get("scale", 2)), max_tracks=args.max_tracks,
-                   allow_unregistered=True, frames=ck.generator.frames)
-    ev = evaluate_sr(data, hr_ocr.model, shape, decoder, generator=ck.generator,
-                     sources=("bicubic", "sr", "hr"), fusion=FUSION)
-    rows = [_row("bicubic LR", "OCR (HR)", ev, "bicubic"), _row("SR", "OCR (HR)", ev, "sr"),
-            _row("HR", "OCR (HR)", ev, "hr")]
-    if ck.ocr is not None and int(ck.state.get("stage", 0)) >= 3:
-        joint = evaluate_sr(data, ck.ocr, ck.image_shape or shape, decoder, generator=ck.generator,
-                            sources=("bicubic", "sr"), fusion=FUSION, quality=False)
-        rows.insert(2, _row("SR", "OCR (joint, stage 3)", joint, "sr"))
-        rows.insert(1, _row("bicubic LR", "OCR (joint, stage 3)", joint, "bicubic"))
+                   allow_unregistered=True)
+    ev = evaluate_sr(data, hr_ocr.model, shape, decoder, sources=("bicubic", "hr"),
+                     fusion=FUSION)
+    rows = [_row("bicubic LR", "OCR (HR)", ev, "bicubic")]
     if args.lr_ocr:
         lr_ocr = load_trained(args.lr_ocr)
         if lr_ocr.model is None:
@@ -126,7 +142,22 @@ def main(argv: Optional[List[str]] = None) -> int:
         lr_ev = evaluate_sr(data, lr_ocr.model, lr_shape,
                             build_decoder(decode_cfg, lr_ocr.charset, key="--decode"),
                             sources=("bicubic",), fusion=FUSION)
-        rows.insert(1, _row("bicubic LR", "OCR (LR-trained)", lr_ev, "bicubic"))
+        rows.append(_row("bicubic LR", "OCR (LR-trained)", lr_ev, "bicubic"))
+    labels = [_sr_label(c, cks) for c in cks]
+    sr_rows: List[Dict[str, Any]] = []
+    for c, label in zip(cks, labels):
+        data.frames = c.generator.frames  # the generator's input: single frames or stacks
+        sr_ev = evaluate_sr(data, hr_ocr.model, shape, decoder, generator=c.generator,
+                            sources=("sr",), fusion=FUSION)
+        ev.examples.setdefault("sr", sr_ev.examples["sr"])
+        sr_rows.append(_row(label, "OCR (HR)", sr_ev, "sr"))
+        if c.ocr is not None and int(c.state.get("stage", 0)) >= 3:
+            joint = evaluate_sr(data, c.ocr, c.image_shape or shape, decoder,
+                                generator=c.generator, sources=("bicubic", "sr"), fusion=FUSION,
+                                quality=False)
+            rows.append(_row("bicubic LR", f"OCR (joint with {label})", joint, "bicubic"))
+            sr_rows.append(_row(label, "OCR (joint, stage 3)", joint, "sr"))
+    rows += sr_rows + [_row("HR", "OCR (HR)", ev, "hr")]
     table = markdown_table(rows, ev.n_tracks, ev.n_frames)
     print(table)
     if args.out:
@@ -141,7 +172,8 @@ def main(argv: Optional[List[str]] = None) -> int:
                                ex["lr"]["texts"], ex["sr"]["preds"])
         save_png(out / "examples.png", grid)
         (out / "results.json").write_text(json.dumps(
-            {"sr": str(ck.path), "ocr": str(ocr_spec), "data": args.data, "rows": rows},
+            {"sr": [str(c.path) for c in cks], "ocr": str(ocr_spec), "data": args.data,
+             "rows": rows},
             indent=2) + "\n", encoding="utf-8")
     return 0
 
