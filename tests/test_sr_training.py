@@ -162,7 +162,7 @@ def track_root(tmp_path_factory) -> Path:
     return write_synthetic_tracks(tmp_path_factory.mktemp("sr_tracks"), tracks, seed=0)
 
 
-def _trainer(track_root, run_dir, plate_charset, stages_epochs=(1, 1, 1), seed=0):
+def _trainer(track_root, run_dir, plate_charset, stages_epochs=(1, 1, 1), seed=0, frames=1):
     cfg = validate_config({
         "Global": {"run_dir": str(run_dir), "seed": seed, "visualdl": False,
                    "grid_every_epochs": 0},
@@ -172,9 +172,9 @@ def _trainer(track_root, run_dir, plate_charset, stages_epochs=(1, 1, 1), seed=0
         "Optimizer": {"lr": 1e-3},
     }, schema=SR_SCHEMA)
     paddle.seed(seed)
-    gen = build_generator("small", scale=2, num_feat=8, growth=4, num_blocks=1)
+    gen = build_generator("small", scale=2, num_feat=8, growth=4, num_blocks=1, frames=frames)
     ocr = build_model("ppocrv4_mobile", num_classes=plate_charset.num_classes)
-    data = SRPairs(track_root)
+    data = SRPairs(track_root, frames=frames)
     return SRTrainer(cfg, gen, ocr, plate_charset.class_list(), OCR_SHAPE,
                      build_decoder({}, plate_charset), data, data, run_dir, log=True)
 
@@ -222,12 +222,17 @@ def test_stages_freeze_and_unfreeze_the_recogniser(track_root, tmp_path, plate_c
     assert (run / "best" / "state.json").is_file()
 
 
-def test_resume_continues_exactly(track_root, tmp_path, plate_charset):
-    full = _trainer(track_root, tmp_path / "full", plate_charset, stages_epochs=(1, 2, 0))
+@pytest.mark.parametrize("frames", [1, 5])
+def test_resume_continues_exactly(track_root, tmp_path, plate_charset, frames):
+    # frames=5: the shuffled frame order of every stack comes from the resumed RNG as well
+    full = _trainer(track_root, tmp_path / "full", plate_charset, stages_epochs=(1, 2, 0),
+                    frames=frames)
     full.fit([1, 2])
-    part = _trainer(track_root, tmp_path / "part", plate_charset, stages_epochs=(1, 1, 0))
+    part = _trainer(track_root, tmp_path / "part", plate_charset, stages_epochs=(1, 1, 0),
+                    frames=frames)
     part.fit([1, 2])
-    resumed = _trainer(track_root, tmp_path / "part", plate_charset, stages_epochs=(1, 2, 0))
+    resumed = _trainer(track_root, tmp_path / "part", plate_charset, stages_epochs=(1, 2, 0),
+                       frames=frames)
     resumed.resume(tmp_path / "part" / "stage2_epoch_1")
     assert (resumed._stage, resumed._epoch) == (2, 1)
     resumed.fit([1, 2])
