@@ -100,12 +100,13 @@ class SRPairs:
         tr = self.tracks[t]
         if self.frames == 1:
             return tr.lr[f], tr.hr[f], tr.text, tr.layout
-        lr = tr.lr
-        if rng is not None:
-            rest = [j for j in range(len(lr)) if j != f]
-            lr = lr[[f] + [rest[j] for j in rng.permutation(len(rest))]]
-            f = 0
-        return frame_stacks(lr, self.frames)[f], tr.hr[self._index[i][1]], tr.text, tr.layout
+        k = len(tr.lr)
+        if rng is None:  # the frames after f, cyclically: lr_inputs' stack f
+            rest = [(f + j) % k for j in range(1, k)]
+        else:
+            others = [j for j in range(k) if j != f]
+            rest = [others[j] for j in rng.permutation(len(others))]
+        return frame_stacks(tr.lr[[f] + rest], self.frames)[0], tr.hr[f], tr.text, tr.layout
 
     def lr_inputs(self, track: SRTrack) -> np.ndarray:
         """The generator inputs of ``track``, one per LR frame, in frame order: the frames
