@@ -21,6 +21,8 @@ def main() -> int:
     p.add_argument("--configs", default="small,medium")
     p.add_argument("--stages", default="1,2,3")
     p.add_argument("--ocr-shape", default="3,48,144")
+    p.add_argument("--frames", default="1",
+                   help="comma list of LR frames per generator input (Generator.frames)")
     args = p.parse_args()
 
     import numpy as np
@@ -35,47 +37,50 @@ def main() -> int:
     shape = [int(v) for v in args.ocr_shape.split(",")]
     charset = load_charset("plate")
     rng = np.random.default_rng(0)
-    lr = paddle.to_tensor(rng.random((args.batch, 3, 16, 48)).astype("float32"))
+    lrs = {f: paddle.to_tensor(rng.random((args.batch, 3 * f, 16, 48)).astype("float32"))
+           for f in (int(v) for v in args.frames.split(","))}
     hr = paddle.to_tensor(rng.random((args.batch, 3, 32, 96)).astype("float32"))
     texts, layouts = ["ABC1234"] * args.batch, ["Brazilian"] * args.batch
     print(f"batch {args.batch}, LR 16x48 -> 32x96, recogniser input {shape}, "
           f"paddle threads: 1 op thread; fast depthwise: {fast_depthwise_available()}")
-    print("| generator | parameters | stage | img/s |")
-    print("|---|---|---|---|")
-    for name in args.configs.split(","):
-        for stage in (int(s) for s in args.stages.split(",")):
-            paddle.seed(0)
-            gen = build_generator(name)
-            ocr = build_model("ppocrv4_mobile", num_classes=charset.num_classes)
-            if fast_depthwise_available():
-                use_fast_depthwise(ocr)
-            ocr.eval()
-            params = list(gen.parameters())
-            for q in ocr.parameters():
-                q.stop_gradient = stage != 3
-            if stage == 3:
-                params += list(ocr.parameters())
-            opt = paddle.optimizer.Adam(1e-4, parameters=params)
-            loss = LCOFL(charset.class_list())
+    print("| generator | frames | parameters | stage | img/s |")
+    print("|---|---|---|---|---|")
+    runs = [(n, f, s) for n in args.configs.split(",") for f in lrs
+            for s in (int(v) for v in args.stages.split(","))]
+    for name, frames, stage in runs:
+        lr = lrs[frames]
+        paddle.seed(0)
+        gen = build_generator(name, frames=frames)
+        ocr = build_model("ppocrv4_mobile", num_classes=charset.num_classes)
+        if fast_depthwise_available():
+            use_fast_depthwise(ocr)
+        ocr.eval()
+        params = list(gen.parameters())
+        for q in ocr.parameters():
+            q.stop_gradient = stage != 3
+        if stage == 3:
+            params += list(ocr.parameters())
+        opt = paddle.optimizer.Adam(1e-4, parameters=params)
+        loss = LCOFL(charset.class_list())
 
-            def step() -> None:
-                sr = gen(lr)
-                terms = loss.image_terms(sr, hr)
-                if stage == 1:
-                    terms = {"l1": terms["l1"]}
-                else:
-                    terms.update(loss.text_terms(ocr(to_ocr_input(sr, shape)), texts, layouts))
-                loss.total(terms).backward()
-                opt.step()
-                opt.clear_grad()
+        def step() -> None:
+            sr = gen(lr)
+            terms = loss.image_terms(sr, hr)
+            if stage == 1:
+                terms = {"l1": terms["l1"]}
+            else:
+                terms.update(loss.text_terms(ocr(to_ocr_input(sr, shape)), texts, layouts))
+            loss.total(terms).backward()
+            opt.step()
+            opt.clear_grad()
 
-            for _ in range(args.warmup):
-                step()
-            t0 = time.perf_counter()
-            for _ in range(args.steps):
-                step()
-            ips = args.batch * args.steps / (time.perf_counter() - t0)
-            print(f"| {name} | {count_parameters(gen):,} | {stage} | {ips:.1f} |")
+        for _ in range(args.warmup):
+            step()
+        t0 = time.perf_counter()
+        for _ in range(args.steps):
+            step()
+        ips = args.batch * args.steps / (time.perf_counter() - t0)
+        print(f"| {name} | {frames} | {count_parameters(gen):,} | {stage} | {ips:.1f} |")
     return 0
 
 
