@@ -17,7 +17,7 @@ import logging
 import os
 import shutil
 from pathlib import Path
-from typing import Any, Dict, Optional, Tuple, Union
+from typing import Any, Dict, Tuple, Union
 
 import yaml
 
@@ -103,8 +103,3 @@ def builtin_exports(root: Union[str, Path, None] = None,
         shutil.rmtree(tmp, ignore_errors=True)
     return sr_dir, rec_dir
 
-
-def describe(root: Optional[Union[str, Path]] = None) -> str:
-    """One line naming the shipped pair (for logs and --help)."""
-    info = builtin_info(root)
-    return f"built-in SR pair {info['version']}: {info.get('description', '')}".rstrip(": ")
