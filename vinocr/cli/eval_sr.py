@@ -122,15 +122,12 @@ def main(argv: Optional[List[str]] = None) -> int:
     if not isinstance(decode_cfg, dict):
         raise VinocrError(f"--decode: expected a JSON object, got {args.decode!r}")
     decoder = build_decoder(decode_cfg, hr_ocr.charset, key="--decode")
-    gen_cfg = cfg.get("Generator", {})
-    grids = {(tuple(c.state.get("config", {}).get("Generator", {}).get("lr_shape", [16, 48])),
-              c.generator.scale) for c in cks}
+    grids = {(tuple(c.lr_shape), c.generator.scale) for c in cks}
     if len(grids) > 1:
         raise VinocrError(f"--sr: the SR models work on different grids {sorted(grids)}; "
                           "compare models of one LR shape and scale")
-    data = SRPairs(args.data, lr_shape=gen_cfg.get("lr_shape", [16, 48]),
-                   scale=int(gen_cfg.get("scale", 2)), max_tracks=args.max_tracks,
-                   allow_unregistered=True)
+    data = SRPairs(args.data, lr_shape=ck.lr_shape, scale=ck.generator.scale,
+                   max_tracks=args.max_tracks, allow_unregistered=True)
     ev = evaluate_sr(data, hr_ocr.model, shape, decoder, sources=("bicubic", "hr"),
                      fusion=FUSION)
     rows = [_row("bicubic LR", "OCR (HR)", ev, "bicubic")]

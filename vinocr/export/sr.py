@@ -130,8 +130,7 @@ def export_sr_checkpoint(checkpoint: Union[str, Path], out_dir: Union[str, Path]
     from vinocr.sr.checkpoint_io import load_sr_checkpoint
 
     ck = load_sr_checkpoint(checkpoint, with_ocr=rec_out is not None)
-    lr_shape = (ck.state.get("config") or {}).get("Generator", {}).get("lr_shape", list(LR_SHAPE))
-    out = export_sr(ck.generator, out_dir, lr_shape=lr_shape)
+    out = export_sr(ck.generator, out_dir, lr_shape=ck.lr_shape)
     if rec_out is None:
         return out, None
     if ck.ocr is None:

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, Optional, Tuple, Union
+from typing import Any, Dict, List, Optional, Tuple, Union
 
 from vinocr.errors import VinocrError
 
@@ -16,6 +16,14 @@ class SRCheckpoint:
     image_shape: Optional[list]
     state: Dict[str, Any]
     path: Path
+
+    @property
+    def lr_shape(self) -> List[int]:
+        """The LR grid [H, W] the generator was trained on (the run's ``Generator.lr_shape``)."""
+        from vinocr.sr.preprocess import LR_SHAPE
+
+        gen_cfg = (self.state.get("config") or {}).get("Generator") or {}
+        return [int(v) for v in gen_cfg.get("lr_shape", LR_SHAPE)]
 
 
 def resolve_sr_checkpoint(path: Union[str, Path],
