@@ -428,3 +428,54 @@ def test_preview_grid_shape_and_save(tmp_path: Path) -> None:
     path = save_preview(tmp_path / "préview_ü" / "grid.png", grid)
     back = cv2.imdecode(np.fromfile(str(path), np.uint8), cv2.IMREAD_COLOR)
     assert np.array_equal(back, grid)
+
+
+def _two_source_config(tmp_path: Path, second_source_augment, **over):
+    """A tiny run config: Train.augment blacks every image out; the second of two sources
+    carries its own ``augment`` section."""
+    from conftest import make_label_dir, tiny_config
+
+    a = make_label_dir(tmp_path / "a", [f"AA{i:04d}" for i in range(6)])
+    b = make_label_dir(tmp_path / "b", [f"BB{i:04d}" for i in range(6)])
+    make_label_dir(tmp_path, ["CC0000", "CC0001"], name="val.txt", subdir="val")
+    make_label_dir(tmp_path, ["CC0002"], name="train.txt", subdir="tr")
+    second = {"type": "label_file", "label_files": [str(b)], "ratio": 0.5}
+    if second_source_augment is not None:
+        second["augment"] = second_source_augment
+    return tiny_config(tmp_path, tmp_path / "run", Train__augment={
+        "p": 1.0, "transforms": [{"name": "brightness", "factor": [0.0, 0.0]}]},
+        Train__dataset={"sources": [{"type": "label_file", "label_files": [str(a)],
+                                     "ratio": 0.5}, second], "epoch_size": 12}, **over)
+
+
+def test_a_sources_augment_replaces_train_augment_for_its_samples_only(tmp_path: Path) -> None:
+    """Pseudo-labelled crops can be augmented differently from labelled ones: the source's own
+    section applies to its samples, Train.augment to the others."""
+    from vinocr.data.preprocess import resize_norm
+    from vinocr.engine.run_setup import build_data
+
+    cfg = _two_source_config(tmp_path, {"preset": "none"})
+    data = build_data(cfg, "plate", cfg["Global"]["image_shape"], seed=0)
+    samples = data.train_samples
+    for i in range(len(samples)):
+        image = samples.dataset.load_image(i)
+        tensor = samples.image_tensor(i)
+        black = np.allclose(tensor, tensor.min())
+        if samples.dataset.label(i).startswith("AA"):
+            assert black, "Train.augment should black out the first source"
+        else:
+            # the second source is left as it is: exactly the plain preprocessed image
+            np.testing.assert_allclose(tensor, resize_norm(image, cfg["Global"]["image_shape"])[0])
+    assert {samples.dataset.label(i)[:2] for i in range(len(samples))} == {"AA", "BB"}
+
+
+def test_source_augment_errors_name_the_key(tmp_path: Path) -> None:
+    from vinocr.engine.run_setup import build_data
+
+    with pytest.raises(ConfigError, match=r"Train\.dataset\.sources\[1\]\.augment\.strength"):
+        _two_source_config(tmp_path / "x", {"strength": 3})
+    cfg = _two_source_config(tmp_path / "y", None, Eval__dataset={
+        "type": "label_file", "label_files": [str(tmp_path / "y" / "val.txt")],
+        "augment": {"preset": "vin"}})
+    with pytest.raises(ConfigError, match=r"Eval\.dataset\.augment: validation is never"):
+        build_data(cfg, "plate", cfg["Global"]["image_shape"], seed=0)

@@ -6,7 +6,7 @@ import pytest
 
 from conftest import make_label_dir
 from vinocr.charset import load_charset
-from vinocr.cli.eval import evaluate_one, format_table, table_row
+from vinocr.cli.eval import evaluate_one, evaluate_tracks, format_table, table_row
 from vinocr.data import LabelFileDataset
 from vinocr.engine.evaluation import mcnemar_exact_p, paired_comparison
 from vinocr.engine.model_loading import LoadedModel
@@ -60,7 +60,7 @@ def test_eval_numbers_by_hand(tmp_path: Path):
                              "check_digit_valid_rate | confidence_gap | ece | acc@90%cov | "
                              "acc@95%cov | per_position_acc |")
     assert row == ("| scripted | labels.txt | 4 | 0.7500 | 0.9500 | 0.0500 | 0.0500 | - | 0.0000 | "
-                   "0.2500 | 0.7500 | 0.7500 | 1.00 1.00 0.75 1.00 1.00 | 1.5000 | - | - | - |")
+                   "0.2500 | 0.7500 | 0.7500 | 1.00 1.00 0.75 1.00 1.00 | - | 1.5000 | - | - | - |")
     # a second model on the same samples: fixes GH012, breaks AB123 and CD456
     second = paired_comparison(ev["preds"], ["AB128", "CD450", "EF789", "GH012"], labels)
     assert (second.n, second.gained, second.lost) == (4, 1, 2)
@@ -80,3 +80,29 @@ def test_mcnemar_exact_p_values():
         mcnemar_exact_p(-1, 3)
     with pytest.raises(ValueError, match="predictions for"):
         paired_comparison(["A"], ["A", "B"], ["A", "B"])
+
+
+class ScriptedTracks:
+    """Tracks of 5 blank frames each with their plate texts (the model is scripted)."""
+
+    def __init__(self, texts):
+        self.tracks = [type("Track", (), {"text": t})() for t in texts]
+
+    def load_track(self, j):
+        return {"lr": [np.zeros((16, 48, 3), dtype=np.uint8) for _ in range(5)]}
+
+
+def test_eval_tracks_scores_the_fused_read_per_track():
+    """A track counts as read when its fused text is right, however many frames misread it:
+    ABC1234 is right on 3 of 5 frames (fused right), BRA2E19 on none (fused wrong)."""
+    cs = load_charset("plate")
+    frames = ["ABC1234", "ABC1284", "ABC1234", "A8C1234", "ABC1234",
+              "BRA2E18", "BRA2E18", "BRA2E18", "BRA2F18", "BRA2E18"]
+    loaded = LoadedModel("scripted", ScriptedModel(frames, cs), cs, {})
+    ev = evaluate_tracks(loaded, ScriptedTracks(["ABC1234", "BRA2E19"]), {"method": "greedy"},
+                         [3, 48, 160], batch_size=10, method="sequence")
+    assert ev["preds"] == ["ABC1234", "BRA2E18"] and ev["labels"] == ["ABC1234", "BRA2E19"]
+    assert ev["result"].n == 2 and ev["result"].seq_acc == pytest.approx(0.5)
+    assert ev["frame_acc"] == pytest.approx(3 / 10)
+    row = table_row("scripted", "tracks", ev["result"], 1.0, frame_acc=ev["frame_acc"])
+    assert row["frame_acc"] == pytest.approx(0.3)

@@ -13,6 +13,7 @@ import pytest
 import yaml
 
 from conftest import VALID_VINS, text_image, tiny_config, write_png
+from vinocr.errors import VinocrError
 from vinocr.selftrain.verify import (Read, ReadVerifier, choose_threshold, track_read,
                                      wilson_lower)
 from vinocr.vin import check_digit_ok, region_of
@@ -408,3 +409,70 @@ def test_resumed_finetune_without_overrides_has_no_empty_o(tmp_path, monkeypatch
     with pytest.raises(selftrain.VinocrError, match="round_0/run.*exit 3.*--resume"):
         selftrain.finetune(args, run, [])
     assert seen[0][-3:] == ["cfg.yml", "--resume", str(run)]
+
+
+@pytest.mark.parametrize("track_frames, expected", [("agreeing", 3), ("all", 5)])
+def test_accepted_track_labels_its_frames_with_the_agreed_text(tmp_path, track_frames, expected):
+    """A track read ABC1234 on 3 of 5 frames is accepted; ``all`` also writes the 2 misread
+    frames, labelled ABC1234 (the plate they show), ``agreeing`` only the 3."""
+    from vinocr.data import LabelFileDataset
+    from vinocr.selftrain.pseudolabel import Item, write_pseudo_labels
+
+    rng = np.random.default_rng(0)
+    paths = [f"track_1/lr-{k:03d}.png" for k in range(1, 6)]
+    images = [rng.integers(0, 255, (16, 48, 3), dtype=np.uint8) for _ in paths]
+    texts = ["ABC1234", "ABC1284", "ABC1234", "A8C1234", "ABC1234"]
+    read = track_read("track_1", [(p, t, [0.9] * 7) for p, t in zip(paths, texts)])
+    result = write_pseudo_labels(tmp_path / "pl", [Item("track_1", paths, images)], [read],
+                                 ReadVerifier(min_agreement=3), track_frames=track_frames)
+    ds = LabelFileDataset(tmp_path / "pl" / "labels.txt", charset="plate")
+    assert len(ds) == expected == result.report["label_lines"]
+    assert {ds.label(i) for i in range(len(ds))} == {"ABC1234"}
+    assert result.report["track_frames"] == track_frames
+    # The written frames are the pixels the model read.
+    written = sorted((tmp_path / "pl" / "frames").rglob("*.png"))
+    assert [p.stem for p in written] == [Path(p).stem for p, t in zip(paths, texts)
+                                         if track_frames == "all" or t == "ABC1234"]
+    from vinocr.data.base import read_image
+
+    np.testing.assert_array_equal(read_image(written[0]), images[0])
+
+
+def test_unknown_track_frames_is_refused(tmp_path):
+    from vinocr.selftrain.pseudolabel import write_pseudo_labels
+
+    with pytest.raises(VinocrError, match="track_frames"):
+        write_pseudo_labels(tmp_path / "pl", [], [], ReadVerifier(), track_frames="some")
+
+
+def test_pseudo_labels_join_the_configs_sources_keeping_epoch_size(tmp_path):
+    """The round's Train.dataset is the config's sources plus the pseudo-label file, with the
+    config's epoch_size still in force (dropping it would change every round's budget)."""
+    from vinocr.cli.selftrain import mixed_dataset
+
+    labels = tmp_path / "labels.txt"
+    cfg = {"Train": {"dataset": {"sources": [{"type": "lrlpr", "path": "A", "ratio": 0.5}],
+                                 "epoch_size": 3200}}}
+    dataset = mixed_dataset(cfg, labels, 0.5)
+    assert dataset["epoch_size"] == 3200
+    assert dataset["sources"] == [{"type": "lrlpr", "path": "A", "ratio": 0.5},
+                                  {"type": "label_file", "label_files": [str(labels.resolve())],
+                                   "ratio": 0.5}]
+    with pytest.raises(VinocrError, match="--pseudo-ratio"):
+        mixed_dataset(cfg, labels, None)
+    strong = {"preset": "vin", "p": 1.0, "num_ops": 3}
+    assert mixed_dataset(cfg, labels, 0.5, strong)["sources"][1]["augment"] == strong
+    single = mixed_dataset({"Train": {"dataset": {"type": "label_file", "label_files": ["t"]}}},
+                           labels, None)
+    assert single == {"sources": [{"type": "label_file", "label_files": ["t"]},
+                                  {"type": "label_file", "label_files": [str(labels.resolve())]}]}
+
+
+def test_pseudo_augment_is_checked_before_any_round(tmp_path):
+    """A typo in --pseudo-augment is a one-line usage error, not a failure rounds later."""
+    res = run_tool("vinocr.cli.selftrain", "-c", "configs/vin/ppocrv4_mobile.yml",
+                   "--unlabelled", str(tmp_path), "--calibrate", str(tmp_path), "--out",
+                   str(tmp_path / "st"), "--pseudo-augment", "{preset: vin, strength: 3}")
+    assert res.returncode == 2
+    assert "--pseudo-augment.strength: unknown key" in res.stderr
+    assert "Traceback" not in res.stderr and not (tmp_path / "st").exists()

@@ -23,6 +23,13 @@ int8 under greedy and constrained decoding:
 
     vinocr-eval --models exported/vin --backends paddle onnxruntime onnxruntime-int8 \\
         --decoders greedy vin --data data/vin/splits/val.txt
+
+With ``--tracks`` the datasets are plate tracks (LRLPR-26 layout) and a sample is a track: its LR
+frames are read one by one and fused (``--fusion``, as ``vinocr-predict --tracks`` does), so
+``seq_acc`` is the share of tracks read and ``vs_first`` pairs tracks; ``frame_acc`` is the share
+of single frames read. The worst-errors grid shows each track's first frame.
+
+    vinocr-eval --tracks --models exported/plate_lr selftrain/export --data data/plates/test_b
 """
 from __future__ import annotations
 
@@ -41,20 +48,22 @@ from vinocr.cli.common import (QUIET, add_config_options, add_log_level, cli_ent
 from vinocr.errors import VinocrError
 from vinocr.decode.factory import METHODS as DECODE_METHODS
 from vinocr.predict import BACKENDS
+from vinocr.sr.fusion import METHODS as FUSION_METHODS
 
 PROG = "vinocr-eval"
 logger = logging.getLogger("vinocr.eval")
 
 COLUMNS = ["model", "dataset", "n", "seq_acc", "char_acc", "ned", "cer",
            "check_digit_valid_rate", "confidence_gap", "ece", "acc@90%cov", "acc@95%cov",
-           "per_position_acc", "ms_per_image",
+           "per_position_acc", "frame_acc", "ms_per_image",
            "vs_first", "p_vs_first", "same_as_first"]
 
 
 def table_row(model: str, dataset: str, r: Any, ms_per_image: float,
-              vs_first: Optional[Any] = None, same: Optional[float] = None) -> Dict[str, Any]:
+              vs_first: Optional[Any] = None, same: Optional[float] = None,
+              frame_acc: Optional[float] = None) -> Dict[str, Any]:
     """One comparison-table row from an EvalResult (and a PairedComparison with the first
-    model on the same dataset, if any)."""
+    model on the same dataset, if any; for tracks, the share of single frames read)."""
     return {"model": model, "dataset": dataset, "n": r.n, "seq_acc": r.seq_acc,
             "char_acc": r.char_acc, "ned": r.ned, "cer": r.cer,
             "check_digit_valid_rate": r.check_digit_valid_rate,
@@ -64,7 +73,7 @@ def table_row(model: str, dataset: str, r: Any, ms_per_image: float,
             # fixed-length codes (VINs, plates): accuracy at each character position
             "per_position_acc": (" ".join(f"{v:.2f}" for v in r.per_position_acc)
                                  if r.per_position_acc else None),
-            "ms_per_image": ms_per_image,
+            "frame_acc": frame_acc, "ms_per_image": ms_per_image,
             "vs_first": vs_first.split if vs_first else None,
             "p_vs_first": vs_first.p_value if vs_first else None,
             "same_as_first": same}
@@ -103,6 +112,76 @@ def evaluate_one(loaded: Any, dataset: Any, decode_cfg: Dict[str, Any], image_sh
             "ms_per_image": 1000 * infer_time / max(1, len(dataset))}
 
 
+class TrackFrames:
+    """The tracks of an LRLPR reader seen as samples for the error grid: a track's first LR
+    frame (rectified, as the model read it) and its plate text."""
+
+    def __init__(self, tracks: Any) -> None:
+        self.tracks = tracks
+
+    def __len__(self) -> int:
+        return len(self.tracks.tracks)
+
+    def load_image(self, i: int) -> np.ndarray:
+        return self.tracks.load_track(i)["lr"][0]
+
+    def label(self, i: int) -> str:
+        return self.tracks.tracks[i].text
+
+
+def open_labelled_tracks(path: str) -> Any:
+    """Tracks below ``path`` for scoring: every track needs its plate text."""
+    from vinocr.cli.predict import open_tracks
+
+    tracks = open_tracks(path)
+    unlabelled = [t.path for t in tracks.tracks if not t.text]
+    if unlabelled:
+        raise VinocrError(f"{unlabelled[0]}: track has no plate_text ({len(unlabelled)} of "
+                          f"{len(tracks.tracks)} tracks unlabelled); evaluation needs one per "
+                          "track")
+    return tracks
+
+
+def evaluate_tracks(loaded: Any, tracks: Any, decode_cfg: Dict[str, Any],
+                    image_shape: Optional[List[int]], batch_size: int = 32,
+                    method: str = "sequence", two_row_max_aspect: float = 0.0
+                    ) -> Dict[str, Any]:
+    """:func:`evaluate_one` for plate tracks: each track's frames read separately, then fused
+    with ``method`` (:func:`vinocr.sr.fusion.recognise_track`); one prediction per track."""
+    from vinocr.cli.model_io import make_prob_reader
+    from vinocr.engine.evaluation import evaluate_texts
+    from vinocr.sr.fusion import recognise_track
+
+    # Exported models carry their input shape (image_shape None), checkpoints take the config's.
+    probs, decoder = make_prob_reader(loaded, decode_cfg, image_shape,  # type: ignore[arg-type]
+                                      two_row_max_aspect)
+    preds, confs, labels = [], [], []
+    frames_read = frames_total = 0
+    infer_time = 0.0
+    n = len(tracks.tracks)
+    for start in range(0, n, max(1, batch_size // 5)):   # about batch_size frames per call
+        idx = range(start, min(n, start + max(1, batch_size // 5)))
+        frames = [tracks.load_track(j)["lr"] for j in idx]
+        t0 = time.perf_counter()
+        matrices = list(probs([im for track in frames for im in track]))
+        results = []
+        for track in frames:
+            results.append(recognise_track(matrices[:len(track)], decoder, method))
+            del matrices[:len(track)]
+        infer_time += time.perf_counter() - t0
+        for j, result in zip(idx, results):
+            label = decoder.canonical(tracks.tracks[j].text)
+            preds.append(result.text)
+            confs.append(result.confidence)
+            labels.append(label)
+            frames_read += sum(text == label for text, _ in result.frames)
+            frames_total += len(result.frames)
+    result = evaluate_texts(preds, labels, confs, vin=loaded.charset.name == "vin")
+    return {"result": result, "preds": preds, "labels": labels, "confidences": confs,
+            "frame_acc": frames_read / max(1, frames_total),
+            "ms_per_image": 1000 * infer_time / max(1, n)}
+
+
 def fmt(value: Any, column: str = "") -> str:
     if value is None:
         return "-"
@@ -131,6 +210,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--raw-confidence", action="store_true",
                    help="report uncalibrated confidences, the mean of the characters' (default: "
                    "calibrated as the model's calibration record says, when it has one)")
+    g = p.add_argument_group("tracks")
+    g.add_argument("--tracks", action="store_true",
+                   help="--data are plate-track folders (LRLPR-26 layout): a sample is a track, "
+                        "its LR frames fused (ms_per_image is then per track)")
+    g.add_argument("--fusion", choices=FUSION_METHODS, default="sequence",
+                   help="with --tracks: how a track's frame reads are fused (default sequence, "
+                        "as vinocr-predict --tracks)")
     add_log_level(p, QUIET)
     return p
 
@@ -151,6 +237,10 @@ def main(argv: Optional[List[str]] = None) -> int:
     out = Path(args.out) if args.out else None
     if out:
         out.mkdir(parents=True, exist_ok=True)
+    track_sets: Dict[str, Any] = {}   # --tracks: each folder opened once
+    if args.tracks:
+        for data in args.data:   # a folder without tracks fails before any model loads
+            track_sets[data] = open_labelled_tracks(data)
     runs = []  # (model spec, backend, decoder): variants only for exported directories
     for spec in args.models:
         if (Path(spec) / "inference.json").is_file():
@@ -172,13 +262,20 @@ def main(argv: Optional[List[str]] = None) -> int:
                      else f" (confidence {loaded.aggregate}, T={loaded.temperature:.3g})")
         if loaded.recognizer is not None and (len(args.backends) > 1 or args.decoders):
             name += f" [{loaded.recognizer.backend.name}, {method}]"
+        two_row = model_cfg.get("Global", {}).get("two_row_max_aspect", 0.0)
         for d_index, data in enumerate(args.data):
-            dataset = open_dataset(data, charset=loaded.charset)
-            if len(dataset) == 0:
-                raise VinocrError(f"{data}: no usable samples for charset {loaded.charset.name!r}")
-            ev = evaluate_one(loaded, dataset, decode_cfg, image_shape, args.batch_size,
-                              args.raw_confidence,
-                              model_cfg.get("Global", {}).get("two_row_max_aspect", 0.0))
+            if args.tracks:
+                tracks = track_sets[data]
+                dataset = TrackFrames(tracks)
+                ev = evaluate_tracks(loaded, tracks, decode_cfg, image_shape, args.batch_size,
+                                     args.fusion, two_row)
+            else:
+                dataset = open_dataset(data, charset=loaded.charset)
+                if len(dataset) == 0:
+                    raise VinocrError(f"{data}: no usable samples for charset "
+                                      f"{loaded.charset.name!r}")
+                ev = evaluate_one(loaded, dataset, decode_cfg, image_shape, args.batch_size,
+                                  args.raw_confidence, two_row)
             r = ev["result"]
             # The first row with the same decoder is the reference: an engine's fidelity is
             # judged under one decoder at a time.
@@ -189,7 +286,8 @@ def main(argv: Optional[List[str]] = None) -> int:
                         if comparable else None)
             same = (float(np.mean([a == b for a, b in zip(base["preds"], ev["preds"])]))
                     if comparable else None)
-            row = table_row(name, data, r, ev["ms_per_image"], vs_first, same)
+            row = table_row(name, data, r, ev["ms_per_image"], vs_first, same,
+                            ev.get("frame_acc"))
             rows.append(row)
             if out:
                 tag = f"m{m_index}_d{d_index}"

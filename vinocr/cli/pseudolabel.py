@@ -47,6 +47,10 @@ def add_verifier_options(p: argparse.ArgumentParser) -> None:
                         "always, or never")
     g.add_argument("--min-agreement", type=positive_int, default=3,
                    help="tracks: frames that must read the same text (default 3)")
+    g.add_argument("--track-frames", choices=("agreeing", "all"), default="agreeing",
+                   help="tracks: the frames of an accepted track written as training crops: "
+                        "those that read its text, or all (the misread frames too, labelled by "
+                        "the agreeing ones) (default agreeing)")
     g.add_argument("--allow-forced", action="store_true",
                    help="accept constrained reads that differ from the model's unconstrained "
                         "read of the same crop (rejected by default: the grammar changed them)")
@@ -221,7 +225,8 @@ def pseudolabel(args: argparse.Namespace, cfg: Optional[Mapping[str, Any]]) -> D
     verifier = ReadVerifier.from_decode(decode, threshold=threshold, **options)
     reads = read_items(reader, items, args.batch_size)
     result = write_pseudo_labels(out, items, reads, verifier, info=info, truth=truth,
-                                 review=args.review, overwrite=args.overwrite)
+                                 review=args.review, overwrite=args.overwrite,
+                                 track_frames=args.track_frames)
     return result.report
 
 

@@ -55,6 +55,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--pseudo-ratio", type=float,
                    help="share of pseudo-labelled samples when the config's Train.dataset "
                         "sources have ratios (required then); without ratios sources mix by size")
+    p.add_argument("--pseudo-augment", metavar="YAML", type=augment_section,
+                   help="augmentation of the pseudo-labelled crops instead of Train.augment, "
+                        "a Train.augment-style section, e.g. \"{preset: vin, p: 1.0, num_ops: 3}\" "
+                        "(stronger than the labelled data's: the accepted crops are the ones "
+                        "the model already reads)")
     p.add_argument("--tracks", action="store_true",
                    help="--unlabelled, --calibrate and --audit are plate tracks")
     p.add_argument("--audit", metavar="LABELS",
@@ -69,6 +74,26 @@ def build_parser() -> argparse.ArgumentParser:
     add_verifier_options(p)
     add_log_level(p)
     return p
+
+
+def augment_section(text: str) -> Dict[str, Any]:
+    """``--pseudo-augment``: a YAML mapping checked like ``Train.augment``."""
+    import yaml
+
+    from vinocr.data.augment import build_augment
+
+    try:
+        section = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise argparse.ArgumentTypeError(f"not YAML ({str(exc).splitlines()[0]})") from None
+    if not isinstance(section, dict):
+        raise argparse.ArgumentTypeError(f"expected a mapping such as \"{{preset: vin, p: 1.0}}\", "
+                                         f"got {text!r}")
+    try:
+        build_augment(section, key="--pseudo-augment")
+    except VinocrError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return section
 
 
 # ------------------------------------------------------------------------------ state file
@@ -104,11 +129,14 @@ def train_sources(cfg: Mapping[str, Any]) -> List[Dict[str, Any]]:
     return [dict(dataset)]
 
 
-def mixed_dataset(cfg: Mapping[str, Any], label_file: Path, ratio: Optional[float]
-                  ) -> Dict[str, Any]:
-    """Train.dataset: the config's sources plus the pseudo-label file."""
+def mixed_dataset(cfg: Mapping[str, Any], label_file: Path, ratio: Optional[float],
+                  augment: Optional[Mapping[str, Any]] = None) -> Dict[str, Any]:
+    """Train.dataset: the config's sources plus the pseudo-label file (with its own ``augment``
+    section when given; the config's other Train.dataset keys, such as epoch_size, kept)."""
     sources = train_sources(cfg)
     pseudo: Dict[str, Any] = {"type": "label_file", "label_files": [str(label_file.resolve())]}
+    if augment is not None:
+        pseudo["augment"] = dict(augment)
     with_ratio = any("ratio" in s for s in sources)
     if with_ratio:
         if ratio is None:
@@ -118,7 +146,9 @@ def mixed_dataset(cfg: Mapping[str, Any], label_file: Path, ratio: Optional[floa
     elif ratio is not None:
         raise VinocrError("--pseudo-ratio needs ratios on every Train.dataset source (without "
                           "them sources mix by size)")
-    return {"sources": sources + [pseudo]}
+    dataset = cfg["Train"]["dataset"]
+    rest = {k: v for k, v in dataset.items() if k != "sources"} if "sources" in dataset else {}
+    return {**rest, "sources": sources + [pseudo]}
 
 
 def finetune(args: argparse.Namespace, run: Path, overrides: List[str]) -> Dict[str, Any]:
@@ -154,7 +184,7 @@ def pseudo_args(args: argparse.Namespace, model: str, out: Path) -> argparse.Nam
         audit=args.audit, backend="auto", overwrite=True, calibrate=args.calibrate,
         target_precision=args.target_precision, threshold=args.threshold, score=args.score,
         check_digit=args.check_digit, min_agreement=args.min_agreement, decode=args.decode,
-        allow_forced=args.allow_forced,
+        allow_forced=args.allow_forced, track_frames=args.track_frames,
         review=args.review, batch_size=args.batch_size)
 
 
@@ -182,7 +212,8 @@ def run_rounds(args: argparse.Namespace, cfg: Mapping[str, Any]) -> Dict[str, An
             shutil.rmtree(out / "export", ignore_errors=True)
         out.mkdir(parents=True, exist_ok=True)
         state = {"config": [str(c) for c in args.config], "overrides": list(args.opt),
-                 "unlabelled": str(args.unlabelled), "base": args.base, "rounds": []}
+                 "unlabelled": str(args.unlabelled), "base": args.base,
+                 "pseudo_augment": args.pseudo_augment, "rounds": []}
     state["rounds_requested"] = args.rounds
     save_state(out, state)
 
@@ -212,7 +243,8 @@ def run_rounds(args: argparse.Namespace, cfg: Mapping[str, Any]) -> Dict[str, An
         if entry["accepted"] == 0:
             raise VinocrError(f"round {k}: no pseudo-label was accepted; nothing to train on "
                               f"(see {folder / 'pseudo' / 'report.json'})")
-        dataset = mixed_dataset(cfg, folder / "pseudo" / "labels.txt", args.pseudo_ratio)
+        dataset = mixed_dataset(cfg, folder / "pseudo" / "labels.txt", args.pseudo_ratio,
+                                args.pseudo_augment)
         report = finetune(args, folder / "run", [f"Train.dataset={json.dumps(dataset)}"])
         entry.update(model=str(folder / "run"), status="done", best=report.get("best"))
         save_state(out, state)

@@ -21,7 +21,7 @@ import multiprocessing
 import os
 import signal
 import sys
-from typing import Any, Callable, Iterable, Iterator, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Iterable, Iterator, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -29,6 +29,9 @@ from vinocr.charset import Charset, load_charset
 from vinocr.data.base import TextDataset
 from vinocr.data.preprocess import DEFAULT_IMAGE_SHAPE, resize_norm
 from vinocr.errors import ConfigError, DataError
+
+#: An augmentation: ``fn(bgr_image, rng) -> bgr_image``.
+AugmentFn = Callable[[np.ndarray, np.random.Generator], np.ndarray]
 
 logger = logging.getLogger(__name__)
 
@@ -59,14 +62,20 @@ class RecognitionSamples:
 
     def __init__(self, dataset: TextDataset, charset: Any, image_shape: Sequence[int] =
                  DEFAULT_IMAGE_SHAPE, max_text_length: int = 25,
-                 augment: Optional[Callable[[np.ndarray, np.random.Generator], np.ndarray]] = None,
-                 seed: int = 0, two_row_max_aspect: float = 0.0) -> None:
+                 augment: Optional[AugmentFn] = None,
+                 seed: int = 0, two_row_max_aspect: float = 0.0,
+                 source_augment: Optional[Mapping[int, Optional[AugmentFn]]] = None) -> None:
         self.dataset = dataset
         self.two_row_max_aspect = float(two_row_max_aspect)
         self.charset = load_charset(charset)
         self.image_shape = tuple(int(v) for v in image_shape)
         self.max_text_length = max_text_length
         self.augment = augment
+        # Per-source replacements of `augment` (a source's own `augment` section; None: none),
+        # for a mixed dataset, keyed by source index.
+        self.source_augment = dict(source_augment or {})
+        if self.source_augment and not hasattr(dataset, "source_of"):
+            raise ValueError("per-source augmentation needs a mixed dataset (source_of)")
         self.seed = seed
         self.epoch = 0
         # With a feature cache, augmentation comes in `views` fixed versions per sample (epoch e
@@ -89,9 +98,12 @@ class RecognitionSamples:
     def image_tensor(self, i: int, round_: Optional[int] = None) -> np.ndarray:
         """Sample ``i`` augmented (seeded by ``(seed, round, i)``) and preprocessed."""
         image = self.dataset.load_image(i)
-        if self.augment is not None:
+        augment = self.augment
+        if self.source_augment:
+            augment = self.source_augment.get(self.dataset.source_of(i), augment)
+        if augment is not None:
             r = self.augment_round() if round_ is None else round_
-            image = self.augment(image, np.random.default_rng([self.seed, r, i]))
+            image = augment(image, np.random.default_rng([self.seed, r, i]))
         return resize_norm(image, self.image_shape,
                            two_row_max_aspect=self.two_row_max_aspect)[0]
 

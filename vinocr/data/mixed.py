@@ -64,6 +64,10 @@ class MixedDataset(TextDataset):
     def __len__(self) -> int:
         return len(self.plan)
 
+    def source_of(self, i: int) -> int:
+        """The index of the source sample ``i`` of this epoch is drawn from."""
+        return self.plan[i][0]
+
     def label(self, i: int) -> str:
         k, j = self.plan[i]
         return self.sources[k].label(j)

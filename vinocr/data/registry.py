@@ -7,6 +7,11 @@ Config form (one source, or several with ratios, which makes a :class:`MixedData
         - {type: lmdb, path: data/synth_lmdb, ratio: 0.8}
         - {type: label_file, label_files: [data/real/train.txt], data_dir: data/real, ratio: 0.2}
       epoch_size: 20000   # optional
+
+A training source may carry its own ``augment`` section (the schema of ``Train.augment``), which
+replaces ``Train.augment`` for that source's samples: e.g. stronger augmentation on
+pseudo-labelled crops than on labelled ones, or ``{preset: none}`` to leave a source as it is.
+The readers never see the key; the trainer applies it (``vinocr.engine.run_setup``).
 """
 from __future__ import annotations
 
@@ -34,7 +39,7 @@ DATASET_TYPES: Dict[str, Type[TextDataset]] = {
     "filename": FilenameLabelDataset,
 }
 #: Keys every source accepts besides its reader's own arguments.
-SOURCE_KEYS = ("type", "ratio")
+SOURCE_KEYS = ("type", "ratio", "augment")
 #: Reader arguments that come from the surrounding config, not from the source entry.
 _INJECTED = ("self", "charset", "strict", "max_length")
 
@@ -129,7 +134,16 @@ def _check_source(spec: Any, where: str) -> Dict[str, Any]:
     if ratio is not None and (not isinstance(ratio, (int, float)) or isinstance(ratio, bool)
                               or not math.isfinite(ratio) or ratio < 0):
         raise ConfigError(f"{where}.ratio: expected a finite number >= 0, got {ratio!r}")
+    if "augment" in spec:
+        from vinocr.data.augment import build_augment
+
+        build_augment(spec["augment"], key=f"{where}.augment")   # checked here, built by the run
     return kwargs
+
+
+def source_specs(cfg: Mapping[str, Any]) -> List[Mapping[str, Any]]:
+    """The source entries of a dataset section, in order (a single source is a list of one)."""
+    return list(cfg["sources"]) if "sources" in cfg else [cfg]
 
 
 def check_dataset_spec(cfg: Any, where: str = "dataset") -> None:

@@ -12,7 +12,7 @@ import paddle
 
 from vinocr.data.augment import build_augment
 from vinocr.data.loader import BadSampleTracker, RecognitionSamples, build_loader
-from vinocr.data.registry import build_dataset
+from vinocr.data.registry import build_dataset, source_specs
 from vinocr.engine import distributed as dist
 from vinocr.errors import ConfigError
 from vinocr.models.weights import (HEAD_BIAS, HEAD_WEIGHT, check_coverage, load_weights,
@@ -56,6 +56,16 @@ class RunData:
         "Train.dataset": BadSampleTracker(), "Eval.dataset": BadSampleTracker()})
 
 
+def source_augments(dataset_cfg: Mapping[str, Any], where: str) -> Dict[int, Any]:
+    """Source index -> the pipeline of that source's own ``augment`` section (None when the
+    section augments nothing), for the sources that have one."""
+    def key(k: int) -> str:
+        return f"{where}.sources[{k}].augment" if "sources" in dataset_cfg else f"{where}.augment"
+
+    return {k: build_augment(spec["augment"], key=key(k))
+            for k, spec in enumerate(source_specs(dataset_cfg)) if "augment" in spec}
+
+
 def build_data(cfg: Mapping[str, Any], charset: Any, image_shape: Sequence[int],
                seed: int) -> RunData:
     g, train_cfg, eval_cfg = cfg["Global"], cfg["Train"], cfg["Eval"]
@@ -67,14 +77,24 @@ def build_data(cfg: Mapping[str, Any], charset: Any, image_shape: Sequence[int],
         raise ConfigError("Train.dataset has no usable samples after filtering")
     train_set.report_skipped()
     augment = build_augment(train_cfg.get("augment"), key="Train.augment")
+    source_augment = source_augments(train_cfg["dataset"], "Train.dataset")
+    if source_augment and not hasattr(train_set, "source_of"):
+        augment = source_augment[0]   # one source: its section replaces Train.augment
+        source_augment = {}
     train_samples = RecognitionSamples(train_set, charset, image_shape, g["max_text_length"],
-                                       augment, seed, g["two_row_max_aspect"])
+                                       augment, seed, g["two_row_max_aspect"], source_augment)
     batch = dist.per_process_batch(train_cfg["batch_size"])
     loader = build_loader(train_samples, batch, train_cfg["shuffle"], train_cfg["num_workers"],
                           train_cfg["drop_last"] and len(train_set) >= train_cfg["batch_size"],
                           seed, dist.rank(), dist.world_size())
     data = RunData(train_set, train_samples, loader, batch)
     if eval_cfg.get("dataset"):
+        for k, spec in enumerate(source_specs(eval_cfg["dataset"])):
+            if "augment" in spec:
+                where = ("Eval.dataset" if "sources" not in eval_cfg["dataset"]
+                         else f"Eval.dataset.sources[{k}]")
+                raise ConfigError(f"{where}.augment: validation is never augmented; remove the "
+                                  "key")
         data.eval_set = build_dataset(eval_cfg["dataset"], "Eval.dataset", seed=seed, **common)
         data.eval_samples = RecognitionSamples(data.eval_set, charset, image_shape,
                                                g["max_text_length"], None, seed,

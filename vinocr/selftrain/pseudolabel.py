@@ -5,7 +5,8 @@ Outputs in ``out/``:
 
 - ``labels.txt``: ``path<TAB>text`` of the accepted crops (PaddleOCR label file; paths relative to
   ``out/``). Track frames, which are read rectified, are written to ``out/frames/`` first, so the
-  label file points at exactly the pixels the model read.
+  label file points at exactly the pixels the model read. Of an accepted track, either the frames
+  that agree or all its frames are written, each labelled with the track's text.
 - ``reads.jsonl``: every read with its score, outcome (and hidden label when audited).
 - ``report.json``: counts per outcome, the verifier settings, the calibration (threshold, its
   validation precision and Wilson bound), and, when hidden labels were given for auditing, the
@@ -41,6 +42,8 @@ ReadFn = Callable[[List[np.ndarray]], List[Any]]
 REPORT_FILE = "report.json"
 LABELS_FILE = "labels.txt"
 READS_FILE = "reads.jsonl"
+#: Which frames of an accepted track are written as training crops (write_pseudo_labels).
+TRACK_FRAMES = ("agreeing", "all")
 
 
 @dataclass
@@ -183,7 +186,8 @@ def _relative(path: Path, start: Path) -> str:
 def write_pseudo_labels(out: Union[str, Path], items: Sequence[Item], reads: Sequence[Read],
                         verifier: ReadVerifier, info: Optional[Mapping[str, Any]] = None,
                         truth: Optional[Sequence[Optional[str]]] = None,
-                        review: int = 0, overwrite: bool = False) -> PseudoLabels:
+                        review: int = 0, overwrite: bool = False,
+                        track_frames: str = "agreeing") -> PseudoLabels:
     """Verify ``reads`` and write ``out/`` (module docstring).
 
     Args:
@@ -193,7 +197,14 @@ def write_pseudo_labels(out: Union[str, Path], items: Sequence[Item], reads: Seq
         review: export up to this many rejected items to ``out/review/`` (0: none).
         overwrite: replace an earlier ``out/``; otherwise an ``out/`` holding pseudo-labels is
             refused.
+        track_frames: which frames of an accepted track become training crops: ``all`` (the
+            frames that misread the plate too: the agreeing frames verified its text, and those
+            hard frames are what the model has yet to learn) or ``agreeing`` (only the frames
+            that read the accepted text).
     """
+    if track_frames not in TRACK_FRAMES:
+        raise VinocrError(f"track_frames: expected one of {', '.join(TRACK_FRAMES)}, got "
+                          f"{track_frames!r}")
     out = Path(out)
     if (out / REPORT_FILE).exists() or (out / LABELS_FILE).exists():
         if not overwrite:
@@ -210,11 +221,12 @@ def write_pseudo_labels(out: Union[str, Path], items: Sequence[Item], reads: Seq
         if not verdict.accepted:
             continue
         if item.images is not None:
-            # Tracks: the frames that agree, as the model saw them (rectified).
+            # Tracks: the frames as the model saw them (rectified), labelled with the track's
+            # accepted text.
             frame_dir = out / "frames" / f"{n:06d}"
             frame_dir.mkdir(parents=True, exist_ok=True)
             for path, text in read.frames:
-                if text != read.text:
+                if text != read.text and track_frames == "agreeing":
                     continue
                 k = item.paths.index(path)
                 target = frame_dir / (Path(path).stem + ".png")
@@ -235,6 +247,8 @@ def write_pseudo_labels(out: Union[str, Path], items: Sequence[Item], reads: Seq
         "items": len(items), "tracks": sum(1 for i in items if i.is_track),
         "outcomes": counts, "accepted_items": counts["accepted"],
         "label_lines": len(lines), "verifier": verifier.describe(), **dict(info or {})}
+    if report["tracks"]:
+        report["track_frames"] = track_frames
     if truth is not None:
         report["audit"] = precision_report(reads, verdicts, truth)
     if review:
