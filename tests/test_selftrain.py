@@ -379,8 +379,9 @@ def test_pseudolabel_tracks_cli_audits_a_blanked_copy(tiny_run, tmp_path):
     accepted = report["outcomes"]["accepted"]
     assert accepted + report["outcomes"]["empty"] == 2   # no other check applies here
     ds = LabelFileDataset(out / "labels.txt", charset="plate")
-    # Each accepted track contributes the frames that agree, written as PNGs under frames/.
-    assert len(ds) == report["label_lines"] >= accepted
+    # By default each accepted track contributes all its 5 frames, written as PNGs under frames/.
+    assert report["track_frames"] == "all"
+    assert len(ds) == report["label_lines"] == 5 * accepted
     assert len(list((out / "frames").rglob("*.png"))) == report["label_lines"]
     strict = run_tool("vinocr.cli.pseudolabel", "--model", str(run), "--tracks", "--unlabelled",
                       str(blank), "--threshold", "0", "--min-agreement", "6", "--out",

@@ -47,10 +47,10 @@ def add_verifier_options(p: argparse.ArgumentParser) -> None:
                         "always, or never")
     g.add_argument("--min-agreement", type=positive_int, default=3,
                    help="tracks: frames that must read the same text (default 3)")
-    g.add_argument("--track-frames", choices=("agreeing", "all"), default="agreeing",
-                   help="tracks: the frames of an accepted track written as training crops: "
-                        "those that read its text, or all (the misread frames too, labelled by "
-                        "the agreeing ones) (default agreeing)")
+    g.add_argument("--track-frames", choices=("all", "agreeing"), default="all",
+                   help="tracks: the frames of an accepted track written as training crops: all "
+                        "(default; the misread frames too, labelled by the frames that agree) "
+                        "or only those that read its text")
     g.add_argument("--allow-forced", action="store_true",
                    help="accept constrained reads that differ from the model's unconstrained "
                         "read of the same crop (rejected by default: the grammar changed them)")

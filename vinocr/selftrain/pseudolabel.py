@@ -187,7 +187,7 @@ def write_pseudo_labels(out: Union[str, Path], items: Sequence[Item], reads: Seq
                         verifier: ReadVerifier, info: Optional[Mapping[str, Any]] = None,
                         truth: Optional[Sequence[Optional[str]]] = None,
                         review: int = 0, overwrite: bool = False,
-                        track_frames: str = "agreeing") -> PseudoLabels:
+                        track_frames: str = "all") -> PseudoLabels:
     """Verify ``reads`` and write ``out/`` (module docstring).
 
     Args:
