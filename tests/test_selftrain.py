@@ -477,3 +477,47 @@ def test_pseudo_augment_is_checked_before_any_round(tmp_path):
     assert res.returncode == 2
     assert "--pseudo-augment.strength: unknown key" in res.stderr
     assert "Traceback" not in res.stderr and not (tmp_path / "st").exists()
+
+
+def test_eval_tracks_cli_scores_tracks_like_predict(tiny_run, tmp_path):
+    """vinocr-eval --tracks reads each track's frames and fuses them: one sample per track, with
+    the fused texts vinocr-predict --tracks gives for the same export; unlabelled tracks are a
+    one-line error."""
+    import csv
+
+    from conftest import write_synthetic_tracks
+
+    run, _ = tiny_run
+    tracks = write_synthetic_tracks(tmp_path / "tracks", {
+        "Scenario-A/Brazilian/track_00001": ("ABC1234", "Brazilian"),
+        "Scenario-A/Mercosur/track_00002": ("BRA2E19", "Mercosur"),
+        "Scenario-A/Brazilian/track_00003": ("HGD0431", "Brazilian")}, seed=4)
+    exported = tmp_path / "exp"
+    res = run_tool("vinocr.cli.export", "--checkpoint", str(run), "--out", str(exported))
+    assert res.returncode == 0, res.stderr[-2000:]
+    res = run_tool("vinocr.cli.eval", "--tracks", "--models", str(exported), str(run), "--data",
+                   str(tracks), "--out", str(tmp_path / "ev"))
+    assert res.returncode == 0, res.stderr[-2000:]
+    rows = list(csv.DictReader((tmp_path / "ev" / "table.csv").open()))
+    assert [r["n"] for r in rows] == ["3", "3"]
+    # the run and its export read every track the same way
+    assert rows[1]["vs_first"] == "+0/-0" and float(rows[1]["same_as_first"]) == 1.0
+    assert 0.0 <= float(rows[0]["frame_acc"]) <= 1.0
+
+    pred = run_tool("vinocr.cli.predict", "--model", str(exported), "--tracks", str(tracks),
+                    "--out", str(tmp_path / "pred.jsonl"), "--quiet")
+    assert pred.returncode == 0, pred.stderr[-2000:]
+    records = [json.loads(line) for line in (tmp_path / "pred.jsonl").read_text().splitlines()]
+    assert float(rows[0]["seq_acc"]) == pytest.approx(np.mean([r["correct"] for r in records]))
+    # the errors file lists the wrong tracks with eval's fused text: predict's text for them
+    errors = list(csv.DictReader((tmp_path / "ev" / "errors_m0_d0.csv").open()))
+    by_label = {r["label"]: r["text"] for r in records}
+    assert errors and all(by_label[e["label"]] == e["prediction"] for e in errors)
+
+    ann = next(tracks.rglob("annotations.json"))
+    doc = json.loads(ann.read_text())
+    doc["plate_text"] = ""
+    ann.write_text(json.dumps(doc))
+    bad = run_tool("vinocr.cli.eval", "--tracks", "--models", str(run), "--data", str(tracks))
+    assert bad.returncode == 2 and "has no plate_text" in bad.stderr
+    assert "Traceback" not in bad.stderr

@@ -27,7 +27,8 @@ int8 under greedy and constrained decoding:
 With ``--tracks`` the datasets are plate tracks (LRLPR-26 layout) and a sample is a track: its LR
 frames are read one by one and fused (``--fusion``, as ``vinocr-predict --tracks`` does), so
 ``seq_acc`` is the share of tracks read and ``vs_first`` pairs tracks; ``frame_acc`` is the share
-of single frames read. The worst-errors grid shows each track's first frame.
+of single frames read. A track's confidence is the fusion's (``vinocr.sr.fusion``), not the
+calibrated read confidence. The worst-errors grid shows each track's first frame.
 
     vinocr-eval --tracks --models exported/plate_lr selftrain/export --data data/plates/test_b
 """
@@ -257,7 +258,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         method = (loaded.recognizer.decode_config.get("method") if loaded.recognizer is not None
                   else decode_cfg.get("method", "greedy"))
         name = loaded.name if spec != "pretrained" else "zero-shot pretrained"
-        if loaded.calibrated:
+        if loaded.calibrated and not args.tracks:   # a fused track's confidence is the fusion's
             name += (" (raw confidence)" if args.raw_confidence
                      else f" (confidence {loaded.aggregate}, T={loaded.temperature:.3g})")
         if loaded.recognizer is not None and (len(args.backends) > 1 or args.decoders):
