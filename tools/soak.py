@@ -62,11 +62,19 @@ def run(cmd: List[str], log: Path, timeout: float = 7200) -> Tuple[int, str]:
     return res.returncode, res.stderr
 
 
+def _terminal_signals() -> None:
+    """In the child: SIGINT handled by default, as under a terminal. A soak started in the
+    background (``nohup ... &``) inherits SIGINT ignored, and Python then keeps ignoring it, so
+    the launching process would never see the Ctrl-C and only the ranks would react."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def start(cmd: List[str], log: Path) -> subprocess.Popen:
     """Start ``cmd`` in a process group of its own (signals reach it the way a terminal's do)."""
     handle = open(log, "w", encoding="utf-8")
     return subprocess.Popen(cmd, stdout=handle, stderr=subprocess.STDOUT, text=True,
-                            start_new_session=True, env=dict(os.environ, VINOCR_NO_PROGRESS="1"))
+                            start_new_session=True, preexec_fn=_terminal_signals,
+                            env=dict(os.environ, VINOCR_NO_PROGRESS="1"))
 
 
 def interrupt(cmd: List[str], log: Path, ready: Callable[[], bool], what: str, delay: float,
