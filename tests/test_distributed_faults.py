@@ -210,3 +210,42 @@ def test_output_filter_keeps_a_character_split_across_reads():
     f.feed_bytes(data[:cut])
     f.feed_bytes(data[cut:])
     assert shown == ["epoch 1/2: \u2588\u2588|\r"]
+
+
+def test_sigterm_to_the_launching_process_stops_every_rank(tmp_path):
+    """A supervisor's SIGTERM reaches only the command's own process: it must stop the ranks
+    too (exit 130, no process left behind, `latest` intact), not leave them training as
+    orphans, which is what Paddle's own SIGTERM handler did."""
+    import os
+    import signal
+    import time
+
+    from vinocr.engine.checkpoint import load_checkpoint
+
+    cfg = write_run(tmp_path)
+    run = tmp_path / "run"
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(tmp_path / "site"), str(REPO)]),
+               VINOCR_TEST_RANK0_VALIDATION_DELAY="120", VINOCR_NO_PROGRESS="1")
+    proc = subprocess.Popen([sys.executable, str(REPO / "tools/finetune.py"), "-c", str(cfg),
+                             "-o", f"Global.run_dir={run}", "--nproc", "2"], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+    try:
+        deadline = time.monotonic() + 600
+        # Rank 0 is validating epoch 1 (held there by the delay) once `latest` is pending.
+        while not ((run / "latest").exists()
+                   and load_checkpoint(run / "latest").state.get("pending_epoch")):
+            assert proc.poll() is None and time.monotonic() < deadline, proc.stderr.read()
+            time.sleep(1)
+        proc.send_signal(signal.SIGTERM)   # this process only, not its group
+        code = proc.wait(timeout=150)
+        err = proc.stderr.read()
+        assert code == 130, err[-3000:]
+        assert err.strip().splitlines()[-1] == "vinocr-finetune: interrupted", err[-3000:]
+        left = subprocess.run(["pgrep", "-f", str(run)], capture_output=True, text=True).stdout
+        assert not left.strip(), f"processes left behind: {left}"
+        assert load_checkpoint(run / "latest").state["epoch"] == 1
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+        subprocess.run(["pkill", "-9", "-f", str(run)])

@@ -14,6 +14,7 @@ import re
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import IO, Callable, Dict, List, Optional, Tuple
@@ -197,6 +198,42 @@ def launch(script: str, args: List[str], nproc: int, log_dir: Path, prog: str,
     offset = since.get(rank0.name, 0)
     out = OutputFilter(lambda text: (stream.write(text), stream.flush()), lambda text: None,
                        hide_prefix=f"{prog}:")
+    # SIGTERM sent to this process alone (a supervisor, `kill PID`) reaches no rank: without a
+    # handler, Paddle's own handler aborts this process and leaves the launcher and the ranks
+    # training as orphans. It is turned into the Ctrl-C path below and forwarded.
+    terminated: List[bool] = []
+
+    def on_sigterm(signum: int, frame: object) -> None:
+        terminated.append(True)
+        raise KeyboardInterrupt
+
+    previous = (signal.signal(signal.SIGTERM, on_sigterm)
+                if threading.current_thread() is threading.main_thread() else None)
+    try:
+        code, interrupted = _supervise(cmd, env, log_dir, rank0, offset, out, terminated)
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+    if code == 0 and not interrupted:
+        return 0
+    n, cause, rank_code = rank_failure(log_dir, prog, since)
+    if interrupted or cause == "interrupted":
+        raise KeyboardInterrupt
+    if not cause:
+        cause = f"the launcher exited with code {code}"
+    if n is not None and not cause.startswith(f"rank {n} "):
+        cause = f"rank {n}: {cause}"
+    # Rank errors already say what to do; the logs hold every rank's full output.
+    log_file = log_dir / (f"workerlog.{n}" if n is not None else "launcher.log")
+    stream.write(f"{prog}: error: {cause} (log: {log_file})\n")
+    stream.flush()
+    return rank_code
+
+
+def _supervise(cmd: List[str], env: Dict[str, str], log_dir: Path, rank0: Path, offset: int,
+               out: OutputFilter, terminated: List[bool]) -> Tuple[int, bool]:
+    """Run the Paddle launcher to its end, showing rank 0's output; ``(exit code, interrupted)``.
+    ``terminated`` gains an entry when this process got SIGTERM (see :func:`launch`)."""
     interrupted, deadline = False, None
     with open(log_dir / "launcher.log", "a", encoding="utf-8") as log:
         log.write("$ " + " ".join(cmd) + "\n")
@@ -214,22 +251,12 @@ def launch(script: str, args: List[str], nproc: int, log_dir: Path, prog: str,
                 time.sleep(0.2)
             except KeyboardInterrupt:
                 # Ctrl-C reached the launcher and the ranks too (one process group): let them
-                # stop cleanly (rank 0 keeps `latest` intact), then report it.
+                # stop cleanly (rank 0 keeps `latest` intact), then report it. A SIGTERM to
+                # this process alone is passed on: the Paddle launcher stops the ranks with
+                # SIGTERM, which they treat as Ctrl-C (interrupt_on_sigterm).
+                if terminated and not interrupted:
+                    proc.terminate()
                 interrupted = True
                 deadline = time.monotonic() + 120
         out.close()
-        code = proc.returncode
-    if code == 0 and not interrupted:
-        return 0
-    n, cause, rank_code = rank_failure(log_dir, prog, since)
-    if interrupted or cause == "interrupted":
-        raise KeyboardInterrupt
-    if not cause:
-        cause = f"the launcher exited with code {code}"
-    if n is not None and not cause.startswith(f"rank {n} "):
-        cause = f"rank {n}: {cause}"
-    # Rank errors already say what to do; the logs hold every rank's full output.
-    log_file = log_dir / (f"workerlog.{n}" if n is not None else "launcher.log")
-    stream.write(f"{prog}: error: {cause} (log: {log_file})\n")
-    stream.flush()
-    return rank_code
+        return proc.returncode, interrupted
