@@ -505,7 +505,8 @@ def test_eval_tracks_cli_scores_tracks_like_predict(tiny_run, tmp_path):
     assert 0.0 <= float(rows[0]["frame_acc"]) <= 1.0
 
     pred = run_tool("vinocr.cli.predict", "--model", str(exported), "--tracks", str(tracks),
-                    "--out", str(tmp_path / "pred.jsonl"), "--quiet")
+                    "--out", str(tmp_path / "pred.jsonl"), "--submission",
+                    str(tmp_path / "submission.txt"), "--quiet")
     assert pred.returncode == 0, pred.stderr[-2000:]
     records = [json.loads(line) for line in (tmp_path / "pred.jsonl").read_text().splitlines()]
     assert float(rows[0]["seq_acc"]) == pytest.approx(np.mean([r["correct"] for r in records]))
