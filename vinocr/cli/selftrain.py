@@ -121,19 +121,14 @@ def round_entry(state: Dict[str, Any], k: int) -> Dict[str, Any]:
 
 
 # ------------------------------------------------------------------------------ the steps
-def train_sources(cfg: Mapping[str, Any]) -> List[Dict[str, Any]]:
-    """The config's Train.dataset as a list of sources."""
-    dataset = cfg["Train"]["dataset"]
-    if isinstance(dataset, Mapping) and "sources" in dataset:
-        return [dict(s) for s in dataset["sources"]]
-    return [dict(dataset)]
-
-
 def mixed_dataset(cfg: Mapping[str, Any], label_file: Path, ratio: Optional[float],
                   augment: Optional[Mapping[str, Any]] = None) -> Dict[str, Any]:
     """Train.dataset: the config's sources plus the pseudo-label file (with its own ``augment``
     section when given; the config's other Train.dataset keys, such as epoch_size, kept)."""
-    sources = train_sources(cfg)
+    from vinocr.data.registry import source_entries
+
+    dataset = cfg["Train"]["dataset"]
+    sources = [dict(spec) for _, spec in source_entries(dataset)]
     pseudo: Dict[str, Any] = {"type": "label_file", "label_files": [str(label_file.resolve())]}
     if augment is not None:
         pseudo["augment"] = dict(augment)
@@ -146,7 +141,6 @@ def mixed_dataset(cfg: Mapping[str, Any], label_file: Path, ratio: Optional[floa
     elif ratio is not None:
         raise VinocrError("--pseudo-ratio needs ratios on every Train.dataset source (without "
                           "them sources mix by size)")
-    dataset = cfg["Train"]["dataset"]
     rest = {k: v for k, v in dataset.items() if k != "sources"} if "sources" in dataset else {}
     return {**rest, "sources": sources + [pseudo]}
 

@@ -20,7 +20,7 @@ import inspect
 import math
 import typing
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Mapping, Optional, Type, Union
+from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple, Type, Union
 
 from vinocr.data.base import IMAGE_EXTENSIONS, TextDataset
 from vinocr.data.corrections import CorrectionsDataset
@@ -141,9 +141,13 @@ def _check_source(spec: Any, where: str) -> Dict[str, Any]:
     return kwargs
 
 
-def source_specs(cfg: Mapping[str, Any]) -> List[Mapping[str, Any]]:
-    """The source entries of a dataset section, in order (a single source is a list of one)."""
-    return list(cfg["sources"]) if "sources" in cfg else [cfg]
+def source_entries(cfg: Mapping[str, Any], where: str = "dataset"
+                   ) -> List[Tuple[str, Mapping[str, Any]]]:
+    """``(config key, source entry)`` of each source of a dataset section, in order: a single
+    source is ``where`` itself, the sources of a list ``where.sources[k]``."""
+    if "sources" in cfg:
+        return [(f"{where}.sources[{k}]", spec) for k, spec in enumerate(cfg["sources"])]
+    return [(where, cfg)]
 
 
 def check_dataset_spec(cfg: Any, where: str = "dataset") -> None:
@@ -160,8 +164,8 @@ def check_dataset_spec(cfg: Any, where: str = "dataset") -> None:
     sources = cfg["sources"]
     if not isinstance(sources, list) or not sources:
         raise ConfigError(f"{where}.sources: expected a non-empty list of dataset sources")
-    for k, spec in enumerate(sources):
-        _check_source(spec, f"{where}.sources[{k}]")
+    for key, spec in source_entries(cfg, where):
+        _check_source(spec, key)
     with_ratio = [("ratio" in spec) for spec in sources]
     if any(with_ratio) and not all(with_ratio):
         k = with_ratio.index(False)
@@ -186,8 +190,8 @@ def build_dataset(cfg: Mapping[str, Any], where: str = "dataset", charset: Any =
     check_dataset_spec(cfg, where)
     if "sources" not in cfg:
         return build_source(cfg, where, charset, strict, max_length)
-    built = [(build_source(spec, f"{where}.sources[{k}]", charset, strict, max_length),
-              spec.get("ratio")) for k, spec in enumerate(cfg["sources"])]
+    built = [(build_source(spec, key, charset, strict, max_length), spec.get("ratio"))
+             for key, spec in source_entries(cfg, where)]
     if len(built) == 1 and built[0][1] is None and not cfg.get("epoch_size"):
         return built[0][0]
     # Without explicit ratios, sources are mixed in proportion to their sizes.

@@ -12,7 +12,7 @@ import paddle
 
 from vinocr.data.augment import build_augment
 from vinocr.data.loader import BadSampleTracker, RecognitionSamples, build_loader
-from vinocr.data.registry import build_dataset, source_specs
+from vinocr.data.registry import build_dataset, source_entries
 from vinocr.engine import distributed as dist
 from vinocr.errors import ConfigError
 from vinocr.models.weights import (HEAD_BIAS, HEAD_WEIGHT, check_coverage, load_weights,
@@ -59,11 +59,9 @@ class RunData:
 def source_augments(dataset_cfg: Mapping[str, Any], where: str) -> Dict[int, Any]:
     """Source index -> the pipeline of that source's own ``augment`` section (None when the
     section augments nothing), for the sources that have one."""
-    def key(k: int) -> str:
-        return f"{where}.sources[{k}].augment" if "sources" in dataset_cfg else f"{where}.augment"
-
-    return {k: build_augment(spec["augment"], key=key(k))
-            for k, spec in enumerate(source_specs(dataset_cfg)) if "augment" in spec}
+    return {k: build_augment(spec["augment"], key=f"{key}.augment")
+            for k, (key, spec) in enumerate(source_entries(dataset_cfg, where))
+            if "augment" in spec}
 
 
 def build_data(cfg: Mapping[str, Any], charset: Any, image_shape: Sequence[int],
@@ -71,6 +69,9 @@ def build_data(cfg: Mapping[str, Any], charset: Any, image_shape: Sequence[int],
     g, train_cfg, eval_cfg = cfg["Global"], cfg["Train"], cfg["Eval"]
     if not train_cfg.get("dataset"):
         raise ConfigError("Train.dataset is not set: point it at your training data")
+    for key, spec in source_entries(eval_cfg.get("dataset") or {}, "Eval.dataset"):
+        if "augment" in spec:
+            raise ConfigError(f"{key}.augment: validation is never augmented; remove the key")
     common = dict(charset=charset, strict=g["strict_data"], max_length=g["max_text_length"])
     train_set = build_dataset(train_cfg["dataset"], "Train.dataset", seed=seed, **common)
     if len(train_set) == 0:
@@ -89,12 +90,6 @@ def build_data(cfg: Mapping[str, Any], charset: Any, image_shape: Sequence[int],
                           seed, dist.rank(), dist.world_size())
     data = RunData(train_set, train_samples, loader, batch)
     if eval_cfg.get("dataset"):
-        for k, spec in enumerate(source_specs(eval_cfg["dataset"])):
-            if "augment" in spec:
-                where = ("Eval.dataset" if "sources" not in eval_cfg["dataset"]
-                         else f"Eval.dataset.sources[{k}]")
-                raise ConfigError(f"{where}.augment: validation is never augmented; remove the "
-                                  "key")
         data.eval_set = build_dataset(eval_cfg["dataset"], "Eval.dataset", seed=seed, **common)
         data.eval_samples = RecognitionSamples(data.eval_set, charset, image_shape,
                                                g["max_text_length"], None, seed,
