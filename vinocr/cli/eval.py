@@ -130,19 +130,6 @@ class TrackFrames:
         return self.tracks.tracks[i].text
 
 
-def open_labelled_tracks(path: str) -> Any:
-    """Tracks below ``path`` for scoring: every track needs its plate text."""
-    from vinocr.cli.predict import open_tracks
-
-    tracks = open_tracks(path)
-    unlabelled = [t.path for t in tracks.tracks if not t.text]
-    if unlabelled:
-        raise VinocrError(f"{unlabelled[0]}: track has no plate_text ({len(unlabelled)} of "
-                          f"{len(tracks.tracks)} tracks unlabelled); evaluation needs one per "
-                          "track")
-    return tracks
-
-
 def evaluate_tracks(loaded: Any, tracks: Any, decode_cfg: Dict[str, Any],
                     image_shape: Optional[List[int]], batch_size: int = 32,
                     method: str = "sequence", two_row_max_aspect: float = 0.0
@@ -160,8 +147,9 @@ def evaluate_tracks(loaded: Any, tracks: Any, decode_cfg: Dict[str, Any],
     frames_read = frames_total = 0
     infer_time = 0.0
     n = len(tracks.tracks)
-    for start in range(0, n, max(1, batch_size // 5)):   # about batch_size frames per call
-        idx = range(start, min(n, start + max(1, batch_size // 5)))
+    chunk = max(1, batch_size // 5)   # tracks per call: about batch_size frames
+    for start in range(0, n, chunk):
+        idx = range(start, min(n, start + chunk))
         frames = [tracks.load_track(j)["lr"] for j in idx]
         t0 = time.perf_counter()
         matrices = list(probs([im for track in frames for im in track]))
@@ -240,8 +228,10 @@ def main(argv: Optional[List[str]] = None) -> int:
         out.mkdir(parents=True, exist_ok=True)
     track_sets: Dict[str, Any] = {}   # --tracks: each folder opened once
     if args.tracks:
+        from vinocr.cli.predict import open_tracks
+
         for data in args.data:   # a folder without tracks fails before any model loads
-            track_sets[data] = open_labelled_tracks(data)
+            track_sets[data] = open_tracks(data, labelled=True)
     runs = []  # (model spec, backend, decoder): variants only for exported directories
     for spec in args.models:
         if (Path(spec) / "inference.json").is_file():

@@ -281,13 +281,14 @@ def check_sr_dir(sr_dir: str) -> None:
         raise VinocrError(f"{d}: no {SR_CONFIG} (is this an exported SR model directory?)")
 
 
-def open_tracks(tracks_dir: str) -> Any:
+def open_tracks(tracks_dir: str, labelled: bool = False) -> Any:
     """The tracks below ``tracks_dir`` as an :class:`vinocr.data.lrlpr.LrlprTracks` (LR frames).
 
     Going through the reader (which finds the tracks with ``find_tracks``) makes rectification by
     corners exactly the reader's. Tracks need no ``plate_text`` (blind test sets); those that have
     one are scored. Checked up front, before any model is loaded: every track needs LR frames and
-    a track id of its own (the submission has one line per id).
+    a track id of its own (the submission has one line per id). ``labelled``: every track needs
+    its plate text too (scoring, calibration).
     """
     from vinocr.data.lrlpr import LrlprTracks
 
@@ -302,6 +303,11 @@ def open_tracks(tracks_dir: str) -> Any:
             raise VinocrError(f"track id {track.track_id!r} appears twice: {seen[track.track_id]} "
                               f"and {track.path} (the submission needs one line per id)")
         seen[track.track_id] = track.path
+    unlabelled = [t.path for t in dataset.tracks if not t.text] if labelled else []
+    if unlabelled:
+        raise VinocrError(f"{unlabelled[0]}: track has no plate_text ({len(unlabelled)} of "
+                          f"{len(dataset.tracks)} tracks unlabelled); a labelled set needs one "
+                          "per track")
     return dataset
 
 

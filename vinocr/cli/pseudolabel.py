@@ -113,11 +113,7 @@ def open_labelled(path: str, tracks: bool, charset: Any) -> LabelledSet:
     if tracks:
         from vinocr.cli.predict import open_tracks
 
-        dataset = open_tracks(path)
-        missing = [str(t.path) for t in dataset.tracks if not t.text]
-        if missing:
-            raise VinocrError(f"{missing[0]}: track has no plate_text; a labelled set needs one "
-                              "per track")
+        dataset = open_tracks(path, labelled=True)
         return LabelledSet(track_items(dataset), [t.text for t in dataset.tracks])
     from vinocr.data.registry import open_dataset
 
