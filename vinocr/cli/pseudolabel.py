@@ -24,6 +24,7 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence
 from vinocr.cli.common import (add_config_options, add_log_level, cli_entry, positive_int,
                                probability, setup_logging)
 from vinocr.errors import VinocrError
+from vinocr.selftrain.pseudolabel import TRACK_FRAMES
 
 logger = logging.getLogger("vinocr.pseudolabel")
 
@@ -47,7 +48,7 @@ def add_verifier_options(p: argparse.ArgumentParser) -> None:
                         "always, or never")
     g.add_argument("--min-agreement", type=positive_int, default=3,
                    help="tracks: frames that must read the same text (default 3)")
-    g.add_argument("--track-frames", choices=("all", "agreeing"), default="all",
+    g.add_argument("--track-frames", choices=TRACK_FRAMES, default="all",
                    help="tracks: the frames of an accepted track written as training crops: all "
                         "(default; the misread frames too, labelled by the frames that agree) "
                         "or only those that read its text")
