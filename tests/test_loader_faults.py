@@ -304,3 +304,57 @@ def test_training_with_unreadable_images_skips_or_stops_in_one_line(tmp_path, st
     # validation scored the 5 readable crops only
     history = json.loads((tmp_path / "run" / "training_history.json").read_text())
     assert len(history) == 1 and "seq_acc" in history[0]
+
+
+STOP_SCRIPT = r"""
+import os, signal, sys, time
+from pathlib import Path
+import paddle   # before the handler, as in a rank: paddle's import installs its own
+from conftest import make_label_dir, VALID_VINS
+from vinocr.data import LabelFileDataset
+from vinocr.data.loader import RecognitionSamples, build_loader
+from vinocr.engine.launch import interrupt_on_sigterm
+
+interrupt_on_sigterm()   # what a rank does
+root, ready = Path(sys.argv[1]), Path(sys.argv[2])
+samples = RecognitionSamples(LabelFileDataset(make_label_dir(root, VALID_VINS * 8), charset="vin"),
+                             "vin", (3, 48, 160), 20)
+it = iter(build_loader(samples, 4, shuffle=False, num_workers=2))
+next(it)
+try:
+    ready.write_text("1")
+    time.sleep(600)
+except KeyboardInterrupt:
+    # The trainer now writes its report and checkpoint notice: seconds of work during which a
+    # worker's death (Paddle's SIGCHLD handler) must not raise into it.
+    for _ in range(30):
+        time.sleep(0.1)
+    print("stopped cleanly")
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="process groups are POSIX")
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_a_signal_to_the_process_group_interrupts_the_trainer_not_its_workers(tmp_path, sig):
+    """Ctrl-C reaches the whole process group, and Paddle's launcher stops a rank by SIGTERM to
+    its group: the workers get the signal too. If they die of it first, Paddle raises
+    SystemError ("DataLoader process ... killed by signal") into the rank while it writes its
+    interrupted report (seen in a 2-process soak run)."""
+    ready = tmp_path / "ready"
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=os.pathsep.join(
+        [str(TESTS_DIR), os.environ.get("PYTHONPATH", "")]))
+    proc = subprocess.Popen([sys.executable, "-c", STOP_SCRIPT, str(tmp_path / "ds"), str(ready)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+                            start_new_session=True)
+    try:
+        deadline = time.monotonic() + TIMEOUT
+        while not ready.exists() and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert ready.exists(), "child never started iterating"
+        os.killpg(proc.pid, sig)
+        out, err = proc.communicate(timeout=TIMEOUT)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.communicate()
+    assert proc.returncode == 0 and "stopped cleanly" in out, err[-3000:]

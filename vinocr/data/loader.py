@@ -303,9 +303,22 @@ def die_with_parent(parent_pid: Optional[int] = None) -> bool:
     return True
 
 
+def _stop_worker(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
+
+
 def _init_worker(worker_id: int, parent_pid: Optional[int] = None,
                  user_init: Optional[Callable[[int], None]] = None) -> None:
-    """Paddle ``worker_init_fn``: die with the parent, then run the caller's own init, if any."""
+    """Paddle ``worker_init_fn``: stop quietly on Ctrl-C or SIGTERM, die with the parent, then run
+    the caller's own init, if any."""
+    # A terminal's Ctrl-C reaches the whole process group, and Paddle's launcher stops a rank by
+    # SIGTERM to its group. A worker killed by the signal makes Paddle raise SystemError
+    # ("DataLoader process ... killed by signal") into the parent while it writes its
+    # interrupted report. Paddle's worker loop ends with exit status 0 on KeyboardInterrupt,
+    # which the parent accepts, so both signals raise it. (Ignoring SIGTERM instead would hang
+    # the parent's exit: multiprocessing terminates daemon workers with SIGTERM and joins them.)
+    signal.signal(signal.SIGINT, _stop_worker)
+    signal.signal(signal.SIGTERM, _stop_worker)
     # multiprocessing records the pid of the process that started the worker; more exact than
     # the pid at build_loader time (the loader may be iterated in another process).
     parent = multiprocessing.parent_process()
