@@ -401,26 +401,43 @@ def test_auto_picks_per_table_and_falls_back():
         "frozen_backbone", "lora", "full", "full"]
 
 
-def test_auto_default_table_follows_the_budget():
-    # docs/techniques.md: lora won short budgets at every size, full caught up or won at long ones
+def test_auto_default_table_follows_the_data_and_the_budget():
+    # docs/style-shift.md: on generator crops alone lora transferred better at every budget;
+    # docs/techniques.md: otherwise lora won short budgets at every size, full won long ones
     default = _check_table(DEFAULT_TABLE)
-    short = default[0].steps_below
-    assert default[0].technique == "lora" and default[-1].technique == "full" and len(default) == 2
+    assert [r.technique for r in default] == ["lora", "lora", "full"]
+    assert default[0].synthetic is True
+    short = default[1].steps_below
     available = techniques.available_techniques()
     with_lora = sorted(set(available) | {"lora"})
     without_lora = [n for n in available if n != "lora"]
-    picks = {(n, s): choose(n, s, default, with_lora)[0]
-             for n in (200, 1000, 5000, 20000) for s in (80, short - 1, short, 2000)}
-    assert picks == {(n, s): ("lora" if s < short else "full") for (n, s) in picks}
+    for share in (0.0, 0.5, 0.999):
+        picks = {(n, s): choose(n, s, default, with_lora, share)[0]
+                 for n in (200, 1000, 5000, 20000) for s in (80, short - 1, short, 2000)}
+        assert picks == {(n, s): ("lora" if s < short else "full") for (n, s) in picks}
+    assert all(choose(n, s, default, with_lora, 1.0)[0] == "lora"
+               for n in (200, 20000) for s in (80, 2000))
     assert choose(1000, 105, default, with_lora)[1] == (
-        f"1000 training samples, 105 planned optimizer steps → lora (table row 1: steps < "
-        f"{short} → lora)")
-    assert choose(1000, short, default, with_lora)[1] == (
-        f"1000 training samples, {short} planned optimizer steps → full (table row 2: otherwise "
-        f"→ full; row 1 needs steps < {short})")
-    assert choose(300, 80, default, without_lora) == (
-        "full", "300 training samples, 80 planned optimizer steps → full (table row 2: otherwise "
-        "→ full; lora (row 1) is not registered)")
+        f"1000 training samples, 105 planned optimizer steps → lora (table row 2: steps < "
+        f"{short} → lora; row 1 needs all samples synthetic)")
+    assert choose(1000, short, default, with_lora, 0.25)[1] == (
+        f"1000 training samples (25% synthetic), {short} planned optimizer steps → full (table "
+        f"row 3: otherwise → full; row 1 needs all samples synthetic, row 2 needs steps < "
+        f"{short})")
+    assert choose(6120, 382, default, with_lora, 1.0)[1] == (
+        "6120 training samples (100% synthetic), 382 planned optimizer steps → lora (table row "
+        "1: all samples synthetic → lora)")
+    assert choose(300, 80, default, without_lora, 1.0) == (
+        "full", "300 training samples (100% synthetic), 80 planned optimizer steps → full (table "
+        "row 3: otherwise → full; lora (row 1) is not registered, lora (row 2) is not "
+        "registered)")
+    # a row for real data only, and one that an earlier synthetic-only row does not cover
+    real = _check_table([{"synthetic": False, "samples_below": 500, "technique": "frozen_backbone"},
+                         {"synthetic": True, "technique": "lora"},
+                         {"samples_below": 500, "technique": "lora"}, {"technique": "full"}])
+    assert [choose(n, 100, real, with_lora, share)[0] for n, share in
+            ((100, 0.0), (100, 1.0), (1000, 0.0), (1000, 1.0))] == [
+        "frozen_backbone", "lora", "full", "lora"]
 
 
 def test_auto_table_errors_name_the_row():
@@ -436,6 +453,14 @@ def test_auto_table_errors_name_the_row():
              "row 1 steps_below must be a whole number >= 1"),
             ([[None, "auto"]], "row 1 cannot choose auto itself"),
             ([[None, "full", 3]], "row 1 must be {technique: NAME"),
+            ([{"synthetic": "yes", "technique": "lora"}, {"technique": "full"}],
+             "row 1 synthetic must be true, false or null, got 'yes'"),
+            ([{"synthetic": True, "technique": "lora"}, {"synthetic": True, "steps_below": 9,
+                                                         "technique": "full"},
+              {"technique": "full"}], "row 2 (steps < 9 and all samples synthetic → full) can "
+                                      "never be chosen"),
+            ([{"technique": "full", "synthetic": False}],
+             "the last row (not all samples synthetic → full) must have no condition"),
             ([], "expected a list of rows")]:
         with pytest.raises(ConfigError, match=re.escape("Technique.table: " + message)):
             _check_table(table)

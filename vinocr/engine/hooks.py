@@ -67,6 +67,8 @@ class RunView:
         is_main: True on the process that writes files (rank 0 of a data-parallel run).
         world_size: number of data-parallel processes.
         train_size: training samples after filtering (the whole set, not one rank's shard).
+        synthetic_share: the share (0..1) of training samples ``vinocr-synth`` generated
+            (:func:`vinocr.data.provenance.synthetic_share`).
         epochs: ``Train.epochs``.
         steps_per_epoch: optimizer steps (batches) per epoch.
         planned_steps: optimizer steps the run will take: ``epochs x steps_per_epoch``, capped
@@ -91,6 +93,7 @@ class RunView:
     is_main: bool = True
     world_size: int = 1
     train_size: int = 0
+    synthetic_share: float = 0.0
     epochs: int = 0
     steps_per_epoch: int = 0
     planned_steps: int = 0

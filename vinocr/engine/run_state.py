@@ -135,6 +135,7 @@ def run_report(t: "Trainer", train_time: float, samples_seen: int) -> Dict[str, 
         "resumed_from": t.resumed_from,
         "data": {"train_samples": len(t.train_set), "train_source": t.train_set.describe(),
                  "train_skipped": len(t.train_set.skipped),
+                 "train_synthetic_share": t.run.synthetic_share,
                  # this process's count: each rank loads its own shard
                  "unreadable_images": {k: [{"index": i, "error": e} for i, e in tr.skipped]
                                        for k, tr in t.unreadable.items()},

@@ -26,6 +26,7 @@ import paddle.nn.functional as F
 from vinocr.charset import load_charset
 from vinocr.config import write_resolved_config
 from vinocr.data.loader import bad_indices, set_loader_epoch
+from vinocr.data.provenance import synthetic_share
 from vinocr.decode import build_decoder
 from vinocr.engine import distributed as dist
 from vinocr.engine.amp import Amp, resolve_amp
@@ -126,7 +127,8 @@ class Trainer:
         self.run = RunView(
             charset=self.charset, image_shape=self.image_shape, cfg=cfg, run_dir=self.run_dir,
             device=self.device, is_main=self.is_main, world_size=dist.world_size(),
-            train_size=len(self.train_set), epochs=self.epochs,
+            train_size=len(self.train_set), synthetic_share=synthetic_share(self.train_set),
+            epochs=self.epochs,
             steps_per_epoch=self.steps_per_epoch, planned_steps=self.planned_steps,
             epoch_fn=lambda: self.state.epoch, global_step_fn=lambda: self.state.global_step,
             lr_fn=self._current_lr, model_fn=lambda: self.model)

@@ -1,0 +1,79 @@
+"""Which training samples vinocr-synth generated, and what ``auto`` does with it: on generator
+crops alone it picks the technique that transferred to unseen styles (docs/style-shift.md)."""
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from conftest import VALID_VINS, make_label_dir, tiny_config
+from techniques import build_technique
+from vinocr.data import LabelFileDataset
+from vinocr.data.mixed import MixedDataset
+from vinocr.data.provenance import synthetic_share
+from vinocr.data.synth import generate_vin_dataset
+from vinocr.engine.trainer import Trainer
+
+
+@pytest.fixture(scope="module")
+def synth(tmp_path_factory) -> Path:
+    return generate_vin_dataset(tmp_path_factory.mktemp("synth") / "vins", n=12, seed=3)
+
+
+def test_generator_output_and_splits_of_it_are_synthetic(synth: Path, tmp_path: Path):
+    assert synthetic_share(LabelFileDataset(synth / "labels.txt", charset="vin")) == 1.0
+    # a split elsewhere pointing into the generator's folder, as `vinocr-data split` writes it
+    lines = (synth / "labels.txt").read_text().splitlines()
+    split = tmp_path / "splits" / "train.txt"
+    split.parent.mkdir()
+    split.write_text("".join(f"{synth / line.split(chr(9))[0]}\t{line.split(chr(9))[1]}\n"
+                             for line in lines[:8]))
+    assert synthetic_share(LabelFileDataset(split, charset="vin")) == 1.0
+
+
+def test_real_crops_and_unfinished_or_foreign_markers_are_not(synth: Path, tmp_path: Path):
+    real = LabelFileDataset(make_label_dir(tmp_path / "real", VALID_VINS), charset="vin")
+    assert synthetic_share(real) == 0.0
+    for name, marker in (("unfinished", {"generator": "vinocr.data.synth", "complete": False}),
+                         ("foreign", {"generator": "someone-else", "complete": True}),
+                         ("broken", None)):
+        copy = shutil.copytree(synth, tmp_path / name)
+        (copy / "synth.json").write_text("{not json" if marker is None else json.dumps(marker))
+        assert synthetic_share(LabelFileDataset(copy / "labels.txt", charset="vin")) == 0.0, name
+    mixed = MixedDataset([(LabelFileDataset(synth / "labels.txt", charset="vin"), 3.0),
+                          (real, 1.0)], epoch_size=40)
+    assert synthetic_share(mixed) == pytest.approx(30 / 40)
+
+
+def test_lmdb_output_is_synthetic(tmp_path: Path):
+    pytest.importorskip("lmdb")
+    from vinocr.data.lmdb_dataset import LmdbDataset
+
+    assert synthetic_share(LmdbDataset(generate_vin_dataset(tmp_path / "db", n=3, seed=1,
+                                                            fmt="lmdb"), charset="vin")) == 1.0
+
+
+def test_auto_picks_lora_for_generator_crops_alone(synth: Path, data: Path, tmp_path: Path):
+    """The default table: all-synthetic training data → lora whatever the budget; the same run
+    with one real source in the mix follows the budget rows (here: full)."""
+    def fit(train_files, name):
+        run = tmp_path / name
+        cfg = tiny_config(data, run, epochs=1, Global__charset="vin", Global__max_text_length=17,
+                          Global__image_shape=[3, 32, 160], Train__max_steps=200)
+        cfg["Train"]["dataset"] = {"type": "label_file", "label_files": train_files}
+        # a budget past the short-run row: 12 samples x 40 epochs / batch 4 = 120 steps planned
+        cfg["Train"]["epochs"] = 40
+        # the tiny CRNN's only layer LoRA can wrap (so its head gets the adapter); auto hands the option to lora if it picks it
+        hooks = build_technique({"name": "auto", "targets": [r"head\.fc"], "train_head": False})
+        trainer = Trainer(cfg, hooks=hooks)   # the choice is made while the trainer is built
+        return hooks.hooks[0], trainer.run.synthetic_share
+
+    only, share = fit([str(synth / "labels.txt")], "synthetic")
+    assert only.chosen == "lora" and share == 1.0
+    assert only.reason.startswith("12 training samples (100% synthetic), 120 planned optimizer "
+                                  "steps → lora (table row 1: all samples synthetic → lora)")
+    mixed, share = fit([str(synth / "labels.txt"), str(data / "train.txt")], "mixed")
+    assert mixed.chosen == "full" and "(43% synthetic)" in mixed.reason
+    assert share == pytest.approx(12 / 28)
