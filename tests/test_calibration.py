@@ -472,3 +472,35 @@ def test_export_records_aggregate_and_an_old_record_without_it_loads_as_mean(cal
     with pytest.raises(VinocrError) as info_err:
         Recognizer.from_dir(out, backend="paddle")
     assert str(yml) in str(info_err.value) and "vinocr.calibration.aggregate" in str(info_err.value)
+
+
+def _predict_csv(path, confidences, correct):
+    rows = ["path,text,confidence,char_confidences,label,correct,skipped"]
+    rows += [f"im{i}.png,X,{c:.4f},,X,{ok},"
+             for i, (c, ok) in enumerate(zip(confidences, correct))]
+    path.write_text("\n".join(rows) + "\n")
+    return path
+
+
+def test_ece_floor_separates_sampling_noise_from_miscalibration(tmp_path, capsys):
+    """tools/ece_floor.py: calibrated confidences measure within the floor it prints,
+    overconfident ones far above it; the floor shrinks as the test grows."""
+    from conftest import load_tool
+
+    tool = load_tool("ece_floor")
+    rng = np.random.default_rng(1)
+    conf = rng.uniform(0.5, 1.0, 2000)
+    calibrated = _predict_csv(tmp_path / "cal.csv", conf, rng.random(2000) < conf)
+    over = _predict_csv(tmp_path / "over.csv", np.full(2000, 0.99), rng.random(2000) < 0.7)
+    small, large = (np.mean(tool.sampling_floor(conf, n, 100, 0)) for n in (200, 2000))
+    assert large < 0.7 * small
+    assert tool.main([str(calibrated), "--trials", "100"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    observed = float(lines[0].rsplit("ece ", 1)[1])
+    p95 = float(lines[1].rsplit("percentile ", 1)[1])
+    assert observed <= 1.5 * p95
+    from vinocr.metrics import expected_calibration_error
+
+    assert expected_calibration_error(*tool.read_predictions(over)) > 5 * p95
+    with pytest.raises(SystemExit, match="no labelled rows"):
+        tool.read_predictions(_predict_csv(tmp_path / "unl.csv", [0.9], ["None"]))
