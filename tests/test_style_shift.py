@@ -74,3 +74,39 @@ def test_gap_table_skips_models_missing_a_set() -> None:
             {"model": "b", "dataset": "in", "seq_acc": "0.5", "ece": "0.1", "vs_first": ""}]
     table = tool.gap_table(rows, "in", "out").splitlines()
     assert len(table) == 3 and "| a | 0.9000 | 0.6000 | 30.0 | 0.2000 | - |" == table[2]
+
+
+def test_materials_splits_reads_by_the_material_each_crop_was_drawn_in(bench: Path,
+                                                                        tmp_path: Path,
+                                                                        capsys) -> None:
+    tool = load_tool("style_shift")
+    heldout = bench / "test_heldout"
+    settings = json.loads((heldout / "synth.json").read_text())
+    lines = (heldout / "labels.txt").read_text(encoding="utf-8").splitlines()
+    materials = tool.crop_materials(heldout)
+    # the re-drawn crops are the folder's: same labels, same material counts
+    assert [materials[i][0] for i in range(len(lines))] == _labels(heldout / "labels.txt")
+    drawn = [m for _, m in materials.values()]
+    assert {m: drawn.count(m) for m in set(drawn)} == {
+        m: n for m, n in settings["style_counts"].items() if n}
+    # a model right on every even crop, wrong on every odd one (as vinocr-predict writes it)
+    csv_path = tmp_path / "pred.csv"
+    rows = ["path,text,confidence,label,correct"]
+    for i, line in enumerate(lines):
+        rel, label = line.split("\t")
+        rows.append(f"{heldout / rel},X,0.9,{label},{i % 2 == 0}")
+    csv_path.write_text("\n".join(rows) + "\n")
+    assert tool.main(["materials", "--synth", str(heldout), "--predictions",
+                      str(csv_path)]) == 0
+    table = capsys.readouterr().out.splitlines()
+    for material in set(drawn):
+        idx = [i for i, (_, m) in materials.items() if m == material]
+        row = next(r for r in table if r.startswith(f"| {material} |"))
+        assert row == (f"| {material} | {len(idx)} | "
+                       f"{sum(i % 2 == 0 for i in idx) / len(idx):.3f} |")
+    # predictions of another folder are refused with the CSV line
+    rows[1] = rows[1].replace(_labels(heldout / "labels.txt")[0], "1HGCM82633A004352")
+    csv_path.write_text("\n".join(rows) + "\n")
+    assert tool.main(["materials", "--synth", str(heldout), "--predictions",
+                      str(csv_path)]) != 0
+    assert "line 2: label '1HGCM82633A004352'" in capsys.readouterr().err

@@ -14,7 +14,10 @@ disjoint seeds:
 
 ``eval`` runs ``vinocr-eval`` on both test sets and prints, per model, in-distribution and
 held-out-style sequence accuracy, their gap, and the held-out calibration error; the full table
-(McNemar's p against the first model included) is in ``OUT/table.md``::
+(McNemar's p against the first model included) is in ``OUT/table.md``. ``materials`` splits
+models' reads of a ``vinocr-synth vin`` folder by the material each crop was drawn in (engraved,
+dot-peen, cast, ...: re-drawn from the folder's seed, so any vinocr-synth folder works), from
+``vinocr-predict --format csv`` outputs::
 
     python tools/style_shift.py data --out bench --n-train 2400 --n-test 600 --seed 0
     vinocr-finetune -c configs/vin/ppocrv6_small.yml -o Global.run_dir=runs/ss \\
@@ -22,6 +25,8 @@ held-out-style sequence accuracy, their gap, and the held-out calibration error;
         "Eval.dataset={type: label_file, label_files: [bench/splits/val.txt]}"
     python tools/style_shift.py eval -c configs/vin/ppocrv6_small.yml --data bench \\
         --models pretrained runs/ss --out bench/eval
+    vinocr-predict --model EXPORT --format csv --out pred.csv bench/test_heldout/labels.txt
+    python tools/style_shift.py materials --synth bench/test_heldout --predictions pred.csv
 """
 from __future__ import annotations
 
@@ -30,7 +35,7 @@ import csv
 import json
 import sys
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Tuple
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -126,6 +131,74 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def crop_materials(synth_dir: Path) -> Dict[int, Tuple[str, str]]:
+    """``{index: (label, material)}`` of every crop of a finished ``vinocr-synth vin`` folder,
+    re-drawn from its ``synth.json`` (the generator is deterministic per seed and index)."""
+    from vinocr.data.synth import make_vin_sample
+    from vinocr.data.synth.writer import SETTINGS_FILE
+
+    path = synth_dir / SETTINGS_FILE
+    try:
+        settings = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise VinocrError(f"{path}: not a vinocr-synth settings file ({exc})") from None
+    if settings.get("kind", "vin") != "vin" or not settings.get("complete"):
+        raise VinocrError(f"{path}: expected a finished 'vinocr-synth vin' folder")
+    seed, pool, styles = settings["seed"], settings.get("pool", "all"), settings.get("styles")
+    prob = settings.get("delimiter_prob", 0.3)
+    out = {}
+    for i in range(int(settings["n"])):
+        _, label, meta = make_vin_sample(seed, i, styles, prob, pool)
+        out[i] = (label, meta["style"])
+    return out
+
+
+def material_table(materials: Dict[int, Tuple[str, str]],
+                   predictions: List[Tuple[str, List[Dict[str, str]]]]) -> str:
+    """Markdown table of sequence accuracy per material (rows) and model (columns)."""
+    counts: Dict[str, Dict[str, List[int]]] = {}
+    for name, rows in predictions:
+        for k, row in enumerate(rows, 2):
+            try:
+                index = int(Path(row["path"]).stem)
+                label, material = materials[index]
+            except (KeyError, ValueError):
+                raise VinocrError(f"{name} line {k}: {row.get('path')!r} is not a crop of the "
+                                  "--synth folder") from None
+            if row.get("label") != label:
+                raise VinocrError(f"{name} line {k}: label {row.get('label')!r}, but the --synth "
+                                  f"folder drew {label!r} for that crop; predict its labels.txt")
+            hit = counts.setdefault(material, {}).setdefault(name, [0, 0])
+            hit[0] += row.get("correct") == "True"
+            hit[1] += 1
+    names = [name for name, _ in predictions]
+    lines = ["| material | crops | " + " | ".join(names) + " |",
+             "|---|---|" + "---|" * len(names)]
+    for material in sorted(counts):
+        n = max(c[1] for c in counts[material].values())
+        cells = [f"{c[0] / c[1]:.3f}" if (c := counts[material].get(name)) else "-"
+                 for name in names]
+        lines.append(f"| {material} | {n} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def cmd_materials(args: argparse.Namespace) -> int:
+    materials = crop_materials(Path(args.synth))
+    predictions = []
+    for path in args.predictions:
+        try:
+            with open(path, newline="", encoding="utf-8") as fh:
+                rows = list(csv.DictReader(fh))
+        except OSError as exc:
+            raise VinocrError(f"{path}: cannot read ({exc.strerror})") from None
+        if not rows or not {"path", "label", "correct"} <= set(rows[0]):
+            raise VinocrError(f"{path}: expected a 'vinocr-predict --format csv' output of a "
+                              "label file (columns path, label, correct)")
+        predictions.append((path, rows))
+    print(material_table(materials, predictions))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog=PROG, description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -150,6 +223,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="folder for vinocr-eval's outputs")
     p.add_argument("--batch-size", type=positive_int, default=32)
     p.set_defaults(func=cmd_eval)
+    p = sub.add_parser("materials", help="sequence accuracy per material of a vinocr-synth "
+                       "folder, from vinocr-predict CSVs")
+    p.add_argument("--synth", required=True, help="the 'vinocr-synth vin' folder the CSVs read")
+    p.add_argument("--predictions", nargs="+", required=True,
+                   help="'vinocr-predict --format csv' outputs of its labels.txt, one per model")
+    p.set_defaults(func=cmd_materials)
     return parser
 
 
