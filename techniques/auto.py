@@ -35,6 +35,7 @@ the registry (``+`` stacks work) with the options it accepts, and receives every
 from __future__ import annotations
 
 import logging
+import math
 from dataclasses import dataclass
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
@@ -158,8 +159,10 @@ def choose(n_samples: int, steps: int, table: Sequence[Rule], available: Sequenc
     (the reason says so)."""
     notes: List[str] = []
     all_synthetic = synthetic_share >= 1.0
-    data = (f"{n_samples} training samples"
-            + (f" ({synthetic_share:.0%} synthetic)" if synthetic_share > 0 else ""))
+    data = f"{n_samples} training samples"
+    if synthetic_share > 0:
+        # floored, so a share short of all never reads 100%
+        data += f" ({math.floor(100 * synthetic_share)}% synthetic)"
     for i, rule in enumerate(table, 1):
         failed = rule.failed_condition(n_samples, steps, all_synthetic)
         if failed is not None:
@@ -260,12 +263,11 @@ class Auto(TrainerHooks):
             if missing:
                 raise ConfigError(f"Technique.override: unknown technique {missing[0]!r}; valid: "
                                   f"{', '.join(n for n in available if n != 'auto')}")
-            table_pick, _ = choose(self.n_samples, self.planned_steps, self.table, available,
-                                   self.synthetic_share)
+            table_pick, table_reason = choose(self.n_samples, self.planned_steps, self.table,
+                                              available, self.synthetic_share)
             self.chosen = self.override
-            self.reason = (f"Technique.override: {self.override} ({self.n_samples} training "
-                           f"samples, {self.planned_steps} planned optimizer steps; the table "
-                           f"would pick {table_pick})")
+            self.reason = (f"Technique.override: {self.override} (the table would pick "
+                           f"{table_pick}: {table_reason})")
         else:
             self.chosen, self.reason = choose(self.n_samples, self.planned_steps, self.table,
                                               available, self.synthetic_share)
@@ -304,10 +306,11 @@ class Auto(TrainerHooks):
         self._pending_state = None
         saved = state.get("chosen")
         if saved is not None and saved != self.chosen:
-            logger.warning("auto: the checkpoint was trained with %s but %s was chosen now (%s); "
-                           "its technique state is not restored; set Technique.override: %s to "
-                           "continue as before", saved, self.chosen, self.reason, saved)
-            return
+            # Its weights fit the saved technique (LoRA adapters or not), and an exact resume
+            # continues that technique; a vinocr upgrade may have changed the table's pick.
+            raise ConfigError(f"auto: this run was trained with {saved}, but {self.chosen} is "
+                              f"chosen now ({self.reason}); continue it with --resume RUN -o "
+                              f"Technique.override={saved}")
         self.inner.set_state_dict(state.get("inner", {}))
 
     def describe(self) -> Dict[str, Any]:

@@ -485,6 +485,16 @@ def test_auto_delegates_and_overrides():
     trainer = fake_trainer(n_samples=20000, steps=50)
     auto.prepare_model(trainer.model, trainer)
     assert auto.chosen == "full" and "table would pick lora" in auto.reason
+    # a resumed run whose checkpoint chose otherwise (e.g. under an older table) stops with the fix
+    auto = Auto()
+    auto.prepare_model(tiny_crnn(), fake_trainer(n_samples=20000, steps=500))
+    assert auto.chosen == "full"
+    with pytest.raises(ConfigError, match=re.escape("auto: this run was trained with lora, but "
+                                                    "full is chosen now")) as err:
+        auto.set_state_dict({"chosen": "lora", "inner": {}})
+    assert "-o Technique.override=lora" in str(err.value)
+    assert choose(1000, 500, _check_table(DEFAULT_TABLE), ["lora", "full"], 0.9996)[1] \
+        .startswith("1000 training samples (99% synthetic), 500 planned optimizer steps → full")
     with pytest.raises(ConfigError, match=r"Technique.override: unknown technique 'nope'"):
         Auto(override="nope").prepare_model(tiny_crnn(), fake_trainer())
 

@@ -22,6 +22,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from vinocr.cli.common import positive_int  # noqa: E402
 from vinocr.metrics import expected_calibration_error  # noqa: E402
 
 
@@ -32,14 +33,19 @@ def read_predictions(path: Path) -> Tuple[np.ndarray, np.ndarray]:
             rows = list(csv.DictReader(f))
     except OSError as exc:
         raise SystemExit(f"ece_floor: cannot read {path}: {exc.strerror}")
+    except (UnicodeDecodeError, csv.Error) as exc:
+        raise SystemExit(f"ece_floor: {path}: not a CSV text file ({exc})")
     if not rows or not {"confidence", "correct"} <= set(rows[0]):
         raise SystemExit(f"ece_floor: {path}: expected a vinocr-predict CSV of a label file "
                          "(columns confidence and correct)")
     labelled = [r for r in rows if r["correct"] in ("True", "False")]
     if not labelled:
         raise SystemExit(f"ece_floor: {path}: no labelled rows (predict a label file)")
-    return (np.array([float(r["confidence"]) for r in labelled]),
-            np.array([r["correct"] == "True" for r in labelled]))
+    try:
+        confidences = np.array([float(r["confidence"]) for r in labelled])
+    except (TypeError, ValueError):
+        raise SystemExit(f"ece_floor: {path}: a confidence is not a number")
+    return confidences, np.array([r["correct"] == "True" for r in labelled])
 
 
 def sampling_floor(confidences: Sequence[float], n: int, trials: int, seed: int) -> List[float]:
@@ -56,17 +62,15 @@ def sampling_floor(confidences: Sequence[float], n: int, trials: int, seed: int)
 def main(argv: Sequence[str] = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("predictions", type=Path, help="vinocr-predict --format csv of a label file")
-    ap.add_argument("--sizes", type=int, nargs="+", help="test sizes to simulate (default: the "
-                    "file's own)")
-    ap.add_argument("--trials", type=int, default=300)
+    ap.add_argument("--sizes", type=positive_int, nargs="+", help="test sizes to simulate "
+                    "(default: the file's own)")
+    ap.add_argument("--trials", type=positive_int, default=300)
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args(argv)
     conf, correct = read_predictions(args.predictions)
     print(f"{args.predictions}: {len(conf)} reads, accuracy {correct.mean():.4f}, mean "
           f"confidence {conf.mean():.4f}, ece {expected_calibration_error(conf, correct):.4f}")
     for n in args.sizes or [len(conf)]:
-        if n < 1:
-            raise SystemExit(f"ece_floor: --sizes must be >= 1, got {n}")
         sims = sampling_floor(conf, n, args.trials, args.seed)
         print(f"perfectly calibrated, {n} reads ({args.trials} trials): ece mean "
               f"{np.mean(sims):.4f}, 95th percentile {np.percentile(sims, 95):.4f}")

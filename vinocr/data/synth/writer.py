@@ -28,6 +28,7 @@ from typing import (Any, Callable, Dict, FrozenSet, Iterable, Iterator, Optional
 import cv2
 import numpy as np
 
+from vinocr.data.provenance import GENERATOR, IMAGE_DIR, SETTINGS_FILE
 from vinocr.data.synth.plates import (FRAMES_PER_TRACK, LAYOUT_NAMES, SCENARIOS, normalise_layout,
                                       random_plate, scenario_spec, write_track)
 from vinocr.data.synth.pools import get_pool
@@ -42,8 +43,7 @@ T = TypeVar("T")
 
 FORMATS = ("labelfile", "lmdb")
 LABEL_FILE = "labels.txt"
-IMAGE_DIR = "images"
-SETTINGS_FILE = "synth.json"
+# IMAGE_DIR, SETTINGS_FILE and GENERATOR come from vinocr.data.provenance, which reads them.
 # Everything a generator may have written, removed by ``overwrite=True`` (and nothing else).
 _OUTPUTS = (IMAGE_DIR, LABEL_FILE, LABEL_FILE + ".tmp", "data.mdb", "lock.mdb", SETTINGS_FILE,
             SETTINGS_FILE + ".tmp", *(spec.folder for spec in SCENARIOS.values()))
@@ -250,7 +250,7 @@ def generate_vin_dataset(out_dir: PathLike, n: int, seed: int = 0, fmt: str = "l
                              delimiter_prob=float(delimiter_prob), pool=style_pool.name)
     counts: Dict[str, int] = {s: 0 for s in style_list}
     settings = {
-        "generator": "vinocr.data.synth", "kind": "vin", "n": n, "seed": int(seed), "format": fmt,
+        "generator": GENERATOR, "kind": "vin", "n": n, "seed": int(seed), "format": fmt,
         "styles": list(style_list), "pool": style_pool.name,
         "degradations": list(style_pool.degradations), "delimiter_prob": float(delimiter_prob),
         "height_range": list(HEIGHT_RANGE), "aspect_range": list(ASPECT_RANGE),
@@ -332,7 +332,7 @@ def generate_plate_tracks(out_dir: PathLike, n_tracks: int, seed: int = 0,
                              image_ext=ext, scenario=scenario)
     counts = {LAYOUT_NAMES[k]: 0 for k in layout_keys}
     settings = {
-        "generator": "vinocr.data.synth", "kind": "plates", "n_tracks": n_tracks,
+        "generator": GENERATOR, "kind": "plates", "n_tracks": n_tracks,
         "seed": int(seed), "layouts": list(layout_keys), "image_ext": ext, "scenario": spec.folder,
         "frames_per_track": FRAMES_PER_TRACK, "layout_counts": counts,
         "sample_rng": "numpy default_rng([seed, track_number])",
@@ -424,7 +424,7 @@ def generate_plate_crops(out_dir: PathLike, n: int, formats: str, seed: int = 0,
                              charset=charset)
     counts: Dict[str, int] = {name: 0 for name, _ in mix}
     settings = {
-        "generator": "vinocr.data.synth", "kind": "plate_crops", "n": n, "seed": seed,
+        "generator": GENERATOR, "kind": "plate_crops", "n": n, "seed": seed,
         "formats": str(formats), "format_shares": {name: round(w, 6) for name, w in mix},
         "two_row_p": two_row_p, "charset": charset, "label_file": LABEL_FILE,
         "format_counts": counts,
