@@ -13,7 +13,6 @@ strict mode, raises) the real error through :class:`BadSampleTracker`.
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import functools
 import logging
 import math
@@ -289,7 +288,9 @@ def die_with_parent(parent_pid: Optional[int] = None) -> bool:
     if not sys.platform.startswith("linux"):
         return False
     try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        # dlopen(NULL): the process's own symbols, libc's prctl among them. (find_library forks
+        # /sbin/ldconfig, slow and a fork inside a just-forked worker.)
+        libc = ctypes.CDLL(None, use_errno=True)
         if libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) != 0:
             logger.debug("prctl(PR_SET_PDEATHSIG) failed: errno %d", ctypes.get_errno())
             return False
@@ -304,19 +305,22 @@ def die_with_parent(parent_pid: Optional[int] = None) -> bool:
 
 
 def _stop_worker(signum: int, frame: Any) -> None:
-    raise KeyboardInterrupt
+    # Exit at once, as the signal's default action would, but with status 0, which Paddle does
+    # not count as a failed worker. (A KeyboardInterrupt instead is caught by Paddle's worker
+    # loop where it runs the init function and kept the worker alive; multiprocessing, which
+    # stops daemon workers at exit by SIGTERM and joins them, then waited forever.)
+    os._exit(0)
 
 
 def _init_worker(worker_id: int, parent_pid: Optional[int] = None,
                  user_init: Optional[Callable[[int], None]] = None) -> None:
-    """Paddle ``worker_init_fn``: stop quietly on Ctrl-C or SIGTERM, die with the parent, then run
+    """Paddle ``worker_init_fn``: exit quietly on Ctrl-C or SIGTERM, die with the parent, then run
     the caller's own init, if any."""
     # A terminal's Ctrl-C reaches the whole process group, and Paddle's launcher stops a rank by
     # SIGTERM to its group. A worker killed by the signal makes Paddle raise SystemError
     # ("DataLoader process ... killed by signal") into the parent while it writes its
-    # interrupted report. Paddle's worker loop ends with exit status 0 on KeyboardInterrupt,
-    # which the parent accepts, so both signals raise it. (Ignoring SIGTERM instead would hang
-    # the parent's exit: multiprocessing terminates daemon workers with SIGTERM and joins them.)
+    # interrupted report; a worker that exits with status 0 does not. (Ignoring SIGTERM instead
+    # would hang the parent's exit: multiprocessing stops daemon workers by SIGTERM and joins.)
     signal.signal(signal.SIGINT, _stop_worker)
     signal.signal(signal.SIGTERM, _stop_worker)
     # multiprocessing records the pid of the process that started the worker; more exact than
