@@ -134,16 +134,12 @@ def cmd_eval(args: argparse.Namespace) -> int:
 def crop_materials(synth_dir: Path) -> Dict[int, Tuple[str, str]]:
     """``{index: (label, material)}`` of every crop of a finished ``vinocr-synth vin`` folder,
     re-drawn from its ``synth.json`` (the generator is deterministic per seed and index)."""
-    from vinocr.data.provenance import SETTINGS_FILE
+    from vinocr.data.provenance import SETTINGS_FILE, synth_settings
     from vinocr.data.synth import make_vin_sample
 
     path = synth_dir / SETTINGS_FILE
-    try:
-        settings = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise VinocrError(f"{path}: not a vinocr-synth settings file ({exc})") from None
-    if (not isinstance(settings, dict) or settings.get("kind") != "vin"
-            or settings.get("complete") is not True
+    settings = synth_settings(synth_dir)
+    if (settings is None or settings.get("kind") != "vin"
             or not all(isinstance(settings.get(k), int) for k in ("seed", "n"))):
         raise VinocrError(f"{path}: expected the settings of a finished 'vinocr-synth vin' "
                           "folder (kind vin, seed, n, complete)")

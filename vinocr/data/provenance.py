@@ -18,7 +18,7 @@ import logging
 import os
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Dict
+from typing import Any, Callable, Dict, Optional
 
 from vinocr.data.mixed import MixedDataset
 
@@ -31,15 +31,29 @@ GENERATOR = "vinocr.data.synth"
 IMAGE_DIR = "images"
 
 
-@lru_cache(maxsize=4096)
-def is_synth_folder(folder: str) -> bool:
-    """True when ``folder`` holds a finished ``vinocr-synth`` output (its ``synth.json``)."""
+def synth_settings(folder: Any) -> Optional[Dict[str, Any]]:
+    """The settings (``synth.json``) of a finished ``vinocr-synth`` output in ``folder``; None
+    when it is not one (no marker, unreadable, another generator's, or unfinished)."""
     try:
         settings = json.loads((Path(folder) / SETTINGS_FILE).read_text(encoding="utf-8"))
     except (OSError, ValueError):
-        return False
-    return (isinstance(settings, dict) and settings.get("generator") == GENERATOR
-            and settings.get("complete") is True)
+        return None
+    if (isinstance(settings, dict) and settings.get("generator") == GENERATOR
+            and settings.get("complete") is True):
+        return settings
+    return None
+
+
+@lru_cache(maxsize=4096)
+def is_synth_folder(folder: str) -> bool:
+    """True when ``folder`` holds a finished ``vinocr-synth`` output (its ``synth.json``)."""
+    return synth_settings(folder) is not None
+
+
+def _given_or_resolved(path: str, test: Callable[[str], bool]) -> bool:
+    """``test`` on the absolute path as given, then through its symlinks."""
+    given = os.path.abspath(path)
+    return test(given) or test(os.path.realpath(given))
 
 
 def _images_of_synth_output(folder: str) -> bool:
@@ -49,8 +63,7 @@ def _images_of_synth_output(folder: str) -> bool:
 @lru_cache(maxsize=65536)
 def is_synthetic_image_folder(folder: str) -> bool:
     """True when images in ``folder`` (absolute or relative) are crops ``vinocr-synth`` wrote."""
-    given = os.path.abspath(folder)
-    return _images_of_synth_output(given) or _images_of_synth_output(os.path.realpath(given))
+    return _given_or_resolved(folder, _images_of_synth_output)
 
 
 def synthetic_share(dataset: Any) -> float:
@@ -75,6 +88,5 @@ def synthetic_share(dataset: Any) -> float:
                    if is_synthetic_image_folder(folder)) / n
     path = getattr(dataset, "path", None)
     if path is not None and Path(path).is_dir():
-        given = os.path.abspath(path)
-        return 1.0 if is_synth_folder(given) or is_synth_folder(os.path.realpath(given)) else 0.0
+        return 1.0 if _given_or_resolved(str(path), is_synth_folder) else 0.0
     return 0.0
