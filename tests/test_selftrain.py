@@ -127,6 +127,31 @@ def test_track_agreement_k_of_n():
     assert tie.text == "AAA1111" and tie.agreement == 1
 
 
+def test_committee_labels_what_one_member_accepts_unless_another_reads_a_valid_other_text():
+    from vinocr.selftrain.verify import committee_verdicts
+
+    other_valid = VALID_VINS[1]
+    assert check_digit_ok(other_valid) and other_valid != NA_VIN
+    broken = NA_VIN[:4] + "B" + NA_VIN[5:]           # fails the check digit: no evidence
+    first = [confident(NA_VIN), confident(NA_VIN, 0.5), confident(NA_VIN), confident(broken),
+             confident(NA_VIN)]
+    second = [confident(broken), confident(NA_VIN, 0.95), confident(other_valid, 0.2),
+              confident(broken), confident(NA_VIN, 0.95)]
+    # Each member is judged by its own threshold: 0.9 for the first, 0.6 for the second.
+    verifiers = [vin_verifier(threshold=0.9, check_digit="always"),
+                 vin_verifier(threshold=0.6, check_digit="always")]
+    reads, verdicts, per_model = committee_verdicts([first, second], verifiers)
+    assert [v.reason for v in verdicts] == ["accepted", "accepted", "disagreement",
+                                            "check_digit", "accepted"]
+    # Crop 1: only the second member accepts it; the committee labels it with that read.
+    assert reads[1].text == NA_VIN and verdicts[1].score == pytest.approx(0.95)
+    assert per_model[0][1].reason == "confidence" and per_model[1][1].accepted
+    # Crop 2: a confident read is outvoted by a check-digit-valid other text at low confidence.
+    assert per_model[0][2].accepted and per_model[1][2].reason == "confidence"
+    with pytest.raises(ValueError, match="same items"):
+        committee_verdicts([first, second[:2]], verifiers)
+
+
 def test_bad_verifier_settings_are_config_errors():
     from vinocr.errors import ConfigError
 
@@ -211,7 +236,8 @@ def test_pseudo_labels_train_and_review_folder_awaits_a_reviewer(tmp_path):
                                  truth=truth, review=10)
     report = json.loads((tmp_path / "pl" / "report.json").read_text())
     assert report["outcomes"] == {"accepted": 2, "empty": 0, "grammar": 0, "check_digit": 1,
-                                  "forced": 0, "agreement": 0, "confidence": 1}
+                                  "forced": 0, "agreement": 0, "confidence": 1,
+                                  "disagreement": 0}
     reads_file = [json.loads(line) for line in (tmp_path / "pl" / "reads.jsonl").open()]
     assert [r["outcome"] for r in reads_file] == ["accepted", "check_digit", "confidence",
                                                   "accepted"]
@@ -288,6 +314,82 @@ def test_pseudolabel_cli_end_to_end_and_errors(tiny_run, data, tmp_path):
                        "--out", str(tmp_path / "y"))
     assert refused.returncode == 2 and "test" in refused.stderr
     test_split.unlink()
+
+
+def test_pseudolabel_cli_committee_of_teachers(tiny_run, data, tmp_path):
+    run, cfg_file = tiny_run
+    out = tmp_path / "pl"
+    # The tiny model reads too little to calibrate a threshold: a fixed one.
+    common = ["--unlabelled", str(data / "tr"), "--threshold", "0", "--audit",
+              str(data / "train.txt")]
+    alone = run_tool("vinocr.cli.pseudolabel", "--model", str(run), *common,
+                     "--out", str(tmp_path / "alone"))
+    assert alone.returncode == 0, alone.stderr[-2000:]
+    both = run_tool("vinocr.cli.pseudolabel", "--model", str(run), "--teacher", str(run),
+                    *common, "--out", str(out))
+    assert both.returncode == 0, both.stderr[-2000:]
+    report = json.loads((out / "report.json").read_text())
+    single = json.loads((tmp_path / "alone" / "report.json").read_text())
+    # A committee of one model twice accepts what the model accepts alone, never more.
+    assert report["outcomes"] == single["outcomes"]
+    assert [m["accepted_alone"] for m in report["committee"]] == [single["accepted_items"]] * 2
+    assert [m["audit"]["accepted"] for m in report["committee"]] == [
+        single["audit"]["accepted"]] * 2
+    reads = [json.loads(line) for line in (out / "reads.jsonl").open()]
+    assert all(len(r["models"]) == 2 for r in reads)
+
+    missing = run_tool("vinocr.cli.pseudolabel", "--model", str(run), "--teacher",
+                       str(tmp_path / "nope.yml"), *common, "--out", str(tmp_path / "m"))
+    assert missing.returncode == 2 and "--teacher" in missing.stderr
+    assert "nope.yml" in missing.stderr and "Traceback" not in missing.stderr
+
+
+def test_committee_calibration_adds_up_the_members_errors(tmp_path, monkeypatch):
+    """Each member reaches the target precision on validation alone, but they err on different
+    crops: the committee's own validation precision is what the report states and checks."""
+    import argparse
+
+    from vinocr.cli import pseudolabel as cli
+    from vinocr.decode import build_decoder
+
+    truth = [VALID_VINS[k % 3] for k in range(10)]
+    wrong = VALID_VINS[4]                      # check-digit-valid, and not any crop's text
+    broken = NA_VIN[:4] + "B" + NA_VIN[5:]     # fails the check digit
+    # Member A misreads crop 8 (valid text) and crop 9 (broken); B the other way round.
+    plan_a = {32 + k: (t, 0.99) for k, t in enumerate(truth[:8])}
+    plan_b = dict(plan_a)
+    plan_a.update({40: (wrong, 0.99), 41: (broken, 0.99)})
+    plan_b.update({40: (broken, 0.99), 41: (wrong, 0.99)})
+    lines = []
+    for k, text in enumerate(truth):
+        write_png(tmp_path / "val" / f"{k}.png", text_image("X", height=32 + k, seed=k))
+        write_png(tmp_path / "pool" / f"{k}.png", text_image("X", height=32 + k, seed=k))
+        lines.append(f"val/{k}.png\t{text}\n")
+    (tmp_path / "val.txt").write_text("".join(lines))
+    readers = {"a": FakeReader(plan_a), "b": FakeReader(plan_b)}
+
+    def fake_open(spec, cfg, args, key=None):
+        return cli.ModelReader(spec, readers[spec], {"method": "vin"}, lambda s: s, True, "vin")
+
+    monkeypatch.setattr(cli, "open_reader", fake_open)
+
+    def args(target, out):
+        return argparse.Namespace(
+            unlabelled=str(tmp_path / "pool"), model="a", teacher=["b"], out=str(tmp_path / out),
+            tracks=False, audit=None, backend="auto", overwrite=False,
+            calibrate=str(tmp_path / "val.txt"), target_precision=target, threshold=None,
+            score="min", check_digit="always", min_agreement=1, decode=None,
+            allow_forced=True, track_frames="all", review=0, batch_size=4)
+
+    # Alone, each accepts 9 crops with one error (0.889); together 10 with two (0.800).
+    with pytest.raises(VinocrError, match="committee of 2 models reaches precision 0.8000"):
+        cli.pseudolabel(args(0.85, "strict"), None)
+    report = cli.pseudolabel(args(0.75, "loose"), None)
+    assert [m["calibration"]["precision"] for m in report["committee"]] == [
+        pytest.approx(8 / 9)] * 2
+    assert report["committee_calibration"]["precision"] == pytest.approx(0.8)
+    assert report["committee_calibration"]["accepted"] == 10
+    assert report["outcomes"]["accepted"] == 10
 
 
 def test_selftrain_rounds_resume_and_export(tiny_run, data, tmp_path, monkeypatch):

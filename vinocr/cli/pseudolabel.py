@@ -18,6 +18,7 @@ import argparse
 import json
 import logging
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional, Sequence
 
@@ -25,6 +26,7 @@ from vinocr.cli.common import (add_config_options, add_log_level, cli_entry, pos
                                probability, setup_logging)
 from vinocr.errors import VinocrError
 from vinocr.selftrain.pseudolabel import TRACK_FRAMES
+from vinocr.selftrain.verify import ReadVerifier
 
 logger = logging.getLogger("vinocr.pseudolabel")
 
@@ -55,6 +57,12 @@ def add_verifier_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--allow-forced", action="store_true",
                    help="accept constrained reads that differ from the model's unconstrained "
                         "read of the same crop (rejected by default: the grammar changed them)")
+    g.add_argument("--teacher", action="append", default=[], metavar="MODEL",
+                   help="a further model reading the same crops (repeatable): a run directory, "
+                        "checkpoint, export, or a config .yml (its pretrained base, zero-shot). "
+                        "A read is accepted when one model accepts it (each model's threshold "
+                        "calibrated on its own) and no model reads the crop as another text "
+                        "that passes the checks (rejected as 'disagreement')")
     g.add_argument("--decode", metavar="METHOD",
                    help="decoder method overriding the model's (greedy, beam, vin, plate)")
     g.add_argument("--review", type=int, default=0, metavar="N",
@@ -158,15 +166,49 @@ def resolve_decode(loaded: Any, cfg: Optional[Mapping[str, Any]], method: Option
     return decode
 
 
-def pseudolabel(args: argparse.Namespace, cfg: Optional[Mapping[str, Any]]) -> Dict[str, Any]:
-    """Run ``vinocr-pseudolabel`` for parsed ``args``; returns the report."""
+@dataclass
+class ModelReader:
+    """A loaded model with what reading and judging its reads needs."""
+
+    name: str
+    read: Any            # ReadFn
+    decode: Dict[str, Any]
+    canonical: Any       # text -> canonical text of the model's decoder
+    vin: bool
+    charset: Any
+
+
+def open_reader(spec: str, cfg: Optional[Mapping[str, Any]], args: argparse.Namespace,
+                key: Optional[str] = None) -> ModelReader:
+    """``spec`` loaded for pseudo-labelling: a run, checkpoint or export directory, ``pretrained``
+    (with ``cfg``), or a config file (.yml/.yaml) whose pretrained base is read zero-shot."""
     from vinocr.cli.model_io import make_prob_reader
-    from vinocr.data.split import held_out_test_reason
     from vinocr.engine.model_loading import load_trained
     from vinocr.predict import is_vin_charset
-    from vinocr.selftrain.pseudolabel import (calibrate, read_items, reader_with_unforced_check,
-                                              write_pseudo_labels)
-    from vinocr.selftrain.verify import ReadVerifier
+    from vinocr.selftrain.pseudolabel import reader_with_unforced_check
+
+    if Path(spec).suffix.lower() in (".yml", ".yaml"):
+        if not Path(spec).is_file():
+            raise VinocrError(f"{key or '--model'} {spec}: config file not found")
+        from vinocr.config import load_config
+
+        cfg, spec = load_config([spec], []), "pretrained"
+    loaded = load_trained(spec, cfg, backend=args.backend, decode=args.decode, key=key)
+    model_cfg = cfg if cfg is not None else loaded.config
+    decode = resolve_decode(loaded, cfg, args.decode)
+    image_shape = model_cfg.get("Global", {}).get("image_shape", [3, 48, 320])
+    probs, decoder = make_prob_reader(loaded, decode, image_shape,
+                                      model_cfg.get("Global", {}).get("two_row_max_aspect", 0.0))
+    return ModelReader(loaded.name, reader_with_unforced_check(probs, decoder, loaded.charset),
+                       decode, decoder.canonical, is_vin_charset(loaded.charset),
+                       loaded.charset)
+
+
+def pseudolabel(args: argparse.Namespace, cfg: Optional[Mapping[str, Any]]) -> Dict[str, Any]:
+    """Run ``vinocr-pseudolabel`` for parsed ``args``; returns the report."""
+    from vinocr.data.split import held_out_test_reason
+    from vinocr.selftrain.pseudolabel import Member, read_items, write_pseudo_labels
+    from vinocr.selftrain.verify import committee_verdicts, precision_report
 
     if args.calibrate is None and args.threshold is None:
         raise VinocrError("give --calibrate LABELLED (the threshold is chosen there for "
@@ -184,46 +226,66 @@ def pseudolabel(args: argparse.Namespace, cfg: Optional[Mapping[str, Any]]) -> D
     if (out / "report.json").exists() and not args.overwrite:
         raise VinocrError(f"{out}: already holds pseudo-labels; pass --overwrite to replace them")
 
-    loaded = load_trained(args.model, cfg, backend=args.backend, decode=args.decode)
-    model_cfg = cfg if cfg is not None else loaded.config
-    decode = resolve_decode(loaded, cfg, args.decode)
-    image_shape = model_cfg.get("Global", {}).get("image_shape", [3, 48, 320])
-    probs, decoder = make_prob_reader(loaded, decode, image_shape,
-                                      model_cfg.get("Global", {}).get("two_row_max_aspect", 0.0))
-    reader = reader_with_unforced_check(probs, decoder, loaded.charset)
-    canonical = decoder.canonical
-    vin = is_vin_charset(loaded.charset)
-    items = open_items(args.unlabelled, args.tracks, loaded.charset)
-    truth = (audit_labels(args.audit, items, args.tracks, loaded.charset, canonical,
+    models = [open_reader(args.model, cfg, args)]
+    models += [open_reader(spec, None, args, key="--teacher") for spec in args.teacher]
+    for teacher, spec in zip(models[1:], args.teacher):
+        if teacher.vin != models[0].vin:
+            raise VinocrError(f"--teacher {spec}: reads {'VINs' if teacher.vin else 'plates'} "
+                              f"but --model {args.model} reads "
+                              f"{'VINs' if models[0].vin else 'plates'}")
+    items = open_items(args.unlabelled, args.tracks, models[0].charset)
+    canonical = models[0].canonical
+    truth = (audit_labels(args.audit, items, args.tracks, models[0].charset, canonical,
                           args.unlabelled)
              if args.audit else None)
+    labelled = (open_labelled(args.calibrate, args.tracks, models[0].charset)
+                if args.calibrate is not None else None)
 
-    options = dict(vin=vin, check_digit=args.check_digit,
-                   min_agreement=args.min_agreement if args.tracks else 1, score=args.score,
-                   allow_forced=args.allow_forced)
-    info: Dict[str, Any] = {"model": loaded.name, "input": str(args.unlabelled), "decode": decode}
-    if args.calibrate is not None:
-        labelled = open_labelled(args.calibrate, args.tracks, loaded.charset)
-        probe = ReadVerifier.from_decode(decode, **options)
-        cal = calibrate(probe, read_items(reader, labelled.items, args.batch_size),
-                        labelled.labels, args.target_precision, canonical)
-        info["calibration"] = {"set": str(args.calibrate), **cal.to_dict()}
-        if not cal.reached:
-            raise VinocrError(f"--calibrate {args.calibrate}: no confidence threshold reaches "
-                              f"precision {args.target_precision} on its {cal.total} reads "
-                              f"({cal.passed_checks} pass the other checks); use a better model "
-                              "or lower --target-precision")
-        threshold = cal.threshold
-        logger.info("threshold %.4f: precision %.4f (95%% lower bound %.4f) on %d of %d "
-                    "validation reads", threshold, cal.precision, cal.precision_lower_95,
-                    cal.accepted, cal.total)
-    else:
+    members = []
+    val_reads = []
+    for m in models:
+        options = dict(vin=m.vin, check_digit=args.check_digit,
+                       min_agreement=args.min_agreement if args.tracks else 1, score=args.score,
+                       allow_forced=args.allow_forced)
+        info: Dict[str, Any] = {"model": m.name, "decode": m.decode}
         threshold = args.threshold
-    verifier = ReadVerifier.from_decode(decode, threshold=threshold, **options)
-    reads = read_items(reader, items, args.batch_size)
-    result = write_pseudo_labels(out, items, reads, verifier, info=info, truth=truth,
-                                 review=args.review, overwrite=args.overwrite,
-                                 track_frames=args.track_frames)
+        if labelled is not None:
+            from vinocr.selftrain.pseudolabel import calibrate
+
+            probe = ReadVerifier.from_decode(m.decode, **options)
+            reads = read_items(m.read, labelled.items, args.batch_size)
+            cal = calibrate(probe, reads, labelled.labels, args.target_precision, m.canonical)
+            info["calibration"] = {"set": str(args.calibrate), **cal.to_dict()}
+            if not cal.reached:
+                raise VinocrError(f"--calibrate {args.calibrate}: no confidence threshold of "
+                                  f"{m.name} reaches precision {args.target_precision} on its "
+                                  f"{cal.total} reads ({cal.passed_checks} pass the other "
+                                  "checks); use a better model or lower --target-precision")
+            threshold = cal.threshold
+            val_reads.append(reads)
+            logger.info("%s: threshold %.4f: precision %.4f (95%% lower bound %.4f) on %d of %d "
+                        "validation reads", m.name, threshold, cal.precision,
+                        cal.precision_lower_95, cal.accepted, cal.total)
+        verifier = ReadVerifier.from_decode(m.decode, threshold=threshold, **options)
+        members.append(Member(read_items(m.read, items, args.batch_size), verifier, info))
+
+    info = {**members[0].info, "input": str(args.unlabelled)}
+    if len(members) > 1 and labelled is not None:
+        # Errors of the members add up: the committee's own precision on validation.
+        truth_val = [canonical(t) for t in labelled.labels]
+        reads, verdicts, _ = committee_verdicts(val_reads, [m.verifier for m in members])
+        val = precision_report(reads, verdicts, truth_val)
+        info["committee_calibration"] = {
+            "set": str(args.calibrate), "accepted": val["accepted"],
+            "precision": val["precision"], "precision_lower_95": val["precision_lower_95"]}
+        if val["precision"] is not None and val["precision"] < args.target_precision:
+            raise VinocrError(f"--calibrate {args.calibrate}: the committee of {len(members)} "
+                              f"models reaches precision {val['precision']:.4f} < "
+                              f"{args.target_precision} on validation although each member "
+                              "reaches it alone; drop a --teacher")
+    result = write_pseudo_labels(out, items, members[0].reads, members[0].verifier, info=info,
+                                 truth=truth, review=args.review, overwrite=args.overwrite,
+                                 track_frames=args.track_frames, others=members[1:])
     return result.report
 
 

@@ -179,7 +179,7 @@ def pseudo_args(args: argparse.Namespace, model: str, out: Path) -> argparse.Nam
         target_precision=args.target_precision, threshold=args.threshold, score=args.score,
         check_digit=args.check_digit, min_agreement=args.min_agreement, decode=args.decode,
         allow_forced=args.allow_forced, track_frames=args.track_frames,
-        review=args.review, batch_size=args.batch_size)
+        review=args.review, batch_size=args.batch_size, teacher=list(args.teacher))
 
 
 def run_rounds(args: argparse.Namespace, cfg: Mapping[str, Any]) -> Dict[str, Any]:
@@ -207,6 +207,7 @@ def run_rounds(args: argparse.Namespace, cfg: Mapping[str, Any]) -> Dict[str, An
         out.mkdir(parents=True, exist_ok=True)
         state = {"config": [str(c) for c in args.config], "overrides": list(args.opt),
                  "unlabelled": str(args.unlabelled), "base": args.base,
+                 "teachers": list(args.teacher),
                  "pseudo_augment": args.pseudo_augment, "rounds": []}
     state["rounds_requested"] = args.rounds
     save_state(out, state)

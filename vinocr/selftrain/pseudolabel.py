@@ -32,7 +32,7 @@ from vinocr.data.base import IMAGE_EXTENSIONS, read_image
 from vinocr.atomic_dir import write_file_atomic
 from vinocr.errors import DataError, VinocrError
 from vinocr.selftrain.verify import (Calibration, Read, ReadVerifier, Verdict, choose_threshold,
-                                     precision_report, summarise, track_read)
+                                     committee_verdicts, precision_report, summarise, track_read)
 
 logger = logging.getLogger(__name__)
 
@@ -166,6 +166,16 @@ def calibrate(verifier: ReadVerifier, reads: Sequence[Read], truth: Sequence[str
 
 
 @dataclass
+class Member:
+    """A further model of a committee: its reads of the same items, judged by its own verifier
+    (own threshold), and what the report says of it (model, decode, calibration)."""
+
+    reads: Sequence[Read]
+    verifier: ReadVerifier
+    info: Dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
 class PseudoLabels:
     """What :func:`write_pseudo_labels` wrote."""
 
@@ -187,7 +197,9 @@ def write_pseudo_labels(out: Union[str, Path], items: Sequence[Item], reads: Seq
                         verifier: ReadVerifier, info: Optional[Mapping[str, Any]] = None,
                         truth: Optional[Sequence[Optional[str]]] = None,
                         review: int = 0, overwrite: bool = False,
-                        track_frames: str = "all") -> PseudoLabels:
+                        track_frames: str = "all",
+                        others: Sequence[Member] = ()
+                        ) -> PseudoLabels:
     """Verify ``reads`` and write ``out/`` (module docstring).
 
     Args:
@@ -201,6 +213,9 @@ def write_pseudo_labels(out: Union[str, Path], items: Sequence[Item], reads: Seq
             frames that misread the plate too: the agreeing frames verified its text, and those
             hard frames are what the model has yet to learn) or ``agreeing`` (only the frames
             that read the accepted text).
+        others: the same items read by further models, each with its own verifier: a committee
+            (:func:`vinocr.selftrain.verify.committee_verdicts`) in which ``reads``/``verifier``
+            are the first member.
     """
     if track_frames not in TRACK_FRAMES:
         raise VinocrError(f"track_frames: expected one of {', '.join(TRACK_FRAMES)}, got "
@@ -215,7 +230,10 @@ def write_pseudo_labels(out: Union[str, Path], items: Sequence[Item], reads: Seq
         for sub in ("frames", "review"):
             shutil.rmtree(out / sub, ignore_errors=True)
     out.mkdir(parents=True, exist_ok=True)
-    verdicts: List[Verdict] = [verifier.check(r) for r in reads]
+    first = {k: v for k, v in (info or {}).items() if k in ("model", "decode", "calibration")}
+    members = [Member(reads, verifier, first), *others]
+    reads, verdicts, per_model = committee_verdicts([m.reads for m in members],
+                                                    [m.verifier for m in members])
     lines: List[str] = []
     for n, (item, read, verdict) in enumerate(zip(items, reads, verdicts)):
         if not verdict.accepted:
@@ -237,16 +255,30 @@ def write_pseudo_labels(out: Union[str, Path], items: Sequence[Item], reads: Seq
     label_file = out / LABELS_FILE
     _write_text(label_file, "".join(line + "\n" for line in lines))
     # Every read with its score and outcome, for choosing a threshold afterwards.
-    _write_text(out / READS_FILE, "".join(json.dumps(
-        {"key": r.key, "text": r.text, "score": round(v.score, 6), "unforced": r.unforced,
-         "agreement": r.agreement, "outcome": v.reason,
-         **({"truth": t} if truth is not None else {})}, ensure_ascii=False) + "\n"
-        for r, v, t in zip(reads, verdicts, truth if truth is not None else [None] * len(reads))))
+    hidden = truth if truth is not None else [None] * len(reads)
+    rows = []
+    for k, (r, v, t) in enumerate(zip(reads, verdicts, hidden)):
+        row = {"key": r.key, "text": r.text, "score": round(v.score, 6), "unforced": r.unforced,
+               "agreement": r.agreement, "outcome": v.reason}
+        if others:
+            row["models"] = [{"text": m.reads[k].text, "score": round(mv[k].score, 6),
+                              "outcome": mv[k].reason} for m, mv in zip(members, per_model)]
+        if truth is not None:
+            row["truth"] = t
+        rows.append(json.dumps(row, ensure_ascii=False) + "\n")
+    _write_text(out / READS_FILE, "".join(rows))
     counts = summarise(verdicts)
     report: Dict[str, Any] = {
         "items": len(items), "tracks": sum(1 for i in items if i.is_track),
         "outcomes": counts, "accepted_items": counts["accepted"],
         "label_lines": len(lines), "verifier": verifier.describe(), **dict(info or {})}
+    if others:
+        # Each member on its own: what it would have accepted alone (and, audited, how well).
+        report["committee"] = [
+            {**m.info, "verifier": m.verifier.describe(),
+             "accepted_alone": sum(1 for x in mv if x.accepted),
+             **({"audit": precision_report(m.reads, mv, truth)} if truth is not None else {})}
+            for m, mv in zip(members, per_model)]
     if report["tracks"]:
         report["track_frames"] = track_frames
     if truth is not None:

@@ -19,6 +19,8 @@ The checks, in the order a read is rejected by them:
 5. ``agreement`` (tracks): fewer than ``min_agreement`` frames read the same text.
 6. ``confidence``: the read's score is below the threshold chosen on a labelled validation set
    (:func:`choose_threshold`) for a target precision.
+7. ``disagreement`` (a committee of models, :func:`committee_verdicts`): a model accepted the read,
+   but another model's read of the same item passes checks 1-5 with another text.
 
 The score is the *minimum* per-character confidence by default: one doubtful character makes a
 whole VIN wrong, and the mean of 17 confidences hides it.
@@ -37,7 +39,7 @@ from vinocr.vin import CHECK_DIGIT_REGIONS, VIN_LENGTH, check_digit_ok, region_o
 
 #: Rejection reasons, in the order they are checked.
 REASONS: Tuple[str, ...] = ("empty", "grammar", "check_digit", "forced", "agreement",
-                            "confidence")
+                            "confidence", "disagreement")
 SCORES: Tuple[str, ...] = ("min", "mean")
 CHECK_DIGIT_RULES: Tuple[str, ...] = ("auto", "always", "never")
 
@@ -191,6 +193,49 @@ class ReadVerifier:
                 "vin_check_digit": self.check_digit if self.vin else None,
                 "min_agreement": self.min_agreement, "threshold": self.threshold,
                 "score": self.score_kind, "allow_forced": self.allow_forced}
+
+
+def committee_verdicts(reads: Sequence[Sequence[Read]], verifiers: Sequence[ReadVerifier]
+                       ) -> Tuple[List[Read], List[Verdict], List[List[Verdict]]]:
+    """Combine several models' reads of the same items into one read and verdict per item.
+
+    ``reads[m][k]`` is model m's read of item k, judged by model m's own verifier
+    ``verifiers[m]`` (each model has its own threshold: confidences of different models are not
+    on one scale). An item is accepted when some model accepts its read and no model reads it as
+    something else that also passes the structural checks (grammar, check digit, unforced,
+    agreement); that case is rejected as ``disagreement``. A read that fails the structural checks
+    is no evidence against another model's: a failed check digit already says it is wrong.
+
+    Models misread different crops (another base, another training set), so the committee labels
+    crops that its first model alone would leave unlabelled, at the precision of each member.
+
+    Returns ``(reads, verdicts, per_model)``: the read that was accepted (the first accepting
+    model's) or, for a rejected item, the first model's read and verdict; and every model's own
+    verdicts, ``per_model[m][k]``.
+    """
+    if not reads or len(reads) != len(verifiers):
+        raise ValueError("one list of reads per verifier expected")
+    n = len(reads[0])
+    if any(len(r) != n for r in reads):
+        raise ValueError("every model must read the same items")
+    per_model = [[v.check(r) for r in model_reads] for model_reads, v in zip(reads, verifiers)]
+    combined_reads: List[Read] = []
+    combined: List[Verdict] = []
+    for k in range(n):
+        accepted = [m for m in range(len(reads)) if per_model[m][k].accepted]
+        if not accepted:
+            combined_reads.append(reads[0][k])
+            combined.append(per_model[0][k])
+            continue
+        first = accepted[0]
+        text = reads[first][k].text
+        dissent = any(reads[m][k].text != text
+                      and verifiers[m].structural_reason(reads[m][k]) is None
+                      for m in range(len(reads)))
+        combined_reads.append(reads[first][k])
+        verdict = per_model[first][k]
+        combined.append(Verdict(False, "disagreement", verdict.score) if dissent else verdict)
+    return combined_reads, combined, per_model
 
 
 # --------------------------------------------------------------------------- threshold choice
