@@ -150,6 +150,15 @@ def test_committee_labels_what_one_member_accepts_unless_another_reads_a_valid_o
     assert per_model[0][2].accepted and per_model[1][2].reason == "confidence"
     with pytest.raises(ValueError, match="same items"):
         committee_verdicts([first, second[:2]], verifiers)
+    # Two votes: crop 0 (the second member's read fails the check digit) and crop 1 (the first
+    # member reads it right but below its threshold: still a vote) are judged differently.
+    _, voted, _ = committee_verdicts([first, second], verifiers, min_votes=2)
+    assert [v.reason for v in voted] == ["votes", "accepted", "disagreement", "check_digit",
+                                         "accepted"]
+    from vinocr.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="min_votes"):
+        committee_verdicts([first, second], verifiers, min_votes=3)
 
 
 def test_bad_verifier_settings_are_config_errors():
@@ -373,13 +382,13 @@ def test_committee_calibration_adds_up_the_members_errors(tmp_path, monkeypatch)
 
     monkeypatch.setattr(cli, "open_reader", fake_open)
 
-    def args(target, out):
+    def args(target, out, votes=1):
         return argparse.Namespace(
             unlabelled=str(tmp_path / "pool"), model="a", teacher=["b"], out=str(tmp_path / out),
             tracks=False, audit=None, backend="auto", overwrite=False,
             calibrate=str(tmp_path / "val.txt"), target_precision=target, threshold=None,
             score="min", check_digit="always", min_agreement=1, decode=None,
-            allow_forced=True, track_frames="all", review=0, batch_size=4)
+            allow_forced=True, track_frames="all", review=0, batch_size=4, min_votes=votes)
 
     # Alone, each accepts 9 crops with one error (0.889); together 10 with two (0.800).
     with pytest.raises(VinocrError, match="committee of 2 models reaches precision 0.8000"):
@@ -390,6 +399,12 @@ def test_committee_calibration_adds_up_the_members_errors(tmp_path, monkeypatch)
     assert report["committee_calibration"]["precision"] == pytest.approx(0.8)
     assert report["committee_calibration"]["accepted"] == 10
     assert report["outcomes"]["accepted"] == 10
+    # Two votes: each member's lone misread is rejected, and the strict target is reached.
+    report = cli.pseudolabel(args(0.85, "votes", votes=2), None)
+    assert report["committee_calibration"]["precision"] == 1.0
+    assert report["outcomes"]["accepted"] == 8 and report["outcomes"]["votes"] == 2
+    with pytest.raises(VinocrError, match="--min-votes 3: the committee has 2"):
+        cli.pseudolabel(args(0.85, "three", votes=3), None)
 
 
 def test_selftrain_rounds_resume_and_export(tiny_run, data, tmp_path, monkeypatch):

@@ -63,6 +63,11 @@ def add_verifier_options(p: argparse.ArgumentParser) -> None:
                         "A read is accepted when one model accepts it (each model's threshold "
                         "calibrated on its own) and no model reads the crop as another text "
                         "that passes the checks (rejected as 'disagreement')")
+    g.add_argument("--min-votes", type=positive_int, default=1,
+                   help="with --teacher: models (counting --model) that must read the accepted "
+                        "text, passing the checks though not necessarily the threshold (default "
+                        "1: one confident model suffices; 2 rejects a confident misread that no "
+                        "other model makes)")
     g.add_argument("--decode", metavar="METHOD",
                    help="decoder method overriding the model's (greedy, beam, vin, plate)")
     g.add_argument("--review", type=int, default=0, metavar="N",
@@ -226,6 +231,10 @@ def pseudolabel(args: argparse.Namespace, cfg: Optional[Mapping[str, Any]]) -> D
     if (out / "report.json").exists() and not args.overwrite:
         raise VinocrError(f"{out}: already holds pseudo-labels; pass --overwrite to replace them")
 
+    if args.min_votes > 1 + len(args.teacher):
+        raise VinocrError(f"--min-votes {args.min_votes}: the committee has "
+                          f"{1 + len(args.teacher)} model(s) (--model and {len(args.teacher)} "
+                          "--teacher)")
     models = [open_reader(args.model, cfg, args)]
     models += [open_reader(spec, None, args, key="--teacher") for spec in args.teacher]
     for teacher, spec in zip(models[1:], args.teacher):
@@ -273,7 +282,8 @@ def pseudolabel(args: argparse.Namespace, cfg: Optional[Mapping[str, Any]]) -> D
     if len(members) > 1 and labelled is not None:
         # Errors of the members add up: the committee's own precision on validation.
         truth_val = [canonical(t) for t in labelled.labels]
-        reads, verdicts, _ = committee_verdicts(val_reads, [m.verifier for m in members])
+        reads, verdicts, _ = committee_verdicts(val_reads, [m.verifier for m in members],
+                                                args.min_votes)
         val = precision_report(reads, verdicts, truth_val)
         info["committee_calibration"] = {
             "set": str(args.calibrate), "accepted": val["accepted"],
@@ -285,7 +295,8 @@ def pseudolabel(args: argparse.Namespace, cfg: Optional[Mapping[str, Any]]) -> D
                               "reaches it alone; drop a --teacher")
     result = write_pseudo_labels(out, items, members[0].reads, members[0].verifier, info=info,
                                  truth=truth, review=args.review, overwrite=args.overwrite,
-                                 track_frames=args.track_frames, others=members[1:])
+                                 track_frames=args.track_frames, others=members[1:],
+                                 min_votes=args.min_votes)
     return result.report
 
 

@@ -179,7 +179,8 @@ def pseudo_args(args: argparse.Namespace, model: str, out: Path) -> argparse.Nam
         target_precision=args.target_precision, threshold=args.threshold, score=args.score,
         check_digit=args.check_digit, min_agreement=args.min_agreement, decode=args.decode,
         allow_forced=args.allow_forced, track_frames=args.track_frames,
-        review=args.review, batch_size=args.batch_size, teacher=list(args.teacher))
+        review=args.review, batch_size=args.batch_size, teacher=list(args.teacher),
+        min_votes=args.min_votes)
 
 
 def run_rounds(args: argparse.Namespace, cfg: Mapping[str, Any]) -> Dict[str, Any]:

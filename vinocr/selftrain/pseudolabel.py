@@ -198,7 +198,7 @@ def write_pseudo_labels(out: Union[str, Path], items: Sequence[Item], reads: Seq
                         truth: Optional[Sequence[Optional[str]]] = None,
                         review: int = 0, overwrite: bool = False,
                         track_frames: str = "all",
-                        others: Sequence[Member] = ()
+                        others: Sequence[Member] = (), min_votes: int = 1
                         ) -> PseudoLabels:
     """Verify ``reads`` and write ``out/`` (module docstring).
 
@@ -216,6 +216,7 @@ def write_pseudo_labels(out: Union[str, Path], items: Sequence[Item], reads: Seq
         others: the same items read by further models, each with its own verifier: a committee
             (:func:`vinocr.selftrain.verify.committee_verdicts`) in which ``reads``/``verifier``
             are the first member.
+        min_votes: members that must read the accepted text (``committee_verdicts``).
     """
     if track_frames not in TRACK_FRAMES:
         raise VinocrError(f"track_frames: expected one of {', '.join(TRACK_FRAMES)}, got "
@@ -233,7 +234,7 @@ def write_pseudo_labels(out: Union[str, Path], items: Sequence[Item], reads: Seq
     first = {k: v for k, v in (info or {}).items() if k in ("model", "decode", "calibration")}
     members = [Member(reads, verifier, first), *others]
     reads, verdicts, per_model = committee_verdicts([m.reads for m in members],
-                                                    [m.verifier for m in members])
+                                                    [m.verifier for m in members], min_votes)
     lines: List[str] = []
     for n, (item, read, verdict) in enumerate(zip(items, reads, verdicts)):
         if not verdict.accepted:
@@ -274,6 +275,7 @@ def write_pseudo_labels(out: Union[str, Path], items: Sequence[Item], reads: Seq
         "label_lines": len(lines), "verifier": verifier.describe(), **dict(info or {})}
     if others:
         # Each member on its own: what it would have accepted alone (and, audited, how well).
+        report["min_votes"] = min_votes
         report["committee"] = [
             {**m.info, "verifier": m.verifier.describe(),
              "accepted_alone": sum(1 for x in mv if x.accepted),

@@ -21,6 +21,8 @@ The checks, in the order a read is rejected by them:
    (:func:`choose_threshold`) for a target precision.
 7. ``disagreement`` (a committee of models, :func:`committee_verdicts`): a model accepted the read,
    but another model's read of the same item passes checks 1-5 with another text.
+8. ``votes`` (a committee): fewer than ``min_votes`` models read the accepted text with a read that
+   passes checks 1-5 (their confidence may be below their own threshold).
 
 The score is the *minimum* per-character confidence by default: one doubtful character makes a
 whole VIN wrong, and the mean of 17 confidences hides it.
@@ -39,7 +41,7 @@ from vinocr.vin import CHECK_DIGIT_REGIONS, VIN_LENGTH, check_digit_ok, region_o
 
 #: Rejection reasons, in the order they are checked.
 REASONS: Tuple[str, ...] = ("empty", "grammar", "check_digit", "forced", "agreement",
-                            "confidence", "disagreement")
+                            "confidence", "disagreement", "votes")
 SCORES: Tuple[str, ...] = ("min", "mean")
 CHECK_DIGIT_RULES: Tuple[str, ...] = ("auto", "always", "never")
 
@@ -195,7 +197,8 @@ class ReadVerifier:
                 "score": self.score_kind, "allow_forced": self.allow_forced}
 
 
-def committee_verdicts(reads: Sequence[Sequence[Read]], verifiers: Sequence[ReadVerifier]
+def committee_verdicts(reads: Sequence[Sequence[Read]], verifiers: Sequence[ReadVerifier],
+                       min_votes: int = 1
                        ) -> Tuple[List[Read], List[Verdict], List[List[Verdict]]]:
     """Combine several models' reads of the same items into one read and verdict per item.
 
@@ -207,7 +210,10 @@ def committee_verdicts(reads: Sequence[Sequence[Read]], verifiers: Sequence[Read
     is no evidence against another model's: a failed check digit already says it is wrong.
 
     Models misread different crops (another base, another training set), so the committee labels
-    crops that its first model alone would leave unlabelled, at the precision of each member.
+    crops that its first model alone would leave unlabelled; but the members' errors add up.
+    ``min_votes`` > 1 buys precision back: the accepted text must also be read, passing the
+    structural checks, by that many members (confident or not), else ``votes``. A member's
+    confident misread that no other member makes is then rejected.
 
     Returns ``(reads, verdicts, per_model)``: the read that was accepted (the first accepting
     model's) or, for a rejected item, the first model's read and verdict; and every model's own
@@ -215,6 +221,9 @@ def committee_verdicts(reads: Sequence[Sequence[Read]], verifiers: Sequence[Read
     """
     if not reads or len(reads) != len(verifiers):
         raise ValueError("one list of reads per verifier expected")
+    if not 1 <= min_votes <= len(reads):
+        raise ConfigError(f"min_votes: expected 1 to {len(reads)} (the committee's size), got "
+                          f"{min_votes}")
     n = len(reads[0])
     if any(len(r) != n for r in reads):
         raise ValueError("every model must read the same items")
@@ -229,12 +238,17 @@ def committee_verdicts(reads: Sequence[Sequence[Read]], verifiers: Sequence[Read
             continue
         first = accepted[0]
         text = reads[first][k].text
-        dissent = any(reads[m][k].text != text
-                      and verifiers[m].structural_reason(reads[m][k]) is None
-                      for m in range(len(reads)))
+        valid = [m for m in range(len(reads))
+                 if verifiers[m].structural_reason(reads[m][k]) is None]
+        dissent = any(reads[m][k].text != text for m in valid)
+        votes = sum(1 for m in valid if reads[m][k].text == text)
         combined_reads.append(reads[first][k])
         verdict = per_model[first][k]
-        combined.append(Verdict(False, "disagreement", verdict.score) if dissent else verdict)
+        if dissent:
+            verdict = Verdict(False, "disagreement", verdict.score)
+        elif votes < min_votes:
+            verdict = Verdict(False, "votes", verdict.score)
+        combined.append(verdict)
     return combined_reads, combined, per_model
 
 
