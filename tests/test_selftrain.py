@@ -417,7 +417,7 @@ def test_selftrain_rounds_resume_and_export(tiny_run, data, tmp_path, monkeypatc
     out = tmp_path / "st"
     argv = ["-c", str(cfg_file), "--unlabelled", str(data / "tr"),
             "--base", str(base), "--rounds", "2", "--out", str(out), "--threshold", "0",
-            "--audit", str(data / "train.txt"), "--nproc", "1"]
+            "--audit", str(data / "train.txt"), "--nproc", "1", "--teacher", str(base)]
     real_finetune = selftrain.finetune
     calls: List[Path] = []
 
@@ -463,6 +463,10 @@ def test_selftrain_rounds_resume_and_export(tiny_run, data, tmp_path, monkeypatc
     assert [r["status"] for r in state["rounds"]] == ["done"] * 3
     assert round1.stat().st_mtime_ns == stamp                    # round 1 was not redone
     assert state["rounds"][1]["audit"]["audited"] == 16          # per-round report kept
+    # Each round's committee: the round's model beside the same teacher.
+    assert state["rounds"][2]["teachers"] == [str(base)]
+    committee = json.loads((out / "round_2" / "pseudo" / "report.json").read_text())["committee"]
+    assert [m["model"].split("/")[-2] for m in committee] == ["run", "base"]
     assert (out / "round_2" / "pseudo" / "report.json").is_file()
     assert state["export"] == str(out / "round_2" / "run")
     assert (out / "export" / "inference.json").is_file()

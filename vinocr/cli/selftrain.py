@@ -208,7 +208,6 @@ def run_rounds(args: argparse.Namespace, cfg: Mapping[str, Any]) -> Dict[str, An
         out.mkdir(parents=True, exist_ok=True)
         state = {"config": [str(c) for c in args.config], "overrides": list(args.opt),
                  "unlabelled": str(args.unlabelled), "base": args.base,
-                 "teachers": list(args.teacher),
                  "pseudo_augment": args.pseudo_augment, "rounds": []}
     state["rounds_requested"] = args.rounds
     save_state(out, state)
@@ -232,6 +231,7 @@ def run_rounds(args: argparse.Namespace, cfg: Mapping[str, Any]) -> Dict[str, An
             logger.info("round %d: pseudo-labelling %s with %s", k, args.unlabelled, model)
             report = pseudolabel(pseudo_args(args, model, folder / "pseudo"), None)
             entry.update(status="pseudo_done", pseudo=str(folder / "pseudo"),
+                         teachers=list(args.teacher),
                          accepted=report["accepted_items"], items=report["items"],
                          calibration=report.get("calibration"), audit=report.get("audit"))
             save_state(out, state)
