@@ -403,6 +403,7 @@ def test_committee_calibration_adds_up_the_members_errors(tmp_path, monkeypatch)
     report = cli.pseudolabel(args(0.85, "votes", votes=2), None)
     assert report["committee_calibration"]["precision"] == 1.0
     assert report["outcomes"]["accepted"] == 8 and report["outcomes"]["votes"] == 2
+    assert "committee of 2" in cli.summary_line(report)
     with pytest.raises(VinocrError, match="--min-votes 3: the committee has 2"):
         cli.pseudolabel(args(0.85, "three", votes=3), None)
 

@@ -305,8 +305,15 @@ def summary_line(report: Mapping[str, Any]) -> str:
             f"({report['label_lines']} label lines)")
     cal = report.get("calibration")
     if cal:
-        line += (f"; threshold {cal['threshold']:.4f} (validation precision {cal['precision']:.4f}"
+        line += (f"; {'first model: ' if report.get('committee') else ''}threshold "
+                 f"{cal['threshold']:.4f} (validation precision {cal['precision']:.4f}"
                  f", lower 95% {cal['precision_lower_95']:.4f})")
+    committee = report.get("committee_calibration")
+    if committee and committee.get("precision") is not None:
+        thresholds = "/".join(f"{m['calibration']['threshold']:.4f}" for m in report["committee"])
+        line += (f"; committee of {len(report['committee'])} (thresholds {thresholds}): "
+                 f"validation precision {committee['precision']:.4f} (lower 95% "
+                 f"{committee['precision_lower_95']:.4f})")
     audit = report.get("audit")
     if audit and audit.get("precision") is not None:
         line += (f"; audit: precision {audit['precision']:.4f} "
