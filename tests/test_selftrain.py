@@ -246,7 +246,7 @@ def test_pseudo_labels_train_and_review_folder_awaits_a_reviewer(tmp_path):
     report = json.loads((tmp_path / "pl" / "report.json").read_text())
     assert report["outcomes"] == {"accepted": 2, "empty": 0, "grammar": 0, "check_digit": 1,
                                   "forced": 0, "agreement": 0, "confidence": 1,
-                                  "disagreement": 0}
+                                  "disagreement": 0, "votes": 0}
     reads_file = [json.loads(line) for line in (tmp_path / "pl" / "reads.jsonl").open()]
     assert [r["outcome"] for r in reads_file] == ["accepted", "check_digit", "confidence",
                                                   "accepted"]

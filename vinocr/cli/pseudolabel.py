@@ -212,7 +212,7 @@ def open_reader(spec: str, cfg: Optional[Mapping[str, Any]], args: argparse.Name
 def pseudolabel(args: argparse.Namespace, cfg: Optional[Mapping[str, Any]]) -> Dict[str, Any]:
     """Run ``vinocr-pseudolabel`` for parsed ``args``; returns the report."""
     from vinocr.data.split import held_out_test_reason
-    from vinocr.selftrain.pseudolabel import Member, read_items, write_pseudo_labels
+    from vinocr.selftrain.pseudolabel import Member, calibrate, read_items, write_pseudo_labels
     from vinocr.selftrain.verify import committee_verdicts, precision_report
 
     if args.calibrate is None and args.threshold is None:
@@ -250,7 +250,8 @@ def pseudolabel(args: argparse.Namespace, cfg: Optional[Mapping[str, Any]]) -> D
     labelled = (open_labelled(args.calibrate, args.tracks, models[0].charset)
                 if args.calibrate is not None else None)
 
-    members = []
+    verifiers: List[ReadVerifier] = []
+    infos: List[Dict[str, Any]] = []
     val_reads = []
     for m in models:
         options = dict(vin=m.vin, check_digit=args.check_digit,
@@ -259,8 +260,6 @@ def pseudolabel(args: argparse.Namespace, cfg: Optional[Mapping[str, Any]]) -> D
         info: Dict[str, Any] = {"model": m.name, "decode": m.decode}
         threshold = args.threshold
         if labelled is not None:
-            from vinocr.selftrain.pseudolabel import calibrate
-
             probe = ReadVerifier.from_decode(m.decode, **options)
             reads = read_items(m.read, labelled.items, args.batch_size)
             cal = calibrate(probe, reads, labelled.labels, args.target_precision, m.canonical)
@@ -275,24 +274,26 @@ def pseudolabel(args: argparse.Namespace, cfg: Optional[Mapping[str, Any]]) -> D
             logger.info("%s: threshold %.4f: precision %.4f (95%% lower bound %.4f) on %d of %d "
                         "validation reads", m.name, threshold, cal.precision,
                         cal.precision_lower_95, cal.accepted, cal.total)
-        verifier = ReadVerifier.from_decode(m.decode, threshold=threshold, **options)
-        members.append(Member(read_items(m.read, items, args.batch_size), verifier, info))
+        verifiers.append(ReadVerifier.from_decode(m.decode, threshold=threshold, **options))
+        infos.append(info)
 
-    info = {**members[0].info, "input": str(args.unlabelled)}
-    if len(members) > 1 and labelled is not None:
-        # Errors of the members add up: the committee's own precision on validation.
+    info = {**infos[0], "input": str(args.unlabelled)}
+    if len(models) > 1 and labelled is not None:
+        # Errors of the members add up: the committee's own precision on validation, checked
+        # before the unlabelled crops are read.
         truth_val = [canonical(t) for t in labelled.labels]
-        reads, verdicts, _ = committee_verdicts(val_reads, [m.verifier for m in members],
-                                                args.min_votes)
+        reads, verdicts, _ = committee_verdicts(val_reads, verifiers, args.min_votes)
         val = precision_report(reads, verdicts, truth_val)
         info["committee_calibration"] = {
             "set": str(args.calibrate), "accepted": val["accepted"],
             "precision": val["precision"], "precision_lower_95": val["precision_lower_95"]}
         if val["precision"] is not None and val["precision"] < args.target_precision:
-            raise VinocrError(f"--calibrate {args.calibrate}: the committee of {len(members)} "
+            raise VinocrError(f"--calibrate {args.calibrate}: the committee of {len(models)} "
                               f"models reaches precision {val['precision']:.4f} < "
                               f"{args.target_precision} on validation although each member "
-                              "reaches it alone; drop a --teacher")
+                              "reaches it alone; raise --min-votes or drop a --teacher")
+    members = [Member(read_items(m.read, items, args.batch_size), v, i)
+               for m, v, i in zip(models, verifiers, infos)]
     result = write_pseudo_labels(out, items, members[0].reads, members[0].verifier, info=info,
                                  truth=truth, review=args.review, overwrite=args.overwrite,
                                  track_frames=args.track_frames, others=members[1:],
