@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 
@@ -12,6 +13,16 @@ import pytest
 
 from vinocr.engine.hooks import TrainerHooks
 from vinocr.vin import with_check_digit
+
+
+def pytest_configure(config) -> None:
+    # A shell starts a background job (`./.ci/run &`, nohup ... &) with SIGINT ignored, and an
+    # ignored signal stays ignored across exec: every tool a test starts would then shrug off
+    # the Ctrl-C the Ctrl-C tests send, and those tests would time out. A Python handler is not
+    # inherited across exec, so with one here the tools start with Ctrl-C as a terminal has it.
+    if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
 
 # Progress bars are for people; in test logs they are noise.
 os.environ.setdefault("VINOCR_NO_PROGRESS", "1")

@@ -334,9 +334,7 @@ except KeyboardInterrupt:
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="process groups are POSIX")
-# SIGINT (Ctrl-C) is not parametrized here: that case hung once in fresh-clone CI with no
-# output from the child (cause not found yet); the soak covers Ctrl-C on a real 2-process run.
-@pytest.mark.parametrize("sig", [signal.SIGTERM])
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
 def test_a_signal_to_the_process_group_interrupts_the_trainer_not_its_workers(tmp_path, sig):
     """Ctrl-C reaches the whole process group, and Paddle's launcher stops a rank by SIGTERM to
     its group: the workers get the signal too. If they die of it first, Paddle raises
