@@ -167,7 +167,7 @@ def calibrate(verifier: ReadVerifier, reads: Sequence[Read], truth: Sequence[str
 
 @dataclass
 class Member:
-    """A further model of a committee: its reads of the same items, judged by its own verifier
+    """One model of a committee: its reads of the same items, judged by its own verifier
     (own threshold), and what the report says of it (model, decode, calibration)."""
 
     reads: Sequence[Read]
