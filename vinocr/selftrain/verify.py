@@ -111,6 +111,11 @@ class Verdict:
     reason: str   # "accepted" or one of REASONS
     score: float
 
+    @property
+    def passed_checks(self) -> bool:
+        """Every check but the confidence threshold held (:meth:`ReadVerifier.check`)."""
+        return self.reason in ("accepted", "confidence")
+
 
 class ReadVerifier:
     """Accepts a :class:`Read` only when every check that applies holds (module docstring).
@@ -238,8 +243,7 @@ def committee_verdicts(reads: Sequence[Sequence[Read]], verifiers: Sequence[Read
             continue
         first = accepted[0]
         text = reads[first][k].text
-        valid = [m for m in range(len(reads))
-                 if verifiers[m].structural_reason(reads[m][k]) is None]
+        valid = [m for m in range(len(reads)) if per_model[m][k].passed_checks]
         dissent = any(reads[m][k].text != text for m in valid)
         votes = sum(1 for m in valid if reads[m][k].text == text)
         combined_reads.append(reads[first][k])
