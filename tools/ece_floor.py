@@ -13,7 +13,6 @@ show; an observed ece well above it is miscalibration, one within it is noise.
 from __future__ import annotations
 
 import argparse
-import csv
 import sys
 from pathlib import Path
 from typing import List, Sequence, Tuple
@@ -23,21 +22,17 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from vinocr.cli.common import positive_int  # noqa: E402
+from vinocr.cli.predict import read_csv  # noqa: E402
+from vinocr.errors import VinocrError  # noqa: E402
 from vinocr.metrics import expected_calibration_error  # noqa: E402
 
 
 def read_predictions(path: Path) -> Tuple[np.ndarray, np.ndarray]:
     """``(confidences, correct)`` of the labelled rows of a vinocr-predict CSV."""
     try:
-        with open(path, newline="", encoding="utf-8") as f:
-            rows = list(csv.DictReader(f))
-    except OSError as exc:
-        raise SystemExit(f"ece_floor: cannot read {path}: {exc.strerror}")
-    except (UnicodeDecodeError, csv.Error) as exc:
-        raise SystemExit(f"ece_floor: {path}: not a CSV text file ({exc})")
-    if not rows or not {"confidence", "correct"} <= set(rows[0]):
-        raise SystemExit(f"ece_floor: {path}: expected a vinocr-predict CSV of a label file "
-                         "(columns confidence and correct)")
+        rows = read_csv(path, ("confidence", "correct"))
+    except VinocrError as exc:
+        raise SystemExit(f"ece_floor: {exc}")
     labelled = [r for r in rows if r["correct"] in ("True", "False")]
     if not labelled:
         raise SystemExit(f"ece_floor: {path}: no labelled rows (predict a label file)")

@@ -183,17 +183,10 @@ def material_table(materials: Dict[int, Tuple[str, str]],
 
 def cmd_materials(args: argparse.Namespace) -> int:
     materials = crop_materials(Path(args.synth))
-    predictions = []
-    for path in args.predictions:
-        try:
-            with open(path, newline="", encoding="utf-8") as fh:
-                rows = list(csv.DictReader(fh))
-        except OSError as exc:
-            raise VinocrError(f"{path}: cannot read ({exc.strerror})") from None
-        if not rows or not {"path", "label", "correct"} <= set(rows[0]):
-            raise VinocrError(f"{path}: expected a 'vinocr-predict --format csv' output of a "
-                              "label file (columns path, label, correct)")
-        predictions.append((path, rows))
+    from vinocr.cli.predict import read_csv
+
+    predictions = [(path, read_csv(path, ("path", "label", "correct")))
+                   for path in args.predictions]
     print(material_table(materials, predictions))
     return 0
 

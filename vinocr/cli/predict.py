@@ -31,7 +31,8 @@ import logging
 import os
 import sys
 from pathlib import Path
-from typing import Any, Dict, Iterator, List, Mapping, NamedTuple, Optional, Tuple
+from typing import (Any, Dict, Iterator, List, Mapping, NamedTuple, Optional, Sequence,
+                    Tuple)
 
 from vinocr.cli.common import QUIET, add_log_level, cli_entry, positive_int, setup_logging
 from vinocr.errors import VinocrError
@@ -216,6 +217,23 @@ def csv_text(rows: List[Dict[str, Any]], vin: bool, labelled: bool) -> str:
                 out[key] = ""
         writer.writerow(out)
     return buf.getvalue()
+
+
+def read_csv(path: Any, columns: Sequence[str]) -> List[Dict[str, str]]:
+    """The rows of a ``--format csv`` output (the reader of :func:`csv_text`'s files, for tools
+    that score them); a one-line :class:`VinocrError` naming ``path`` when it cannot be read or
+    lacks one of ``columns`` (``label``/``correct`` exist only for a labelled input)."""
+    try:
+        with open(path, newline="", encoding="utf-8") as fh:
+            rows = list(csv.DictReader(fh))
+    except OSError as exc:
+        raise VinocrError(f"{path}: cannot read ({exc.strerror})") from None
+    except (UnicodeDecodeError, csv.Error) as exc:
+        raise VinocrError(f"{path}: not a CSV text file ({exc})") from None
+    if not rows or not set(columns) <= set(rows[0]):
+        raise VinocrError(f"{path}: expected a '{PROG} --format csv' output of a label file "
+                          f"(columns {', '.join(columns)})")
+    return rows
 
 
 def build_parser() -> argparse.ArgumentParser:
