@@ -12,8 +12,9 @@ import pytest
 import yaml
 
 from conftest import make_label_dir, tiny_config
-from vinocr.calibration import (CalibrationError, CalibrationSet, aggregate_char_confidences,
-                                aggregate_from_record, calibrate_result, calibration_set,
+from vinocr.calibration import (MIN_CHECK_FAILED, CalibrationError, CalibrationSet,
+                                aggregate_char_confidences, aggregate_from_record,
+                                calibrate_result, calibration_set, check_digit_scale_from_record,
                                 check_temperature, decode_calibrated, fit_temperature, temper,
                                 temperature_from_record)
 from vinocr.decode import build_decoder
@@ -21,7 +22,7 @@ from vinocr.decode.ctc import BeamSearchDecoder, GreedyDecoder
 from vinocr.engine.hooks import TrainerHooks
 from vinocr.errors import VinocrError
 from vinocr.metrics import expected_calibration_error
-from vinocr.vin import VIN_ALPHABET
+from vinocr.vin import VIN_ALPHABET, check_digit_fails, check_digit_ok, with_check_digit
 
 CLASSES = [""] + list("ABCDEFGH0123456789")
 
@@ -114,6 +115,8 @@ def test_fit_picks_product_when_errors_are_single_characters_among_confident_one
     assert fit.nll == min(v["nll"] for v in fit.candidates.values())
     assert fit.to_record()["aggregate"] == "product"
     assert abs(fit.temperature - 1.0) < 0.1  # the product is calibrated as constructed
+    # 17 characters of an alphabet that is not the VIN one: no check digit to split on
+    assert fit.check_digit_failed is None and fit.to_record()["check_digit_failed"] is None
     mean_t = fit.candidates["mean"]["temperature"]
     # held out: the chosen product is far better calibrated than the best-tempered mean
     probs2, results2, correct2 = _long_reads(21, 600)
@@ -132,6 +135,171 @@ def test_fit_picks_product_when_errors_are_single_characters_among_confident_one
         tempered = calibrate_result(r, p, fit.temperature)  # mean aggregate, same characters
         assert q.char_confidences == pytest.approx(tempered.char_confidences, rel=1e-12)
         assert q.confidence == pytest.approx(np.prod(q.char_confidences), rel=1e-9)
+
+
+VIN_CLASSES = [""] + list(VIN_ALPHABET)
+
+
+def _vin_reads(seed: int, n: int, failing: float = 0.3) -> Tuple[List[np.ndarray], list,
+                                                                  np.ndarray]:
+    """17-character VIN reads as :func:`_long_reads` builds them (right with the product of
+    their character confidences), except that a share ``failing`` of them read a check digit
+    that does not match: those are always wrong, as on crops of VINs that all carry a valid
+    check digit, although their characters are as confident as the others'."""
+    rng = np.random.default_rng(seed)
+    decoder = GreedyDecoder(classes=VIN_CLASSES)
+    c = len(VIN_CLASSES)
+    probs, correct = [], []
+    for _ in range(n):
+        vin = with_check_digit("".join(rng.choice(list(VIN_ALPHABET), 17)))
+        fails = rng.random() < failing
+        if fails:
+            vin = vin[:8] + next(d for d in "0123456789X" if d != vin[8]) + vin[9:]
+        doubtful = rng.random(17) < 0.05
+        conf = np.where(doubtful, rng.uniform(0.2, 0.9, 17), rng.uniform(0.995, 0.9999, 17))
+        frames = np.full((35, c), 1e-4)
+        frames[:, 0] = 1.0
+        for k, ch in enumerate(vin):
+            row = np.full(c - 1, (1.0 - conf[k]) / (c - 2))
+            row[VIN_CLASSES.index(ch) - 1] = conf[k]
+            frames[2 * k + 1] = np.concatenate([[0.0], row])
+        probs.append((frames / frames.sum(axis=1, keepdims=True)).astype(np.float32))
+        correct.append(not fails and bool(np.all(rng.random(17) < conf)))
+    results = [decoder.decode(p) for p in probs]
+    assert all(check_digit_fails(r.text) != check_digit_ok(r.text) for r in results)
+    return probs, results, np.asarray(correct)
+
+
+def test_vin_reads_failing_the_check_digit_get_their_own_factor():
+    decoder = GreedyDecoder(classes=VIN_CLASSES)
+    probs, results, correct = _vin_reads(40, 800)
+    data = calibration_set(decoder, probs, [r.text if ok else "" for r, ok in
+                                            zip(results, correct)])
+    assert data.correct.tolist() == correct.tolist()
+    failed = np.array([check_digit_fails(r.text) for r in results])
+    assert data.check_failed.tolist() == failed.tolist() and failed.sum() > 150
+    fit = fit_temperature(data)
+    plain = fit_temperature(data, check_digit=False)
+    record = fit.check_digit_failed
+    assert record is not None and plain.check_digit_failed is None
+    assert record["reads"] == int(failed.sum()) and record["right"] == 0
+    # the others are calibrated as constructed: the product at temperature 1
+    assert fit.aggregate == "product" and abs(fit.temperature - 1.0) < 0.1, fit.summary()
+    # on validation the failing reads' mean confidence is the smoothed share of them right
+    tuned = data.calibrated(fit.temperature, fit.aggregate, fit.check_digit_scale)
+    assert tuned[failed].mean() == pytest.approx(1 / (failed.sum() + 2), rel=1e-4)
+    assert fit.to_record()["check_digit_failed"] == record
+    assert check_digit_scale_from_record(fit.to_record(), "x") == record["scale"]
+    assert "failing the check digit" in fit.summary()
+
+    # held out: one temperature for both populations is far worse calibrated
+    probs2, results2, correct2 = _vin_reads(41, 1500)
+    split = decode_calibrated(decoder, np.stack(probs2), fit.temperature,
+                              aggregate=fit.aggregate, check_digit_scale=fit.check_digit_scale)
+    single = decode_calibrated(decoder, np.stack(probs2), plain.temperature,
+                               aggregate=plain.aggregate)
+    truth = correct2.tolist()
+    ece_split = expected_calibration_error([r.confidence for r in split], truth)
+    ece_single = expected_calibration_error([r.confidence for r in single], truth)
+    assert ece_split < 0.5 * ece_single and ece_split < 0.05, (ece_split, ece_single)
+    for r, p, got in zip(results2, probs2, split):  # the factor touches failing reads only
+        base = calibrate_result(r, p, fit.temperature, aggregate=fit.aggregate)
+        want = base.confidence * fit.check_digit_scale if check_digit_fails(r.text) \
+            else base.confidence
+        assert got.text == r.text and got.confidence == pytest.approx(want, rel=1e-9)
+        assert got.char_confidences == base.char_confidences
+
+
+def test_check_digit_split_needs_enough_failing_reads():
+    decoder = GreedyDecoder(classes=VIN_CLASSES)
+    probs, results, correct = _vin_reads(42, 400, failing=0.0)
+    # planted: MIN_CHECK_FAILED - 1 failing reads are too few to estimate how often one is right
+    extra, extra_results, _ = _vin_reads(43, 200, failing=1.0)
+    n = MIN_CHECK_FAILED - 1
+    data = CalibrationSet.from_reads(probs + extra[:n], results + extra_results[:n],
+                                     correct.tolist() + [False] * n, vin=True)
+    assert int(data.check_failed.sum()) == n
+    assert fit_temperature(data).check_digit_failed is None
+    more = CalibrationSet.from_reads(probs + extra[:n + 1], results + extra_results[:n + 1],
+                                     correct.tolist() + [False] * (n + 1), vin=True)
+    assert fit_temperature(more).check_digit_failed["reads"] == n + 1
+    # the shards of a data-parallel validation keep the marks
+    back = CalibrationSet.from_json(json.loads(json.dumps(more.to_json())))
+    assert back.check_failed.tolist() == more.check_failed.tolist()
+
+
+def test_recognizer_applies_the_check_digit_factor_from_inference_yml(tmp_path):
+    from vinocr.charset import load_charset
+    from vinocr.predict import Recognizer, read_model_info
+
+    charset = load_charset("vin")
+    probs, results, _ = _vin_reads(44, 12, failing=0.5)
+    width = charset.num_classes  # the VIN charset's classes: blank, 33 characters, space
+    padded = np.stack([np.concatenate([p, np.zeros((p.shape[0], width - p.shape[1]),
+                                                   np.float32)], axis=1) for p in probs])
+
+    class Fixed:
+        name, fixed_width = "fixed", None
+
+        def run(self, batch):
+            return padded[:batch.shape[0]]
+
+    crops = [np.full((48, 320, 3), 128, np.uint8)] * 12
+    plain = Recognizer(Fixed(), charset, (3, 48, 320), temperature=1.3, aggregate="product")
+    rec = Recognizer(Fixed(), charset, (3, 48, 320), temperature=1.3, aggregate="product",
+                     check_digit_scale=0.05)
+    got, base = rec.predict(crops), plain.predict(crops)
+    fails = [check_digit_fails(r.text) for r in got]
+    assert any(fails) and not all(fails)
+    for g, b, f in zip(got, base, fails):
+        assert g.text == b.text
+        assert g.confidence == pytest.approx(b.confidence * (0.05 if f else 1.0), rel=1e-9)
+    rec.use_raw_confidence()
+    assert rec.check_digit_scale is None
+
+    # stored in inference.yml and read back; a bad one names the file and the key
+    yml = tmp_path / "inference.yml"
+    doc = {"PostProcess": {"character_dict": charset.characters},
+           "vinocr": {"charset": "vin", "calibration": {
+               "temperature": 1.3, "aggregate": "product",
+               "check_digit_failed": {"reads": 40, "right": 1, "scale": 0.05}}}}
+    yml.write_text(yaml.safe_dump(doc))
+    assert read_model_info(tmp_path).check_digit_scale == 0.05
+    doc["vinocr"]["calibration"]["check_digit_failed"] = {"reads": 40}
+    yml.write_text(yaml.safe_dump(doc))
+    with pytest.raises(VinocrError) as info:
+        read_model_info(tmp_path)
+    message = str(info.value)
+    assert str(yml) in message and "check_digit_failed" in message and "\n" not in message
+    del doc["vinocr"]["calibration"]["check_digit_failed"]  # a record from before the factor
+    yml.write_text(yaml.safe_dump(doc))
+    assert read_model_info(tmp_path).check_digit_scale is None
+
+
+def test_export_can_drop_the_check_digit_factor(calibrated_run, tmp_path):
+    import shutil
+
+    from vinocr.cli.export import main as export_main
+    from vinocr.engine.checkpoint import load_checkpoint, save_checkpoint
+    from vinocr.engine.model_loading import load_trained
+    from vinocr.predict import read_model_info
+
+    root, report = calibrated_run
+    run = tmp_path / "run"
+    shutil.copytree(root / "run", run)
+    ckpt = load_checkpoint(run / "best")
+    record = {**report["calibration"],
+              "check_digit_failed": {"reads": 30, "right": 0, "scale": 0.02}}
+    save_checkpoint(run / "best", ckpt.model_state, {**ckpt.state, "calibration": record},
+                    ckpt.optimizer_state, ckpt.ema_state)
+    assert load_trained(run).check_digit_scale == 0.02
+    for flag, want in (([], 0.02), (["--no-check-digit-evidence"], None)):
+        out = tmp_path / f"exp{len(flag)}"
+        assert export_main(["--checkpoint", str(run), "--out", str(out), "--no-onnx",
+                            "--log-level", "WARNING", *flag]) == 0
+        assert read_model_info(out).check_digit_scale == want
+        kept = yaml.safe_load((out / "inference.yml").read_text())["vinocr"]["calibration"]
+        assert kept["temperature"] == pytest.approx(record["temperature"])
 
 
 @pytest.mark.parametrize("aggregate", ["mean", "product", "min", "geomean"])

@@ -50,3 +50,15 @@ def test_vin_charset_matches_alphabet():
     cs = load_charset("vin")
     assert len(cs) == 33 and not {"I", "O", "Q"} & set(cs.characters)
     assert cs.num_classes == 35
+
+
+def test_check_digit_fails_only_for_seventeen_vin_characters():
+    from vinocr.vin import VIN_ALPHABET, check_digit_fails, check_digit_ok, is_vin_alphabet
+
+    good = "1HGCM82633A004352"
+    assert check_digit_ok(good) and not check_digit_fails(good)
+    assert check_digit_fails(good[:8] + "7" + good[9:])
+    # not a VIN at all: no check digit to fail
+    assert not check_digit_fails(good[:16]) and not check_digit_fails(good[:8] + "I" + good[9:])
+    assert not check_digit_fails("")
+    assert is_vin_alphabet(["", *VIN_ALPHABET, " "]) and not is_vin_alphabet(list("ABC0123"))

@@ -32,7 +32,8 @@ from typing import (Any, Dict, List, Mapping, Optional, Protocol, Sequence, Tupl
 import numpy as np
 
 from vinocr.calibration import (RAW_AGGREGATE, aggregate_from_record, check_aggregate,
-                                check_temperature, decode_calibrated, temperature_from_record)
+                                check_digit_scale_from_record, check_temperature,
+                                decode_calibrated, temperature_from_record)
 from vinocr.charset import Charset
 from vinocr.data.base import read_image
 from vinocr.data.preprocess import DEFAULT_IMAGE_SHAPE, batch_resize_norm, resize_norm
@@ -40,7 +41,8 @@ from vinocr.decode import DecodeResult, Decoder, build_decoder
 from vinocr.errors import VinocrError
 from vinocr.export.onnx import ONNX_FILENAME
 from vinocr.export.quantize import INT8_ONNX_FILENAME
-from vinocr.vin import VIN_ALPHABET, VIN_LENGTH, check_digit_ok, decode_model_year, validate_vin
+from vinocr.vin import (VIN_LENGTH, check_digit_ok, decode_model_year, is_vin_alphabet,
+                        validate_vin)
 
 logger = logging.getLogger(__name__)
 
@@ -219,6 +221,9 @@ class ModelInfo:
     #: How character confidences combine into a read's (``vinocr.calibration.aggregate``;
     #: ``mean`` when not recorded, as in records written before it existed).
     aggregate: str = RAW_AGGREGATE
+    #: Factor on the confidence of VIN reads whose check digit fails
+    #: (``vinocr.calibration.check_digit_failed.scale``; None when not recorded).
+    check_digit_scale: Optional[float] = None
     #: Crops narrower than this are joined as two rows before resizing (0: never).
     two_row_max_aspect: float = 0.0
 
@@ -257,16 +262,18 @@ def read_model_info(model_dir: Union[str, Path]) -> ModelInfo:
     where = f"{path}: vinocr.calibration"
     temperature = temperature_from_record(extra.get("calibration"), where)
     aggregate = aggregate_from_record(extra.get("calibration"), where)
+    check_digit_scale = check_digit_scale_from_record(extra.get("calibration"), where)
     two_row = extra.get("two_row_max_aspect", 0.0)
     if isinstance(two_row, bool) or not isinstance(two_row, (int, float)) or not two_row >= 0:
         raise VinocrError(f"{path}: vinocr.two_row_max_aspect must be a number >= 0, got "
                           f"{two_row!r}")
     return ModelInfo(charset, tuple(int(v) for v in image_shape), decode,  # type: ignore[arg-type]
-                     extra.get("source"), temperature, aggregate, float(two_row))
+                     extra.get("source"), temperature, aggregate, check_digit_scale,
+                     float(two_row))
 
 
 def is_vin_charset(charset: Charset) -> bool:
-    return charset.name == "vin" or set(charset.characters) == set(VIN_ALPHABET)
+    return charset.name == "vin" or is_vin_alphabet(charset.characters)
 
 
 def _softmax(x: np.ndarray) -> np.ndarray:
@@ -293,6 +300,8 @@ class Recognizer:
         aggregate: how tempered character confidences combine into the read's confidence
             (:data:`vinocr.calibration.AGGREGATES`). ``temperature=1.0`` with ``"mean"`` (the
             defaults) reports the raw confidences. Texts depend on neither.
+        check_digit_scale: factor (capped at 1) on the confidence of VIN reads whose check
+            digit fails (:mod:`vinocr.calibration`); None applies none.
         two_row_max_aspect: crops narrower than this are read as two rows
             (:func:`vinocr.data.preprocess.join_rows`); 0 reads every crop as one line.
     """
@@ -301,7 +310,8 @@ class Recognizer:
                  image_shape: Sequence[int] = DEFAULT_IMAGE_SHAPE,
                  decode: Optional[Mapping[str, Any]] = None, dynamic_width: bool = False,
                  batch_size: int = 16, temperature: float = 1.0,
-                 aggregate: str = RAW_AGGREGATE, two_row_max_aspect: float = 0.0) -> None:
+                 aggregate: str = RAW_AGGREGATE, two_row_max_aspect: float = 0.0,
+                 check_digit_scale: Optional[float] = None) -> None:
         if batch_size < 1:
             raise VinocrError(f"batch_size must be >= 1, got {batch_size}")
         self.backend = backend
@@ -315,6 +325,8 @@ class Recognizer:
         self.model_dir: Optional[Path] = None
         self.temperature = temperature
         self.aggregate = aggregate
+        self.check_digit_scale = None if check_digit_scale is None \
+            else check_temperature(check_digit_scale, "check_digit_scale")
         self.two_row_max_aspect = float(two_row_max_aspect)
 
     @property
@@ -337,7 +349,7 @@ class Recognizer:
 
     def use_raw_confidence(self) -> None:
         """Report raw confidences from now on (temperature 1, mean of characters)."""
-        self.temperature, self.aggregate = 1.0, RAW_AGGREGATE
+        self.temperature, self.aggregate, self.check_digit_scale = 1.0, RAW_AGGREGATE, None
 
     @classmethod
     def from_dir(cls, model_dir: Union[str, Path], backend: str = "auto", threads: int = 1,
@@ -358,9 +370,10 @@ class Recognizer:
             mkldnn: use oneDNN in the Paddle backend.
             dynamic_width, batch_size: see the class docstring.
             temperature, aggregate: the confidence calibration. Both None (default): the one
-                ``inference.yml`` records (``vinocr.calibration``; raw without one). Giving
-                either replaces the record, the other defaulting to 1.0 / ``"mean"``, so
-                ``temperature=1.0`` gives raw confidences.
+                ``inference.yml`` records (``vinocr.calibration``, with its check-digit factor;
+                raw without one). Giving either replaces the record, the other defaulting to
+                1.0 / ``"mean"`` and no check-digit factor, so ``temperature=1.0`` gives raw
+                confidences.
         """
         if backend not in BACKENDS:
             raise VinocrError(f"unknown backend {backend!r} (valid: {', '.join(BACKENDS)})")
@@ -374,12 +387,14 @@ class Recognizer:
             cfg.update(decode)
         engine = build_backend(model_dir, backend, threads=threads, mkldnn=mkldnn)
         backend = engine.name
+        scale = None
         if temperature is None and aggregate is None:
-            temperature, aggregate = info.temperature, info.aggregate
+            temperature, aggregate, scale = info.temperature, info.aggregate, \
+                info.check_digit_scale
         rec = cls(engine, info.charset, info.image_shape, cfg, dynamic_width=dynamic_width,
                   batch_size=batch_size, temperature=1.0 if temperature is None else temperature,
                   aggregate=aggregate or RAW_AGGREGATE,
-                  two_row_max_aspect=info.two_row_max_aspect)
+                  two_row_max_aspect=info.two_row_max_aspect, check_digit_scale=scale)
         rec.model_dir = Path(model_dir)
         logger.info("loaded %s (%s, %d threads, charset %s, decode %s, confidence: %s of "
                     "characters, temperature %.4g)", model_dir, backend, threads,
@@ -420,7 +435,8 @@ class Recognizer:
         from them tempered by :attr:`temperature`, a read's the :attr:`aggregate` of its
         characters'."""
         decoded = decode_calibrated(self.decoder, np.asarray(probs), self.temperature,
-                                    aggregate=self.aggregate)
+                                    aggregate=self.aggregate,
+                                    check_digit_scale=self.check_digit_scale)
         return [result_from_decode(d, self.is_vin) for d in decoded]  # type: ignore[union-attr]
 
     # ------------------------------------------------------------------------------ predict

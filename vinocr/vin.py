@@ -6,7 +6,7 @@ validation takes a ``region`` and never makes the check digit a hard rule outsid
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import List, Optional
+from typing import Iterable, List, Optional
 
 #: The 33 symbols a VIN may use: digits and letters without I, O and Q.
 VIN_ALPHABET = "0123456789ABCDEFGHJKLMNPRSTUVWXYZ"
@@ -61,6 +61,18 @@ def check_digit_ok(vin: str) -> bool:
     if len(vin) != VIN_LENGTH or any(c not in VIN_ALPHABET for c in vin.upper()):
         return False
     return vin[8].upper() == compute_check_digit(vin)
+
+
+def is_vin_alphabet(characters: Iterable[str]) -> bool:
+    """Whether a recogniser's characters (blank and space aside) are exactly the VIN alphabet."""
+    return set(characters) - {"", " "} == set(VIN_ALPHABET)
+
+
+def check_digit_fails(text: str) -> bool:
+    """True when ``text`` is 17 VIN characters whose position 9 is not their check digit (False
+    for anything that is not 17 VIN characters: no check digit to fail)."""
+    return len(text) == VIN_LENGTH and all(c in VIN_ALPHABET for c in text.upper()) \
+        and not check_digit_ok(text)
 
 
 def region_of(vin: str) -> str:

@@ -250,7 +250,10 @@ def main(argv: Optional[List[str]] = None) -> int:
         name = loaded.name if spec != "pretrained" else "zero-shot pretrained"
         if loaded.calibrated and not args.tracks:   # a fused track's confidence is the fusion's
             name += (" (raw confidence)" if args.raw_confidence
-                     else f" (confidence {loaded.aggregate}, T={loaded.temperature:.3g})")
+                     else f" (confidence {loaded.aggregate}, T={loaded.temperature:.3g}"
+                     + ("" if loaded.check_digit_scale is None
+                        else f", x{loaded.check_digit_scale:.3g} on check-digit failures")
+                     + ")")
         if loaded.recognizer is not None and (len(args.backends) > 1 or args.decoders):
             name += f" [{loaded.recognizer.backend.name}, {method}]"
         two_row = model_cfg.get("Global", {}).get("two_row_max_aspect", 0.0)

@@ -21,6 +21,12 @@ applies to confidences. ``--fit-temperature DATASET`` fits it anew on any labell
 set (a test split is refused) without retraining:
 
     vinocr-export --checkpoint runs/vin --out exported/vin --fit-temperature data/vin/val.txt
+
+For VINs the calibration may also carry a factor on the confidence of reads whose check digit
+fails, fitted on the same validation reads (:mod:`vinocr.calibration`). On synthetic validation,
+where every VIN has a valid check digit, that factor says such reads are wrong; for a fleet of
+VINs without check digits (many European makers) refit on real crops, or drop the factor with
+``--no-check-digit-evidence``.
 """
 from __future__ import annotations
 
@@ -71,6 +77,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="fit the confidence calibration (temperature and aggregate of "
                    "character confidences) on this labelled validation set (any vinocr dataset "
                    "format; never a test split) instead of keeping the checkpoint's")
+    p.add_argument("--no-check-digit-evidence", dest="check_digit_evidence",
+                   action="store_false", default=True,
+                   help="no factor on the confidence of VIN reads failing the check digit (for "
+                   "fleets whose VINs often lack one when the calibration set does not show "
+                   "it): dropped from the checkpoint's calibration, or not fitted with "
+                   "--fit-temperature")
     p.add_argument("--batch-size", type=positive_int, default=32,
                    help="crops per forward pass when fitting the temperature")
     g = p.add_argument_group("int8 (onnxruntime static quantisation)")
@@ -116,7 +128,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     confidence = loaded.calibration
     if args.fit_temperature:
         confidence = fit_temperature_record(args.fit_temperature, loaded, model_cfg,
-                                            args.batch_size)
+                                            args.batch_size, args.check_digit_evidence)
+    elif confidence and not args.check_digit_evidence:
+        confidence = {**confidence, "check_digit_failed": None}
     claim_out_dir(Path(args.out), args.overwrite)
     extra = {"decode": model_cfg.get("Decode"), "charset": loaded.charset.name,
              "source": loaded.name}
@@ -173,10 +187,12 @@ def claim_out_dir(out: Path, overwrite: bool) -> None:
         (out / name).unlink()
 
 
-def fit_temperature_record(path: str, loaded: Any, model_cfg: Any, batch_size: int) -> Any:
+def fit_temperature_record(path: str, loaded: Any, model_cfg: Any, batch_size: int,
+                           check_digit: bool = True) -> Any:
     """Fit the confidence temperature of ``loaded`` on the labelled dataset at ``path`` (a test
     split is an error: the temperature is chosen on validation data, like the checkpoint) and
-    return the record ``inference.yml`` stores."""
+    return the record ``inference.yml`` stores (``check_digit``: see
+    :func:`vinocr.calibration.fit_temperature`)."""
     from vinocr.calibration import CalibrationError
     from vinocr.cli.model_io import fit_model_temperature
     from vinocr.data.registry import open_dataset
@@ -197,7 +213,7 @@ def fit_temperature_record(path: str, loaded: Any, model_cfg: Any, batch_size: i
                                     model_cfg["Global"]["image_shape"], batch_size,
                                     fitted_on=str(path),
                                     two_row_max_aspect=model_cfg["Global"].get(
-                                        "two_row_max_aspect", 0.0))
+                                        "two_row_max_aspect", 0.0), check_digit=check_digit)
     except CalibrationError as exc:
         raise VinocrError(f"--fit-temperature {path}: {exc}") from None
     print(f"confidence calibration: {fit.summary()}")

@@ -25,8 +25,9 @@ def make_reader(loaded: LoadedModel, decode_cfg: Optional[Mapping[str, Any]],
     An exported directory uses its own predictor, preprocessing and decoder settings; a checkpoint
     is run with ``decode_cfg`` at ``image_shape``, squeezed to it as in training (two-row crops
     joined as ``Global.two_row_max_aspect`` says: ``two_row_max_aspect``). Confidences are
-    calibrated with the model's calibration (``loaded.temperature``, ``loaded.aggregate``) unless
-    ``raw_confidence`` (temperature 1, mean of characters); texts are the same either way.
+    calibrated with the model's calibration (``loaded.temperature``, ``loaded.aggregate``,
+    ``loaded.check_digit_scale``) unless ``raw_confidence`` (temperature 1, mean of characters);
+    texts are the same either way.
     """
     if loaded.recognizer is not None:
         rec = loaded.recognizer
@@ -39,17 +40,20 @@ def make_reader(loaded: LoadedModel, decode_cfg: Optional[Mapping[str, Any]],
     probs, decoder = make_prob_reader(loaded, decode_cfg, image_shape, two_row_max_aspect)
     temperature = 1.0 if raw_confidence else loaded.temperature
     aggregate = "mean" if raw_confidence else loaded.aggregate
+    scale = None if raw_confidence else loaded.check_digit_scale
     return (lambda images: decode_calibrated(decoder, probs(images), temperature,
-                                             aggregate=aggregate)), decoder.canonical
+                                             aggregate=aggregate, check_digit_scale=scale)
+            ), decoder.canonical
 
 
 def fit_model_temperature(loaded: LoadedModel, dataset: Any,
                           decode_cfg: Optional[Mapping[str, Any]], image_shape: Sequence[int],
                           batch_size: int = 32, fitted_on: Optional[str] = None,
-                          two_row_max_aspect: float = 0.0) -> Any:
+                          two_row_max_aspect: float = 0.0, check_digit: bool = True) -> Any:
     """Fit ``loaded``'s confidence calibration (aggregate and temperature) on the labelled
     ``dataset`` (:func:`vinocr.calibration.fit_temperature`) with the decoder ``decode_cfg``;
-    returns the :class:`~vinocr.calibration.TemperatureFit`."""
+    returns the :class:`~vinocr.calibration.TemperatureFit`. ``check_digit=False`` fits no
+    factor for VIN reads failing the check digit."""
     from vinocr.calibration import CalibrationSet, calibration_set, fit_temperature
 
     probs, decoder = make_prob_reader(loaded, decode_cfg, image_shape, two_row_max_aspect)
@@ -58,7 +62,8 @@ def fit_model_temperature(loaded: LoadedModel, dataset: Any,
         idx = range(start, min(len(dataset), start + batch_size))
         batch = probs([dataset.load_image(i) for i in idx])
         parts.append(calibration_set(decoder, list(batch), [dataset.label(i) for i in idx]))
-    return fit_temperature(CalibrationSet.concat(parts), fitted_on=fitted_on)
+    return fit_temperature(CalibrationSet.concat(parts), fitted_on=fitted_on,
+                           check_digit=check_digit)
 
 
 def make_prob_reader(loaded: LoadedModel, decode_cfg: Optional[Mapping[str, Any]],

@@ -55,11 +55,11 @@ class LoadedModel:
     eval mode (None for an export, whose :class:`vinocr.predict.Recognizer` is ``recognizer``);
     ``config`` the config it was trained with (the caller's for ``pretrained``, ``{}`` for an
     export); ``path`` the checkpoint directory read; ``adapters`` the adapters it was trained
-    with (merged into ``model`` unless loaded with ``merge=False``); ``temperature`` and
-    ``aggregate`` the confidence calibration it carries (:mod:`vinocr.calibration`: the
-    checkpoint's ``calibration`` record or the export's ``inference.yml``; 1.0 and ``mean``, i.e.
-    raw confidences, when none was fitted) and ``calibration`` a checkpoint's whole record (how
-    and where it was fitted)."""
+    with (merged into ``model`` unless loaded with ``merge=False``); ``temperature``,
+    ``aggregate`` and ``check_digit_scale`` the confidence calibration it carries
+    (:mod:`vinocr.calibration`: the checkpoint's ``calibration`` record or the export's
+    ``inference.yml``; 1.0, ``mean`` and None, i.e. raw confidences, when none was fitted) and
+    ``calibration`` a checkpoint's whole record (how and where it was fitted)."""
 
     name: str
     model: Any
@@ -71,11 +71,14 @@ class LoadedModel:
     temperature: float = 1.0
     calibration: Optional[Dict[str, Any]] = None
     aggregate: str = "mean"
+    check_digit_scale: Optional[float] = None
 
     @property
     def calibrated(self) -> bool:
-        """Whether the carried calibration changes confidences (not temperature 1 with mean)."""
-        return self.temperature != 1.0 or self.aggregate != "mean"
+        """Whether the carried calibration changes confidences (not temperature 1 with mean and
+        no check-digit factor)."""
+        return self.temperature != 1.0 or self.aggregate != "mean" \
+            or self.check_digit_scale is not None
 
 
 def model_record(model: Any) -> Dict[str, Any]:
@@ -193,13 +196,18 @@ def load_trained(spec: Any, cfg: Optional[Mapping[str, Any]] = None, *, merge: b
 
         rec = Recognizer.from_dir(path, backend=backend, decode=decode)
         return LoadedModel(f"exported {path}", None, rec.charset, {}, recognizer=rec,
-                           temperature=rec.temperature, aggregate=rec.aggregate)
+                           temperature=rec.temperature, aggregate=rec.aggregate,
+                           check_digit_scale=rec.check_digit_scale)
+    from vinocr.calibration import check_digit_scale_from_record
+
     ckpt = read_trained_checkpoint(path, key)
     loaded = build_trained(ckpt.state, ckpt.model_state, ckpt.path, merge=merge, arch=arch,
                            key=key)
     loaded.path = ckpt.path
     loaded.temperature = checkpoint_temperature(ckpt.state, ckpt.path)
     loaded.aggregate = checkpoint_aggregate(ckpt.state, ckpt.path)
+    loaded.check_digit_scale = check_digit_scale_from_record(
+        ckpt.state.get("calibration"), f"{ckpt.path}/state.json: calibration")
     loaded.calibration = ckpt.state.get("calibration")
     return loaded
 
