@@ -155,6 +155,11 @@ def test_committee_labels_what_one_member_accepts_unless_another_reads_a_valid_o
     _, voted, _ = committee_verdicts([first, second], verifiers, min_votes=2)
     assert [v.reason for v in voted] == ["votes", "accepted", "disagreement", "check_digit",
                                          "accepted"]
+    # Confident votes: crop 1's first member reads it right but below its threshold, which no
+    # longer counts; crop 4, accepted by both, still passes.
+    _, sure, _ = committee_verdicts([first, second], verifiers, min_votes=2, confident_votes=True)
+    assert [v.reason for v in sure] == ["votes", "votes", "disagreement", "check_digit",
+                                        "accepted"]
     from vinocr.errors import ConfigError
 
     with pytest.raises(ConfigError, match="min_votes"):
@@ -382,13 +387,14 @@ def test_committee_calibration_adds_up_the_members_errors(tmp_path, monkeypatch)
 
     monkeypatch.setattr(cli, "open_reader", fake_open)
 
-    def args(target, out, votes=1):
+    def args(target, out, votes=1, confident=False):
         return argparse.Namespace(
             unlabelled=str(tmp_path / "pool"), model="a", teacher=["b"], out=str(tmp_path / out),
             tracks=False, audit=None, backend="auto", overwrite=False,
             calibrate=str(tmp_path / "val.txt"), target_precision=target, threshold=None,
             score="min", check_digit="always", min_agreement=1, decode=None,
-            allow_forced=True, track_frames="all", review=0, batch_size=4, min_votes=votes)
+            allow_forced=True, track_frames="all", review=0, batch_size=4, min_votes=votes,
+            confident_votes=confident)
 
     # Alone, each accepts 9 crops with one error (0.889); together 10 with two (0.800).
     with pytest.raises(VinocrError, match="committee of 2 models reaches precision 0.8000"):
@@ -403,7 +409,10 @@ def test_committee_calibration_adds_up_the_members_errors(tmp_path, monkeypatch)
     report = cli.pseudolabel(args(0.85, "votes", votes=2), None)
     assert report["committee_calibration"]["precision"] == 1.0
     assert report["outcomes"]["accepted"] == 8 and report["outcomes"]["votes"] == 2
-    assert "committee of 2" in cli.summary_line(report)
+    assert "committee of 2" in cli.summary_line(report) and report["confident_votes"] is False
+    # Every read here is confident, so confident votes accept the same crops.
+    report = cli.pseudolabel(args(0.85, "sure", votes=2, confident=True), None)
+    assert report["confident_votes"] is True and report["outcomes"]["accepted"] == 8
     with pytest.raises(VinocrError, match="--min-votes 3: the committee has 2"):
         cli.pseudolabel(args(0.85, "three", votes=3), None)
 

@@ -68,6 +68,10 @@ def add_verifier_options(p: argparse.ArgumentParser) -> None:
                         "text, passing the checks though not necessarily the threshold (default "
                         "1: one confident model suffices; 2 rejects a confident misread that no "
                         "other model makes)")
+    g.add_argument("--confident-votes", action="store_true",
+                   help="with --min-votes: count only the models whose own threshold accepts "
+                        "the text, so a misread every model makes alike but only one makes "
+                        "confidently is rejected too")
     g.add_argument("--decode", metavar="METHOD",
                    help="decoder method overriding the model's (greedy, beam, vin, plate)")
     g.add_argument("--review", type=int, default=0, metavar="N",
@@ -282,7 +286,8 @@ def pseudolabel(args: argparse.Namespace, cfg: Optional[Mapping[str, Any]]) -> D
         # Errors of the members add up: the committee's own precision on validation, checked
         # before the unlabelled crops are read.
         truth_val = [canonical(t) for t in labelled.labels]
-        reads, verdicts, _ = committee_verdicts(val_reads, verifiers, args.min_votes)
+        reads, verdicts, _ = committee_verdicts(val_reads, verifiers, args.min_votes,
+                                                args.confident_votes)
         val = precision_report(reads, verdicts, truth_val)
         info["committee_calibration"] = {
             "set": str(args.calibrate), "accepted": val["accepted"],
@@ -291,13 +296,15 @@ def pseudolabel(args: argparse.Namespace, cfg: Optional[Mapping[str, Any]]) -> D
             raise VinocrError(f"--calibrate {args.calibrate}: the committee of {len(models)} "
                               f"models reaches precision {val['precision']:.4f} < "
                               f"{args.target_precision} on validation although each member "
-                              "reaches it alone; raise --min-votes or drop a --teacher")
+                              "reaches it alone; raise --min-votes, pass --confident-votes or "
+                              "drop a --teacher")
     members = [Member(read_items(m.read, items, args.batch_size), v, i)
                for m, v, i in zip(models, verifiers, infos)]
     result = write_pseudo_labels(out, items, members[0].reads, members[0].verifier, info=info,
                                  truth=truth, review=args.review, overwrite=args.overwrite,
                                  track_frames=args.track_frames, others=members[1:],
-                                 min_votes=args.min_votes)
+                                 min_votes=args.min_votes,
+                                 confident_votes=args.confident_votes)
     return result.report
 
 

@@ -180,7 +180,7 @@ def pseudo_args(args: argparse.Namespace, model: str, out: Path) -> argparse.Nam
         check_digit=args.check_digit, min_agreement=args.min_agreement, decode=args.decode,
         allow_forced=args.allow_forced, track_frames=args.track_frames,
         review=args.review, batch_size=args.batch_size, teacher=list(args.teacher),
-        min_votes=args.min_votes)
+        min_votes=args.min_votes, confident_votes=args.confident_votes)
 
 
 def run_rounds(args: argparse.Namespace, cfg: Mapping[str, Any]) -> Dict[str, Any]:
@@ -231,7 +231,8 @@ def run_rounds(args: argparse.Namespace, cfg: Mapping[str, Any]) -> Dict[str, An
             logger.info("round %d: pseudo-labelling %s with %s", k, args.unlabelled, model)
             report = pseudolabel(pseudo_args(args, model, folder / "pseudo"), None)
             entry.update(status="pseudo_done", pseudo=str(folder / "pseudo"),
-                         teachers=list(args.teacher),
+                         teachers=list(args.teacher), min_votes=args.min_votes,
+                         confident_votes=args.confident_votes,
                          accepted=report["accepted_items"], items=report["items"],
                          calibration=report.get("calibration"), audit=report.get("audit"))
             save_state(out, state)

@@ -198,8 +198,8 @@ def write_pseudo_labels(out: Union[str, Path], items: Sequence[Item], reads: Seq
                         truth: Optional[Sequence[Optional[str]]] = None,
                         review: int = 0, overwrite: bool = False,
                         track_frames: str = "all",
-                        others: Sequence[Member] = (), min_votes: int = 1
-                        ) -> PseudoLabels:
+                        others: Sequence[Member] = (), min_votes: int = 1,
+                        confident_votes: bool = False) -> PseudoLabels:
     """Verify ``reads`` and write ``out/`` (module docstring).
 
     Args:
@@ -216,7 +216,8 @@ def write_pseudo_labels(out: Union[str, Path], items: Sequence[Item], reads: Seq
         others: the same items read by further models, each with its own verifier: a committee
             (:func:`vinocr.selftrain.verify.committee_verdicts`) in which ``reads``/``verifier``
             are the first member.
-        min_votes: members that must read the accepted text (``committee_verdicts``).
+        min_votes, confident_votes: members that must read the accepted text, and whether only
+            the members accepting it by their own threshold count (``committee_verdicts``).
     """
     if track_frames not in TRACK_FRAMES:
         raise VinocrError(f"track_frames: expected one of {', '.join(TRACK_FRAMES)}, got "
@@ -234,7 +235,8 @@ def write_pseudo_labels(out: Union[str, Path], items: Sequence[Item], reads: Seq
     first = {k: v for k, v in (info or {}).items() if k in ("model", "decode", "calibration")}
     members = [Member(reads, verifier, first), *others]
     reads, verdicts, per_model = committee_verdicts([m.reads for m in members],
-                                                    [m.verifier for m in members], min_votes)
+                                                    [m.verifier for m in members], min_votes,
+                                                    confident_votes)
     lines: List[str] = []
     for n, (item, read, verdict) in enumerate(zip(items, reads, verdicts)):
         if not verdict.accepted:
@@ -276,6 +278,7 @@ def write_pseudo_labels(out: Union[str, Path], items: Sequence[Item], reads: Seq
     if others:
         # Each member on its own: what it would have accepted alone (and, audited, how well).
         report["min_votes"] = min_votes
+        report["confident_votes"] = confident_votes
         report["committee"] = [
             {**m.info, "verifier": m.verifier.describe(),
              "accepted_alone": sum(1 for x in mv if x.accepted),

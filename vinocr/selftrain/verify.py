@@ -203,7 +203,7 @@ class ReadVerifier:
 
 
 def committee_verdicts(reads: Sequence[Sequence[Read]], verifiers: Sequence[ReadVerifier],
-                       min_votes: int = 1
+                       min_votes: int = 1, confident_votes: bool = False
                        ) -> Tuple[List[Read], List[Verdict], List[List[Verdict]]]:
     """Combine several models' reads of the same items into one read and verdict per item.
 
@@ -218,7 +218,10 @@ def committee_verdicts(reads: Sequence[Sequence[Read]], verifiers: Sequence[Read
     crops that its first model alone would leave unlabelled; but the members' errors add up.
     ``min_votes`` > 1 buys precision back: the accepted text must also be read, passing the
     structural checks, by that many members (confident or not), else ``votes``. A member's
-    confident misread that no other member makes is then rejected.
+    confident misread that no other member makes is then rejected. ``confident_votes`` counts
+    only the members that accept the text by their own threshold: a misread that every member
+    makes alike, one of them confidently and another doubtfully, is then rejected too (with
+    ``min_votes`` equal to the committee's size, every member must accept the read).
 
     Returns ``(reads, verdicts, per_model)``: the read that was accepted (the first accepting
     model's) or, for a rejected item, the first model's read and verdict; and every model's own
@@ -245,7 +248,8 @@ def committee_verdicts(reads: Sequence[Sequence[Read]], verifiers: Sequence[Read
         text = reads[first][k].text
         valid = [m for m in range(len(reads)) if per_model[m][k].passed_checks]
         dissent = any(reads[m][k].text != text for m in valid)
-        votes = sum(1 for m in valid if reads[m][k].text == text)
+        voters = accepted if confident_votes else valid
+        votes = sum(1 for m in voters if reads[m][k].text == text)
         combined_reads.append(reads[first][k])
         verdict = per_model[first][k]
         if dissent:
