@@ -397,8 +397,10 @@ class Recognizer:
                   two_row_max_aspect=info.two_row_max_aspect, check_digit_scale=scale)
         rec.model_dir = Path(model_dir)
         logger.info("loaded %s (%s, %d threads, charset %s, decode %s, confidence: %s of "
-                    "characters, temperature %.4g)", model_dir, backend, threads,
-                    info.charset.name, cfg, rec.aggregate, rec.temperature)
+                    "characters, temperature %.4g%s)", model_dir, backend, threads,
+                    info.charset.name, cfg, rec.aggregate, rec.temperature,
+                    "" if rec.check_digit_scale is None
+                    else f", x{rec.check_digit_scale:.3g} on VINs failing the check digit")
         return rec
 
     # ------------------------------------------------------------------------ pipeline steps
