@@ -94,3 +94,61 @@ def test_auto_picks_lora_for_generator_crops_alone(synth: Path, data: Path, tmp_
     mixed, share = fit([str(synth / "labels.txt"), str(data / "train.txt")], "mixed")
     assert mixed.chosen == "full" and "(42% synthetic)" in mixed.reason   # 12 of 28, floored
     assert share == pytest.approx(12 / 28)
+
+
+def test_vinocr_data_outputs_keep_the_share_of_generator_crops(synth: Path, tmp_path: Path):
+    """make-lmdb, split --lmdb, augment and a split that copies LMDB crops all record it, so
+    `auto` still sees synthetic crops for synthetic after a conversion (docs/style-shift.md)."""
+    pytest.importorskip("lmdb")
+    from vinocr.cli.data import main as cli_main
+    from vinocr.data.lmdb_dataset import LmdbDataset
+
+    def share_of(path: Path) -> float:
+        if (path / "data.mdb").is_file():
+            return synthetic_share(LmdbDataset(path, charset="vin"))
+        return synthetic_share(LabelFileDataset(path, charset="vin"))
+
+    def data_main(argv):
+        return cli_main(["--log-level", "ERROR", *argv])
+
+    quiet: list = []
+    assert data_main(["make-lmdb", str(synth / "labels.txt"), "--out", str(tmp_path / "db"),
+                      *quiet]) == 0
+    assert share_of(tmp_path / "db") == 1.0
+    record = json.loads((tmp_path / "db" / "provenance.json").read_text())
+    assert record["tool"] == "vinocr-data make-lmdb" and record["synthetic_share"] == 1.0
+
+    assert data_main(["split", str(tmp_path / "db"), "--out", str(tmp_path / "sp"), "--lmdb",
+                      "--fractions", "0.5", "0.5", "--names", "train,val", *quiet]) == 0
+    assert share_of(tmp_path / "sp" / "train") == share_of(tmp_path / "sp" / "val") == 1.0
+    # a label-file split of an LMDB copies its crops beside the label file
+    assert data_main(["split", str(tmp_path / "db"), "--out", str(tmp_path / "lf"),
+                      "--fractions", "0.5", "0.5", "--names", "train,val", *quiet]) == 0
+    assert (tmp_path / "lf" / "train_images" / "provenance.json").is_file()
+    assert share_of(tmp_path / "lf" / "train.txt") == 1.0
+
+    assert data_main(["augment", str(synth / "labels.txt"), "--out", str(tmp_path / "aug"),
+                      "--augs-per-sample", "1", *quiet]) == 0
+    assert share_of(tmp_path / "aug" / "labels.txt") == 1.0
+
+    # half generator crops, half real: the LMDB records half
+    real_labels = make_label_dir(tmp_path / "real", VALID_VINS)
+    real = real_labels.parent
+    n = len(VALID_VINS)
+    lines = (synth / "labels.txt").read_text().splitlines()
+    half = tmp_path / "half.txt"
+    half.write_text("".join(f"{synth / ln.split(chr(9))[0]}\t{ln.split(chr(9))[1]}\n"
+                            for ln in lines[:n])
+                    + "".join(f"{real / ln}\n" for ln in real_labels.read_text().splitlines()))
+    assert share_of(half) == pytest.approx(0.5)
+    assert data_main(["make-lmdb", str(half), "--out", str(tmp_path / "half_db"), *quiet]) == 0
+    assert share_of(tmp_path / "half_db") == pytest.approx(0.5)
+    # real crops stay real, and a broken marker counts as none
+    assert data_main(["make-lmdb", str(real_labels), "--out", str(tmp_path / "real_db"),
+                      *quiet]) == 0
+    assert share_of(tmp_path / "real_db") == 0.0
+    (tmp_path / "db" / "provenance.json").write_text("{not json")
+    from vinocr.data.provenance import derived_share
+
+    derived_share.cache_clear()
+    assert share_of(tmp_path / "db") == 0.0

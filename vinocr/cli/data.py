@@ -15,6 +15,7 @@ import numpy as np
 from vinocr.cli.common import (QUIET, add_config_options, add_log_level, cli_entry,
                                non_negative_float, non_negative_int, positive_int, setup_logging)
 from vinocr.data.base import FileBackedDataset, TextDataset, encode_image
+from vinocr.data.provenance import sample_shares, write_derived_marker
 from vinocr.data.registry import DATASET_TYPES, detect_format, open_dataset
 from vinocr.data.split import held_out_test_reason
 from vinocr.errors import VinocrError
@@ -205,13 +206,23 @@ def _safe_in_label_file(rel: str) -> bool:
     return not any(c in rel for c in "\t\r\n")
 
 
-def _write_label_file(dataset: TextDataset, indices: List[int], out_file: Path) -> None:
+def _mark_derived(folder: Path, shares: Sequence[float], source: str, tool: str) -> None:
+    """Record which share of the samples written to ``folder`` ``vinocr-synth`` generated
+    (:mod:`vinocr.data.provenance`), so ``auto`` still knows them for synthetic."""
+    write_derived_marker(folder, sum(shares) / len(shares) if shares else 0.0, source,
+                         f"vinocr-data {tool}")
+
+
+def _write_label_file(dataset: TextDataset, indices: List[int], out_file: Path,
+                      shares: Sequence[float], source: str) -> None:
     """A PaddleOCR label file for ``indices``. Image files are referenced in place when the
     dataset's samples *are* files; otherwise (LMDB, rectified track frames) or when a file name
-    cannot appear in a label file (TAB, newline), the sample is written beside it as PNG."""
+    cannot appear in a label file (TAB, newline), the sample is written beside it as PNG, and
+    the folder of those copies records their synthetic share (``shares``: per sample)."""
     from vinocr.data.base import FileBackedDataset
 
     lines = []
+    copied: List[float] = []
     image_dir = out_file.parent / (out_file.stem + "_images")
     for i in indices:
         rel = None
@@ -222,8 +233,11 @@ def _write_label_file(dataset: TextDataset, indices: List[int], out_file: Path) 
             image_dir.mkdir(parents=True, exist_ok=True)
             target = image_dir / f"{i:09d}.png"
             target.write_bytes(encode_image(dataset.load_image(i)))
+            copied.append(shares[i])
             rel = os.path.relpath(target, out_file.parent)
         lines.append(f"{rel}\t{dataset.label(i)}")
+    if copied:
+        _mark_derived(image_dir, copied, source, "split")
     tmp = out_file.with_suffix(".tmp")
     tmp.write_text("\n".join(lines) + ("\n" if lines else ""), encoding="utf-8")
     tmp.replace(out_file)
@@ -272,6 +286,7 @@ def cmd_split(args: argparse.Namespace) -> int:
                        dirs=[out / f"{n}_images" for n in names], parents=[out])
     splits = grouped_split(dataset.labels(), args.fractions, names, seed=args.seed)
     out.mkdir(parents=True, exist_ok=True)
+    shares = sample_shares(dataset)
     files: Dict[str, str] = {}
     for name, indices in splits.items():
         if args.lmdb:
@@ -280,10 +295,11 @@ def cmd_split(args: argparse.Namespace) -> int:
             _clear_lmdb(out / name)
             write_lmdb(out / name, ((encode_image(dataset.load_image(i)), dataset.label(i))
                                     for i in indices))
+            _mark_derived(out / name, [shares[i] for i in indices], args.path, "split --lmdb")
             target = out / name
         else:
             target = out / f"{name}.txt"
-            _write_label_file(dataset, indices, target)
+            _write_label_file(dataset, indices, target, shares, args.path)
         files[name] = target.name
         n_labels = len({dataset.label(i) for i in indices})
         print(f"{name:<6} {len(indices):>8} samples  {n_labels:>8} labels  -> {target}")
@@ -306,6 +322,7 @@ def cmd_make_lmdb(args: argparse.Namespace) -> int:
                    files=[out / "data.mdb"], parents=[out])
     _clear_lmdb(out)
     n = write_lmdb(out, ((dataset.read_bytes(i), dataset.label(i)) for i in range(len(dataset))))
+    _mark_derived(out, sample_shares(dataset), args.path, "make-lmdb")
     # read_bytes gives the stored file for file datasets and the rectified frame for tracks.
     print(f"wrote {n} samples to {out} (DTRB keys image-%09d, label-%09d, num-samples)")
     return 0
@@ -350,6 +367,9 @@ def cmd_augment(args: argparse.Namespace) -> int:
     pipeline = _pipeline(args)
     samples = ((dataset.load_image(i), dataset.label(i), f"{i:09d}") for i in range(len(dataset)))
     out = augment_dataset(samples, args.out, pipeline, args.augs_per_sample, args.seed)
+    # Every sample gets the same number of copies: the folder's share is the source's.
+    _mark_derived(Path(args.out) / AUGMENT_IMAGE_DIR, sample_shares(dataset), args.path,
+                  "augment")
     print(f"wrote {len(dataset) * (1 + args.augs_per_sample)} samples "
           f"({len(dataset)} originals + {args.augs_per_sample} augmented copies each) to {out}")
     return 0
