@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from conftest import make_label_dir, tiny_config
-from vinocr.calibration import (MIN_CHECK_FAILED, CalibrationError, CalibrationSet,
+from vinocr.calibration import (MIN_CHECK_FAILED, MIN_READS, CalibrationError, CalibrationSet,
                                 aggregate_char_confidences, aggregate_from_record,
                                 calibrate_result, calibration_set, check_digit_scale_from_record,
                                 check_temperature, decode_calibrated, fit_temperature, temper,
@@ -223,6 +223,17 @@ def test_check_digit_split_needs_enough_failing_reads():
     more = CalibrationSet.from_reads(probs + extra[:n + 1], results + extra_results[:n + 1],
                                      correct.tolist() + [False] * (n + 1), vin=True)
     assert fit_temperature(more).check_digit_failed["reads"] == n + 1
+    # the reads left to fit the temperature on must be enough too
+    few = CalibrationSet.from_reads(probs[:MIN_READS - 1] + extra[:n + 1],
+                                    results[:MIN_READS - 1] + extra_results[:n + 1],
+                                    [True] * (MIN_READS - 2) + [False] * (n + 2), vin=True)
+    assert fit_temperature(few).check_digit_failed is None
+    # failing reads that are right more often than their confidence says keep it: the factor
+    # never raises a confidence
+    right = CalibrationSet.from_reads(probs + extra[:50], results + extra_results[:50],
+                                      correct.tolist() + [True] * 50, vin=True)
+    record = fit_temperature(right).check_digit_failed
+    assert record == {"reads": 50, "right": 50, "scale": 1.0}
     # the shards of a data-parallel validation keep the marks
     back = CalibrationSet.from_json(json.loads(json.dumps(more.to_json())))
     assert back.check_failed.tolist() == more.check_failed.tolist()
@@ -552,10 +563,12 @@ def test_serve_variants_keep_the_temperature():
         def run(self, batch):
             return probs[:batch.shape[0]]
 
-    base = Recognizer(Fixed(), charset, (3, 48, 96), temperature=2.5, aggregate="product")
+    base = Recognizer(Fixed(), charset, (3, 48, 96), temperature=2.5, aggregate="product",
+                      check_digit_scale=0.05, two_row_max_aspect=1.5)
     beam = ServedModel("v1", base).view("beam", None)
     assert beam.temperature == 2.5 and beam.decode_config["method"] == "beam"
-    assert beam.aggregate == "product"
+    assert beam.aggregate == "product" and beam.check_digit_scale == 0.05
+    assert beam.two_row_max_aspect == 1.5
     crops = [np.full((48, 96, 3), 128, np.uint8)] * 3
     got = beam.predict(crops)
     want = decode_calibrated(beam.decoder, probs, 2.5, aggregate="product")

@@ -61,4 +61,7 @@ def test_check_digit_fails_only_for_seventeen_vin_characters():
     # not a VIN at all: no check digit to fail
     assert not check_digit_fails(good[:16]) and not check_digit_fails(good[:8] + "I" + good[9:])
     assert not check_digit_fails("")
+    # upper-casing can change the length: not a VIN, and no error
+    assert not check_digit_fails("ß" + good[1:]) and not check_digit_ok("ß" + good[1:])
+    assert check_digit_ok(good.lower()) and not check_digit_fails(good.lower())
     assert is_vin_alphabet(["", *VIN_ALPHABET, " "]) and not is_vin_alphabet(list("ABC0123"))

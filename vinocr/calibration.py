@@ -510,6 +510,10 @@ def _check_digit_split(data: CalibrationSet, has_text: np.ndarray) -> bool:
     others = ~failed & has_text
     if int(failed.sum()) < MIN_CHECK_FAILED:
         return False
+    if int(others.sum()) < MIN_READS:
+        logger.info("only %d reads pass the check digit: reads failing it are calibrated with "
+                    "them", int(others.sum()))
+        return False
     if not (data.correct[others].any() and (~data.correct[others]).any()):
         logger.info("the %d reads passing the check digit are all right or all wrong: reads "
                     "failing it are calibrated with them", int(others.sum()))
@@ -519,13 +523,15 @@ def _check_digit_split(data: CalibrationSet, has_text: np.ndarray) -> bool:
 
 def _check_digit_record(data: CalibrationSet, confidences: np.ndarray) -> Dict[str, Any]:
     """``check_digit_failed`` for the failing reads at ``confidences`` (before the scale): the
-    scale that makes their mean confidence the Laplace-smoothed share of them that is right."""
+    scale that makes their mean confidence the Laplace-smoothed share of them that is right, at
+    most 1: a failing check digit is never evidence for a read (where failing reads are right
+    more often than their confidence says, they keep it)."""
     failed = data.check_failed
     reads, right = int(failed.sum()), int(data.correct[failed].sum())
     share = (right + 1) / (reads + 2)
     mean = float(confidences[failed].mean())
-    # A mean of 0 (every failing read at confidence 0) leaves nothing to scale.
-    scale = share / mean if mean > 0 else 1.0
+    # min() also covers a mean of 0 or so small that the ratio overflows.
+    scale = min(1.0, share / mean) if mean > 0 else 1.0
     # Rounded as stored, and never 0 (a stored factor must be > 0).
     return {"reads": reads, "right": right, "scale": max(round(scale, 6), 1e-6)}
 

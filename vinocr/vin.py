@@ -58,9 +58,10 @@ def with_check_digit(vin: str) -> str:
 
 def check_digit_ok(vin: str) -> bool:
     """True when ``vin`` is 17 valid characters and position 9 matches the computed check digit."""
-    if len(vin) != VIN_LENGTH or any(c not in VIN_ALPHABET for c in vin.upper()):
+    upper = vin.upper()   # may change the length ("ß" -> "SS"): test the upper-cased text
+    if len(upper) != VIN_LENGTH or any(c not in VIN_ALPHABET for c in upper):
         return False
-    return vin[8].upper() == compute_check_digit(vin)
+    return upper[8] == compute_check_digit(upper)
 
 
 def is_vin_alphabet(characters: Iterable[str]) -> bool:
@@ -71,8 +72,9 @@ def is_vin_alphabet(characters: Iterable[str]) -> bool:
 def check_digit_fails(text: str) -> bool:
     """True when ``text`` is 17 VIN characters whose position 9 is not their check digit (False
     for anything that is not 17 VIN characters: no check digit to fail)."""
-    return len(text) == VIN_LENGTH and all(c in VIN_ALPHABET for c in text.upper()) \
-        and not check_digit_ok(text)
+    upper = text.upper()   # may change the length ("ß" -> "SS"): test the upper-cased text
+    return len(upper) == VIN_LENGTH and all(c in VIN_ALPHABET for c in upper) \
+        and not check_digit_ok(upper)
 
 
 def region_of(vin: str) -> str:

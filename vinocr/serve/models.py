@@ -146,7 +146,8 @@ class LoadedModel:
                 base.backend, base.charset, base.image_shape, cfg,
                 dynamic_width=base.dynamic_width if dynamic_width is None else dynamic_width,
                 batch_size=base.batch_size, temperature=base.temperature,
-                aggregate=base.aggregate)
+                aggregate=base.aggregate, check_digit_scale=base.check_digit_scale,
+                two_row_max_aspect=base.two_row_max_aspect)
         return self._views[key]
 
 
