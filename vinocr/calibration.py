@@ -32,10 +32,12 @@ failing ones overconfident. When the validation set has at least :data:`MIN_CHEC
 reads, the fit therefore splits them off (``check_digit_failed`` in the record): the temperature
 and aggregate are fitted on the other reads, and a failing read's confidence is multiplied by
 ``scale``, chosen so that on validation the failing reads' mean confidence equals the share of
-them that is right (Laplace-smoothed, ``(right + 1) / (reads + 2)``), capped at 1. The share is
-whatever the validation set says: where VINs without a check digit are common (many European
-makers) and the validation crops are real, failing reads are often right and the factor stays
-near 1; on synthetic validation (every generated VIN carries a valid check digit) it is near 0.
+them that is right (Laplace-smoothed, ``(right + 1) / (reads + 2)``); the factor is at most 1
+(a failing check digit is never evidence for a read), and at least :data:`MIN_READS` passing
+reads must remain to fit the temperature on. The share is whatever the validation set says:
+where VINs without a check digit are common (many European makers) and the validation crops are
+real, failing reads are often right and the factor stays near 1; on synthetic validation (every
+generated VIN carries a valid check digit) it is near 0.
 Calibration fitted on synthetic crops is therefore wrong for a fleet whose VINs lack check
 digits: refit on real validation crops (``vinocr-export --fit-temperature``) or drop the factor
 (``vinocr-export --no-check-digit-evidence``).
@@ -468,7 +470,8 @@ class TemperatureFit:
             f"({failed['right']} right)")
         return (f"{self.aggregate} of character confidences, temperature {self.temperature:.4g}"
                 f"{split} on {self.n} reads (accuracy {self.accuracy:.4f}): ece "
-                f"{f(self.ece_raw)} -> {f(self.ece)}, log loss {self.nll_raw:.4f} -> {self.nll:.4f} (raw: mean, T=1)"
+                f"{f(self.ece_raw)} -> {f(self.ece)}, log loss {self.nll_raw:.4f} -> "
+                f"{self.nll:.4f} (raw: mean, T=1)"
                 + (f" [{others}]" if others else ""))
 
 
