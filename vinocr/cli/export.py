@@ -81,8 +81,9 @@ def build_parser() -> argparse.ArgumentParser:
                    action="store_false", default=True,
                    help="no factor on the confidence of VIN reads failing the check digit (for "
                    "fleets whose VINs often lack one when the calibration set does not show "
-                   "it): dropped from the checkpoint's calibration, or not fitted with "
-                   "--fit-temperature")
+                   "it): not fitted with --fit-temperature; without it, dropped from the "
+                   "checkpoint's calibration, whose temperature was fitted without those reads "
+                   "(add --fit-temperature VAL to refit every read under one temperature)")
     p.add_argument("--batch-size", type=positive_int, default=32,
                    help="crops per forward pass when fitting the temperature")
     g = p.add_argument_group("int8 (onnxruntime static quantisation)")
