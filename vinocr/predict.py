@@ -23,6 +23,7 @@ A :class:`Recognizer` is not thread-safe (one predictor per instance): use one p
 """
 from __future__ import annotations
 
+import copy
 import logging
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -350,6 +351,19 @@ class Recognizer:
     def use_raw_confidence(self) -> None:
         """Report raw confidences from now on (temperature 1, mean of characters)."""
         self.temperature, self.aggregate, self.check_digit_scale = 1.0, RAW_AGGREGATE, None
+
+    def variant(self, decode: Optional[str] = None,
+                dynamic_width: Optional[bool] = None) -> "Recognizer":
+        """This recogniser with another decoder method and/or width rule: same engine,
+        preprocessing and calibration (a copy, so every setting carries over, including ones
+        added later), only the decoder is built anew."""
+        out = copy.copy(self)
+        if decode is not None:
+            out.decode_config = {**self.decode_config, "method": decode}
+            out.decoder = build_decoder(out.decode_config, charset=self.charset, key="decode")
+        if dynamic_width is not None:
+            out.dynamic_width = dynamic_width
+        return out
 
     @classmethod
     def from_dir(cls, model_dir: Union[str, Path], backend: str = "auto", threads: int = 1,

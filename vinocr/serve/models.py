@@ -139,15 +139,7 @@ class LoadedModel:
         if key == (None, None):
             return base
         if key not in self._views:
-            cfg = dict(base.decode_config)
-            if decode is not None:
-                cfg["method"] = decode
-            self._views[key] = Recognizer(
-                base.backend, base.charset, base.image_shape, cfg,
-                dynamic_width=base.dynamic_width if dynamic_width is None else dynamic_width,
-                batch_size=base.batch_size, temperature=base.temperature,
-                aggregate=base.aggregate, check_digit_scale=base.check_digit_scale,
-                two_row_max_aspect=base.two_row_max_aspect)
+            self._views[key] = base.variant(decode, dynamic_width)
         return self._views[key]
 
 
